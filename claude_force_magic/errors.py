@@ -1,0 +1,248 @@
+"""Every error claude-force-magic raises, in one tree, split by what the caller does next.
+
+::
+
+    ClaudeForceError                      catch-all for this package
+    ├── ConfigurationError                fix a setting, a file or an argument, then retry
+    │   ├── SecretError                   the cache secret is missing, a placeholder or too short
+    │   ├── AgentConfigError              .claude/claude.json or an agent file is invalid
+    │   │   └── UnknownAgentError         no agent (or workflow) of that name; suggests close names
+    │   └── PricingError                  the price table or an override is invalid
+    ├── SecurityError                     refused on purpose; do not retry blindly
+    │   ├── UnsafePathError               symlink, foreign owner, loose permissions, path escape
+    │   └── PromptInjectionError          the screening policy blocked a task
+    ├── InvalidTaskError                  the task is too long or has control characters
+    ├── CacheError                        the response cache could not do its job
+    │   └── IntegrityError                an entry failed its signature check (served as a miss)
+    ├── BudgetExceededError               the call would exceed ``budget_usd``; raise the budget
+    ├── CircuitOpenError                  too many consecutive failures; wait for the cool-down
+    ├── DeadlineExceededError             the overall deadline ran out across attempts
+    └── APIError                          the Messages API (or the network) failed the call
+        ├── AuthenticationError           401/403: the API key is missing or wrong
+        ├── BadRequestError               400/404/413/422: the request itself is wrong; not retried
+        ├── RateLimitError                429: retried with back-off; ``retry_after`` in seconds
+        ├── OverloadedError               529: retried with back-off
+        ├── ServerError                   500/502/503/504: retried with back-off
+        ├── APIConnectionError            the connection failed or dropped: retried
+        ├── APITimeoutError               one attempt took longer than its timeout: retried
+        └── ResponseError                 the answer is unusable: no text, refusal, stream error
+
+Retryable errors carry ``retryable = True``. No exception here ever holds an API key or the
+cache secret in its message or attributes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AgentConfigError",
+    "AuthenticationError",
+    "BadRequestError",
+    "BudgetExceededError",
+    "CacheError",
+    "CircuitOpenError",
+    "ClaudeForceError",
+    "ConfigurationError",
+    "DeadlineExceededError",
+    "IntegrityError",
+    "InvalidTaskError",
+    "OverloadedError",
+    "PricingError",
+    "PromptInjectionError",
+    "RateLimitError",
+    "ResponseError",
+    "SecretError",
+    "SecurityError",
+    "ServerError",
+    "UnknownAgentError",
+    "UnsafePathError",
+]
+
+
+class ClaudeForceError(Exception):
+    """Root of every error raised by claude-force-magic.
+
+    ``retryable`` says whether trying the same call again later may succeed.
+    """
+
+    retryable: bool = False
+
+
+class ConfigurationError(ClaudeForceError, ValueError):
+    """A setting, file or argument is wrong; the message says which and how to fix it."""
+
+
+class SecretError(ConfigurationError):
+    """The cache secret is missing, a known placeholder, or shorter than 16 bytes."""
+
+
+class AgentConfigError(ConfigurationError):
+    """``.claude/claude.json`` or an agent definition file is malformed or unreadable."""
+
+
+class UnknownAgentError(AgentConfigError, LookupError):
+    """No agent or workflow has that name.
+
+    ``suggestions`` holds the closest known names (at most a few, never the whole list).
+    """
+
+    def __init__(self, message: str, *, name: str = "", suggestions: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.name = name
+        self.suggestions = suggestions
+
+
+class PricingError(ConfigurationError):
+    """The price table, or a user's price override, is invalid."""
+
+
+class SecurityError(ClaudeForceError):
+    """Refused on purpose to protect the user; the message says why and what to change."""
+
+
+class UnsafePathError(SecurityError):
+    """A path is a symlink, owned by someone else, writable by others, or escapes its root."""
+
+
+class PromptInjectionError(SecurityError):
+    """The injection screen found override phrases or chat-template tokens in a task.
+
+    ``findings`` names what was found; pass ``injection_policy="warn"`` or ``"off"`` for one
+    call (``--trust`` in a notebook cell) to send it anyway.
+    """
+
+    def __init__(self, message: str, *, findings: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.findings = findings
+
+
+class InvalidTaskError(ClaudeForceError, ValueError):
+    """The task is empty, too long, or contains control characters."""
+
+
+class CacheError(ClaudeForceError):
+    """The response cache could not complete an operation."""
+
+
+class IntegrityError(CacheError):
+    """A cache entry failed its signature or format check.
+
+    The cache deletes such entries and reports a miss; this exception is raised only by
+    low-level helpers and by ``verify()`` reports.
+    """
+
+
+class BudgetExceededError(ClaudeForceError):
+    """The call would take spending past ``budget_usd``; it was not sent.
+
+    ``spent``, ``budget`` and ``estimate`` are in USD.
+    """
+
+    def __init__(self, message: str, *, spent: float, budget: float, estimate: float) -> None:
+        super().__init__(message)
+        self.spent = spent
+        self.budget = budget
+        self.estimate = estimate
+
+
+class CircuitOpenError(ClaudeForceError):
+    """Calls fail fast after repeated failures; ``retry_in`` seconds until a probe is allowed."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, retry_in: float) -> None:
+        super().__init__(message)
+        self.retry_in = retry_in
+
+
+class DeadlineExceededError(ClaudeForceError, TimeoutError):
+    """The overall deadline for a call ran out, retries included."""
+
+
+class APIError(ClaudeForceError):
+    """The Messages API or the network failed the call.
+
+    ``status_code`` and ``request_id`` are set when the server answered.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.request_id = request_id
+
+
+class AuthenticationError(APIError):
+    """The API key is missing, malformed or not allowed (401/403)."""
+
+
+class BadRequestError(APIError):
+    """The server rejected the request as invalid (400/404/413/422); retrying will not help."""
+
+
+class RateLimitError(APIError):
+    """429: too many requests or tokens per minute. ``retry_after`` is in seconds, if known."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = 429,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, request_id=request_id)
+        self.retry_after = retry_after
+
+
+class OverloadedError(APIError):
+    """529: the service is overloaded; retried with back-off."""
+
+    retryable = True
+
+
+class ServerError(APIError):
+    """A 5xx answer from the server; retried with back-off."""
+
+    retryable = True
+
+
+class APIConnectionError(APIError):
+    """The connection could not be made or dropped before the answer was complete."""
+
+    retryable = True
+
+
+class APITimeoutError(APIError, TimeoutError):
+    """One attempt took longer than ``timeout_seconds``."""
+
+    retryable = True
+
+
+class ResponseError(APIError):
+    """The server answered but the answer is unusable: no text, a refusal, or a stream error.
+
+    ``stop_reason`` is the server's stop reason when there was one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        request_id: str | None = None,
+        stop_reason: str | None = None,
+        retryable: bool = False,
+    ) -> None:
+        super().__init__(message, status_code=status_code, request_id=request_id)
+        self.stop_reason = stop_reason
+        self.retryable = retryable

@@ -1,0 +1,251 @@
+"""Where claude-force-magic keeps its files, which environment variables it reads, and secrets.
+
+Environment variables (all optional):
+
+``ANTHROPIC_API_KEY``
+    The API key for the Messages API.
+``CLAUDE_CACHE_SECRET``
+    The HMAC secret that signs cache entries (at least 16 bytes). When unset, a random
+    32-byte key is generated once in :func:`config_dir` as ``cache.key`` with mode 0600.
+``CLAUDE_CACHE_DIR``
+    The response cache directory (default: the user's cache directory).
+``CLAUDE_FORCE_MAGIC_CONFIG_DIR``
+    Where the generated cache key lives (default: the user's config directory).
+``CLAUDE_FORCE_CONFIG``
+    An explicit ``.claude/claude.json`` agent configuration.
+
+Nothing in this module touches the file system at import time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from .errors import SecretError, UnsafePathError
+
+__all__ = [
+    "API_KEY_ENV",
+    "CACHE_DIR_ENV",
+    "CACHE_SECRET_ENV",
+    "CONFIG_DIR_ENV",
+    "FORCE_CONFIG_ENV",
+    "MIN_SECRET_BYTES",
+    "Secret",
+    "cache_dir",
+    "config_dir",
+    "ensure_private_dir",
+    "load_cache_secret",
+]
+
+APP_NAME = "claude-force-magic"
+API_KEY_ENV = "ANTHROPIC_API_KEY"
+CACHE_SECRET_ENV = "CLAUDE_CACHE_SECRET"
+CACHE_DIR_ENV = "CLAUDE_CACHE_DIR"
+CONFIG_DIR_ENV = "CLAUDE_FORCE_MAGIC_CONFIG_DIR"
+FORCE_CONFIG_ENV = "CLAUDE_FORCE_CONFIG"
+KEY_FILE_NAME = "cache.key"
+MIN_SECRET_BYTES = 16
+
+#: Secrets that were published as defaults somewhere and therefore protect nothing.
+KNOWN_PLACEHOLDERS = frozenset(
+    {
+        b"default_secret_change_in_production",
+        b"changeme",
+        b"change-me",
+        b"secret",
+        b"your-secret-here",
+    }
+)
+
+_HOW_TO_MAKE_ONE = (
+    "Make a good one with: python -c \"import secrets; print(secrets.token_hex(32))\" "
+    f"and put it in {CACHE_SECRET_ENV}, or unset {CACHE_SECRET_ENV} to use a generated key file."
+)
+
+
+class Secret:
+    """A secret value whose ``repr`` and ``str`` are masked, so it never reaches a traceback.
+
+    >>> s = Secret("sk-ant-very-secret")
+    >>> s
+    Secret('**********')
+    >>> s.reveal()
+    'sk-ant-very-secret'
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str | bytes) -> None:
+        self._value = value
+
+    def reveal(self) -> str | bytes:
+        """Return the real value; use it only where it is sent or used as a key."""
+        return self._value
+
+    def as_bytes(self) -> bytes:
+        """The value as bytes (UTF-8 for text)."""
+        value = self._value
+        return value if isinstance(value, bytes) else value.encode("utf-8")
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    def __str__(self) -> str:
+        return "**********"
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Secret):
+            return NotImplemented
+        return hmac.compare_digest(self.as_bytes(), other.as_bytes())
+
+    def __hash__(self) -> int:
+        return hash(("Secret", len(self._value)))
+
+    def __reduce__(self) -> object:
+        raise TypeError("Secret values cannot be pickled")
+
+
+def _platform_dir(kind: str) -> Path:
+    import platformdirs  # small, but only needed when a path is asked for
+
+    if kind == "cache":
+        return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def cache_dir() -> Path:
+    """The default response cache directory: ``$CLAUDE_CACHE_DIR`` or the user cache dir."""
+    env = os.environ.get(CACHE_DIR_ENV)
+    return Path(env).expanduser() if env else _platform_dir("cache") / "responses"
+
+
+def config_dir() -> Path:
+    """The directory for the generated cache key: ``$CLAUDE_FORCE_MAGIC_CONFIG_DIR`` or the
+    user config dir (``~/.config/claude-force-magic`` on Linux)."""
+    env = os.environ.get(CONFIG_DIR_ENV)
+    return Path(env).expanduser() if env else _platform_dir("config")
+
+
+def ensure_private_dir(path: str | os.PathLike[str], *, create: bool = True) -> Path:
+    """Return ``path`` as an absolute directory only this user can write, creating it 0700.
+
+    Raises :class:`UnsafePathError` when the path (or the directory it names) is a symlink,
+    is not a directory, is owned by another user, or is writable by group or others: such a
+    directory lets someone else plant or change files we trust. Missing parents are created
+    with mode 0700 too. Does not follow a symlink at the final component.
+    """
+    p = Path(os.path.abspath(os.fspath(path)))
+    if create and not os.path.lexists(p):
+        os.makedirs(p, mode=0o700, exist_ok=True)
+    try:
+        st = os.lstat(p)
+    except FileNotFoundError as exc:
+        raise UnsafePathError(f"Directory {p} does not exist.") from exc
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafePathError(
+            f"Refusing {p}: it is a symlink. Point the setting at the real directory instead."
+        )
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafePathError(f"Refusing {p}: it is not a directory.")
+    if hasattr(os, "getuid") and st.st_uid != os.getuid():
+        raise UnsafePathError(
+            f"Refusing {p}: it is owned by uid {st.st_uid}, not by you (uid {os.getuid()}). "
+            "Use a directory you own."
+        )
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafePathError(
+            f"Refusing {p}: it is writable by group or others (mode {stat.S_IMODE(st.st_mode):o}). "
+            f"Fix it with: chmod 700 {p}"
+        )
+    return p
+
+
+def check_secret(value: str | bytes, *, source: str) -> Secret:
+    """Validate a cache secret and wrap it; raise :class:`SecretError` saying how to fix it."""
+    raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    if raw.strip().lower() in KNOWN_PLACEHOLDERS:
+        raise SecretError(
+            f"The cache secret from {source} is a published placeholder and protects nothing. "
+            + _HOW_TO_MAKE_ONE
+        )
+    if len(raw) < MIN_SECRET_BYTES:
+        raise SecretError(
+            f"The cache secret from {source} is {len(raw)} bytes; at least "
+            f"{MIN_SECRET_BYTES} are required. " + _HOW_TO_MAKE_ONE
+        )
+    return Secret(raw)
+
+
+def _read_or_create_key_file(directory: Path) -> bytes:
+    key_path = directory / KEY_FILE_NAME
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(key_path, flags)
+    except FileNotFoundError:
+        key = secrets.token_bytes(32)
+        tmp = directory / f".{KEY_FILE_NAME}.{os.getpid()}.{secrets.token_hex(4)}"
+        wfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        try:
+            os.write(wfd, key)
+            os.fsync(wfd)
+        finally:
+            os.close(wfd)
+        try:
+            os.link(tmp, key_path)  # atomic and never overwrites a key another process made
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        return _read_or_create_key_file(directory)
+    except OSError as exc:
+        raise UnsafePathError(
+            f"Refusing key file {key_path}: {exc.strerror}. It must be a regular file, not a symlink."
+        ) from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafePathError(f"Refusing key file {key_path}: not a regular file.")
+        if hasattr(os, "getuid") and st.st_uid != os.getuid():
+            raise UnsafePathError(f"Refusing key file {key_path}: owned by another user.")
+        if st.st_mode & 0o077:
+            raise UnsafePathError(
+                f"Refusing key file {key_path}: readable or writable by others "
+                f"(mode {stat.S_IMODE(st.st_mode):o}). Fix it with: chmod 600 {key_path}"
+            )
+        data = os.read(fd, 4096)
+    finally:
+        os.close(fd)
+    if len(data) < MIN_SECRET_BYTES:
+        raise SecretError(
+            f"Key file {key_path} holds {len(data)} bytes; delete it to generate a new one."
+        )
+    return data
+
+
+def load_cache_secret(explicit: str | bytes | Secret | None = None) -> Secret:
+    """Choose the cache secret: ``explicit``, else ``$CLAUDE_CACHE_SECRET``, else the key file.
+
+    The key file is ``cache.key`` in :func:`config_dir`, 32 random bytes generated once with
+    mode 0600 and reused afterwards (as Jupyter does for its notebook-signing secret).
+    Raises :class:`SecretError` for a placeholder or a secret shorter than 16 bytes, and
+    :class:`UnsafePathError` for a key file or directory others could read or replace.
+    """
+    if isinstance(explicit, Secret):
+        return check_secret(explicit.reveal(), source="the cache_secret argument")
+    if explicit is not None:
+        return check_secret(explicit, source="the cache_secret argument")
+    env = os.environ.get(CACHE_SECRET_ENV)
+    if env:
+        return check_secret(env, source=f"${CACHE_SECRET_ENV}")
+    directory = ensure_private_dir(config_dir())
+    return Secret(_read_or_create_key_file(directory))
