@@ -1,0 +1,632 @@
+"""The HTTP server: an ``aiohttp.web`` application that speaks the Messages API.
+
+:class:`Simulator` runs it either on the caller's event loop (``async with``) or on its own
+loop in a daemon thread (``with``). See ``docs/simulator.md`` for the behaviours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hmac
+import itertools
+import json
+import math
+import secrets
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from aiohttp import web
+
+from .behaviour import Behaviour, Fault, Latency
+from .ratelimit import RateLimits
+from .text import answer_digest, compose_answer, count_input_tokens, shape_answer, task_text
+from .validation import InvalidRequest, parse_count_tokens, parse_create
+from .wire import StreamPlan, error_body, message_body, stream_plan
+
+__all__ = ["RequestRecord", "Simulator"]
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+REQUEST_LOG_SIZE = 100_000
+# How long stop() lets a handler finish before cancelling it (handlers are cancelled first).
+_SHUTDOWN_GRACE = 0.25
+_MASKED = frozenset({"x-api-key", "authorization", "proxy-authorization"})
+# HTTP status recorded when the client went away before the response was complete.
+CLIENT_CLOSED = 499
+
+_FAULT_ERRORS: dict[str, tuple[int, str, str]] = {
+    Fault.RATE_LIMIT: (429, "rate_limit_error", "Number of requests has exceeded your rate limit."),
+    Fault.OVERLOADED: (529, "overloaded_error", "Overloaded"),
+    Fault.STREAM_ERROR: (529, "overloaded_error", "Overloaded"),
+    Fault.SERVER_ERROR: (500, "api_error", "Internal server error"),
+    Fault.UNAVAILABLE: (503, "api_error", "Service unavailable"),
+}
+
+
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+
+_UNSET = _Unset.UNSET
+
+
+@dataclass
+class RequestRecord:
+    """One request as the simulator saw it (credentials in ``headers`` are ``"***"``)."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    status: int
+    time: float
+    duration: float
+    fault: str | None
+
+
+class _Exchange:
+    """What a handler learns about its request, for the log."""
+
+    __slots__ = ("body", "fault", "status")
+
+    def __init__(self) -> None:
+        self.body: Any = None
+        self.status = 0
+        self.fault: str | None = None
+
+
+class _ClientGone(Exception):
+    """The client closed the connection while the answer was being written."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        super().__init__("client closed the connection")
+        self.response = response
+
+
+class _TooLarge(Exception):
+    """The request body is larger than the server accepts."""
+
+
+def _masked_headers(request: web.Request) -> dict[str, str]:
+    return {k.lower(): ("***" if k.lower() in _MASKED else v) for k, v in request.headers.items()}
+
+
+class Simulator:
+    """A local HTTP server that answers like the Anthropic Messages API.
+
+    Use ``with Simulator(...) as sim:`` from synchronous code (the server runs on its own event
+    loop in a daemon thread) or ``async with Simulator(...) as sim:`` inside a running loop
+    (the server runs on that loop). Point a client at :attr:`base_url`.
+
+    All the public methods are thread-safe. The behaviour arguments are those of
+    :meth:`configure`; ``port=0`` picks a free port.
+    """
+
+    def __init__(
+        self,
+        *,
+        latency: Latency | None = None,
+        script: Iterable[str] | None = None,
+        fault_rates: Mapping[str, float] | None = None,
+        rpm: int | None = None,
+        input_tpm: int | None = None,
+        output_tpm: int | None = None,
+        seed: int = 0,
+        api_key: str | None = None,
+        stall_seconds: float = 30.0,
+        retry_after: float = 1.0,
+        port: int = 0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self._behaviour = Behaviour(
+            latency=latency,
+            script=script,
+            fault_rates=fault_rates,
+            seed=seed,
+            stall_seconds=stall_seconds,
+            retry_after=retry_after,
+        )
+        self._limits = RateLimits(rpm, input_tpm, output_tpm)
+        self._api_key = api_key
+        self._host = host
+        self._port = port
+        self._lock = threading.Lock()
+        self._log: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_SIZE)
+        self._count = 0
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._disconnects = 0
+        self._by_status: Counter[int] = Counter()
+        self._ids = itertools.count(1)
+        self._id_prefix = secrets.token_hex(4)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closing = False
+        self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # ----------------------------------------------------------------- public surface
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT`` of the running server. Raises ``RuntimeError`` if not started."""
+        if self._runner is None:
+            raise RuntimeError("the simulator is not running")
+        return f"http://{self._host}:{self._port}"
+
+    @property
+    def port(self) -> int:
+        """The bound port (the chosen one when constructed with ``port=0`` and started)."""
+        return self._port
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """A snapshot of the request log, oldest first (the last 100,000 finished requests)."""
+        with self._lock:
+            return list(self._log)
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """A snapshot: requests, in_flight, max_in_flight, disconnects, by_status."""
+        with self._lock:
+            return {
+                "requests": self._count,
+                "in_flight": self._in_flight,
+                "max_in_flight": self._max_in_flight,
+                "disconnects": self._disconnects,
+                "by_status": dict(self._by_status),
+            }
+
+    @property
+    def script(self) -> list[str]:
+        """The scripted faults not yet applied."""
+        return self._behaviour.script
+
+    def reset(self) -> None:
+        """Clear the request log and the statistics (behaviour and rate-limit state stay)."""
+        with self._lock:
+            self._log.clear()
+            self._count = 0
+            self._max_in_flight = self._in_flight
+            self._disconnects = 0
+            self._by_status.clear()
+
+    def set_script(self, script: Iterable[str]) -> None:
+        """Apply these faults to the next ``POST /v1/messages`` requests, in order.
+
+        Raises ``ValueError`` on an unknown fault name (nothing is changed then).
+        """
+        self._behaviour.set_script(script)
+
+    def configure(
+        self,
+        *,
+        latency: Latency | _Unset | None = _UNSET,
+        script: Iterable[str] | _Unset | None = _UNSET,
+        fault_rates: Mapping[str, float] | _Unset | None = _UNSET,
+        rpm: int | _Unset | None = _UNSET,
+        input_tpm: int | _Unset | None = _UNSET,
+        output_tpm: int | _Unset | None = _UNSET,
+        seed: int | _Unset = _UNSET,
+        api_key: str | _Unset | None = _UNSET,
+        stall_seconds: float | _Unset = _UNSET,
+        retry_after: float | _Unset = _UNSET,
+    ) -> None:
+        """Change the given behaviours of a running (or not yet started) simulator.
+
+        - ``latency``: a :class:`Latency` (``None`` means no delay).
+        - ``script``: fault names for the next requests, then normal behaviour.
+        - ``fault_rates``: ``{fault: probability}`` drawn per request with the seeded RNG.
+        - ``rpm``, ``input_tpm``, ``output_tpm``: per-minute limits (``None`` turns one off);
+          changing any of them starts all buckets full.
+        - ``seed``: reseeds the RNG and changes every answer's text.
+        - ``api_key``: the only accepted key, or ``None`` for any non-empty key.
+        - ``stall_seconds``: how long the ``stall`` fault hangs.
+        - ``retry_after``: seconds advertised by the ``rate_limit`` fault's ``retry-after``.
+
+        Validates everything before changing anything; raises ``ValueError`` on a bad value.
+        """
+        limits: RateLimits | None = None
+        if not (rpm is _UNSET and input_tpm is _UNSET and output_tpm is _UNSET):
+            old = self._limits.limits
+            limits = RateLimits(
+                old["requests"] if rpm is _UNSET else rpm,
+                old["input-tokens"] if input_tpm is _UNSET else input_tpm,
+                old["output-tokens"] if output_tpm is _UNSET else output_tpm,
+            )
+        scripted = None if script is _UNSET else list(script or ())
+        for name in scripted or ():
+            Fault.check(name)
+        self._behaviour.configure(
+            latency=None if latency is _UNSET else (latency or Latency.fixed(0.0)),
+            fault_rates=None if fault_rates is _UNSET else (fault_rates or {}),
+            seed=None if seed is _UNSET else seed,
+            stall_seconds=None if stall_seconds is _UNSET else stall_seconds,
+            retry_after=None if retry_after is _UNSET else retry_after,
+        )
+        if scripted is not None:
+            self._behaviour.set_script(scripted)
+        if limits is not None:
+            self._limits = limits
+        if api_key is not _UNSET:
+            self._api_key = api_key
+
+    # ----------------------------------------------------------------- lifecycle
+
+    async def astart(self) -> Simulator:
+        """Start serving on the running event loop; returns ``self``."""
+        if self._runner is not None:
+            raise RuntimeError("the simulator is already running")
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
+        app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        app.router.add_route("*", "/{tail:.*}", self._not_found)
+        runner = web.AppRunner(
+            app,
+            handler_cancellation=True,
+            access_log=None,
+            shutdown_timeout=_SHUTDOWN_GRACE,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, self._host, self._port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._port = int(runner.addresses[0][1])
+        self._closing = False
+        self._loop = asyncio.get_running_loop()
+        self._runner = runner
+        return self
+
+    async def astop(self) -> None:
+        """Stop serving: cancel handlers, close every connection and release the port."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        self._closing = True
+        for task in list(self._tasks):
+            task.cancel()
+        await runner.cleanup()
+
+    def start(self) -> Simulator:
+        """Start serving on a new event loop in a daemon thread; returns ``self`` when ready."""
+        if self._thread is not None or self._runner is not None:
+            raise RuntimeError("the simulator is already running")
+        ready: Future[None] = Future()
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(
+            target=self._serve_forever, args=(loop, ready), name="claude-sim", daemon=True
+        )
+        thread.start()
+        try:
+            ready.result(timeout=30)
+        except BaseException:
+            thread.join(timeout=5)
+            raise
+        self._thread = thread
+        return self
+
+    def stop(self) -> None:
+        """Stop the background server started by :meth:`start` and join its thread."""
+        thread, self._thread = self._thread, None
+        loop = self._loop
+        if thread is None or loop is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self.astop(), loop).result(timeout=30)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=30)
+
+    def _serve_forever(self, loop: asyncio.AbstractEventLoop, ready: Future[None]) -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self.astart())
+        except BaseException as exc:
+            ready.set_exception(exc)
+            loop.close()
+            return
+        ready.set_result(None)
+        try:
+            loop.run_forever()
+        finally:
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in pending:
+                task.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Simulator:
+        return await self.astart()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.astop()
+
+    def __repr__(self) -> str:
+        where = f"http://{self._host}:{self._port}" if self._runner else "stopped"
+        return f"<Simulator {where}>"
+
+    # ----------------------------------------------------------------- request plumbing
+
+    def _next_id(self, prefix: str) -> str:
+        return f"{prefix}_sim_{self._id_prefix}{next(self._ids):012x}"
+
+    def _error(
+        self,
+        status: int,
+        kind: str,
+        message: str,
+        request_id: str,
+        extra: Mapping[str, str] | None = None,
+    ) -> web.Response:
+        headers = {"Content-Type": "application/json", "request-id": request_id}
+        if extra:
+            headers.update(extra)
+        return web.Response(
+            status=status, body=error_body(kind, message, request_id), headers=headers
+        )
+
+    def _check_headers(self, request: web.Request, request_id: str) -> web.Response | None:
+        key = request.headers.get("x-api-key")
+        if not key:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            key = token.strip() if scheme.lower() == "bearer" else ""
+        if not key:
+            return self._error(
+                401,
+                "authentication_error",
+                "x-api-key header or Authorization: Bearer is required",
+                request_id,
+            )
+        expected = self._api_key
+        if expected is not None and not hmac.compare_digest(key.encode(), expected.encode()):
+            return self._error(401, "authentication_error", "invalid x-api-key", request_id)
+        if not request.headers.get("anthropic-version"):
+            return self._error(
+                400, "invalid_request_error", "anthropic-version: header is required", request_id
+            )
+        return None
+
+    async def _read_json(self, request: web.Request, exchange: _Exchange) -> Any:
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise _TooLarge() from None
+        try:
+            exchange.body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidRequest("the request body is not valid JSON") from None
+        return exchange.body
+
+    async def _tracked(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        started = time.monotonic()
+        exchange = _Exchange()
+        task = asyncio.current_task()
+        with self._lock:
+            self._count += 1
+            self._in_flight += 1
+            if self._in_flight > self._max_in_flight:
+                self._max_in_flight = self._in_flight
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            response: web.StreamResponse = await handler(request, exchange)
+            return response
+        except _ClientGone as gone:
+            self._client_gone(exchange)
+            return gone.response
+        except asyncio.CancelledError:
+            self._client_gone(exchange)
+            raise
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+            record = RequestRecord(
+                request.method,
+                request.path,
+                _masked_headers(request),
+                exchange.body,
+                exchange.status,
+                started,
+                time.monotonic() - started,
+                exchange.fault,
+            )
+            with self._lock:
+                self._in_flight -= 1
+                self._by_status[exchange.status] += 1
+                self._log.append(record)
+
+    def _client_gone(self, exchange: _Exchange) -> None:
+        exchange.status = CLIENT_CLOSED
+        if not self._closing:
+            with self._lock:
+                self._disconnects += 1
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        return await self._tracked(request, self._handle_messages)
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        return await self._tracked(request, self._handle_count_tokens)
+
+    async def _not_found(self, request: web.Request) -> web.StreamResponse:
+        return await self._tracked(request, self._handle_not_found)
+
+    async def _handle_not_found(self, request: web.Request, exchange: _Exchange) -> web.Response:
+        exchange.status = 404
+        message = f"Not found: {request.method} {request.path}"
+        return self._error(404, "not_found_error", message, self._next_id("req"))
+
+    async def _handle_count_tokens(self, request: web.Request, exchange: _Exchange) -> web.Response:
+        request_id = self._next_id("req")
+        response = self._check_headers(request, request_id)
+        if response is None:
+            try:
+                system, messages = parse_count_tokens(await self._read_json(request, exchange))
+            except InvalidRequest as exc:
+                response = self._error(400, "invalid_request_error", str(exc), request_id)
+            except _TooLarge:
+                response = self._too_large(request_id)
+            else:
+                body = json.dumps({"input_tokens": count_input_tokens(system, messages)})
+                response = web.Response(
+                    body=body.encode(),
+                    headers={"Content-Type": "application/json", "request-id": request_id},
+                )
+        exchange.status = response.status
+        return response
+
+    def _too_large(self, request_id: str) -> web.Response:
+        message = f"Request exceeds the maximum allowed size of {MAX_BODY_BYTES} bytes"
+        return self._error(413, "request_too_large", message, request_id)
+
+    async def _handle_messages(
+        self, request: web.Request, exchange: _Exchange
+    ) -> web.StreamResponse:
+        request_id = self._next_id("req")
+        limits = self._limits
+        response = self._check_headers(request, request_id)
+        if response is None:
+            try:
+                parsed = parse_create(await self._read_json(request, exchange))
+            except InvalidRequest as exc:
+                response = self._error(400, "invalid_request_error", str(exc), request_id)
+            except _TooLarge:
+                response = self._too_large(request_id)
+        if response is not None:
+            if limits.enabled:
+                response.headers.update(limits.headers())
+            exchange.status = response.status
+            return response
+
+        behaviour = self._behaviour
+        fault = exchange.fault = behaviour.next_fault()
+        input_tokens = count_input_tokens(parsed.system, parsed.messages)
+
+        if fault in _FAULT_ERRORS and not (fault == Fault.STREAM_ERROR and parsed.stream):
+            status, kind, message = _FAULT_ERRORS[fault]
+            extra = limits.headers() if limits.enabled else {}
+            if fault == Fault.RATE_LIMIT:
+                extra["retry-after"] = str(math.ceil(behaviour.retry_after))
+            else:
+                await self._sleep(behaviour.sample_latency())
+            exchange.status = status
+            return self._error(status, kind, message, request_id, extra)
+
+        admission = limits.admit(input_tokens, parsed.max_tokens)
+        if not admission.admitted:
+            exchange.status = 429
+            headers = dict(admission.headers)
+            headers["retry-after"] = str(admission.retry_after)
+            return self._error(429, "rate_limit_error", admission.message, request_id, headers)
+
+        if fault == Fault.STALL:
+            await asyncio.sleep(behaviour.stall_seconds)
+
+        digest = answer_digest(behaviour.seed, parsed.model, parsed.system, parsed.messages)
+        full = compose_answer(digest, task_text(parsed.messages))
+        answer = shape_answer(full, parsed.max_tokens, parsed.stop_sequences)
+        msg_id = self._next_id("msg")
+        headers = {"request-id": request_id}
+        headers.update(admission.headers)
+
+        if parsed.stream:
+            plan = stream_plan(msg_id, parsed.model, fault, answer, input_tokens, request_id)
+            limits.refund_output(parsed.max_tokens - plan.answer.output_tokens)
+            return await self._stream(request, exchange, plan, headers)
+
+        await self._sleep(behaviour.sample_latency())
+        body, given = message_body(msg_id, parsed.model, fault, answer, input_tokens)
+        limits.refund_output(parsed.max_tokens - given.output_tokens)
+        headers["Content-Type"] = "application/json"
+        if fault == Fault.DISCONNECT:
+            return await self._drop(request, exchange, body, headers)
+        exchange.status = 200
+        return web.Response(body=body, headers=headers)
+
+    @staticmethod
+    async def _sleep(seconds: float) -> None:
+        if seconds > 0:
+            await asyncio.sleep(seconds)
+
+    async def _drop(
+        self, request: web.Request, exchange: _Exchange, body: bytes, headers: dict[str, str]
+    ) -> web.StreamResponse:
+        """Send the headers and half the body, then abort the connection (``disconnect``)."""
+        response = web.StreamResponse(headers=headers)
+        response.content_length = len(body)
+        exchange.status = 200
+        await response.prepare(request)
+        await response.write(body[: len(body) // 2])
+        self._abort(request)
+        return response
+
+    @staticmethod
+    def _abort(request: web.Request) -> None:
+        transport = request.transport
+        if transport is not None:
+            transport.abort()
+
+    async def _stream(
+        self,
+        request: web.Request,
+        exchange: _Exchange,
+        plan: StreamPlan,
+        headers: dict[str, str],
+    ) -> web.StreamResponse:
+        """Write the planned events, waiting ttft before the first delta and per-token after."""
+        latency = self._behaviour.latency
+        ttft = self._behaviour.sample_first_token()
+        headers["Content-Type"] = "text/event-stream; charset=utf-8"
+        headers["Cache-Control"] = "no-cache"
+        response = web.StreamResponse(headers=headers)
+        exchange.status = 200
+        events = plan.events
+        try:
+            await response.prepare(request)
+            if latency.per_token == 0.0:
+                if ttft > 0:
+                    await response.write(b"".join(e for e, _ in events[: plan.first_delta]))
+                    await asyncio.sleep(ttft)
+                    await response.write(b"".join(e for e, _ in events[plan.first_delta :]))
+                else:
+                    await response.write(b"".join(e for e, _ in events))
+            else:
+                for i, (event, tokens) in enumerate(events):
+                    if i == plan.first_delta:
+                        await self._sleep(ttft)
+                    elif i > plan.first_delta:
+                        await self._sleep(tokens * latency.per_token)
+                    await response.write(event)
+            if plan.abort:
+                self._abort(request)
+                return response
+            await response.write_eof()
+        except ConnectionResetError:
+            raise _ClientGone(response) from None
+        return response
