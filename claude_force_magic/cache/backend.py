@@ -1,0 +1,234 @@
+"""The SQLite side of the response cache: a ``diskcache.Cache`` with fixed settings and
+exact, process-safe counters.
+
+* Every diskcache setting is passed explicitly and re-imposed whenever diskcache re-reads its
+  ``Settings`` table (a new thread's connection does), so an edited table cannot change
+  pragmas, the eviction policy or the Disk; unknown settings are ignored.
+* Counters live in a one-row table ``CfmStats`` in the same database and are updated by the
+  same SQLite transaction as the change they count, so they stay exact across threads and
+  processes and survive a crash consistently. A trigger counts every row deletion; evictions
+  by diskcache's size culling are the deletions the cache did not make itself:
+  ``evictions = row_deletes - deletes - expirations - integrity_failures - cleared``.
+* The per-entry hit count is diskcache's ``access_count`` column (unused by the
+  least-recently-used policy), incremented in the same statement that refreshes
+  ``access_time``.
+
+Thread- and process-safe: each thread uses its own SQLite connection; writes run in
+``BEGIN IMMEDIATE`` transactions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import diskcache
+from diskcache.core import DEFAULT_SETTINGS, ENOVAL, METADATA
+
+from ..errors import CacheError
+from .disk import SafeDisk
+
+__all__ = ["COUNTERS", "Backend", "Row"]
+
+log = logging.getLogger("claude_force_magic.cache")
+
+#: Counters kept in ``CfmStats``; ``row_deletes`` is maintained by a trigger.
+COUNTERS = (
+    "hits",
+    "misses",
+    "sets",
+    "deletes",
+    "expirations",
+    "integrity_failures",
+    "oversized_skipped",
+    "cleared",
+    "row_deletes",
+)
+_COUNTER_SET = frozenset(COUNTERS)
+
+#: (rowid, key, mode, filename, value, access_count, store_time)
+Row = tuple[int, str, int, Any, Any, int, float]
+Sql = Callable[..., sqlite3.Cursor]
+Cleanup = Callable[[Any], None]
+
+_SELECT_KEY = (
+    "SELECT rowid, key, mode, filename, value, access_count, store_time"
+    " FROM Cache WHERE key = ? AND raw = 1"
+)
+_SELECT_PAGE = (
+    "SELECT rowid, key, mode, filename, value, access_count, store_time"
+    " FROM Cache WHERE rowid > ? ORDER BY rowid LIMIT ?"
+)
+_TOUCH = "UPDATE Cache SET access_time = ?, access_count = access_count + 1 WHERE rowid = ?"
+_DELETE = "DELETE FROM Cache WHERE rowid = ?"
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS CfmStats (id INTEGER PRIMARY KEY CHECK (id = 0), "
+    + ", ".join(f"{name} INTEGER NOT NULL DEFAULT 0" for name in COUNTERS)
+    + ")",
+    "INSERT OR IGNORE INTO CfmStats (id) VALUES (0)",
+    "CREATE TRIGGER IF NOT EXISTS CfmStats_row_delete AFTER DELETE ON Cache FOR EACH ROW"
+    " BEGIN UPDATE CfmStats SET row_deletes = row_deletes + 1; END",
+)
+_READ_STATS = (  # column names come from the fixed COUNTERS tuple
+    "SELECT " + ", ".join(COUNTERS) + ","  # noqa: S608
+    " (SELECT value FROM Settings WHERE key = 'count') FROM CfmStats"
+)
+
+
+@functools.lru_cache(maxsize=64)
+def _bump_sql(names: tuple[str, ...]) -> str:
+    unknown = set(names) - _COUNTER_SET
+    if unknown:
+        raise ValueError(f"unknown cache counters: {sorted(unknown)}")
+    assignments = ", ".join(f"{name} = {name} + ?" for name in names)
+    return "UPDATE CfmStats SET " + assignments  # noqa: S608  # names checked against COUNTERS
+
+
+class Backend(diskcache.Cache):  # type: ignore[misc]  # diskcache ships no type hints
+    """diskcache with :class:`SafeDisk`, least-recently-used culling and exact counters.
+
+    Raises :class:`CacheError` when the database cannot be opened.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        size_limit: int,
+        min_file_size: int = 2**15,
+        max_value_bytes: int = 16 * 2**20,
+        timeout: float = 60.0,
+    ) -> None:
+        self._forced: dict[str, Any] = {
+            **DEFAULT_SETTINGS,
+            "statistics": 0,
+            "tag_index": 0,
+            "eviction_policy": "least-recently-used",
+            "size_limit": int(size_limit),
+            "disk_min_file_size": int(min_file_size),
+            "disk_pickle_protocol": 0,
+        }
+        try:
+            super().__init__(str(directory), timeout=timeout, disk=SafeDisk, **self._forced)
+            self._disk.max_value_bytes = max_value_bytes
+            for statement in _SCHEMA:
+                self._sql_retry(statement)
+        except (sqlite3.Error, diskcache.Timeout) as exc:
+            raise CacheError(
+                f"Could not open the cache database in {directory}: {exc}. If the file is "
+                "damaged, delete the directory (it only holds cached answers)."
+            ) from exc
+
+    def reset(self, key: str, value: Any = ENOVAL, update: bool = True) -> Any:
+        """diskcache's settings hook, restricted to our own values (see module docstring)."""
+        if key in METADATA:
+            return super().reset(key, value, update)
+        if key not in self._forced:
+            log.warning("ignoring an unknown setting in cache.db")
+            return None
+        return super().reset(key, self._forced[key], update and value is not ENOVAL)
+
+    @contextlib.contextmanager
+    def transaction(self, filename: str | None = None) -> Iterator[tuple[Sql, Cleanup]]:
+        """Hold the database write lock; yield ``(sql, cleanup)``.
+
+        ``cleanup(name)`` removes a value file after the commit. Raises :class:`CacheError`
+        when the lock is not obtained within the timeout or SQLite fails; on any error the
+        transaction is rolled back.
+        """
+        try:
+            with self._transact(retry=False, filename=filename) as (sql, cleanup):
+                yield sql, cleanup
+        except diskcache.Timeout as exc:
+            raise CacheError(
+                f"The cache database stayed locked for more than {self._timeout:g} s."
+            ) from exc
+        except sqlite3.Error as exc:
+            raise CacheError(f"The cache database failed: {exc}") from exc
+
+    # -- operations used by ResponseCache ----------------------------------------------------
+
+    @staticmethod
+    def bump(sql: Sql, **deltas: int) -> None:
+        """Add ``deltas`` to counters inside the caller's transaction."""
+        names = tuple(sorted(deltas))
+        sql(_bump_sql(names), tuple(deltas[name] for name in names))
+
+    @staticmethod
+    def select_key(sql: Sql, key: str) -> Row | None:
+        """The row stored under ``key``, or None."""
+        row: Row | None = sql(_SELECT_KEY, (key,)).fetchone()
+        return row
+
+    @staticmethod
+    def touch(sql: Sql, rowid: int) -> None:
+        """Mark a row as just read: least-recently-used order and its hit count."""
+        sql(_TOUCH, (time.time(), rowid))
+
+    @staticmethod
+    def delete_row(sql: Sql, cleanup: Cleanup, row: Row) -> None:
+        """Delete ``row`` and schedule its value file for removal after the commit."""
+        sql(_DELETE, (row[0],))
+        cleanup(row[3])
+
+    def fetch_value(self, row: Row) -> bytes:
+        """The stored bytes of ``row`` (IntegrityError when the row is not our format)."""
+        value: bytes = self._disk.fetch(row[2], row[3], row[4], False)
+        return value
+
+    def put(self, key: str, value: bytes, tag: str) -> None:
+        """Store ``value`` under ``key`` (no diskcache expiry) and count one set, atomically.
+
+        Large values are written to their file before the lock is taken; old files are removed
+        after the commit. Least-recently-used culling runs in the same transaction.
+        """
+        size, mode, filename, db_value = self._disk.store(value, False)
+        columns = (None, tag, size, mode, filename, db_value)
+        now = time.time()
+        with self.transaction(filename) as (sql, cleanup):
+            old = sql("SELECT rowid, filename FROM Cache WHERE key = ? AND raw = 1", (key,))
+            rows = old.fetchall()
+            if rows:
+                ((rowid, old_filename),) = rows
+                cleanup(old_filename)
+                self._row_update(rowid, now, columns)
+            else:
+                self._row_insert(key, True, now, columns)
+            self._cull(now, sql, cleanup)
+            self.bump(sql, sets=1)
+
+    def page(self, after_rowid: int, limit: int, sql: Sql | None = None) -> list[Row]:
+        """Up to ``limit`` rows with rowid greater than ``after_rowid``, in rowid order."""
+        rows: list[Row] = (sql or self._sql)(_SELECT_PAGE, (after_rowid, limit)).fetchall()
+        return rows
+
+    def select_for_clear(self, sql: Sql, after_rowid: int, tag: str | None) -> list[Any]:
+        """Up to 100 ``(rowid, filename)`` pairs to clear, optionally only one agent's."""
+        if tag is None:
+            query = "SELECT rowid, filename FROM Cache WHERE rowid > ? ORDER BY rowid LIMIT 100"
+            return sql(query, (after_rowid,)).fetchall()
+        query = (
+            "SELECT rowid, filename FROM Cache WHERE rowid > ? AND tag = ? ORDER BY rowid LIMIT 100"
+        )
+        return sql(query, (after_rowid, tag)).fetchall()
+
+    def read_stats(self) -> dict[str, int]:
+        """All counters and the entry count, read as one consistent snapshot."""
+        try:
+            row = self._sql(_READ_STATS).fetchone()
+        except sqlite3.Error as exc:
+            raise CacheError(f"The cache database failed: {exc}") from exc
+        values = dict(zip((*COUNTERS, "entries"), (int(v or 0) for v in row), strict=True))
+        values["evictions"] = values["row_deletes"] - (
+            values["deletes"]
+            + values["expirations"]
+            + values["integrity_failures"]
+            + values["cleared"]
+        )
+        return values

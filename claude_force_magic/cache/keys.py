@@ -1,0 +1,87 @@
+"""Cache keys: SHA-256 over a canonical JSON of everything that changes the answer.
+
+The key covers the agent name, the task, the model and every other request option passed as
+keyword arguments (system prompt or agent definition hash, ``max_tokens``, stop sequences...).
+Two calls get the same key exactly when their canonical JSON is the same text::
+
+    {"agent":...,"model":...,"request":{...},"task":...,"v":1}
+
+serialized with sorted keys, no whitespace and ``ensure_ascii=False``. Tuples serialize like
+lists. Pure functions: safe from any thread or process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["KEY_VERSION", "canonical_json", "key_for", "require_json"]
+
+#: Bump when the meaning of a key changes; old entries then simply stop matching.
+KEY_VERSION = 1
+
+
+def _check_text(name: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+
+
+def _find_unjsonable(value: Any, path: str) -> str | None:
+    """Return a readable path to the first value JSON cannot represent, or None."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{path} (non-finite float {value!r})"
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _find_unjsonable(item, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, Mapping):
+        for k, item in value.items():
+            if not isinstance(k, str):
+                return f"{path} (dict key {k!r} is {type(k).__name__}, not str)"
+            found = _find_unjsonable(item, f"{path}[{k!r}]")
+            if found:
+                return found
+        return None
+    return f"{path} ({type(value).__name__})"
+
+
+def require_json(value: Any, name: str) -> None:
+    """Raise TypeError naming the first part of ``value`` that JSON cannot represent.
+
+    Only str, int, float (finite), bool, None, lists, tuples and str-keyed dicts are accepted.
+    """
+    problem = _find_unjsonable(value, name)
+    if problem:
+        raise TypeError(
+            f"The cache needs JSON values, but {problem} is not JSON-serializable. "
+            "Pass str, int, float, bool, None, lists or str-keyed dicts "
+            "(hash bigger objects first)."
+        )
+
+
+def canonical_json(value: Any) -> str:
+    """Serialize ``value`` canonically (sorted keys, no spaces); TypeError if not JSON."""
+    require_json(value, "value")
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def key_for(agent_name: str, task: str, model: str, **request: Any) -> str:
+    """Return the hex SHA-256 cache key of one request.
+
+    Raises TypeError when ``agent_name``, ``task`` or ``model`` is not a str, or when a
+    ``request`` value is not JSON-serializable (the message names the offending option).
+    """
+    _check_text("agent_name", agent_name)
+    _check_text("task", task)
+    _check_text("model", model)
+    require_json(request, "request")
+    doc = {"v": KEY_VERSION, "agent": agent_name, "task": task, "model": model, "request": request}
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

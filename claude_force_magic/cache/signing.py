@@ -1,0 +1,117 @@
+"""Signed envelopes: the only byte format the response cache writes or believes.
+
+Layout of one stored value::
+
+    b"CFMC" | version (1 byte) | HMAC-SHA256 tag (32 bytes) | compact UTF-8 JSON body
+
+The tag covers a domain label, the version, the cache key and the body, so an envelope copied
+onto another key, an edited body (including its ``created_at`` / ``expires_at``: the TTL lives
+inside the signed body, because diskcache's ``expire_time`` column can be edited) or a value
+signed with another secret all fail. The tag is checked with :func:`hmac.compare_digest`
+*before* the body is parsed, so unauthenticated bytes never reach the JSON parser.
+
+:class:`Signer` is immutable and safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import math
+from collections.abc import Mapping
+from typing import Any, NoReturn
+
+from ..errors import IntegrityError
+from ..settings import Secret
+
+__all__ = ["ENVELOPE_VERSION", "MAGIC", "Signer"]
+
+MAGIC = b"CFMC"
+ENVELOPE_VERSION = 1
+_VERSION_BYTE = bytes([ENVELOPE_VERSION])
+_HEADER = MAGIC + _VERSION_BYTE
+_TAG_SIZE = 32
+_BODY_START = len(_HEADER) + _TAG_SIZE
+_DOMAIN = b"claude-force-magic/cache\x00" + _VERSION_BYTE
+
+#: Body fields and the types a valid entry must have (bool is rejected where int is wanted).
+_FIELDS: dict[str, tuple[type, ...]] = {
+    "response": (str,),
+    "agent_name": (str,),
+    "model": (str,),
+    "input_tokens": (int,),
+    "output_tokens": (int,),
+    "estimated_cost": (int, float),
+    "created_at": (int, float),
+    "expires_at": (int, float),
+    "metadata": (dict,),
+}
+
+
+def _signed_message(key: str, body: bytes) -> bytes:
+    key_bytes = key.encode("ascii")
+    return b"".join((_DOMAIN, len(key_bytes).to_bytes(2, "big"), key_bytes, body))
+
+
+def _check_fields(body: object) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise IntegrityError("envelope body is not a JSON object")
+    for name, types in _FIELDS.items():
+        value = body.get(name)
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise IntegrityError(f"envelope field {name!r} is missing or has the wrong type")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise IntegrityError(f"envelope field {name!r} is not a finite number")
+    return body
+
+
+class Signer:
+    """Seal and open envelopes with one secret (an HMAC-SHA256 key).
+
+    The secret is held privately and never appears in ``repr``, ``str`` or error messages.
+    """
+
+    __slots__ = ("_secret",)
+
+    def __init__(self, secret: Secret) -> None:
+        self._secret = secret.as_bytes()
+
+    def __repr__(self) -> str:
+        return "Signer(secret=Secret('**********'))"
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("Signer holds the cache secret and cannot be pickled")
+
+    def seal(self, key: str, body: Mapping[str, Any]) -> bytes:
+        """Return the envelope of ``body`` bound to ``key``.
+
+        Raises TypeError/ValueError if ``body`` is not JSON-serializable.
+        """
+        payload = json.dumps(
+            body, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode("utf-8", "surrogatepass")
+        tag = hmac.digest(self._secret, _signed_message(key, payload), "sha256")
+        return b"".join((_HEADER, tag, payload))
+
+    def open(self, key: str, data: bytes) -> dict[str, Any]:
+        """Verify ``data`` for ``key`` and return its body.
+
+        Raises :class:`IntegrityError` (with a short reason, never the secret or the body) when
+        the bytes are not an envelope, were signed for another key or with another secret,
+        were edited, or carry a body without the expected fields.
+        """
+        if not isinstance(data, bytes):
+            raise IntegrityError("stored value is not bytes")
+        if len(data) < _BODY_START or not data.startswith(MAGIC):
+            raise IntegrityError("not a signed envelope")
+        if data[len(MAGIC)] != ENVELOPE_VERSION:
+            raise IntegrityError(f"unsupported envelope version {data[len(MAGIC)]}")
+        payload = data[_BODY_START:]
+        expected = hmac.digest(self._secret, _signed_message(key, payload), "sha256")
+        if not hmac.compare_digest(expected, data[len(_HEADER) : _BODY_START]):
+            raise IntegrityError("signature mismatch")
+        try:
+            body = json.loads(payload.decode("utf-8", "surrogatepass"))
+        except ValueError as exc:
+            raise IntegrityError("signed body is not valid JSON") from exc
+        return _check_fields(body)
