@@ -1,0 +1,421 @@
+"""The SDK boundary: one ``AsyncAnthropic`` per orchestrator and event loop, and error mapping.
+
+Everything that touches ``anthropic`` lives here, imported inside functions so that
+``import claude_force_magic`` stays light. :func:`map_api_error` is the one place where the
+SDK's exceptions become ours (``raise map_api_error(exc) from exc``).
+
+The SDK's own retries are switched off (``max_retries=0``): :mod:`.retry` owns retries, so the
+attempts of the two layers never multiply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import math
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    OverloadedError,
+    RateLimitError,
+    ResponseError,
+    ServerError,
+)
+from ..settings import API_KEY_ENV, Secret
+
+if TYPE_CHECKING:
+    import anthropic
+    import httpx2
+
+__all__ = [
+    "ClientHandle",
+    "RateLimitInfo",
+    "RawAnswer",
+    "map_api_error",
+    "parse_rate_limit_headers",
+    "parse_retry_after",
+]
+
+_MISSING_KEY = (
+    f"No Anthropic API key. Set the {API_KEY_ENV} environment variable "
+    f"(export {API_KEY_ENV}=sk-ant-...), pass api_key=... to AsyncAgentOrchestrator, or run "
+    "offline against the simulator: python -m claude_force_magic.simulator, then "
+    "base_url='http://127.0.0.1:<port>' with any key."
+)
+
+
+def parse_retry_after(
+    headers: Mapping[str, str] | None, *, now: float | None = None
+) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date).
+
+    Returns None when neither header is present or parseable; never negative.
+    """
+    if not headers:
+        return None
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            value = float(raw_ms) / 1000.0
+            if math.isfinite(value):
+                return max(0.0, value)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+        return max(0.0, value) if math.isfinite(value) else None
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+@dataclass(frozen=True)
+class RateLimitInfo:
+    """What the server said about its rate limits in one response.
+
+    ``*_remaining`` are the server's counts left in its current bucket, ``*_limit`` its per-minute
+    limits; ``retry_after`` is seconds (set on 429/529 answers). Missing headers are None.
+    """
+
+    requests_limit: float | None = None
+    requests_remaining: float | None = None
+    input_tokens_limit: float | None = None
+    input_tokens_remaining: float | None = None
+    output_tokens_limit: float | None = None
+    output_tokens_remaining: float | None = None
+    retry_after: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        """True when the response carried no rate-limit information at all."""
+        return all(v is None for v in self.__dict__.values())
+
+
+def _number(headers: Mapping[str, str], name: str) -> float | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def parse_rate_limit_headers(headers: Mapping[str, str] | None) -> RateLimitInfo:
+    """Read ``anthropic-ratelimit-{requests,input-tokens,output-tokens}-{limit,remaining}`` and
+    ``retry-after``; unknown or malformed values are ignored, never raised."""
+    if not headers:
+        return RateLimitInfo()
+    p = "anthropic-ratelimit-"
+    return RateLimitInfo(
+        requests_limit=_number(headers, p + "requests-limit"),
+        requests_remaining=_number(headers, p + "requests-remaining"),
+        input_tokens_limit=_number(headers, p + "input-tokens-limit"),
+        input_tokens_remaining=_number(headers, p + "input-tokens-remaining"),
+        output_tokens_limit=_number(headers, p + "output-tokens-limit"),
+        output_tokens_remaining=_number(headers, p + "output-tokens-remaining"),
+        retry_after=parse_retry_after(headers),
+    )
+
+
+def _headers_of(exc: BaseException) -> Mapping[str, str] | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    return headers if headers is not None else None
+
+
+def _describe(exc: Any) -> str:
+    api_message = getattr(exc, "api_message", None)
+    if isinstance(api_message, str) and api_message:
+        return api_message
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+    return str(getattr(exc, "message", "") or exc)[:300]
+
+
+def _stream_error(exc: Any, request_id: str | None) -> APIError:
+    """An ``event: error`` inside a 200 stream: map by the error type in its body."""
+    body = getattr(exc, "body", None)
+    kind = None
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        kind = body["error"].get("type")
+    text = _describe(exc)
+    if kind == "overloaded_error":
+        return OverloadedError(
+            f"The API reported overload in the middle of the stream: {text}",
+            status_code=529,
+            request_id=request_id,
+        )
+    if kind == "rate_limit_error":
+        return RateLimitError(
+            f"Rate limited in the middle of the stream: {text}", request_id=request_id
+        )
+    if kind in ("api_error", "internal_server_error"):
+        return ServerError(
+            f"The API failed in the middle of the stream: {text}",
+            status_code=500,
+            request_id=request_id,
+        )
+    return ResponseError(
+        f"The stream ended with an error event ({kind or 'unknown'}): {text}",
+        status_code=200,
+        request_id=request_id,
+    )
+
+
+def map_api_error(exc: BaseException) -> APIError:
+    """Translate an exception from the ``anthropic`` SDK (or a timeout) into our error tree.
+
+    Use as ``raise map_api_error(exc) from exc``. 401/403 -> :class:`AuthenticationError`,
+    429 -> :class:`RateLimitError` (``retry_after`` from ``retry-after-ms``/``retry-after``),
+    529 -> :class:`OverloadedError`, 408 and timeouts -> :class:`APITimeoutError`, other 5xx and
+    409 -> :class:`ServerError`, other 4xx -> :class:`BadRequestError`, connection failures ->
+    :class:`APIConnectionError`, a mid-stream ``event: error`` by its type, an unparseable
+    answer -> :class:`ResponseError`. Messages carry the status, the server's explanation and
+    the request id, never the API key. Never raises.
+    """
+    import anthropic
+
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError, anthropic.APITimeoutError)):
+        return APITimeoutError(
+            "The request took longer than its per-attempt timeout; raise timeout_seconds for "
+            "long answers, or use streaming."
+        )
+    if isinstance(exc, anthropic.APIConnectionError):
+        return APIConnectionError(
+            f"Could not reach the Messages API or the connection dropped ({_describe(exc)}). "
+            "Check the network and base_url."
+        )
+    if isinstance(exc, anthropic.APIStatusError):
+        return _map_status(exc)
+    if isinstance(exc, anthropic.APIResponseValidationError):
+        return ResponseError(
+            f"The API answered with data that does not match the Messages schema: {_describe(exc)}",
+            status_code=exc.status_code,
+        )
+    if isinstance(exc, (ValueError, KeyError)) and "json" in type(exc).__name__.lower():
+        return ResponseError(f"The API answered with malformed JSON: {str(exc)[:200]}")
+    if isinstance(exc, anthropic.AnthropicError):
+        return APIError(f"The Anthropic SDK failed: {type(exc).__name__}: {str(exc)[:300]}")
+    return APIError(f"The call failed unexpectedly: {type(exc).__name__}: {str(exc)[:300]}")
+
+
+def _map_status(exc: anthropic.APIStatusError) -> APIError:
+    status = exc.status_code
+    request_id = exc.request_id
+    text = _describe(exc)
+    where = f" (request id {request_id})" if request_id else ""
+    if status == 200:
+        return _stream_error(exc, request_id)
+    if status in (401, 403):
+        return AuthenticationError(
+            f"HTTP {status}: the API key was refused: {text}{where}. Check {API_KEY_ENV} "
+            "or the api_key argument.",
+            status_code=status,
+            request_id=request_id,
+        )
+    if status == 429:
+        retry_after = parse_retry_after(_headers_of(exc))
+        hint = f"; the server asks to wait {retry_after:g}s" if retry_after is not None else ""
+        return RateLimitError(
+            f"HTTP 429: rate limited: {text}{where}{hint}. Lower calls_per_minute or the token "
+            "limits to stay under your organisation's limits.",
+            request_id=request_id,
+            retry_after=retry_after,
+        )
+    if status == 529:
+        return OverloadedError(
+            f"HTTP 529: the API is overloaded: {text}{where}.",
+            status_code=status,
+            request_id=request_id,
+        )
+    if status == 408:
+        err = APITimeoutError(
+            f"HTTP 408: the server timed out the request: {text}{where}.",
+            status_code=status,
+            request_id=request_id,
+        )
+        return err
+    if status >= 500 or status == 409:
+        return ServerError(
+            f"HTTP {status}: the API failed: {text}{where}.",
+            status_code=status,
+            request_id=request_id,
+        )
+    return BadRequestError(
+        f"HTTP {status}: the request was rejected: {text}{where}. Retrying will not help; fix the "
+        "request (model name, max_tokens, size).",
+        status_code=status,
+        request_id=request_id,
+    )
+
+
+def resolve_api_key(api_key: str | Secret | None) -> Secret | None:
+    """The explicit key, else ``$ANTHROPIC_API_KEY``, wrapped in a masked :class:`Secret`."""
+    if isinstance(api_key, Secret):
+        return api_key if api_key else None
+    if api_key:
+        return Secret(api_key)
+    env = os.environ.get(API_KEY_ENV)
+    return Secret(env) if env else None
+
+
+class ClientHandle:
+    """Owns the orchestrator's ``AsyncAnthropic``: created lazily on the running loop.
+
+    One client per event loop: when used from a new loop (``asyncio.run`` twice) the client of
+    the previous loop is closed if that loop still runs, otherwise abandoned with its transport
+    shut, and a fresh client is made. Not for use from two loops at the same time.
+    :meth:`get` raises :class:`ConfigurationError` when no API key is available.
+    """
+
+    __slots__ = ("_api_key", "_base_url", "_client", "_http_client", "_loop")
+
+    def __init__(
+        self,
+        *,
+        api_key: str | Secret | None,
+        base_url: str | None,
+        http_client: httpx2.AsyncClient | None = None,
+    ) -> None:
+        self._api_key = resolve_api_key(api_key)
+        self._base_url = base_url
+        self._http_client = http_client
+        self._client: anthropic.AsyncAnthropic | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def api_key(self) -> Secret | None:
+        """The key in use (masked), or None when none is configured yet."""
+        return self._api_key
+
+    @property
+    def base_url(self) -> str | None:
+        """The API base URL, or None for the SDK's default."""
+        return self._base_url
+
+    def get(self) -> anthropic.AsyncAnthropic:
+        """The client for the running loop, created on first use (must be called on a loop)."""
+        loop = asyncio.get_running_loop()
+        if self._client is not None and self._loop is loop:
+            return self._client
+        if self._api_key is None:
+            self._api_key = resolve_api_key(None)
+        if self._api_key is None:
+            raise ConfigurationError(_MISSING_KEY)
+        self._abandon()
+        import anthropic
+
+        key = self._api_key.reveal()
+        self._client = anthropic.AsyncAnthropic(
+            api_key=key if isinstance(key, str) else key.decode("utf-8"),
+            base_url=self._base_url,
+            max_retries=0,
+            http_client=self._http_client,
+        )
+        self._loop = loop
+        return self._client
+
+    def _abandon(self) -> None:
+        """Forget the client of an earlier loop without scheduling work on the current one."""
+        old, self._client, self._loop = self._client, None, None
+        if old is None or self._http_client is not None:
+            return  # an injected http client belongs to the caller: never closed by us
+        # The SDK's __del__ would schedule aclose() on whatever loop runs at collection time,
+        # closing sockets that belong to a finished loop (DESIGN.md: the hanging-client problem).
+        # Mark the finished loop's transport closed so that never happens; its sockets are
+        # released with their own transports.
+        inner = getattr(old, "_client", None)
+        state = getattr(inner, "_state", None)
+        if state is not None:
+            inner._state = type(state).CLOSED  # type: ignore[union-attr]
+
+    async def aclose(self) -> None:
+        """Close the client if it belongs to the running loop; abandon it otherwise."""
+        client, loop = self._client, self._loop
+        if client is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is running:
+            self._client, self._loop = None, None
+            if self._http_client is None:
+                await client.close()
+        else:
+            self._abandon()
+
+
+@dataclass
+class RawAnswer:
+    """A parsed answer plus the response headers the limiter learns from."""
+
+    message: Any
+    headers: Mapping[str, str]
+    request_id: str | None
+
+
+async def create_message(
+    client: anthropic.AsyncAnthropic, params: Mapping[str, Any], *, timeout: float
+) -> RawAnswer:
+    """One non-streaming ``messages.create`` attempt; SDK errors propagate unmapped."""
+    raw = await client.messages.with_raw_response.create(**params, timeout=timeout)
+    message = raw.parse()
+    headers = raw.headers
+    return RawAnswer(message=message, headers=headers, request_id=headers.get("request-id"))
+
+
+@dataclass
+class StreamState:
+    """Filled in by :func:`stream_message` as a stream progresses."""
+
+    headers: Mapping[str, str] | None = None
+    request_id: str | None = None
+    message: Any = None
+    chunks: int = 0
+
+
+async def stream_message(
+    client: anthropic.AsyncAnthropic,
+    params: Mapping[str, Any],
+    state: StreamState,
+    *,
+    timeout: float,
+) -> AsyncIterator[str]:
+    """Yield text deltas of one ``messages.stream`` attempt; ``state.message`` is the final
+    message once the generator is exhausted. SDK errors propagate unmapped. The caller bounds
+    each step in time; closing the generator closes the HTTP response."""
+    async with client.messages.stream(**params, timeout=timeout) as stream:
+        state.headers = stream.response.headers
+        state.request_id = stream.request_id
+        async for event in stream:
+            if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                state.chunks += 1
+                yield event.delta.text
+        state.message = await stream.get_final_message()

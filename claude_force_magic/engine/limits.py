@@ -1,0 +1,226 @@
+"""Client-side rate limiting: requests, input tokens and output tokens per minute (SEC-004).
+
+Each limit is a token bucket holding up to one minute's worth (the API's own buckets start
+full and refill continuously). A call books *all* its buckets at once, for the earliest instant
+every bucket can pay, and then sleeps until that instant. Bookings are made in arrival order and
+later bookings never get an earlier slot, so the limiter is FIFO-fair: a large request is never
+starved by a stream of small ones.
+
+Why not ``aiolimiter``: its ``AsyncLimiter`` wakes waiters smallest-amount-first (a heap keyed
+on the amount), so a big token request can wait forever behind small ones, and it has one bucket
+per limiter: acquiring three limiters one after another is neither atomic nor fair, and it
+cannot be tightened from the server's headers. The bookkeeping below is GCRA ("theoretical
+arrival time") on three buckets, about as small as aiolimiter itself.
+
+Adaptive: :meth:`RateLimiter.pause` (from ``retry-after``) holds every booking until a moment,
+and :meth:`RateLimiter.observe` lowers a bucket to what the server's
+``anthropic-ratelimit-*-remaining`` headers say is left (never raises it). Unused output tokens
+are given back with :meth:`RateLimiter.settle`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..errors import ConfigurationError
+from .client import RateLimitInfo
+
+__all__ = ["Bucket", "RateLimiter", "Ticket"]
+
+
+class Bucket:
+    """One token bucket: ``per_minute`` capacity, refilled continuously at ``per_minute/60``/s.
+
+    State is the time at which the bucket would be full again (``tat``); booking an amount
+    moves it forward. Not thread-safe on its own; :class:`RateLimiter` holds a lock.
+    """
+
+    __slots__ = ("booked", "capacity", "rate", "tat")
+
+    def __init__(self, per_minute: float, *, capacity: float | None = None) -> None:
+        if not (
+            isinstance(per_minute, (int, float)) and per_minute > 0 and math.isfinite(per_minute)
+        ):
+            raise ConfigurationError(
+                f"A per-minute limit must be a positive number, got {per_minute!r}; "
+                "use None for no limit."
+            )
+        self.rate = float(per_minute) / 60.0
+        self.capacity = float(per_minute if capacity is None else capacity)
+        self.tat = -math.inf
+        self.booked = 0.0
+
+    def level(self, now: float) -> float:
+        """What is left in the bucket at ``now`` (negative while booked into the future)."""
+        return self.capacity - max(0.0, self.tat - now) * self.rate
+
+    def earliest(self, amount: float, now: float) -> float:
+        """The first instant at or after ``now`` when ``amount`` fits (clamped to capacity)."""
+        amount = min(amount, self.capacity)
+        return max(now, self.tat - (self.capacity - amount) / self.rate)
+
+    def book(self, amount: float, at: float) -> None:
+        """Take ``amount`` at instant ``at`` (as returned by :meth:`earliest`)."""
+        self.tat = max(self.tat, at) + min(amount, self.capacity) / self.rate
+        self.booked += amount
+
+    def give_back(self, amount: float) -> None:
+        """Return ``amount`` that was booked but not used."""
+        self.tat -= min(amount, self.capacity) / self.rate
+        self.booked -= amount
+
+    def lower_to(self, level: float, now: float) -> None:
+        """Make the bucket hold at most ``level`` at ``now`` (never raises it)."""
+        level = max(level, -self.capacity)
+        if self.level(now) > level:
+            self.tat = now + (self.capacity - level) / self.rate
+
+
+@dataclass
+class Ticket:
+    """A booking: when the call may go, what it took, and marks for :meth:`RateLimiter.observe`."""
+
+    at: float
+    input_tokens: float
+    output_tokens: float
+    marks: tuple[float, float, float]
+    settled: bool = False
+
+
+class RateLimiter:
+    """Requests, input-token and output-token buckets booked together, FIFO in arrival order.
+
+    ``requests_per_minute`` / ``input_tokens_per_minute`` / ``output_tokens_per_minute``: None
+    disables that bucket. ``clock`` is a monotonic clock in seconds (tests pass a fake one);
+    ``sleep`` the coroutine used to wait. Raises :class:`ConfigurationError` for a non-positive
+    limit. Thread-safe (a plain lock guards the bookkeeping, never held across an ``await``), and
+    bound to no event loop, so it can be reused across loops.
+    """
+
+    __slots__ = ("_buckets", "_clock", "_lock", "_paused_until", "_sleep")
+
+    def __init__(
+        self,
+        requests_per_minute: float | None = None,
+        input_tokens_per_minute: float | None = None,
+        output_tokens_per_minute: float | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], object] | None = None,
+    ) -> None:
+        self._buckets: tuple[Bucket | None, Bucket | None, Bucket | None] = (
+            None if requests_per_minute is None else Bucket(requests_per_minute),
+            None if input_tokens_per_minute is None else Bucket(input_tokens_per_minute),
+            None if output_tokens_per_minute is None else Bucket(output_tokens_per_minute),
+        )
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._paused_until = -math.inf
+
+    @property
+    def enabled(self) -> bool:
+        """True when at least one bucket is configured (a pause works either way)."""
+        return any(b is not None for b in self._buckets)
+
+    @property
+    def paused_until(self) -> float:
+        """Clock time before which nothing is booked (from ``retry-after``)."""
+        return self._paused_until
+
+    def reserve(self, input_tokens: float = 0, output_tokens: float = 0) -> Ticket:
+        """Book one request now; returns the ticket whose ``at`` is when it may be sent.
+
+        Never blocks. An amount above a bucket's capacity waits for a full bucket.
+        """
+        amounts = (1.0, float(max(0, input_tokens)), float(max(0, output_tokens)))
+        with self._lock:
+            now = self._clock()
+            at = max(now, self._paused_until)
+            for bucket, amount in zip(self._buckets, amounts, strict=True):
+                if bucket is not None:
+                    at = max(at, bucket.earliest(amount, now))
+            for bucket, amount in zip(self._buckets, amounts, strict=True):
+                if bucket is not None:
+                    bucket.book(amount, at)
+            marks = tuple(b.booked if b is not None else 0.0 for b in self._buckets)
+        return Ticket(at, amounts[1], amounts[2], (marks[0], marks[1], marks[2]))
+
+    def cancel(self, ticket: Ticket) -> None:
+        """Give back a booking that was never sent (the caller was cancelled or gave up)."""
+        if ticket.settled:
+            return
+        ticket.settled = True
+        amounts = (1.0, ticket.input_tokens, ticket.output_tokens)
+        with self._lock:
+            for bucket, amount in zip(self._buckets, amounts, strict=True):
+                if bucket is not None:
+                    bucket.give_back(amount)
+
+    def settle(self, ticket: Ticket, *, output_tokens: int | None) -> None:
+        """After the answer: give back the output tokens booked (``max_tokens``) but not used."""
+        if ticket.settled:
+            return
+        ticket.settled = True
+        bucket = self._buckets[2]
+        if bucket is None or output_tokens is None:
+            return
+        unused = ticket.output_tokens - max(0, output_tokens)
+        if unused > 0:
+            with self._lock:
+                bucket.give_back(unused)
+
+    async def acquire(self, input_tokens: float = 0, output_tokens: float = 0) -> Ticket:
+        """Book and wait until the booking's instant. Cancelling the wait gives the booking back.
+
+        Raises nothing of its own; ``asyncio.CancelledError`` propagates.
+        """
+        ticket = self.reserve(input_tokens, output_tokens)
+        delay = ticket.at - self._clock()
+        if delay > 0:
+            try:
+                await self._wait(delay)
+            except BaseException:
+                self.cancel(ticket)
+                raise
+        return ticket
+
+    async def _wait(self, delay: float) -> None:
+        if self._sleep is not None:
+            await self._sleep(delay)  # type: ignore[misc]
+        else:
+            await asyncio.sleep(delay)
+
+    def pause(self, seconds: float) -> None:
+        """Hold every new booking for ``seconds`` from now (the server's ``retry-after``)."""
+        if not (seconds > 0 and math.isfinite(seconds)):
+            return
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def observe(self, info: RateLimitInfo, ticket: Ticket | None = None) -> None:
+        """Tighten the buckets to what the server says remains.
+
+        ``ticket`` is the booking of the request whose response carried ``info``: bookings made
+        after it (the server has not seen them yet) are subtracted from the server's count.
+        A ``retry_after`` in ``info`` pauses the limiter.
+        """
+        if info.retry_after is not None:
+            self.pause(info.retry_after)
+        remaining = (
+            info.requests_remaining,
+            info.input_tokens_remaining,
+            info.output_tokens_remaining,
+        )
+        with self._lock:
+            now = self._clock()
+            for i, (bucket, left) in enumerate(zip(self._buckets, remaining, strict=True)):
+                if bucket is None or left is None:
+                    continue
+                later = bucket.booked - ticket.marks[i] if ticket is not None else 0.0
+                bucket.lower_to(left - max(0.0, later), now)
