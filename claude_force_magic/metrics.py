@@ -1,0 +1,477 @@
+"""Bounded call metrics: recent records, latency percentiles, tokens, cost and savings.
+
+Memory does not grow with the number of calls (BUG-005): :class:`Metrics` keeps a ring buffer
+of the last ``history`` :class:`CallRecord` objects, and per (agent, model, cached) group one
+:class:`QuantileSketch` (at most ~1,100 counters) plus a few running sums. The number of groups
+is bounded by ``max_groups``; later groups are folded into an ``(other)`` group.
+
+A sink is a callable that receives each record (for a CSV writer, a dashboard, ...). A sink
+that raises never fails the call that is being recorded (BUG-008): the failure is logged as a
+sanitized warning on the first failure and then once per 100 failures of that sink.
+
+Standard library only; importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import ConfigurationError
+from .guard.logs import get_logger, sanitize_for_log
+
+__all__ = ["OTHER", "CallRecord", "Metrics", "QuantileSketch", "Sink"]
+
+_log = get_logger(__name__)
+
+OTHER = "(other)"
+_GROUP_KEYS = ("agent_name", "model", "cached")
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One finished call (live or served from the cache), as recorded by the engine.
+
+    ``cost_usd`` is ``None`` when the model's price is unknown; ``saved_usd`` is what a cache
+    hit would have cost live. ``latency_s`` is wall-clock seconds for the whole call, retries
+    included. Raises :class:`ConfigurationError` for negative token counts or a negative or
+    non-finite latency.
+    """
+
+    timestamp: float
+    agent_name: str
+    model: str
+    latency_s: float
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float | None = None
+    saved_usd: float = 0.0
+    cached: bool = False
+    success: bool = True
+    error_type: str | None = None
+    attempts: int = 1
+    stop_reason: str | None = None
+    request_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.latency_s >= 0.0 and math.isfinite(self.latency_s)):
+            raise ConfigurationError(f"latency_s must be finite and >= 0, got {self.latency_s!r}")
+        if (
+            min(
+                self.input_tokens,
+                self.output_tokens,
+                self.cache_read_tokens,
+                self.cache_write_tokens,
+            )
+            < 0
+        ):
+            raise ConfigurationError("token counts in a CallRecord must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as a plain dict (one DataFrame row)."""
+        return asdict(self)
+
+
+class QuantileSketch:
+    """Fixed-size latency distribution: count, min, max, mean and quantiles within 1 %.
+
+    A log-bucketed histogram (the DDSketch idea): bucket ``i`` holds values in
+    ``(gamma**(i-1), gamma**i]`` with ``gamma = (1 + a) / (1 - a)``, so reporting a bucket's
+    midpoint is within relative error ``a`` (default 0.01) of any value in it. Values are
+    clamped to ``[min_value, max_value]`` (default 1 µs .. 1 h) for bucketing only; min, max
+    and mean stay exact. At most ``bucket_count`` counters exist however many values are added.
+    Not thread-safe on its own; :class:`Metrics` guards its sketches with a lock.
+    """
+
+    __slots__ = (
+        "_buckets",
+        "_gamma",
+        "_log_gamma",
+        "_max_index",
+        "_min_index",
+        "count",
+        "max",
+        "min",
+        "relative_accuracy",
+        "total",
+    )
+
+    def __init__(
+        self,
+        relative_accuracy: float = 0.01,
+        *,
+        min_value: float = 1e-6,
+        max_value: float = 3600.0,
+    ) -> None:
+        if not 0.0 < relative_accuracy < 1.0:
+            raise ConfigurationError(
+                f"relative_accuracy must be between 0 and 1, got {relative_accuracy!r}"
+            )
+        if not 0.0 < min_value < max_value:
+            raise ConfigurationError("QuantileSketch needs 0 < min_value < max_value")
+        self.relative_accuracy = relative_accuracy
+        self._gamma = (1.0 + relative_accuracy) / (1.0 - relative_accuracy)
+        self._log_gamma = math.log(self._gamma)
+        self._min_index = self._index_unclamped(min_value)
+        self._max_index = self._index_unclamped(max_value)
+        self._buckets: dict[int, int] = {}
+        self.count = 0
+        self.total = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+
+    @property
+    def bucket_count(self) -> int:
+        """The most counters this sketch can ever hold."""
+        return self._max_index - self._min_index + 1
+
+    def _index_unclamped(self, value: float) -> int:
+        return math.ceil(math.log(value) / self._log_gamma)
+
+    def _index(self, value: float) -> int:
+        if value <= 0.0:
+            return self._min_index
+        return min(max(self._index_unclamped(value), self._min_index), self._max_index)
+
+    def _value(self, index: int) -> float:
+        return 2.0 * self._gamma**index / (self._gamma + 1.0)
+
+    def add(self, value: float) -> None:
+        """Add one value (seconds). O(1)."""
+        index = self._index(value)
+        self._buckets[index] = self._buckets.get(index, 0) + 1
+        self.count += 1
+        self.total += value
+        self.min = min(self.min, value)
+        self.max = max(self.max, value)
+
+    def merge(self, other: QuantileSketch) -> None:
+        """Add every value of ``other`` into this sketch.
+
+        Raises :class:`ConfigurationError` if the two sketches were built with different
+        parameters (their buckets would not line up).
+        """
+        if (self._gamma, self._min_index, self._max_index) != (
+            other._gamma,
+            other._min_index,
+            other._max_index,
+        ):
+            raise ConfigurationError("Only sketches with the same accuracy and range can merge")
+        for index, n in other._buckets.items():
+            self._buckets[index] = self._buckets.get(index, 0) + n
+        self.count += other.count
+        self.total += other.total
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+
+    @property
+    def mean(self) -> float:
+        """The exact mean, or ``nan`` when empty."""
+        return self.total / self.count if self.count else math.nan
+
+    def quantile(self, q: float) -> float:
+        """The value at rank ``q * (count - 1)`` within the relative accuracy, or ``nan`` if empty.
+
+        Raises :class:`ConfigurationError` unless ``0 <= q <= 1``.
+        """
+        return self.quantiles((q,))[0]
+
+    def quantiles(self, qs: Sequence[float]) -> list[float]:
+        """Several quantiles in one pass over the buckets (see :meth:`quantile`)."""
+        for q in qs:
+            if not 0.0 <= q <= 1.0:
+                raise ConfigurationError(f"quantiles must be between 0 and 1, got {q!r}")
+        if not self.count:
+            return [math.nan for _ in qs]
+        order = sorted(range(len(qs)), key=lambda i: qs[i])
+        result = [math.nan] * len(qs)
+        indices = sorted(self._buckets)
+        seen = 0
+        pos = 0
+        for i in order:
+            rank = qs[i] * (self.count - 1)
+            while seen + self._buckets[indices[pos]] <= rank:
+                seen += self._buckets[indices[pos]]
+                pos += 1
+            result[i] = min(max(self._value(indices[pos]), self.min), self.max)
+        return result
+
+
+Sink = Callable[[CallRecord], None]
+_SINK_WARN_EVERY = 100
+
+
+@dataclass
+class _SinkState:
+    fn: Sink
+    failures: int = 0
+
+
+def _to_pico(usd: float) -> int:
+    return round(usd * _PICO)
+
+
+def _money_to_usd(row: dict[str, Any]) -> dict[str, Any]:
+    row["cost_usd"] /= _PICO
+    row["saved_usd"] /= _PICO
+    return row
+
+
+_PICO = 10**12
+
+
+@dataclass
+class _Group:
+    sketch: QuantileSketch = field(default_factory=QuantileSketch)
+    calls: int = 0
+    errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_pusd: int = 0  # pico-USD: integer sums are exact and independent of order
+    unknown_cost_calls: int = 0
+    saved_pusd: int = 0
+
+    def add(self, rec: CallRecord) -> None:
+        self.calls += 1
+        if rec.success:
+            self.sketch.add(rec.latency_s)
+        else:
+            self.errors += 1
+        self.input_tokens += rec.input_tokens
+        self.output_tokens += rec.output_tokens
+        self.cache_read_tokens += rec.cache_read_tokens
+        self.cache_write_tokens += rec.cache_write_tokens
+        if rec.cost_usd is None:
+            self.unknown_cost_calls += 1
+        else:
+            self.cost_pusd += _to_pico(rec.cost_usd)
+        self.saved_pusd += _to_pico(rec.saved_usd)
+
+    def sums(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "errors": self.errors,
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "cache_read_tokens": self.cache_read_tokens,
+            "cache_write_tokens": self.cache_write_tokens,
+            "cost_usd": self.cost_pusd,
+            "unknown_cost_calls": self.unknown_cost_calls,
+            "saved_usd": self.saved_pusd,
+        }
+
+
+def _quantile_label(q: float) -> str:
+    return f"p{q * 100:g}"
+
+
+class Metrics:
+    """Thread-safe, bounded metrics for every call an orchestrator makes.
+
+    ``history`` is how many recent records :meth:`recent` can return; ``max_groups`` bounds the
+    (agent, model) groups kept for percentiles and costs: further groups are counted under
+    ``("(other)", "(other)", cached)``, so at most ``max_groups + 2`` groups exist. All methods
+    may be called from any thread; each takes one lock for O(1) work (the reporting methods
+    for O(groups)). Sinks run in the recording thread, outside the lock, in the order added.
+    Raises :class:`ConfigurationError` if ``history`` or ``max_groups`` is below 1.
+    """
+
+    def __init__(self, *, history: int = 10_000, max_groups: int = 256) -> None:
+        if history < 1 or max_groups < 1:
+            raise ConfigurationError("Metrics needs history >= 1 and max_groups >= 1")
+        self._lock = threading.Lock()
+        self._history: deque[CallRecord] = deque(maxlen=history)
+        self._max_groups = max_groups
+        self._groups: dict[tuple[str, str, bool], _Group] = {}
+        self._named_groups = 0
+        self._sinks: list[_SinkState] = []
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    def _group_for(self, rec: CallRecord) -> _Group:
+        key = (rec.agent_name, rec.model, rec.cached)
+        group = self._groups.get(key)
+        if group is None:
+            if self._named_groups >= self._max_groups:
+                key = (OTHER, OTHER, rec.cached)
+                group = self._groups.get(key)
+            else:
+                self._named_groups += 1
+            if group is None:
+                group = self._groups[key] = _Group()
+        return group
+
+    def record(self, rec: CallRecord) -> None:
+        """Add one record and pass it to every sink; a no-op after :meth:`close`.
+
+        O(1) under the lock. Never raises because of a sink (BUG-008); raises
+        :class:`ConfigurationError` only if ``rec`` is not a :class:`CallRecord`.
+        """
+        if not isinstance(rec, CallRecord):
+            raise ConfigurationError(f"Metrics.record needs a CallRecord, got {type(rec).__name__}")
+        with self._lock:
+            if self._closed:
+                return
+            self._history.append(rec)
+            self._group_for(rec).add(rec)
+            sinks = tuple(self._sinks)
+        for state in sinks:
+            self._call_sink(state, rec)
+
+    def _call_sink(self, state: _SinkState, rec: CallRecord) -> None:
+        try:
+            state.fn(rec)
+        except Exception as exc:
+            with self._lock:
+                state.failures += 1
+                failures = state.failures
+            if failures == 1 or failures % _SINK_WARN_EVERY == 0:
+                name = getattr(state.fn, "__qualname__", type(state.fn).__name__)
+                _log.warning(
+                    "Metrics sink %s failed (%s: %s); %d failure(s) so far, logged once per %d. "
+                    "The call itself was not affected.",
+                    sanitize_for_log(name, 80),
+                    type(exc).__name__,
+                    sanitize_for_log(exc, 160),
+                    failures,
+                    _SINK_WARN_EVERY,
+                )
+
+    def add_sink(self, fn: Sink) -> None:
+        """Call ``fn(record)`` for every later record; adding the same ``fn`` twice is a no-op.
+
+        Raises :class:`ConfigurationError` if ``fn`` is not callable or metrics are closed.
+        """
+        if not callable(fn):
+            raise ConfigurationError(f"A metrics sink must be callable, got {type(fn).__name__}")
+        with self._lock:
+            if self._closed:
+                raise ConfigurationError("These metrics are closed; sinks can no longer be added")
+            if all(s.fn is not fn for s in self._sinks):
+                self._sinks.append(_SinkState(fn))
+
+    def remove_sink(self, fn: Sink) -> None:
+        """Stop calling ``fn``; does nothing if it was not added."""
+        with self._lock:
+            self._sinks = [s for s in self._sinks if s.fn is not fn]
+
+    def recent(self, n: int | None = None) -> list[CallRecord]:
+        """The last ``n`` records (all kept ones if ``None``), oldest first.
+
+        Raises :class:`ConfigurationError` for a negative ``n``.
+        """
+        if n is not None and n < 0:
+            raise ConfigurationError(f"n must be >= 0, got {n}")
+        with self._lock:
+            items = list(self._history)
+        return items if n is None else items[len(items) - n :] if n else []
+
+    def latency_percentiles(
+        self, quantiles: Iterable[float] = (0.5, 0.9, 0.95, 0.99)
+    ) -> list[dict[str, Any]]:
+        """One row per (agent_name, model, cached) group over all calls since the last reset.
+
+        Each row: ``agent_name, model, cached, count`` (successful calls, whose latencies are
+        in the percentiles), ``errors``, one ``pNN`` column per quantile (``p50``, ``p99.9``
+        ...), ``mean`` and ``max``, in seconds (``nan`` for a group with no success). Rows are
+        sorted by agent, model, cached. Raises :class:`ConfigurationError` for a quantile
+        outside [0, 1].
+        """
+        qs = tuple(quantiles)
+        with self._lock:
+            rows = []
+            for (agent, model, cached), group in sorted(self._groups.items()):
+                sketch = group.sketch
+                row: dict[str, Any] = {
+                    "agent_name": agent,
+                    "model": model,
+                    "cached": cached,
+                    "count": sketch.count,
+                    "errors": group.errors,
+                }
+                row.update(zip(map(_quantile_label, qs), sketch.quantiles(qs), strict=True))
+                row["mean"] = sketch.mean
+                row["max"] = sketch.max if sketch.count else math.nan
+                rows.append(row)
+        return rows
+
+    def totals(self) -> dict[str, Any]:
+        """Sums over all calls since the last reset.
+
+        Keys: ``calls, live_calls, cached_calls, errors, input_tokens, output_tokens,
+        cache_read_tokens, cache_write_tokens, cost_usd`` (sum of known costs),
+        ``unknown_cost_calls, saved_usd``.
+        """
+        with self._lock:
+            groups = list(self._groups.items())
+        total: dict[str, Any] = dict.fromkeys(_Group().sums(), 0)
+        live = cached = 0
+        for (_, _, is_cached), group in groups:
+            for key, value in group.sums().items():
+                total[key] += value
+            if is_cached:
+                cached += group.calls
+            else:
+                live += group.calls
+        _money_to_usd(total)
+        return {"calls": total.pop("calls"), "live_calls": live, "cached_calls": cached, **total}
+
+    def cost_by(self, keys: Sequence[str] = ("agent_name", "model")) -> list[dict[str, Any]]:
+        """Tokens, cost and savings over all calls, grouped by ``keys``.
+
+        ``keys`` is any ordered subset of ``agent_name``, ``model``, ``cached``. Each row holds
+        the key values, then ``calls, errors, input_tokens, output_tokens, cache_read_tokens,
+        cache_write_tokens, cost_usd, unknown_cost_calls, saved_usd``; rows are sorted by key.
+        Raises :class:`ConfigurationError` for an unknown key.
+        """
+        keys = tuple(keys)
+        bad = [k for k in keys if k not in _GROUP_KEYS]
+        if bad:
+            raise ConfigurationError(
+                f"cost_by keys must be among {', '.join(_GROUP_KEYS)}; got {bad!r}"
+            )
+        with self._lock:
+            groups = [
+                (dict(zip(_GROUP_KEYS, k, strict=True)), g.sums()) for k, g in self._groups.items()
+            ]
+        merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for key_values, sums in groups:
+            row_key = tuple(key_values[k] for k in keys)
+            row = merged.get(row_key)
+            if row is None:
+                merged[row_key] = {**dict(zip(keys, row_key, strict=True)), **sums}
+            else:
+                for name, value in sums.items():
+                    row[name] += value
+        return [_money_to_usd(merged[k]) for k in sorted(merged)]
+
+    def reset(self) -> None:
+        """Forget all records, groups and sums; sinks stay."""
+        with self._lock:
+            self._history.clear()
+            self._groups.clear()
+            self._named_groups = 0
+            for state in self._sinks:
+                state.failures = 0
+
+    def close(self) -> None:
+        """Drop sinks and history; later :meth:`record` calls do nothing. Idempotent.
+
+        Totals, percentiles and costs stay readable, so a final summary can still be shown.
+        """
+        with self._lock:
+            self._closed = True
+            self._sinks.clear()
+            self._history.clear()
