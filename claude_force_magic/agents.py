@@ -158,7 +158,8 @@ class AgentRegistry:
 
         User agents and workflows replace bundled ones of the same name. All agent files are
         read here, so later lookups never touch the disk. ``max_file_bytes`` bounds every
-        file read (agent files and ``claude.json``).
+        file read from the user's configuration (agent files and ``claude.json``); its size
+        is checked on the opened file before any byte is read.
 
         Raises :class:`AgentConfigError` for malformed JSON, wrong field types, invalid
         names, missing, oversized, non-UTF-8 or empty files, and workflows naming unknown
@@ -169,7 +170,8 @@ class AgentRegistry:
             raise AgentConfigError(f"max_file_bytes must be an int, got {max_file_bytes!r}.")
         if max_file_bytes <= 0:
             raise AgentConfigError(f"max_file_bytes must be positive, got {max_file_bytes}.")
-        agents, workflows = _load_config(_BUNDLED_CONFIG, BUNDLED_SOURCE, max_file_bytes)
+        # The bundled files ship with the package; the limit guards the user's files.
+        agents, workflows = _load_config(_BUNDLED_CONFIG, BUNDLED_SOURCE, DEFAULT_MAX_FILE_BYTES)
         sources = [BUNDLED_SOURCE]
         user_path = discover_config(config_path)
         if user_path is not None:
