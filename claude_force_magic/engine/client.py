@@ -15,7 +15,7 @@ import email.utils
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -386,7 +386,7 @@ async def create_message(
 ) -> RawAnswer:
     """One non-streaming ``messages.create`` attempt; SDK errors propagate unmapped."""
     raw = await client.messages.with_raw_response.create(**params, timeout=timeout)
-    message = raw.parse()
+    message = await raw.parse()
     headers = raw.headers
     return RawAnswer(message=message, headers=headers, request_id=headers.get("request-id"))
 
@@ -407,7 +407,7 @@ async def stream_message(
     state: StreamState,
     *,
     timeout: float,
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """Yield text deltas of one ``messages.stream`` attempt; ``state.message`` is the final
     message once the generator is exhausted. SDK errors propagate unmapped. The caller bounds
     each step in time; closing the generator closes the HTTP response."""

@@ -136,7 +136,11 @@ async def call_with_retries(
         retry_error_callback=give_up,
         reraise=True,
     )
-    result: T = await retrying(attempt)
+
+    async def run() -> T:  # tenacity calls plain callables synchronously: hand it a coroutine fn
+        return await attempt()
+
+    result: T = await retrying(run)
     return result
 
 

@@ -1,0 +1,806 @@
+"""``AsyncAgentOrchestrator``: run named agents through the safe, cost-aware call pipeline.
+
+The pipeline of one call (DESIGN.md): validate -> build the request (agent definition as
+``system``, task as the user message, notebook values wrapped as untrusted data) -> injection
+screen -> cache lookup -> budget -> [per attempt: concurrency slot -> rate limiter -> circuit
+breaker -> SDK call under the per-attempt timeout] with retries, all under the overall deadline
+-> validate the answer -> metrics and cost -> cache store.
+
+Caller mistakes raise before anything is sent (:class:`UnknownAgentError`,
+:class:`InvalidTaskError`, :class:`PromptInjectionError`, :class:`ConfigurationError`,
+:class:`BudgetExceededError`). Failures of the call itself come back as
+``AgentResult(success=False, error=...)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    APIError,
+    ClaudeForceError,
+    ConfigurationError,
+    DeadlineExceededError,
+    RateLimitError,
+)
+from ..settings import Secret
+from .breaker import CircuitBreaker
+from .budget import Budget, Reservation
+from .client import (
+    ClientHandle,
+    StreamState,
+    create_message,
+    map_api_error,
+    parse_rate_limit_headers,
+    stream_message,
+)
+from .limits import RateLimiter, Ticket
+from .response import Answer, check_message
+from .result import AgentResult, empty_metadata
+from .retry import RetryPolicy, call_with_retries
+
+if TYPE_CHECKING:
+    import httpx2
+
+    from ..agents import AgentDefinition, AgentRegistry
+    from ..cache.store import ResponseCache
+    from ..metrics import Metrics
+    from ..pricing import PriceTable
+
+__all__ = ["DEFAULT_MODEL", "AsyncAgentOrchestrator"]
+
+DEFAULT_MODEL = "claude-sonnet-5-5"
+#: Above this ``max_tokens`` the SDK refuses non-streaming calls; such calls stream internally.
+STREAMING_REQUIRED_ABOVE = 21_333
+_OPTIONS = frozenset(
+    {
+        "model",
+        "max_tokens",
+        "timeout_seconds",
+        "use_cache",
+        "refresh",
+        "ttl_hours",
+        "injection_policy",
+        "untrusted",
+        "stop_sequences",
+    }
+)
+_STOP = object()
+
+
+def _positive(name: str, value: object, *, allow_none: bool = False) -> float | None:
+    if value is None and allow_none:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        extra = " or None" if allow_none else ""
+        raise ConfigurationError(f"{name} must be a positive number{extra}, got {value!r}.")
+    return float(value)
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}.")
+    return value
+
+
+@dataclass
+class _Call:
+    """Everything one call needs, checked and built before anything is sent."""
+
+    agent: AgentDefinition
+    model: str
+    max_tokens: int
+    timeout: float
+    params: dict[str, Any]
+    user_content: str
+    cache_request: dict[str, Any]
+    use_cache: bool
+    refresh: bool
+    ttl_hours: float | None
+    input_estimate: int
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Progress:
+    """What the live part of a call did, for the result even when it failed."""
+
+    attempts: int = 0
+    emitted: list[str] = field(default_factory=list)
+    request_id: str | None = None
+
+
+class AsyncAgentOrchestrator:
+    """Run named Claude agents with caching, rate limits, retries, a circuit breaker and a budget.
+
+    Construct anywhere (no event loop needed, nothing is read or sent); every async component
+    binds to the running loop lazily, so one orchestrator can serve successive loops
+    (``asyncio.run`` twice) but not two loops at once. The API key comes from ``api_key`` or
+    ``$ANTHROPIC_API_KEY``; a missing key raises :class:`ConfigurationError` at the first live
+    call. Raises :class:`ConfigurationError` at once for invalid numeric options.
+
+    ``max_concurrent`` bounds requests in flight (the semaphore exists from construction:
+    BUG-002); ``calls_per_minute`` / ``input_tokens_per_minute`` / ``output_tokens_per_minute``
+    are client-side token buckets (None: unlimited); ``timeout_seconds`` bounds each attempt
+    (for streams: the wait for each piece), ``deadline_seconds`` the whole call with its
+    retries; ``max_retries`` counts retries after the first attempt; ``budget_usd`` caps
+    spending; ``breaker_threshold`` consecutive server failures open the circuit for
+    ``breaker_cooldown_seconds``. ``http_client`` (an ``httpx2.AsyncClient``) is used as is
+    and never closed by the orchestrator.
+    """
+
+    def __init__(
+        self,
+        config_path: str | os.PathLike[str] | None = None,
+        *,
+        api_key: str | Secret | None = None,
+        base_url: str | None = None,
+        model: str = DEFAULT_MODEL,
+        max_tokens: int = 4096,
+        max_concurrent: int = 10,
+        timeout_seconds: float = 30,
+        deadline_seconds: float | None = 120,
+        max_retries: int = 3,
+        calls_per_minute: float | None = 50,
+        input_tokens_per_minute: float | None = None,
+        output_tokens_per_minute: float | None = None,
+        budget_usd: float | None = None,
+        enable_cache: bool = True,
+        cache: ResponseCache | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_ttl_hours: float = 24,
+        injection_policy: str = "block",
+        max_task_chars: int = 100_000,
+        registry: AgentRegistry | None = None,
+        prices: PriceTable | None = None,
+        metrics: Metrics | None = None,
+        breaker_threshold: int = 5,
+        breaker_cooldown_seconds: float = 30,
+        http_client: httpx2.AsyncClient | None = None,
+    ) -> None:
+        from ..guard import InjectionPolicy, SecretRedactor
+
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigurationError("model must be a model id such as 'claude-sonnet-5-5'.")
+        self._config_path = config_path
+        self._model = model
+        self._max_tokens = _positive_int("max_tokens", max_tokens)
+        self._max_concurrent = _positive_int("max_concurrent", max_concurrent)
+        self._timeout = _positive("timeout_seconds", timeout_seconds) or 30.0
+        self._deadline = _positive("deadline_seconds", deadline_seconds, allow_none=True)
+        self._retry = RetryPolicy(max_retries=max_retries)
+        self._policy = InjectionPolicy.parse(injection_policy)
+        self._max_task_chars = _positive_int("max_task_chars", max_task_chars)
+        self._cache_ttl_hours = _positive("cache_ttl_hours", cache_ttl_hours) or 24.0
+        self._client = ClientHandle(api_key=api_key, base_url=base_url, http_client=http_client)
+        if self._client.api_key is not None:
+            SecretRedactor.register(self._client.api_key)
+        # BUG-002: created eagerly; asyncio primitives bind to a loop on first contention only.
+        self._semaphore = asyncio.Semaphore(self._max_concurrent)
+        self._semaphore_loop: asyncio.AbstractEventLoop | None = None
+        self._limiter = RateLimiter(
+            calls_per_minute, input_tokens_per_minute, output_tokens_per_minute
+        )
+        self._breaker = CircuitBreaker(breaker_threshold, breaker_cooldown_seconds)
+        self._budget = Budget(budget_usd)
+        self._registry = registry
+        self._prices = prices
+        self._owns_metrics = metrics is None
+        self._metrics = metrics
+        self._cache: ResponseCache | None = cache
+        self._owns_cache = cache is None
+        self._cache_enabled = bool(enable_cache)
+        self._cache_dir = cache_dir
+        self._closed = False
+        from ..guard import get_logger
+
+        self._log = get_logger(__name__)
+
+    # -- properties ----------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        return (
+            f"AsyncAgentOrchestrator(model={self._model!r}, base_url={self._client.base_url!r}, "
+            f"max_concurrent={self._max_concurrent}, "
+            f"cache={'on' if self._cache_enabled else 'off'}, "
+            f"budget_usd={self._budget.limit!r}, spent_usd={self._budget.spent:.4f})"
+        )
+
+    @property
+    def registry(self) -> AgentRegistry:
+        """The agents and workflows (loaded on first use; :class:`AgentConfigError` if invalid)."""
+        if self._registry is None:
+            from ..agents import AgentRegistry
+
+            self._registry = AgentRegistry.load(self._config_path)
+        return self._registry
+
+    @property
+    def prices(self) -> PriceTable:
+        """The price table used for cost and budget (the bundled one unless given)."""
+        if self._prices is None:
+            from ..pricing import PriceTable
+
+            self._prices = PriceTable.bundled()
+        return self._prices
+
+    @property
+    def metrics(self) -> Metrics:
+        """Bounded call metrics (created on first use unless given)."""
+        if self._metrics is None:
+            from ..metrics import Metrics
+
+            self._metrics = Metrics()
+        return self._metrics
+
+    @property
+    def cache(self) -> ResponseCache | None:
+        """The response cache, or None when caching is off. Opened on first use; may raise
+        :class:`SecretError` / :class:`UnsafePathError` for a bad secret or directory."""
+        if not self._cache_enabled:
+            return None
+        if self._cache is None:
+            from ..cache.store import ResponseCache
+
+            self._cache = ResponseCache(self._cache_dir, ttl_hours=self._cache_ttl_hours)
+        return self._cache
+
+    @property
+    def model(self) -> str:
+        """The default model for agents that do not name their own."""
+        return self._model
+
+    @property
+    def budget_usd(self) -> float | None:
+        """The spending cap in USD, or None."""
+        return self._budget.limit
+
+    @property
+    def spent_usd(self) -> float:
+        """USD spent by this orchestrator's live calls (known prices only)."""
+        return self._budget.spent
+
+    @property
+    def budget_remaining(self) -> float | None:
+        """USD left under the cap (reservations of calls in flight excluded), or None."""
+        return self._budget.remaining
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        """The circuit breaker (``state``, ``times_opened``)."""
+        return self._breaker
+
+    @property
+    def limiter(self) -> RateLimiter:
+        """The client-side rate limiter."""
+        return self._limiter
+
+    def set_budget(self, usd: float | None) -> None:
+        """Set or remove (None) the spending cap; raises :class:`ConfigurationError` if invalid."""
+        self._budget.set_limit(usd)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close the SDK client, and the metrics and cache if this orchestrator created them.
+
+        Cancels nothing the caller owns (an injected ``http_client`` stays open). Idempotent.
+        Later calls raise :class:`ConfigurationError`.
+        """
+        self._closed = True
+        await self._client.aclose()
+        if self._owns_metrics and self._metrics is not None:
+            self._metrics.close()
+        if self._owns_cache and self._cache is not None:
+            self._cache.close()
+
+    async def __aenter__(self) -> AsyncAgentOrchestrator:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- preparation (no I/O except the registry's first load) -----------------------------------
+
+    def _prepare(self, agent_name: str, task: str, options: Mapping[str, Any]) -> _Call:
+        from ..guard import InjectionPolicy, build_request, screen, validate_task
+
+        if self._closed:
+            raise ConfigurationError("This orchestrator is closed; create a new one.")
+        unknown = sorted(set(options) - _OPTIONS)
+        if unknown:
+            raise ConfigurationError(
+                f"Unknown option(s) {', '.join(map(repr, unknown))}; "
+                f"valid options: {', '.join(sorted(_OPTIONS))}."
+            )
+        agent = self.registry.get(agent_name)
+        task = validate_task(task, max_chars=self._max_task_chars)
+        model = options.get("model") or agent.model or self._model
+        if not isinstance(model, str):
+            raise ConfigurationError(f"model must be a str, got {type(model).__name__}.")
+        max_tokens = _positive_int(
+            "max_tokens", options.get("max_tokens") or agent.max_tokens or self._max_tokens
+        )
+        timeout = _positive("timeout_seconds", options.get("timeout_seconds") or self._timeout)
+        ttl = _positive("ttl_hours", options.get("ttl_hours"), allow_none=True)
+        stop = options.get("stop_sequences")
+        if stop is not None and (
+            isinstance(stop, str) or not all(isinstance(s, str) and s for s in stop)
+        ):
+            raise ConfigurationError("stop_sequences must be a list of non-empty strings.")
+        stop_list = list(stop) if stop else None
+        untrusted = options.get("untrusted")
+        if untrusted is not None and not isinstance(untrusted, Mapping):
+            raise ConfigurationError("untrusted must be a mapping of name -> text.")
+        policy = InjectionPolicy.parse(options.get("injection_policy") or self._policy)
+        findings = screen(task, policy)
+        extra: dict[str, Any] = {"stop_sequences": stop_list} if stop_list else {}
+        params = build_request(
+            agent.system_prompt,
+            task,
+            model=model,
+            max_tokens=max_tokens,
+            untrusted=dict(untrusted) if untrusted else None,
+            **extra,
+        )
+        user_content: str = params["messages"][0]["content"]
+        warnings = [f"Possible prompt injection ({f.rule}) sent anyway." for f in findings]
+        return _Call(
+            agent=agent,
+            model=model,
+            max_tokens=max_tokens,
+            timeout=timeout or self._timeout,
+            params=params,
+            user_content=user_content,
+            cache_request={
+                "definition_hash": agent.definition_hash,
+                "system": agent.system_prompt,
+                "max_tokens": max_tokens,
+                "stop_sequences": stop_list,
+            },
+            use_cache=bool(options.get("use_cache", True)),
+            refresh=bool(options.get("refresh", False)),
+            ttl_hours=ttl,
+            input_estimate=math.ceil((len(agent.system_prompt) + len(user_content)) / 4) + 8,
+            warnings=warnings,
+        )
+
+    # -- cache ---------------------------------------------------------------------------------
+
+    def _cache_lookup(self, call: _Call) -> AgentResult | None:
+        cache = self.cache if call.use_cache else None
+        if cache is None or call.refresh:
+            return None
+        from ..errors import CacheError
+
+        started = time.perf_counter()
+        try:
+            entry = cache.get(call.agent.name, call.user_content, call.model, **call.cache_request)
+        except CacheError as exc:
+            self._log.warning("cache lookup failed, calling live: %s", exc)
+            return None
+        if entry is None:
+            return None
+        stored = entry.get("metadata") or {}
+        meta = empty_metadata(call.model)
+        meta.update(
+            input_tokens=int(entry["input_tokens"]),
+            output_tokens=int(entry["output_tokens"]),
+            cache_creation_input_tokens=int(stored.get("cache_creation_input_tokens", 0)),
+            cache_read_input_tokens=int(stored.get("cache_read_input_tokens", 0)),
+            cost_usd=0.0,
+            saved_usd=float(entry["estimated_cost"]),
+            latency_s=time.perf_counter() - started,
+            attempts=0,
+            cached=True,
+            cache_age_s=float(entry["age_seconds"]),
+            stop_reason=stored.get("stop_reason"),
+            request_id=stored.get("request_id"),
+            truncated=bool(stored.get("truncated", False)),
+            warnings=list(call.warnings) + list(stored.get("warnings", [])),
+        )
+        result = AgentResult(call.agent.name, True, entry["response"], [], meta)
+        self._record(result)
+        return result
+
+    def _cache_store(self, call: _Call, answer: Answer, cost: float | None) -> None:
+        cache = self.cache if call.use_cache else None
+        if cache is None:
+            return
+        from ..errors import CacheError
+
+        try:
+            cache.set(
+                call.agent.name,
+                call.user_content,
+                call.model,
+                answer.text,
+                answer.usage.input_tokens,
+                answer.usage.output_tokens,
+                cost or 0.0,
+                metadata={
+                    "stop_reason": answer.stop_reason,
+                    "request_id": answer.request_id,
+                    "truncated": answer.truncated,
+                    "warnings": answer.warnings,
+                    "cache_creation_input_tokens": answer.usage.cache_creation_input_tokens,
+                    "cache_read_input_tokens": answer.usage.cache_read_input_tokens,
+                },
+                ttl_hours=call.ttl_hours,
+                **call.cache_request,
+            )
+        except CacheError as exc:
+            self._log.warning("cache store failed; the answer is returned anyway: %s", exc)
+
+    # -- metrics -------------------------------------------------------------------------------
+
+    def _record(self, result: AgentResult) -> None:
+        """Record one call; a failing metrics sink never fails the call (BUG-008)."""
+        try:
+            from ..metrics import CallRecord
+
+            meta = result.metadata
+            self.metrics.record(
+                CallRecord(
+                    timestamp=time.time(),
+                    agent_name=result.agent_name,
+                    model=str(meta.get("model") or ""),
+                    latency_s=float(meta.get("latency_s") or 0.0),
+                    input_tokens=int(meta.get("input_tokens") or 0),
+                    output_tokens=int(meta.get("output_tokens") or 0),
+                    cache_read_tokens=int(meta.get("cache_read_input_tokens") or 0),
+                    cache_write_tokens=int(meta.get("cache_creation_input_tokens") or 0),
+                    cost_usd=meta.get("cost_usd"),
+                    saved_usd=float(meta.get("saved_usd") or 0.0),
+                    cached=bool(meta.get("cached")),
+                    success=result.success,
+                    error_type=None if result.error is None else type(result.error).__name__,
+                    attempts=int(meta.get("attempts") or 0),
+                    stop_reason=meta.get("stop_reason"),
+                    request_id=meta.get("request_id"),
+                )
+            )
+        except Exception as exc:
+            from ..guard import sanitize_for_log
+
+            self._log.warning(
+                "recording metrics failed (the call itself is unaffected): %s",
+                sanitize_for_log(f"{type(exc).__name__}: {exc}"),
+            )
+
+    # -- the live call -------------------------------------------------------------------------
+
+    def _bind_semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._semaphore_loop is not loop:
+            if self._semaphore_loop is not None:
+                self._semaphore = asyncio.Semaphore(self._max_concurrent)
+            self._semaphore_loop = loop
+        return self._semaphore
+
+    async def _attempt(
+        self,
+        call: _Call,
+        progress: _Progress,
+        on_text: Callable[[str], None] | None,
+    ) -> Answer:
+        """One attempt: slot, limiter, breaker, SDK call under the per-attempt timeout."""
+        progress.attempts += 1
+        client = self._client.get()
+        semaphore = self._bind_semaphore()
+        probe = self._breaker.before_call()
+        ticket: Ticket | None = None
+        sent = False
+        try:
+            async with semaphore:
+                ticket = await self._limiter.acquire(call.input_estimate, call.max_tokens)
+                sent = True
+                try:
+                    answer = await self._send(client, call, progress, on_text)
+                except Exception as exc:
+                    mapped = self._failed_attempt(exc, ticket, progress)
+                    if mapped is exc:
+                        raise
+                    raise mapped from exc
+        except BaseException as exc:
+            self._breaker_outcome(exc, probe)
+            if ticket is not None and not sent:
+                self._limiter.cancel(ticket)
+            if isinstance(exc, APIError) and progress.emitted and exc.retryable:
+                exc.retryable = False  # text already reached the caller: a retry would repeat it
+            raise
+        self._breaker.on_success(probe)
+        self._limiter.settle(ticket, output_tokens=answer.usage.output_tokens)
+        return answer
+
+    def _breaker_outcome(self, exc: BaseException, probe: bool) -> None:
+        from .breaker import counts_as_failure
+
+        if counts_as_failure(exc):
+            self._breaker.on_failure(probe)
+        elif isinstance(exc, APIError):
+            self._breaker.on_success(probe)
+        else:
+            self._breaker.on_cancel(probe)
+
+    def _failed_attempt(self, exc: Exception, ticket: Ticket, progress: _Progress) -> APIError:
+        mapped = map_api_error(exc)
+        if mapped.request_id:
+            progress.request_id = mapped.request_id
+        headers = getattr(getattr(exc, "response", None), "headers", None)
+        if headers is not None:
+            self._limiter.observe(parse_rate_limit_headers(headers), ticket)
+        elif isinstance(mapped, RateLimitError) and mapped.retry_after:
+            self._limiter.pause(mapped.retry_after)
+        return mapped
+
+    async def _send(
+        self,
+        client: Any,
+        call: _Call,
+        progress: _Progress,
+        on_text: Callable[[str], None] | None,
+    ) -> Answer:
+        if on_text is None and call.max_tokens <= STREAMING_REQUIRED_ABOVE:
+            try:
+                raw = await asyncio.wait_for(
+                    create_message(client, call.params, timeout=call.timeout + 5),
+                    call.timeout,
+                )
+            except asyncio.TimeoutError as exc:
+                raise map_api_error(exc) from exc
+            progress.request_id = raw.request_id
+            self._limiter.observe(parse_rate_limit_headers(raw.headers))
+            return check_message(raw.message, max_tokens=call.max_tokens, request_id=raw.request_id)
+        state = StreamState()
+        chunks = stream_message(client, call.params, state, timeout=call.timeout + 5)
+        try:
+            while True:
+                try:
+                    piece = await asyncio.wait_for(chunks.__anext__(), call.timeout)
+                except StopAsyncIteration:
+                    break
+                except asyncio.TimeoutError as exc:
+                    raise map_api_error(exc) from exc
+                if on_text is not None:
+                    progress.emitted.append(piece)
+                    on_text(piece)
+        finally:
+            await chunks.aclose()
+        progress.request_id = state.request_id
+        if state.headers is not None:
+            self._limiter.observe(parse_rate_limit_headers(state.headers))
+        return check_message(state.message, max_tokens=call.max_tokens, request_id=state.request_id)
+
+    async def _live(
+        self, call: _Call, progress: _Progress, on_text: Callable[[str], None] | None
+    ) -> Answer:
+        """All attempts with retries, bounded by the overall deadline (no asyncio.timeout)."""
+        deadline_at = None if self._deadline is None else time.monotonic() + self._deadline
+
+        def retry_log(exc: BaseException, wait: float) -> None:
+            self._log.info(
+                "retrying agent %s in %.2fs after %s",
+                call.agent.name,
+                wait,
+                type(exc).__name__,
+            )
+
+        retrying = call_with_retries(
+            lambda: self._attempt(call, progress, on_text),
+            self._retry,
+            deadline_at=deadline_at,
+            on_retry=retry_log,
+        )
+        if self._deadline is None:
+            return await retrying
+        try:
+            return await asyncio.wait_for(retrying, self._deadline)
+        except ClaudeForceError:
+            raise
+        except asyncio.TimeoutError as exc:
+            raise DeadlineExceededError(
+                f"The call did not finish within deadline_seconds={self._deadline:g} "
+                f"({progress.attempts} attempt(s)). Raise deadline_seconds or try later."
+            ) from exc
+
+    async def _execute(
+        self, call: _Call, on_text: Callable[[str], None] | None = None
+    ) -> AgentResult:
+        cached = self._cache_lookup(call)
+        if cached is not None:
+            if on_text is not None:
+                on_text(cached.output)
+            return cached
+        estimate = self.prices.estimate(call.model, call.input_estimate, call.max_tokens)
+        reservation = self._budget.reserve(estimate, model=call.model)
+        return await self._execute_live(call, reservation, on_text)
+
+    async def _execute_live(
+        self,
+        call: _Call,
+        reservation: Reservation,
+        on_text: Callable[[str], None] | None,
+    ) -> AgentResult:
+        progress = _Progress()
+        started = time.perf_counter()
+        try:
+            answer = await self._live(call, progress, on_text)
+        except ClaudeForceError as exc:
+            self._budget.release(reservation)
+            meta = empty_metadata(call.model)
+            meta.update(
+                latency_s=time.perf_counter() - started,
+                attempts=progress.attempts,
+                request_id=progress.request_id,
+                stop_reason=getattr(exc, "stop_reason", None),
+                warnings=list(call.warnings),
+            )
+            result = AgentResult.failure(
+                call.agent.name, exc, metadata=meta, output="".join(progress.emitted)
+            )
+            self._log.info(
+                "agent %s failed after %d attempt(s): %s",
+                call.agent.name,
+                progress.attempts,
+                type(exc).__name__,
+            )
+            self._record(result)
+            return result
+        except BaseException:
+            self._budget.release(reservation)
+            raise
+        cost = self.prices.cost(call.model, answer.usage)
+        self._budget.settle(reservation, cost)
+        meta = empty_metadata(call.model)
+        meta.update(
+            input_tokens=answer.usage.input_tokens,
+            output_tokens=answer.usage.output_tokens,
+            cache_creation_input_tokens=answer.usage.cache_creation_input_tokens,
+            cache_read_input_tokens=answer.usage.cache_read_input_tokens,
+            cost_usd=cost,
+            latency_s=time.perf_counter() - started,
+            attempts=progress.attempts,
+            stop_reason=answer.stop_reason,
+            request_id=answer.request_id,
+            truncated=answer.truncated,
+            warnings=list(call.warnings) + list(answer.warnings),
+        )
+        result = AgentResult(call.agent.name, True, answer.text, [], meta)
+        self._record(result)
+        self._cache_store(call, answer, cost)
+        return result
+
+    # -- public calls --------------------------------------------------------------------------
+
+    async def execute_agent(self, agent_name: str, task: str, **options: Any) -> AgentResult:
+        """Run one agent on ``task`` and return its :class:`AgentResult`.
+
+        Options: ``model``, ``max_tokens``, ``timeout_seconds``, ``use_cache`` (default True),
+        ``refresh`` (skip the lookup, store the new answer), ``ttl_hours``,
+        ``injection_policy`` (``block``/``warn``/``off`` for this call), ``untrusted``
+        (name -> text, wrapped as data), ``stop_sequences``.
+
+        Raises, before anything is sent: :class:`UnknownAgentError`, :class:`InvalidTaskError`,
+        :class:`PromptInjectionError`, :class:`ConfigurationError` (bad option, missing API
+        key, closed orchestrator), :class:`BudgetExceededError`, :class:`PricingError`
+        (budget set, price unknown). Failures of the call itself are returned as
+        ``success=False``. Cancelling the awaiting task stops the request and leaves no task.
+        Safe to run concurrently on one loop.
+        """
+        call = self._prepare(agent_name, task, options)
+        return await self._execute(call)
+
+    async def stream_agent(
+        self, agent_name: str, task: str, **options: Any
+    ) -> AsyncIterator[str | AgentResult]:
+        """Yield the answer's text pieces as they arrive, then exactly one :class:`AgentResult`.
+
+        A cache hit yields the whole text as one piece, then the result. Retries happen only
+        before the first piece arrives; a stream that breaks afterwards ends with a failed
+        result holding the partial ``output``. Same options and raised errors as
+        :meth:`execute_agent` (raised on the first ``__anext__``). Closing the generator early
+        cancels the request.
+        """
+        call = self._prepare(agent_name, task, options)
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        task_ = asyncio.ensure_future(self._execute(call, on_text=queue.put_nowait))
+        task_.add_done_callback(lambda _t: queue.put_nowait(_STOP))
+        try:
+            while True:
+                item = await queue.get()
+                if item is _STOP:
+                    break
+                yield str(item)
+            yield task_.result()
+        finally:
+            if not task_.done():
+                task_.cancel()
+                await asyncio.gather(task_, return_exceptions=True)
+
+    async def execute_multiple(
+        self,
+        tasks: Iterable[tuple[str, str] | tuple[str, str, Mapping[str, Any]]],
+        on_progress: Callable[[int, int, AgentResult], None] | None = None,
+        **options: Any,
+    ) -> list[AgentResult]:
+        """Run many ``(agent, task)`` or ``(agent, task, options)`` items concurrently.
+
+        Results keep the input order. Concurrency is bounded by ``max_concurrent``; one item's
+        failure (even a raised caller error such as an unknown agent) becomes that item's failed
+        result and never cancels the others. ``on_progress(done, total, result)`` runs after each
+        item (its exceptions are logged, not raised). ``options`` apply to every item; an item's
+        own options override them.
+        """
+        items = list(tasks)
+        total = len(items)
+        done = 0
+
+        async def one(item: tuple[Any, ...]) -> AgentResult:
+            nonlocal done
+            result = await self._one_item(item, options)
+            done += 1
+            if on_progress is not None:
+                try:
+                    on_progress(done, total, result)
+                except Exception as exc:
+                    self._log.warning("on_progress callback failed: %s", type(exc).__name__)
+            return result
+
+        return list(await asyncio.gather(*(one(item) for item in items)))
+
+    async def _one_item(self, item: tuple[Any, ...], options: Mapping[str, Any]) -> AgentResult:
+        name = str(item[0]) if item else "?"
+        try:
+            if len(item) not in (2, 3):
+                raise ConfigurationError(
+                    "Each task must be (agent_name, task) or (agent_name, task, options)."
+                )
+            merged = dict(options)
+            if len(item) == 3:
+                if not isinstance(item[2], Mapping):
+                    raise ConfigurationError("A task's third element must be a dict of options.")
+                merged.update(item[2])
+            return await self.execute_agent(item[0], item[1], **merged)
+        except ClaudeForceError as exc:
+            return AgentResult.failure(name, exc)
+        except Exception as exc:  # a bug must not take the other items down
+            wrapped = ClaudeForceError(f"Unexpected {type(exc).__name__}: {exc}")
+            return AgentResult.failure(name, wrapped)
+
+    async def run_workflow(self, name: str, task: str, **options: Any) -> list[AgentResult]:
+        """Run the agents of workflow ``name`` in order; each gets ``task`` plus the previous
+        agent's output wrapped as untrusted data. Stops at the first failed step (its result is
+        the last in the list). Raises :class:`UnknownAgentError` for an unknown workflow and the
+        same caller errors as :meth:`execute_agent`."""
+        agents = self.registry.workflow(name)
+        results: list[AgentResult] = []
+        previous: AgentResult | None = None
+        for agent_name in agents:
+            step = dict(options)
+            if previous is not None:
+                untrusted = dict(step.get("untrusted") or {})
+                untrusted[f"{previous.agent_name}-output"] = previous.output
+                step["untrusted"] = untrusted
+            previous = await self.execute_agent(agent_name, task, **step)
+            results.append(previous)
+            if not previous.success:
+                break
+        return results
