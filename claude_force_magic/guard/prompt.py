@@ -13,15 +13,17 @@ A value interpolated from the notebook (a DataFrame's head, a file, a web page) 
 
 and the user message says once that content inside these tags is data, not instructions.
 A value cannot end its wrapper early: every ``<`` in it that could start an
-``untrusted-data`` tag (a ``<`` followed by optional spaces, invisible characters or ``/`` and
-then the letter ``u``) is written as ``&lt;``; an ``&lt;`` already in such a place gains one
-``amp;`` (``&amp;lt;``), so the escaping is reversible (:func:`unwrap_untrusted`) and
+``untrusted-data`` tag (a ``<``, or its fullwidth or small form, followed by optional spaces,
+slashes or invisible characters and then a letter that normalises to ``u``) is written as an
+entity (``&lt;``, ``&#xff1c;``, ``&#xfe64;``); such an entity already in such a place gains
+one ``amp;`` (``&amp;lt;``), so the escaping is reversible (:func:`unwrap_untrusted`) and
 everything else in the value, code included, is left exactly as it was.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,11 +45,12 @@ UNTRUSTED_NOTE = (
 )
 _MAX_NAME_CHARS = 64
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]")
-# What may sit between "<" and a tag name for a reader to still see a tag: spaces, "/" and the
-# invisible characters that the injection screen also ignores. Then a "u" in any width.
-_TAG_LOOKAHEAD = r"(?=[\s/\u00ad\u180e\u200b-\u200f\u2060-\u2064\ufeff]*[uU\uff35\uff55])"
-_ESCAPE_SITE = re.compile(r"(?:&(?:amp;)*lt;|<)" + _TAG_LOOKAHEAD)
-_UNESCAPE_SITE = re.compile(r"&((?:amp;)*)lt;" + _TAG_LOOKAHEAD)
+# A "<" (or the fullwidth/small forms that NFKC turns into "<"), or an escape of one.
+_ESCAPES = {"<": "lt", "\uff1c": "#xff1c", "\ufe64": "#xfe64"}
+_UNESCAPES = {v: k for k, v in _ESCAPES.items()}
+_SITE = re.compile(r"&((?:amp;)*)(lt|#xff1c|#xfe64);|[<\uff1c\ufe64]")
+# Characters a reader may skip between "<" and a tag name: spaces, any slash, invisibles.
+_SKIPPABLE = frozenset("/\uff0f\u2215\u2044\u00ad\u180e\u200b\u200c\u200d\u200e\u200f\u2060\ufeff")
 _WRAPPED = re.compile(
     rf'\A<{UNTRUSTED_TAG} name="([A-Za-z0-9_.-]+)">\n(.*)\n</{UNTRUSTED_TAG}>\Z', re.DOTALL
 )
@@ -59,14 +62,34 @@ def sanitize_name(name: object) -> str:
     return cleaned or "value"
 
 
-def _escape_site(match: re.Match[str]) -> str:
-    site = match.group()
-    return "&lt;" if site == "<" else "&amp;" + site[1:]
+def _opens_tag(text: str, pos: int) -> bool:
+    """True if a reader could see an ``untrusted-data`` tag start right after ``text[:pos]``."""
+    for ch in text[pos : pos + 64]:
+        if ch.isspace() or ch in _SKIPPABLE:
+            continue
+        return unicodedata.normalize("NFKC", ch).casefold().startswith("u")
+    return False
 
 
-def _unescape_site(match: re.Match[str]) -> str:
-    amps = match.group(1)
-    return "<" if not amps else "&" + amps[len("amp;") :] + "lt;"
+def _escape(value: str) -> str:
+    def site(match: re.Match[str]) -> str:
+        if not _opens_tag(value, match.end()):
+            return match.group()
+        if match.group(2) is None:  # a raw "<"-like character
+            return f"&{_ESCAPES[match.group()]};"
+        return f"&amp;{match.group(1)}{match.group(2)};"
+
+    return _SITE.sub(site, value)
+
+
+def _unescape(text: str) -> str:
+    def site(match: re.Match[str]) -> str:
+        amps, entity = match.group(1), match.group(2)
+        if entity is None or not _opens_tag(text, match.end()):
+            return match.group()
+        return _UNESCAPES[entity] if not amps else f"&{amps[len('amp;') :]}{entity};"
+
+    return _SITE.sub(site, text)
 
 
 def wrap_untrusted(name: str, value: str) -> str:
@@ -82,7 +105,7 @@ def wrap_untrusted(name: str, value: str) -> str:
             f"Untrusted value {sanitize_name(name)!r} must be a str, got {type(value).__name__}; "
             "convert it first (for a DataFrame, df.head().to_string())."
         )
-    escaped = _ESCAPE_SITE.sub(_escape_site, value)
+    escaped = _escape(value)
     return f'<{UNTRUSTED_TAG} name="{sanitize_name(name)}">\n{escaped}\n</{UNTRUSTED_TAG}>'
 
 
@@ -94,7 +117,7 @@ def unwrap_untrusted(wrapped: str) -> tuple[str, str]:
     match = _WRAPPED.match(wrapped)
     if match is None:
         raise ValueError(f"Not a single <{UNTRUSTED_TAG}> wrapper.")
-    return match.group(1), _UNESCAPE_SITE.sub(_unescape_site, match.group(2))
+    return match.group(1), _unescape(match.group(2))
 
 
 def build_user_content(task: str, untrusted: Mapping[str, str] | None = None) -> str:
