@@ -476,3 +476,32 @@ def test_import_pricing_does_not_import_heavy_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_module_docstring_examples_run() -> None:
+    import doctest
+
+    import claude_force_magic.pricing as pricing
+
+    result = doctest.testmod(pricing)
+    assert result.attempted >= 2 and result.failed == 0
+
+
+def test_docs_override_example_runs() -> None:
+    prices = PriceTable.bundled().with_overrides(
+        {
+            "claude-fable-5-2": {
+                "input": 12,
+                "output": 60,
+                "cache_write_5m": 15,
+                "cache_write_1h": 24,
+                "cache_read": 0.30,
+            },
+            "claude-sonnet-5-5": {"input": 1.6, "output": 8},
+        }
+    )
+    sonnet = prices.lookup("claude-sonnet-5-5")
+    assert sonnet is not None and sonnet.cache_read == Decimal("0.20")
+    assert (
+        prices.cost("claude-sonnet-5-5", {"input_tokens": 1_000, "output_tokens": 1_000}) == 0.0096
+    )
