@@ -259,7 +259,8 @@ def discover_config(config_path: str | os.PathLike[str] | None = None) -> Path |
     ``$CLAUDE_FORCE_CONFIG``, else the nearest ``.claude/claude.json`` from the working
     directory upward, else ``~/.claude/claude.json``. An explicit path or environment value
     that does not exist raises :class:`AgentConfigError`. A discovered (not explicit) file
-    owned by another user is skipped with a warning: someone else could have planted it.
+    owned by another user (other than root) is skipped with a warning: someone else could
+    have planted it, for example in ``/tmp``.
     """
     if config_path is not None:
         return _explicit(Path(os.fspath(config_path)).expanduser(), "config_path")
