@@ -66,13 +66,14 @@ _LAZY.update(dict.fromkeys(_ERRORS, ".errors"))
 __all__ = sorted([*_LAZY, "__version__", "load_ipython_extension", "unload_ipython_extension"])
 
 if TYPE_CHECKING:
-    from .agents import AgentDefinition, AgentRegistry
-    from .cache.store import ResponseCache
-    from .engine.orchestrator import AsyncAgentOrchestrator
-    from .engine.result import AgentResult
+    from .agents import AgentDefinition as AgentDefinition
+    from .agents import AgentRegistry as AgentRegistry
+    from .cache.store import ResponseCache as ResponseCache
+    from .engine.orchestrator import AsyncAgentOrchestrator as AsyncAgentOrchestrator
+    from .engine.result import AgentResult as AgentResult
     from .errors import *  # noqa: F403
-    from .pricing import PriceTable
-    from .settings import Secret
+    from .pricing import PriceTable as PriceTable
+    from .settings import Secret as Secret
 
 
 def __getattr__(name: str) -> Any:

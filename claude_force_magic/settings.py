@@ -24,6 +24,7 @@ import os
 import secrets
 import stat
 from pathlib import Path
+from typing import NoReturn
 
 from .errors import SecretError, UnsafePathError
 
@@ -43,7 +44,7 @@ __all__ = [
 
 APP_NAME = "claude-force-magic"
 API_KEY_ENV = "ANTHROPIC_API_KEY"
-CACHE_SECRET_ENV = "CLAUDE_CACHE_SECRET"
+CACHE_SECRET_ENV = "CLAUDE_CACHE_SECRET"  # noqa: S105 (a variable name, not a secret)
 CACHE_DIR_ENV = "CLAUDE_CACHE_DIR"
 CONFIG_DIR_ENV = "CLAUDE_FORCE_MAGIC_CONFIG_DIR"
 FORCE_CONFIG_ENV = "CLAUDE_FORCE_CONFIG"
@@ -62,7 +63,7 @@ KNOWN_PLACEHOLDERS = frozenset(
 )
 
 _HOW_TO_MAKE_ONE = (
-    "Make a good one with: python -c \"import secrets; print(secrets.token_hex(32))\" "
+    'Make a good one with: python -c "import secrets; print(secrets.token_hex(32))" '
     f"and put it in {CACHE_SECRET_ENV}, or unset {CACHE_SECRET_ENV} to use a generated key file."
 )
 
@@ -111,7 +112,7 @@ class Secret:
     def __hash__(self) -> int:
         return hash(("Secret", len(self._value)))
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> NoReturn:
         raise TypeError("Secret values cannot be pickled")
 
 
@@ -194,7 +195,9 @@ def _read_or_create_key_file(directory: Path) -> bytes:
     except FileNotFoundError:
         key = secrets.token_bytes(32)
         tmp = directory / f".{KEY_FILE_NAME}.{os.getpid()}.{secrets.token_hex(4)}"
-        wfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        wfd = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600
+        )
         try:
             os.write(wfd, key)
             os.fsync(wfd)
@@ -209,7 +212,8 @@ def _read_or_create_key_file(directory: Path) -> bytes:
         return _read_or_create_key_file(directory)
     except OSError as exc:
         raise UnsafePathError(
-            f"Refusing key file {key_path}: {exc.strerror}. It must be a regular file, not a symlink."
+            f"Refusing key file {key_path}: {exc.strerror}. "
+            "It must be a regular file, not a symlink."
         ) from exc
     try:
         st = os.fstat(fd)

@@ -9,7 +9,9 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def isolated_env(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
     """Point every path setting at a fresh private directory and drop real credentials.
 
     Tests never see the developer's ``ANTHROPIC_API_KEY`` or cache, and never reach the internet.
@@ -18,6 +20,12 @@ def isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     home.chmod(0o700)
     monkeypatch.setenv("CLAUDE_FORCE_MAGIC_CONFIG_DIR", str(home / "config"))
     monkeypatch.setenv("CLAUDE_CACHE_DIR", str(home / "cache"))
-    for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "CLAUDE_CACHE_SECRET", "CLAUDE_FORCE_CONFIG"):
+    for var in (
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "ANTHROPIC_BASE_URL",
+        "CLAUDE_CACHE_SECRET",
+        "CLAUDE_FORCE_CONFIG",
+    ):
         monkeypatch.delenv(var, raising=False)
     yield home
