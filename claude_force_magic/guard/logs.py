@@ -71,10 +71,12 @@ def neutralise_controls(text: str) -> str:
 def _truncate(text: str, max_len: int) -> str:
     if len(text) <= max_len:
         return text
-    widest_suffix = f"…(+{len(text)} chars)"
-    keep = max_len - len(widest_suffix)
+    keep = max_len - len(f"…(+{len(text)} chars)")
     if keep <= 0:
         return text[:max_len]
+    # the dropped count has at most as many digits as len(text): grow keep while it still fits
+    while keep < max_len and keep + 1 + len(f"…(+{len(text) - keep - 1} chars)") <= max_len:
+        keep += 1
     return f"{text[:keep]}…(+{len(text) - keep} chars)"
 
 
