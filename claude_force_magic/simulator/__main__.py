@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--stall-seconds", type=float, default=30.0, help="how long the stall fault hangs"
     )
+    parser.add_argument(
+        "--retry-after",
+        type=float,
+        default=1.0,
+        help="seconds the rate_limit fault advertises in retry-after (default 1)",
+    )
     return parser
 
 
@@ -98,6 +104,7 @@ async def _serve(args: argparse.Namespace) -> None:
             seed=args.seed,
             api_key=args.api_key,
             stall_seconds=args.stall_seconds,
+            retry_after=args.retry_after,
             host=args.host,
             port=args.port,
         )

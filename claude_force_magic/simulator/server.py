@@ -604,18 +604,18 @@ class Simulator:
         ttft = self._behaviour.sample_first_token()
         headers["Content-Type"] = "text/event-stream; charset=utf-8"
         headers["Cache-Control"] = "no-cache"
-        response = web.StreamResponse(headers=headers)
         exchange.status = 200
         events = plan.events
+        if ttft == 0.0 and latency.per_token == 0.0 and not plan.abort:
+            # Nothing to pace: one write of the whole event stream is much cheaper.
+            return web.Response(body=b"".join(e for e, _ in events), headers=headers)
+        response = web.StreamResponse(headers=headers)
         try:
             await response.prepare(request)
             if latency.per_token == 0.0:
-                if ttft > 0:
-                    await response.write(b"".join(e for e, _ in events[: plan.first_delta]))
-                    await asyncio.sleep(ttft)
-                    await response.write(b"".join(e for e, _ in events[plan.first_delta :]))
-                else:
-                    await response.write(b"".join(e for e, _ in events))
+                await response.write(b"".join(e for e, _ in events[: plan.first_delta]))
+                await self._sleep(ttft)
+                await response.write(b"".join(e for e, _ in events[plan.first_delta :]))
             else:
                 for i, (event, tokens) in enumerate(events):
                     if i == plan.first_delta:

@@ -108,6 +108,19 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + _dumps(data).encode() + b"\n\n"
 
 
+def _text_delta(index: int, text: str) -> bytes:
+    """A ``content_block_delta`` event; only the text goes through the JSON encoder (hot path)."""
+    return b"".join(
+        (
+            b'event: content_block_delta\ndata: {"type":"content_block_delta","index":',
+            str(index).encode(),
+            b',"delta":{"type":"text_delta","text":',
+            _dumps(text).encode(),
+            b"}}\n\n",
+        )
+    )
+
+
 PING = _event("ping", {"type": "ping"})
 MESSAGE_STOP = _event("message_stop", {"type": "message_stop"})
 
@@ -172,12 +185,7 @@ def stream_plan(
         for n, chunk in enumerate(chunks):
             if failing and n == max(1, middle):
                 return _fail(events, first_delta, fault, given, request_id)
-            delta = {
-                "type": "content_block_delta",
-                "index": index,
-                "delta": {"type": "text_delta", "text": chunk},
-            }
-            data = _event("content_block_delta", delta)
+            data = _text_delta(index, chunk)
             if fault == Fault.MALFORMED_JSON and n == middle:
                 data, broken = _broken(data), True
             events.append((data, estimate_tokens(chunk)))
