@@ -88,6 +88,8 @@ class BackgroundLoop:
         finally:
             loop.run_until_complete(_cancel_all(loop))
             loop.run_until_complete(loop.shutdown_asyncgens())
+            # The default executor's threads (DNS lookups, file I/O) would outlive the loop.
+            loop.run_until_complete(loop.shutdown_default_executor())
             loop.close()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:

@@ -1,0 +1,135 @@
+"""pandas DataFrames for the ``%agent`` tables, built from plain rows.
+
+pandas is imported inside each function, never at module import, so ``%load_ext`` stays fast.
+Every function takes the rows another layer already produces (registry rows, metrics records,
+cache entries) and only chooses, orders and formats columns.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, is_dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "agents_frame",
+    "cache_frame",
+    "config_frame",
+    "cost_frame",
+    "history_frame",
+    "latency_frame",
+    "rows_frame",
+]
+
+AGENT_COLUMNS = ("name", "description", "domains", "priority", "source")
+HISTORY_COLUMNS = (
+    "time",
+    "agent_name",
+    "model",
+    "latency_s",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "saved_usd",
+    "cached",
+    "success",
+    "error_type",
+    "attempts",
+    "stop_reason",
+)
+CACHE_COLUMNS = (
+    "agent_name",
+    "model",
+    "created",
+    "expires",
+    "size_bytes",
+    "hits",
+    "input_tokens",
+    "output_tokens",
+    "estimated_cost",
+    "key",
+)
+
+
+def rows_frame(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> pd.DataFrame:
+    """A DataFrame of ``rows`` with exactly ``columns`` in that order (missing ones are None)."""
+    import pandas as pd
+
+    frame: pd.DataFrame = pd.DataFrame(
+        [{c: row.get(c) for c in columns} for row in rows], columns=list(columns)
+    )
+
+    return frame
+
+
+def _as_dict(record: Any) -> dict[str, Any]:
+    if isinstance(record, Mapping):
+        return dict(record)
+    if is_dataclass(record) and not isinstance(record, type):
+        return asdict(record)
+    return {k: getattr(record, k) for k in dir(record) if not k.startswith("_")}
+
+
+def _when(epoch: Any) -> dt.datetime | None:
+    if epoch is None:
+        return None
+    return dt.datetime.fromtimestamp(float(epoch)).replace(microsecond=0)
+
+
+def agents_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Agents: name, description, domains (comma-joined), priority, source."""
+    prepared = [{**r, "domains": ", ".join(r.get("domains") or ())} for r in rows]
+    return rows_frame(prepared, AGENT_COLUMNS)
+
+
+def history_frame(records: Iterable[Any]) -> pd.DataFrame:
+    """This session's calls, oldest first (from ``Metrics.recent()``)."""
+    rows = []
+    for record in records:
+        row = _as_dict(record)
+        row["time"] = _when(row.get("timestamp"))
+        rows.append(row)
+    return rows_frame(rows, HISTORY_COLUMNS)
+
+
+def cost_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Spend and savings by agent and model (from ``Metrics.cost_by()``), costliest first."""
+    import pandas as pd
+
+    frame: pd.DataFrame = pd.DataFrame(list(rows))
+    if "cost_usd" in frame.columns and len(frame):
+        frame = frame.sort_values("cost_usd", ascending=False, ignore_index=True)
+    return frame
+
+
+def latency_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Latency percentiles by agent, model and live/cached (``Metrics.latency_percentiles()``)."""
+    import pandas as pd
+
+    frame: pd.DataFrame = pd.DataFrame(list(rows))
+
+    return frame
+
+
+def cache_frame(entries: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Cache entries without response text; ``created``/``expires`` as local datetimes."""
+    rows = []
+    for entry in entries:
+        row = {k: v for k, v in entry.items() if k != "response"}
+        row["created"] = _when(entry.get("created_at"))
+        row["expires"] = _when(entry.get("expires_at"))
+        rows.append(row)
+    return rows_frame(rows, CACHE_COLUMNS)
+
+
+def config_frame(values: Mapping[str, Any]) -> pd.DataFrame:
+    """The effective configuration as a two-column table (setting, value)."""
+    import pandas as pd
+
+    rows = [{"setting": k, "value": "" if v is None else str(v)} for k, v in values.items()]
+    frame: pd.DataFrame = pd.DataFrame(rows, columns=["setting", "value"]).set_index("setting")
+    return frame

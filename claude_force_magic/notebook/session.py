@@ -1,0 +1,242 @@
+"""The extension's state for one IPython session: loop, orchestrators, simulator, listeners.
+
+Everything heavy (anthropic, the cache, the simulator) is created on first use, on the
+background loop, and closed by :meth:`AgentSession.close` (``%unload_ext``). Two orchestrators
+can exist side by side: the live one (the real API) and the simulated one (an in-process
+simulator). Simulated answers are cached in a sibling directory, ``<cache_dir>-simulated``, so a
+simulated answer is never served as a real one. Both share one :class:`~..metrics.Metrics`, so
+``%agent history`` and ``%agent stats`` show the whole session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..errors import ConfigurationError
+from .runner import BackgroundLoop
+
+if TYPE_CHECKING:
+    from ..agents import AgentRegistry
+    from ..engine.orchestrator import AsyncAgentOrchestrator
+    from ..metrics import Metrics
+    from ..simulator import Simulator
+
+__all__ = ["AgentSession", "SessionConfig"]
+
+T = TypeVar("T")
+
+#: The key the simulated orchestrator sends; the in-process simulator accepts any key.
+SIMULATED_KEY = "sk-simulated-offline"
+
+NO_KEY_MESSAGE = (
+    "No API key: set ANTHROPIC_API_KEY in the environment the notebook server was started from "
+    "(or `%env ANTHROPIC_API_KEY=...` in a cell, then re-run), or work offline against the "
+    "built-in simulator with `%agent simulate on` (or --simulate on this cell)."
+)
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """The settings an orchestrator is built from (a snapshot of the ``AgentMagics`` traits)."""
+
+    model: str = "claude-sonnet-5-5"
+    max_tokens: int = 4096
+    timeout: float = 30.0
+    deadline: float = 120.0
+    max_concurrent: int = 10
+    calls_per_minute: float | None = 50.0
+    budget_usd: float | None = None
+    cache_dir: str = ""
+    ttl_hours: float = 24.0
+    enable_cache: bool = True
+    injection_policy: str = "block"
+    config_path: str = ""
+    simulator_latency: float = 0.2
+    simulator_per_token: float = 0.0
+
+
+class AgentSession:
+    """Lazily built orchestrators on one background loop, plus the session's simulator.
+
+    Thread-safe for the kernel thread and the loop thread; magics call it from the kernel
+    thread only. Raises :class:`ConfigurationError` from :meth:`orchestrator` when a live
+    call is wanted and no API key is set.
+    """
+
+    def __init__(self, config: Callable[[], SessionConfig]) -> None:
+        self._config = config
+        self.runner = BackgroundLoop()
+        self.simulate = False
+        self._lock = threading.RLock()
+        self._orchestrators: dict[bool, AsyncAgentOrchestrator] = {}
+        self._simulator: Simulator | None = None
+        self._metrics: Metrics | None = None
+        self._registry: AgentRegistry | None = None
+        self._listeners: list[Callable[[], None]] = []
+
+    # ------------------------------------------------------------------ shared pieces
+
+    @property
+    def metrics(self) -> Metrics:
+        """The session's metrics (created on first use; shared by every orchestrator)."""
+        with self._lock:
+            if self._metrics is None:
+                from ..metrics import Metrics
+
+                self._metrics = Metrics()
+            return self._metrics
+
+    @property
+    def registry(self) -> AgentRegistry:
+        """The agent registry (bundled agents plus the discovered ``.claude/claude.json``)."""
+        with self._lock:
+            if self._registry is None:
+                from ..agents import AgentRegistry
+
+                path = self._config().config_path or None
+                self._registry = AgentRegistry.load(path)
+            return self._registry
+
+    def live_orchestrators(self) -> Mapping[bool, AsyncAgentOrchestrator]:
+        """The orchestrators built so far, keyed by ``simulated``."""
+        with self._lock:
+            return dict(self._orchestrators)
+
+    def config(self) -> SessionConfig:
+        """The current settings (a fresh snapshot of the magics' traits)."""
+        return self._config()
+
+    def add_listener(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` on the kernel thread after every cell that ran agents."""
+        self._listeners.append(fn)
+
+    def notify(self) -> None:
+        """Tell the listeners (the stats dashboard) that a call finished; never raises."""
+        for fn in list(self._listeners):
+            with contextlib.suppress(Exception):
+                fn()
+
+    def run(self, coro: Coroutine[Any, Any, T], **kwargs: Any) -> T:
+        """Run ``coro`` on the background loop; see :meth:`BackgroundLoop.run`."""
+        return self.runner.run(coro, **kwargs)
+
+    # ------------------------------------------------------------------ paths
+
+    def cache_dir(self, simulated: bool) -> Path:
+        """The cache directory for live or simulated answers."""
+        from ..settings import cache_dir
+
+        configured = self._config().cache_dir
+        base = Path(configured).expanduser() if configured else cache_dir()
+        return base.with_name(base.name + "-simulated") if simulated else base
+
+    # ------------------------------------------------------------------ simulator
+
+    def simulator(self) -> Simulator:
+        """The in-process simulator (started on first use in its own thread)."""
+        with self._lock:
+            if self._simulator is None:
+                from ..simulator import Simulator
+
+                self._simulator = Simulator(latency=self._latency()).start()
+            return self._simulator
+
+    def _latency(self) -> Any:
+        from ..simulator import Latency
+
+        cfg = self._config()
+        return Latency.fixed(cfg.simulator_latency, per_token=cfg.simulator_per_token)
+
+    def reconfigure_simulator(self) -> None:
+        """Apply the latency settings to a running simulator (no-op before it starts)."""
+        with self._lock:
+            if self._simulator is not None:
+                self._simulator.configure(latency=self._latency())
+
+    # ------------------------------------------------------------------ orchestrators
+
+    def orchestrator(self, simulated: bool | None = None) -> AsyncAgentOrchestrator:
+        """The live or simulated orchestrator (default: the session's ``simulate`` mode).
+
+        Built on the background loop on first use. Raises :class:`ConfigurationError` for a
+        live orchestrator when ``ANTHROPIC_API_KEY`` is not set.
+        """
+        simulated = self.simulate if simulated is None else simulated
+        with self._lock:
+            orch = self._orchestrators.get(simulated)
+            if orch is not None:
+                return orch
+            if not simulated and not os.environ.get("ANTHROPIC_API_KEY"):
+                raise ConfigurationError(NO_KEY_MESSAGE)
+            base_url = self.simulator().base_url if simulated else None
+            orch = self.run(self._build(simulated, base_url, self.registry, self.metrics))
+            self._orchestrators[simulated] = orch
+            return orch
+
+    async def _build(
+        self, simulated: bool, base_url: str | None, registry: AgentRegistry, metrics: Metrics
+    ) -> AsyncAgentOrchestrator:
+        # Runs on the loop thread: it must not take self._lock (the kernel thread holds it).
+        from ..engine.orchestrator import AsyncAgentOrchestrator
+
+        cfg = self._config()
+        api_key = SIMULATED_KEY if simulated else None
+        return AsyncAgentOrchestrator(
+            api_key=api_key,
+            base_url=base_url,
+            model=cfg.model,
+            max_tokens=cfg.max_tokens,
+            max_concurrent=cfg.max_concurrent,
+            timeout_seconds=cfg.timeout,
+            deadline_seconds=cfg.deadline,
+            calls_per_minute=cfg.calls_per_minute,
+            budget_usd=cfg.budget_usd,
+            enable_cache=cfg.enable_cache,
+            cache_dir=self.cache_dir(simulated),
+            cache_ttl_hours=cfg.ttl_hours,
+            injection_policy=cfg.injection_policy,
+            registry=registry,
+            metrics=metrics,
+        )
+
+    def set_budget(self, usd: float | None) -> None:
+        """Apply a budget (or None for none) to every orchestrator built so far."""
+        for orch in self.live_orchestrators().values():
+            orch.set_budget(usd)
+
+    def invalidate(self) -> None:
+        """Close the orchestrators so the next call builds them from the current settings.
+
+        The registry is dropped too (a changed ``config_path``); metrics are kept.
+        """
+        with self._lock:
+            orchestrators = list(self._orchestrators.values())
+            self._orchestrators.clear()
+            self._registry = None
+        for orch in orchestrators:
+            self._close_quietly(orch)
+
+    def _close_quietly(self, orch: AsyncAgentOrchestrator) -> None:
+        if self.runner.is_running:
+            with contextlib.suppress(Exception):
+                self.run(orch.close())
+
+    def close(self) -> None:
+        """Close orchestrators, stop the simulator and the loop thread (idempotent)."""
+        self.invalidate()
+        with self._lock:
+            sim, self._simulator = self._simulator, None
+            metrics, self._metrics = self._metrics, None
+            self._listeners.clear()
+        if sim is not None:
+            with contextlib.suppress(Exception):
+                sim.stop()
+        if metrics is not None:
+            metrics.close()
+        self.runner.stop()
