@@ -6,8 +6,10 @@ exact, process-safe counters.
   pragmas, the eviction policy or the Disk; unknown settings are ignored.
 * Counters live in a one-row table ``CfmStats`` in the same database and are updated by the
   same SQLite transaction as the change they count, so they stay exact across threads and
-  processes and survive a crash consistently. A trigger counts every row deletion; evictions
-  by diskcache's size culling are the deletions the cache did not make itself:
+  processes and survive a crash consistently. Triggers count sets (row inserted or
+  ``store_time`` rewritten), hits (``access_count`` raised) and every row deletion, without
+  an extra statement per call. Evictions by diskcache's size culling are the deletions the
+  cache did not make itself:
   ``evictions = row_deletes - deletes - expirations - integrity_failures - cleared``.
 * The per-entry hit count is diskcache's ``access_count`` column (unused by the
   least-recently-used policy), incremented in the same statement that refreshes
@@ -65,6 +67,11 @@ _SELECT_PAGE = (
     "SELECT rowid, key, mode, filename, value, access_count, store_time"
     " FROM Cache WHERE rowid > ? ORDER BY rowid LIMIT ?"
 )
+_SELECT_FILENAME = "SELECT rowid, filename FROM Cache WHERE key = ? AND raw = 1"
+_SELECT_LRU = "SELECT rowid, filename FROM Cache ORDER BY access_time LIMIT ?"
+_VOLUME = (
+    "SELECT page_count, (SELECT value FROM Settings WHERE key = 'size') FROM pragma_page_count"
+)
 _TOUCH = "UPDATE Cache SET access_time = ?, access_count = access_count + 1 WHERE rowid = ?"
 _DELETE = "DELETE FROM Cache WHERE rowid = ?"
 _SCHEMA = (
@@ -74,6 +81,14 @@ _SCHEMA = (
     "INSERT OR IGNORE INTO CfmStats (id) VALUES (0)",
     "CREATE TRIGGER IF NOT EXISTS CfmStats_row_delete AFTER DELETE ON Cache FOR EACH ROW"
     " BEGIN UPDATE CfmStats SET row_deletes = row_deletes + 1; END",
+    # A set inserts a row or rewrites its store_time; a hit raises its access_count.
+    "CREATE TRIGGER IF NOT EXISTS CfmStats_set_insert AFTER INSERT ON Cache FOR EACH ROW"
+    " BEGIN UPDATE CfmStats SET sets = sets + 1; END",
+    "CREATE TRIGGER IF NOT EXISTS CfmStats_set_update AFTER UPDATE OF store_time ON Cache"
+    " FOR EACH ROW BEGIN UPDATE CfmStats SET sets = sets + 1; END",
+    "CREATE TRIGGER IF NOT EXISTS CfmStats_hit AFTER UPDATE OF access_count ON Cache"
+    " FOR EACH ROW WHEN NEW.access_count > OLD.access_count"
+    " BEGIN UPDATE CfmStats SET hits = hits + 1; END",
 )
 _READ_STATS = (  # column names come from the fixed COUNTERS tuple
     "SELECT " + ", ".join(COUNTERS) + ","  # noqa: S608
@@ -168,7 +183,7 @@ class Backend(diskcache.Cache):  # type: ignore[misc]  # diskcache ships no type
 
     @staticmethod
     def touch(sql: Sql, rowid: int) -> None:
-        """Mark a row as just read: least-recently-used order and its hit count."""
+        """Mark a row as just read: its LRU position, its hit count and (by trigger) ``hits``."""
         sql(_TOUCH, (time.time(), rowid))
 
     @staticmethod
@@ -188,20 +203,31 @@ class Backend(diskcache.Cache):  # type: ignore[misc]  # diskcache ships no type
         Large values are written to their file before the lock is taken; old files are removed
         after the commit. Least-recently-used culling runs in the same transaction.
         """
+        # The body of diskcache's Cache.set, with the counter in the same transaction and a
+        # leaner cull: we never set expire_time (expiry is signed into the entry), so the
+        # expired-rows pass is skipped, and volume is read in one statement instead of two.
         size, mode, filename, db_value = self._disk.store(value, False)
         columns = (None, tag, size, mode, filename, db_value)
         now = time.time()
         with self.transaction(filename) as (sql, cleanup):
-            old = sql("SELECT rowid, filename FROM Cache WHERE key = ? AND raw = 1", (key,))
-            rows = old.fetchall()
+            rows = sql(_SELECT_FILENAME, (key,)).fetchall()
             if rows:
                 ((rowid, old_filename),) = rows
                 cleanup(old_filename)
                 self._row_update(rowid, now, columns)
             else:
                 self._row_insert(key, True, now, columns)
-            self._cull(now, sql, cleanup)
-            self.bump(sql, sets=1)
+            self._cull_lru(sql, cleanup)  # the insert/update triggers count the set
+
+    def _cull_lru(self, sql: Sql, cleanup: Cleanup) -> None:
+        """Delete up to ``cull_limit`` least-recently-used rows while over ``size_limit``."""
+        ((page_count, size),) = sql(_VOLUME).fetchall()
+        if self._page_size * page_count + (size or 0) < self.size_limit:
+            return
+        rows = sql(_SELECT_LRU, (self.cull_limit,)).fetchall()
+        for rowid, old_filename in rows:
+            sql(_DELETE, (rowid,))
+            cleanup(old_filename)
 
     def page(self, after_rowid: int, limit: int, sql: Sql | None = None) -> list[Row]:
         """Up to ``limit`` rows with rowid greater than ``after_rowid``, in rowid order."""

@@ -20,6 +20,8 @@ from typing import Any
 
 __all__ = ["KEY_VERSION", "canonical_json", "key_for", "require_json"]
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
 #: Bump when the meaning of a key changes; old entries then simply stop matching.
 KEY_VERSION = 1
 
@@ -69,7 +71,7 @@ def require_json(value: Any, name: str) -> None:
 def canonical_json(value: Any) -> str:
     """Serialize ``value`` canonically (sorted keys, no spaces); TypeError if not JSON."""
     require_json(value, "value")
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def key_for(agent_name: str, task: str, model: str, **request: Any) -> str:
@@ -83,5 +85,5 @@ def key_for(agent_name: str, task: str, model: str, **request: Any) -> str:
     _check_text("model", model)
     require_json(request, "request")
     doc = {"v": KEY_VERSION, "agent": agent_name, "task": task, "model": model, "request": request}
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _ENCODER.encode(doc)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

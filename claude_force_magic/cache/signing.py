@@ -2,13 +2,20 @@
 
 Layout of one stored value::
 
-    b"CFMC" | version (1 byte) | HMAC-SHA256 tag (32 bytes) | compact UTF-8 JSON body
+    b"CFMC" | version (1 byte) | HMAC-SHA256 tag (32 bytes) | signed body
+    signed body = header length (4 bytes, big-endian) | compact UTF-8 JSON header | response
 
-The tag covers a domain label, the version, the cache key and the body, so an envelope copied
-onto another key, an edited body (including its ``created_at`` / ``expires_at``: the TTL lives
-inside the signed body, because diskcache's ``expire_time`` column can be edited) or a value
-signed with another secret all fail. The tag is checked with :func:`hmac.compare_digest`
-*before* the body is parsed, so unauthenticated bytes never reach the JSON parser.
+The JSON header carries every field but the answer (agent, model, tokens, cost, metadata,
+``created_at`` and ``expires_at``); the answer follows it as plain UTF-8, so a long Markdown
+answer is neither JSON-escaped on ``set`` nor un-escaped on ``get`` (that escaping was a third
+of the cache's own overhead in ``benchmarks/bench_cache.py``).
+
+The tag covers a domain label, the version, the cache key and the whole body, so an envelope
+copied onto another key, an edited body (including ``created_at`` / ``expires_at``: the TTL
+lives inside the signed body, because diskcache's ``expire_time`` column can be edited) or a
+value signed with another secret all fail. The tag is checked with
+:func:`hmac.compare_digest` *before* anything is parsed, so unauthenticated bytes never reach
+the JSON parser.
 
 :class:`Signer` is immutable and safe to share between threads.
 """
@@ -33,6 +40,8 @@ _HEADER = MAGIC + _VERSION_BYTE
 _TAG_SIZE = 32
 _BODY_START = len(_HEADER) + _TAG_SIZE
 _DOMAIN = b"claude-force-magic/cache\x00" + _VERSION_BYTE
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_DECODER = json.JSONDecoder()
 
 #: Body fields and the types a valid entry must have (bool is rejected where int is wanted).
 _FIELDS: dict[str, tuple[type, ...]] = {
@@ -83,18 +92,20 @@ class Signer:
         raise TypeError("Signer holds the cache secret and cannot be pickled")
 
     def seal(self, key: str, body: Mapping[str, Any]) -> bytes:
-        """Return the envelope of ``body`` bound to ``key``.
+        """Return the envelope of ``body`` (which holds ``"response"``) bound to ``key``.
 
-        Raises TypeError/ValueError if ``body`` is not JSON-serializable.
+        Raises TypeError/ValueError if the other fields are not JSON-serializable.
         """
-        payload = json.dumps(
-            body, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        ).encode("utf-8", "surrogatepass")
+        header = {name: value for name, value in body.items() if name != "response"}
+        head = _ENCODER.encode(header).encode("utf-8", "surrogatepass")
+        payload = b"".join(
+            (len(head).to_bytes(4, "big"), head, body["response"].encode("utf-8", "surrogatepass"))
+        )
         tag = hmac.digest(self._secret, _signed_message(key, payload), "sha256")
         return b"".join((_HEADER, tag, payload))
 
     def open(self, key: str, data: bytes) -> dict[str, Any]:
-        """Verify ``data`` for ``key`` and return its body.
+        """Verify ``data`` for ``key`` and return its body (header fields plus ``response``).
 
         Raises :class:`IntegrityError` (with a short reason, never the secret or the body) when
         the bytes are not an envelope, were signed for another key or with another secret,
@@ -102,7 +113,7 @@ class Signer:
         """
         if not isinstance(data, bytes):
             raise IntegrityError("stored value is not bytes")
-        if len(data) < _BODY_START or not data.startswith(MAGIC):
+        if len(data) < _BODY_START + 4 or not data.startswith(MAGIC):
             raise IntegrityError("not a signed envelope")
         if data[len(MAGIC)] != ENVELOPE_VERSION:
             raise IntegrityError(f"unsupported envelope version {data[len(MAGIC)]}")
@@ -110,8 +121,14 @@ class Signer:
         expected = hmac.digest(self._secret, _signed_message(key, payload), "sha256")
         if not hmac.compare_digest(expected, data[len(_HEADER) : _BODY_START]):
             raise IntegrityError("signature mismatch")
+        end = 4 + int.from_bytes(payload[:4], "big")
+        if end > len(payload):
+            raise IntegrityError("signed header length is out of range")
         try:
-            body = json.loads(payload.decode("utf-8", "surrogatepass"))
-        except ValueError as exc:
-            raise IntegrityError("signed body is not valid JSON") from exc
+            body = _DECODER.decode(payload[4:end].decode("utf-8", "surrogatepass"))
+            response = payload[end:].decode("utf-8", "surrogatepass")
+        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError
+            raise IntegrityError("signed body is not valid UTF-8 JSON") from exc
+        if isinstance(body, dict):
+            body["response"] = response
         return _check_fields(body)

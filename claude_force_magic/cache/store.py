@@ -193,8 +193,7 @@ class ResponseCache:
                     db.delete_row(sql, cleanup, row)
                     db.bump(sql, expirations=1, misses=1)
                     return None
-                db.touch(sql, row[0])
-                db.bump(sql, hits=1)
+                db.touch(sql, row[0])  # counts the hit (trigger)
         if failure:
             log.warning(
                 "cache entry %s for agent %s failed its integrity check (%s); deleted",
