@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
 from types import TracebackType
@@ -79,6 +79,9 @@ class _Exchange:
         self.body: Any = None
         self.status = 0
         self.fault: str | None = None
+
+
+_Handler = Callable[[web.Request, _Exchange], Awaitable[web.StreamResponse]]
 
 
 class _ClientGone(Exception):
@@ -424,7 +427,7 @@ class Simulator:
             raise InvalidRequest("the request body is not valid JSON") from None
         return exchange.body
 
-    async def _tracked(self, request: web.Request, handler: Any) -> web.StreamResponse:
+    async def _tracked(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         started = time.monotonic()
         exchange = _Exchange()
         task = asyncio.current_task()
