@@ -211,6 +211,17 @@ def map_api_error(exc: BaseException) -> APIError:
             f"Could not reach the Messages API or the connection dropped ({_describe(exc)}). "
             "Check the network and base_url."
         )
+    import httpx2
+
+    if isinstance(exc, httpx2.TimeoutException):
+        return APITimeoutError(
+            "The connection timed out while reading the answer; raise timeout_seconds or retry."
+        )
+    if isinstance(exc, httpx2.TransportError):  # raised mid-stream, after the SDK handed over
+        return APIConnectionError(
+            f"The connection dropped while the answer was streaming ({type(exc).__name__}: "
+            f"{str(exc)[:200]}). Retry, or check the network."
+        )
     if isinstance(exc, anthropic.APIStatusError):
         return _map_status(exc)
     if isinstance(exc, anthropic.APIResponseValidationError):

@@ -32,6 +32,8 @@ from .client import RateLimitInfo
 
 __all__ = ["Bucket", "RateLimiter", "Ticket"]
 
+_NAMES = ("requests", "input_tokens", "output_tokens")
+
 
 class Bucket:
     """One token bucket: ``per_minute`` capacity, refilled continuously at ``per_minute/60``/s.
@@ -73,6 +75,15 @@ class Bucket:
         """Return ``amount`` that was booked but not used."""
         self.tat -= min(amount, self.capacity) / self.rate
         self.booked -= amount
+
+    def adopt_limit(self, per_minute: float, now: float) -> None:
+        """Shrink to a smaller server limit (never grows), keeping what is left now."""
+        if not (0 < per_minute < self.capacity):
+            return
+        level = min(self.level(now), per_minute)
+        self.capacity = float(per_minute)
+        self.rate = self.capacity / 60.0
+        self.tat = now + (self.capacity - level) / self.rate
 
     def lower_to(self, level: float, now: float) -> None:
         """Make the bucket hold at most ``level`` at ``now`` (never raises it)."""
@@ -127,6 +138,16 @@ class RateLimiter:
     def enabled(self) -> bool:
         """True when at least one bucket is configured (a pause works either way)."""
         return any(b is not None for b in self._buckets)
+
+    def snapshot(self) -> dict[str, dict[str, float] | None]:
+        """Per bucket (``requests``, ``input_tokens``, ``output_tokens``): its per-minute limit
+        and what it holds now; None for a disabled bucket. For display and tests."""
+        with self._lock:
+            now = self._clock()
+            return {
+                name: None if b is None else {"per_minute": b.capacity, "level": b.level(now)}
+                for name, b in zip(_NAMES, self._buckets, strict=True)
+            }
 
     @property
     def paused_until(self) -> float:
@@ -204,7 +225,8 @@ class RateLimiter:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     def observe(self, info: RateLimitInfo, ticket: Ticket | None = None) -> None:
-        """Tighten the buckets to what the server says remains.
+        """Tighten the buckets to what the server says: a smaller ``*-limit`` becomes the
+        bucket's size and rate, and a bucket never holds more than ``*-remaining``.
 
         ``ticket`` is the booking of the request whose response carried ``info``: bookings made
         after it (the server has not seen them yet) are subtracted from the server's count.
@@ -212,6 +234,7 @@ class RateLimiter:
         """
         if info.retry_after is not None:
             self.pause(info.retry_after)
+        limits = (info.requests_limit, info.input_tokens_limit, info.output_tokens_limit)
         remaining = (
             info.requests_remaining,
             info.input_tokens_remaining,
@@ -220,7 +243,12 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             for i, (bucket, left) in enumerate(zip(self._buckets, remaining, strict=True)):
-                if bucket is None or left is None:
+                if bucket is None:
+                    continue
+                limit = limits[i]
+                if limit is not None:
+                    bucket.adopt_limit(limit, now)
+                if left is None:
                     continue
                 later = bucket.booked - ticket.marks[i] if ticket is not None else 0.0
                 bucket.lower_to(left - max(0.0, later), now)

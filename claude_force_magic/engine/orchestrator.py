@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     APIError,
+    CircuitOpenError,
     ClaudeForceError,
     ConfigurationError,
     DeadlineExceededError,
@@ -93,6 +94,11 @@ def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}.")
     return value
+
+
+def _first(*values: Any) -> Any:
+    """The first value that is not None (0 and "" count: they are validated, not skipped)."""
+    return next((v for v in values if v is not None), None)
 
 
 @dataclass
@@ -332,13 +338,15 @@ class AsyncAgentOrchestrator:
             )
         agent = self.registry.get(agent_name)
         task = validate_task(task, max_chars=self._max_task_chars)
-        model = options.get("model") or agent.model or self._model
+        model = _first(options.get("model"), agent.model, self._model)
         if not isinstance(model, str):
             raise ConfigurationError(f"model must be a str, got {type(model).__name__}.")
         max_tokens = _positive_int(
-            "max_tokens", options.get("max_tokens") or agent.max_tokens or self._max_tokens
+            "max_tokens", _first(options.get("max_tokens"), agent.max_tokens, self._max_tokens)
         )
-        timeout = _positive("timeout_seconds", options.get("timeout_seconds") or self._timeout)
+        timeout = _positive(
+            "timeout_seconds", _first(options.get("timeout_seconds"), self._timeout)
+        )
         ttl = _positive("ttl_hours", options.get("ttl_hours"), allow_none=True)
         stop = options.get("stop_sequences")
         if stop is not None and (
@@ -349,7 +357,7 @@ class AsyncAgentOrchestrator:
         untrusted = options.get("untrusted")
         if untrusted is not None and not isinstance(untrusted, Mapping):
             raise ConfigurationError("untrusted must be a mapping of name -> text.")
-        policy = InjectionPolicy.parse(options.get("injection_policy") or self._policy)
+        policy = InjectionPolicy.parse(_first(options.get("injection_policy"), self._policy))
         findings = screen(task, policy)
         extra: dict[str, Any] = {"stop_sequences": stop_list} if stop_list else {}
         params = build_request(
@@ -629,6 +637,7 @@ class AsyncAgentOrchestrator:
             if on_text is not None:
                 on_text(cached.output)
             return cached
+        self._client.get()  # a missing API key is a caller mistake: raise before the budget
         estimate = self.prices.estimate(call.model, call.input_estimate, call.max_tokens)
         reservation = self._budget.reserve(estimate, model=call.model)
         return await self._execute_live(call, reservation, on_text)
@@ -643,7 +652,7 @@ class AsyncAgentOrchestrator:
         started = time.perf_counter()
         try:
             answer = await self._live(call, progress, on_text)
-        except ClaudeForceError as exc:
+        except (APIError, CircuitOpenError, DeadlineExceededError) as exc:
             self._budget.release(reservation)
             meta = empty_metadata(call.model)
             meta.update(
