@@ -350,9 +350,7 @@ class AgentMagics(Magics):
             print(f"Removed {removed} cache entr{'y' if removed == 1 else 'ies'}.")
             return None
         if rest == ["verify"]:
-            report = cache.verify()
-            print(repr(report))
-            return report
+            return cache.verify()
         raise UsageError("Usage: %agent cache | %agent cache clear [AGENT] | %agent cache verify")
 
     def _cmd_history(self, rest: list[str], raw: str) -> Any:

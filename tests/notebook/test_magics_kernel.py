@@ -307,8 +307,8 @@ def test_cache_subcommands(kernel: Kernel) -> None:
         "cols = {'agent_name', 'model', 'created', 'expires', 'size_bytes', 'hits'}\n"
         "assert cols <= set(e.columns), e.columns"
     )
-    verify = kernel.ok("report = %agent cache verify\nassert not report.invalid")
-    assert "checked" in verify.stdout.lower() or verify.stdout
+    verify = kernel.ok("report = %agent cache verify\nassert not report.invalid\nreport")
+    assert "VerifyReport(checked=" in verify.result_text
     kernel.ok("%agent cache clear bug-investigator")
     kernel.ok(
         "e2 = %agent cache\nassert 'bug-investigator' not in set(e2.agent_name)\n"

@@ -1,0 +1,77 @@
+"""The three example notebooks run top to bottom offline, and the demo writes HTML."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kernel_harness import kernel_env
+
+from claude_force_magic.demo import execute_notebook, find_notebook, main, run_notebook
+
+pytestmark = pytest.mark.kernel
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+
+def _outputs(nb: Any) -> list[str]:
+    """Every code cell's outputs flattened to one JSON string per cell."""
+    return [json.dumps(c.get("outputs", [])) for c in nb.cells if c.cell_type == "code"]
+
+
+def _run(name: str, tmp_path: Path) -> list[str]:
+    copy = tmp_path / name
+    shutil.copy(NOTEBOOKS / name, copy)
+    nb = execute_notebook(copy, timeout=120, env=kernel_env(tmp_path))
+    return _outputs(nb)
+
+
+def test_quickstart_runs_offline_streams_and_hits_the_cache(tmp_path: Path) -> None:
+    outputs = "\n".join(_run("quickstart.ipynb", tmp_path))
+    assert "Simulation on" in outputs
+    assert "cache miss (stored)" in outputs
+    assert "cache hit (saved $" in outputs
+    assert outputs.count("simulated") >= 4
+    assert "**code-reviewer**" in outputs and "**bug-investigator**" in outputs
+    assert "AgentResult(code-reviewer" in outputs
+    assert "python-expert" in outputs  # the history and list tables
+    assert '"output_type": "error"' not in outputs
+
+
+def test_cache_inspection_lists_verifies_and_clears(tmp_path: Path) -> None:
+    cells = _run("cache-inspection.ipynb", tmp_path)
+    text = "\n".join(cells)
+    assert "VerifyReport(checked=2, valid=2" in text
+    assert "hit_rate" in text  # the dashboard's HTML fallback
+    assert "Removed 1 cache entry" in text
+    last_table = cells[-1]
+    assert "data-engineer" in last_table and "sql-expert" not in last_table
+
+
+def test_benchmarking_reports_percentiles_and_plots(tmp_path: Path) -> None:
+    text = "\n".join(_run("benchmarking.ipynb", tmp_path))
+    for needle in ("p50", "p99", "throughput_per_s", "BenchResult(python-expert n=40", "image/png"):
+        assert needle in text
+
+
+def test_demo_writes_html_and_prints_a_summary(tmp_path: Path) -> None:
+    copy = tmp_path / "quickstart.ipynb"
+    shutil.copy(find_notebook(), copy)
+    summary = run_notebook(copy, env=kernel_env(tmp_path))
+    assert summary.html == tmp_path / "quickstart.html"
+    html = summary.html.read_text(encoding="utf-8")
+    assert "cache hit" in html
+    assert summary.simulated and summary.agent_cells == 3
+    assert "offline (simulator)" in str(summary)
+
+
+def test_demo_main_reports_a_failing_notebook(tmp_path: Path) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    bad = tmp_path / "bad.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("1/0")]), bad)
+    assert main([str(bad), "--timeout", "60"]) == 1
