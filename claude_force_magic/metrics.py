@@ -189,6 +189,7 @@ class QuantileSketch:
                 raise ConfigurationError(f"quantiles must be between 0 and 1, got {q!r}")
         if not self.count:
             return [math.nan for _ in qs]
+        # the ends are known exactly; in between, the bucket midpoint (clamped to min/max)
         order = sorted(range(len(qs)), key=lambda i: qs[i])
         result = [math.nan] * len(qs)
         indices = sorted(self._buckets)
@@ -199,7 +200,12 @@ class QuantileSketch:
             while seen + self._buckets[indices[pos]] <= rank:
                 seen += self._buckets[indices[pos]]
                 pos += 1
-            result[i] = min(max(self._value(indices[pos]), self.min), self.max)
+            if qs[i] == 0.0:
+                result[i] = self.min
+            elif qs[i] == 1.0:
+                result[i] = self.max
+            else:
+                result[i] = min(max(self._value(indices[pos]), self.min), self.max)
         return result
 
 
@@ -350,7 +356,7 @@ class Metrics:
                 )
 
     def add_sink(self, fn: Sink) -> None:
-        """Call ``fn(record)`` for every later record; adding the same ``fn`` twice is a no-op.
+        """Call ``fn(record)`` for every later record; adding an equal ``fn`` twice is a no-op.
 
         Raises :class:`ConfigurationError` if ``fn`` is not callable or metrics are closed.
         """
@@ -359,13 +365,13 @@ class Metrics:
         with self._lock:
             if self._closed:
                 raise ConfigurationError("These metrics are closed; sinks can no longer be added")
-            if all(s.fn is not fn for s in self._sinks):
+            if all(s.fn != fn for s in self._sinks):
                 self._sinks.append(_SinkState(fn))
 
     def remove_sink(self, fn: Sink) -> None:
         """Stop calling ``fn``; does nothing if it was not added."""
         with self._lock:
-            self._sinks = [s for s in self._sinks if s.fn is not fn]
+            self._sinks = [s for s in self._sinks if s.fn != fn]
 
     def recent(self, n: int | None = None) -> list[CallRecord]:
         """The last ``n`` records (all kept ones if ``None``), oldest first.

@@ -1,0 +1,274 @@
+"""Bounded metrics (BUG-005), failing sinks (BUG-008), quantile accuracy, thread safety."""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import statistics
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from claude_force_magic.errors import ConfigurationError
+from claude_force_magic.metrics import OTHER, CallRecord, Metrics, QuantileSketch
+
+
+def rec(i: int = 0, **overrides: object) -> CallRecord:
+    fields: dict[str, object] = {
+        "timestamp": 1_700_000_000.0 + i,
+        "agent_name": f"agent-{i % 4}",
+        "model": "claude-sonnet-5-5",
+        "latency_s": 0.1 + (i % 100) / 1000,
+        "input_tokens": 10,
+        "output_tokens": 20,
+        "cost_usd": 0.001,
+    }
+    fields.update(overrides)
+    return CallRecord(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "n_records",
+    [200_000, pytest.param(1_000_000, marks=pytest.mark.slow)],
+    ids=["200k", "1M"],
+)
+def test_bug_005_metrics_bounded(n_records: int) -> None:
+    """Tracing every allocation makes 1M records take ~17 s, so the default run does 200k."""
+    metrics = Metrics(history=10_000)
+    # 50,000 distinct records, cycled: more than the history, built before tracing starts
+    pool = [rec(i, agent_name=f"agent-{i % 8}", model=f"model-{i % 3}") for i in range(50_000)]
+    for r in pool[:20_000]:  # warm up: the ring buffer is full, every group exists
+        metrics.record(r)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(20_000, n_records):
+            metrics.record(pool[i % 50_000])
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(metrics.recent()) == 10_000
+    assert metrics.recent(1)[0] is pool[(n_records - 1) % 50_000]
+    assert metrics.totals()["calls"] == n_records
+    assert grown < 64 * 1024, f"memory grew by {grown} bytes over {n_records - 20_000} records"
+
+
+def test_bug_008_failing_sink_never_fails_the_call(caplog: pytest.LogCaptureFixture) -> None:
+    metrics = Metrics()
+    seen: list[CallRecord] = []
+
+    def broken_sink(record: CallRecord) -> None:
+        raise RuntimeError("disk full\nFAKE LOG LINE sk-ant-api03-abcdefghijklmnop")
+
+    metrics.add_sink(broken_sink)
+    metrics.add_sink(seen.append)
+    with caplog.at_level(logging.WARNING, logger="claude_force_magic"):
+        for i in range(50):
+            metrics.record(rec(i))
+    assert len(seen) == 50
+    assert metrics.totals()["calls"] == 50
+    warnings = [r for r in caplog.records if "broken_sink" in r.getMessage()]
+    assert len(warnings) == 1
+    message = warnings[0].getMessage()
+    assert "disk full\\nFAKE LOG LINE" in message
+    assert "\n" not in message
+    assert "sk-ant-api03-abcdefghijklmnop" not in message
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="claude_force_magic"):
+        for i in range(50):
+            metrics.record(rec(i))
+    assert [r.getMessage() for r in caplog.records if "100 failure" in r.getMessage()]
+
+
+def test_sink_interrupts_are_not_swallowed() -> None:
+    metrics = Metrics()
+
+    def interrupting(record: CallRecord) -> None:
+        raise KeyboardInterrupt
+
+    metrics.add_sink(interrupting)
+    with pytest.raises(KeyboardInterrupt):
+        metrics.record(rec())
+
+
+def test_sinks_add_remove_and_close() -> None:
+    metrics = Metrics()
+    seen: list[CallRecord] = []
+    metrics.add_sink(seen.append)
+    metrics.add_sink(seen.append)  # idempotent
+    metrics.record(rec())
+    assert len(seen) == 1
+    metrics.remove_sink(seen.append)
+    metrics.remove_sink(seen.append)  # no error
+    metrics.record(rec())
+    assert len(seen) == 1
+    metrics.add_sink(seen.append)
+    metrics.close()
+    metrics.close()
+    metrics.record(rec())
+    assert len(seen) == 1
+    assert metrics.closed
+    assert metrics.recent() == []
+    assert metrics.totals()["calls"] == 2  # a final summary stays readable
+    with pytest.raises(ConfigurationError, match="closed"):
+        metrics.add_sink(seen.append)
+    with pytest.raises(ConfigurationError, match="callable"):
+        Metrics().add_sink(42)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_quantiles_match_exact_values_within_one_percent(seed: int) -> None:
+    rng = random.Random(seed)
+    data = [rng.lognormvariate(-1.5, 0.8) for _ in range(50_000)]
+    sketch = QuantileSketch()
+    for x in data:
+        sketch.add(x)
+    ordered = sorted(data)
+    qs = (0.5, 0.9, 0.95, 0.99)
+    got = sketch.quantiles(qs)
+    for q, value in zip(qs, got, strict=True):
+        exact_rank = ordered[math.floor(q * (len(data) - 1))]
+        assert abs(value - exact_rank) / exact_rank <= 0.0101
+        assert abs(value - float(np.quantile(data, q))) / float(np.quantile(data, q)) <= 0.02
+    assert sketch.count == len(data)
+    assert sketch.min == min(data)
+    assert sketch.max == max(data)
+    assert sketch.mean == pytest.approx(statistics.fmean(data), rel=1e-9)
+    assert len(sketch._buckets) <= sketch.bucket_count <= 1200
+
+
+def test_sketch_edges_and_merge() -> None:
+    empty = QuantileSketch()
+    assert math.isnan(empty.quantile(0.5))
+    assert math.isnan(empty.mean)
+    a, b = QuantileSketch(), QuantileSketch()
+    for x in (0.0, 1e-9, 5.0):
+        a.add(x)
+    for x in (7200.0, 2.0):
+        b.add(x)
+    a.merge(b)
+    assert a.count == 5
+    assert a.quantile(0.0) == 0.0
+    assert a.quantile(1.0) == 7200.0  # clamped to the exact max
+    assert a.quantile(0.5) == pytest.approx(2.0, rel=0.01)
+    with pytest.raises(ConfigurationError):
+        a.merge(QuantileSketch(0.05))
+    with pytest.raises(ConfigurationError):
+        a.quantile(1.5)
+    with pytest.raises(ConfigurationError):
+        QuantileSketch(0.0)
+
+
+def test_thread_safety_totals_exact() -> None:
+    metrics = Metrics(history=1000)
+    seen = []
+    metrics.add_sink(lambda r: seen.append(r.request_id))
+    barrier = threading.Barrier(8)
+
+    def worker(t: int) -> None:
+        barrier.wait()
+        for i in range(10_000):
+            metrics.record(
+                rec(i, agent_name=f"agent-{t}", cost_usd=0.000123, saved_usd=0.1, request_id="x")
+            )
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    totals = metrics.totals()
+    assert totals["calls"] == 80_000
+    assert totals["input_tokens"] == 800_000
+    assert totals["output_tokens"] == 1_600_000
+    assert totals["cost_usd"] == 80_000 * 123 / 1_000_000
+    assert totals["saved_usd"] == 8_000.0
+    assert len(seen) == 80_000
+    rows = metrics.latency_percentiles()
+    assert sum(r["count"] for r in rows) == 80_000
+    assert len(metrics.recent()) == 1000
+
+
+def test_groups_bounded() -> None:
+    metrics = Metrics(max_groups=10)
+    for i in range(1000):
+        metrics.record(rec(i, agent_name=f"agent-{i}", cached=i % 2 == 0))
+    rows = metrics.latency_percentiles()
+    assert len(rows) <= 12
+    other = [r for r in rows if r["agent_name"] == OTHER]
+    assert {r["cached"] for r in other} == {True, False}
+    assert sum(r["count"] for r in rows) == 1000
+    assert metrics.totals()["calls"] == 1000
+
+
+def test_percentile_rows_totals_and_cost_by() -> None:
+    metrics = Metrics()
+    metrics.record(rec(0, agent_name="a", latency_s=1.0, cost_usd=0.018))
+    metrics.record(rec(1, agent_name="a", latency_s=3.0, cost_usd=None))
+    metrics.record(rec(2, agent_name="a", success=False, error_type="RateLimitError"))
+    metrics.record(
+        rec(3, agent_name="b", latency_s=0.002, cached=True, cost_usd=0.0, saved_usd=0.5)
+    )
+    rows = metrics.latency_percentiles((0.5, 0.999))
+    assert [(r["agent_name"], r["cached"]) for r in rows] == [("a", False), ("b", True)]
+    row_a = rows[0]
+    assert row_a["count"] == 2
+    assert row_a["errors"] == 1
+    assert set(row_a) >= {"p50", "p99.9", "mean", "max"}
+    assert row_a["mean"] == pytest.approx(2.0)
+    assert row_a["max"] == 3.0
+    totals = metrics.totals()
+    assert totals == {
+        "calls": 4,
+        "live_calls": 3,
+        "cached_calls": 1,
+        "errors": 1,
+        "input_tokens": 40,
+        "output_tokens": 80,
+        "cache_read_tokens": 0,
+        "cache_write_tokens": 0,
+        "cost_usd": pytest.approx(0.019),
+        "unknown_cost_calls": 1,
+        "saved_usd": 0.5,
+    }
+    by_model = metrics.cost_by(("model",))
+    assert len(by_model) == 1
+    assert by_model[0]["calls"] == 4
+    by_cached = metrics.cost_by(("cached",))
+    assert [r["cached"] for r in by_cached] == [False, True]
+    with pytest.raises(ConfigurationError, match="cost_by keys"):
+        metrics.cost_by(("colour",))
+    metrics.reset()
+    assert metrics.totals()["calls"] == 0
+    assert metrics.latency_percentiles() == []
+
+
+def test_recent_order_and_bounds() -> None:
+    metrics = Metrics(history=5)
+    for i in range(8):
+        metrics.record(rec(i))
+    assert [r.timestamp - 1_700_000_000.0 for r in metrics.recent()] == [3, 4, 5, 6, 7]
+    assert [r.timestamp - 1_700_000_000.0 for r in metrics.recent(2)] == [6, 7]
+    assert metrics.recent(0) == []
+    assert len(metrics.recent(100)) == 5
+    with pytest.raises(ConfigurationError):
+        metrics.recent(-1)
+
+
+def test_call_record_validation_and_dict() -> None:
+    with pytest.raises(ConfigurationError, match="latency"):
+        rec(latency_s=-1.0)
+    with pytest.raises(ConfigurationError, match="latency"):
+        rec(latency_s=math.nan)
+    with pytest.raises(ConfigurationError, match="token"):
+        rec(input_tokens=-1)
+    row = rec(request_id="req_1").to_dict()
+    assert row["request_id"] == "req_1"
+    assert row["attempts"] == 1
+    with pytest.raises(ConfigurationError):
+        Metrics(history=0)
+    with pytest.raises(ConfigurationError):
+        Metrics().record("not a record")  # type: ignore[arg-type]
