@@ -1,0 +1,70 @@
+"""Cache keys: canonical, complete, and strict about what they accept."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from claude_force_magic.cache.keys import canonical_json, key_for
+
+
+def test_key_is_hex_sha256_and_stable() -> None:
+    key = key_for("python-expert", "task", "claude-sonnet-5", max_tokens=10)
+    assert len(key) == 64 and int(key, 16) >= 0
+    assert key == key_for("python-expert", "task", "claude-sonnet-5", max_tokens=10)
+
+
+def test_every_part_changes_the_key() -> None:
+    base = key_for("a", "t", "m", system="s", max_tokens=10)
+    variants = [
+        key_for("b", "t", "m", system="s", max_tokens=10),
+        key_for("a", "t2", "m", system="s", max_tokens=10),
+        key_for("a", "t", "m2", system="s", max_tokens=10),
+        key_for("a", "t", "m", system="s2", max_tokens=10),
+        key_for("a", "t", "m", system="s", max_tokens=11),
+        key_for("a", "t", "m", system="s"),
+        key_for("a", "t", "m", system="s", max_tokens=10, stop_sequences=["x"]),
+    ]
+    assert len({base, *variants}) == len(variants) + 1
+
+
+def test_keyword_order_and_nested_dict_order_do_not_matter() -> None:
+    one = key_for("a", "t", "m", x=1, y={"b": 1, "a": 2})
+    two = key_for("a", "t", "m", y={"a": 2, "b": 1}, x=1)
+    assert one == two
+
+
+def test_fields_cannot_be_shifted_into_each_other() -> None:
+    assert key_for("ab", "c", "m") != key_for("a", "bc", "m")
+
+
+def test_unicode_is_kept_not_escaped() -> None:
+    assert canonical_json({"t": "é ✓"}) == '{"t":"é ✓"}'
+    assert key_for("a", "é", "m") != key_for("a", "\\u00e9", "m")
+
+
+@pytest.mark.parametrize(
+    ("value", "hint"),
+    [
+        ({1, 2}, "set"),
+        (b"bytes", "bytes"),
+        (object(), "object"),
+        (math.nan, "non-finite"),
+        ({1: "int key"}, "dict key"),
+        ([1, {"deep": {2}}], "set"),
+    ],
+)
+def test_non_json_request_values_raise_type_error_naming_the_option(
+    value: object, hint: str
+) -> None:
+    with pytest.raises(TypeError) as info:
+        key_for("a", "t", "m", temperature_like=value)
+    assert "temperature_like" in str(info.value) and hint in str(info.value)
+
+
+@pytest.mark.parametrize("field", ["agent_name", "task", "model"])
+def test_main_fields_must_be_text(field: str) -> None:
+    args = {"agent_name": "a", "task": "t", "model": "m", field: 3}
+    with pytest.raises(TypeError, match=field):
+        key_for(args["agent_name"], args["task"], args["model"])  # type: ignore[arg-type]
