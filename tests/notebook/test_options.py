@@ -1,0 +1,93 @@
+"""Parsing a %%agent line and body into a validated request."""
+
+from __future__ import annotations
+
+import pytest
+from IPython.core.error import UsageError
+
+from claude_force_magic.notebook.magics import AgentMagics
+from claude_force_magic.notebook.options import (
+    build_cell_request,
+    interpolate,
+    parse_args,
+    parse_usd,
+)
+
+
+def _request(line: str, body: str = "Explain it.", ns: dict[str, object] | None = None):  # type: ignore[no-untyped-def]
+    args = parse_args(AgentMagics.agent_cell, line)
+    return build_cell_request(args, body, ns or {})
+
+
+def test_every_option_maps_to_a_call_option() -> None:
+    req = _request(
+        "python-expert code-reviewer --model claude-haiku-5-5 --max-tokens 100 --timeout 5 "
+        "--ttl 2 --refresh --trust -o out --format code --no-stream --quiet --simulate"
+    )
+    assert req.agents == ("python-expert", "code-reviewer")
+    assert dict(req.call_options) == {
+        "model": "claude-haiku-5-5",
+        "max_tokens": 100,
+        "timeout_seconds": 5.0,
+        "ttl_hours": 2.0,
+        "refresh": True,
+        "injection_policy": "off",
+    }
+    assert req.output_var == "out" and req.fmt == "code"
+    assert not req.stream and req.quiet and req.simulate
+    assert _request("a --no-cache").call_options == {"use_cache": False}
+
+
+@pytest.mark.parametrize(
+    ("line", "body", "message"),
+    [
+        ("", "x", "AGENT"),
+        ("a --max-tokens 0", "x", "--max-tokens"),
+        ("a --timeout -1", "x", "--timeout"),
+        ("a --no-cache --refresh", "x", "contradict"),
+        ("a -o 1bad", "x", "variable name"),
+        ("a --format yaml", "x", "--format"),
+        ("a a", "x", "only once"),
+        ("a", "   \n", "empty"),
+    ],
+)
+def test_bad_usage_raises_usage_error(line: str, body: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        _request(line, body)
+
+
+def test_interpolation_replaces_names_and_escapes_braces() -> None:
+    task, values = interpolate("Fix {code} but keep {{literal}} and {'a': 1}", {"code": "x = 1"})
+    assert values == {"code": "x = 1"}
+    assert "{code}" not in task
+    assert 'untrusted-data block "code"' in task
+    assert "{literal}" in task
+    assert "{'a': 1}" in task
+
+
+def test_interpolation_of_an_undefined_name_says_how_to_escape() -> None:
+    with pytest.raises(UsageError, match=r"\{\{missing\}\}.*--no-interpolate"):
+        interpolate("Use {missing}", {})
+
+
+def test_no_interpolate_keeps_the_body_verbatim() -> None:
+    req = _request("a --no-interpolate", "Keep {x} and {{y}}")
+    assert req.task == "Keep {x} and {{y}}"
+    assert not req.untrusted
+
+
+def test_large_values_are_cut() -> None:
+    _, values = interpolate("{big}", {"big": "x" * 60_000})
+    assert len(values["big"]) < 51_000
+    assert "cut: 10,000 more chars" in values["big"]
+
+
+@pytest.mark.parametrize(("text", "value"), [("5", 5.0), ("$2.50", 2.5), ("1,000", 1000.0)])
+def test_parse_usd(text: str, value: float) -> None:
+    assert parse_usd(text) == value
+
+
+@pytest.mark.parametrize("text", ["five", "-1", "nan", "inf"])
+def test_parse_usd_refuses_nonsense(text: str) -> None:
+    with pytest.raises(UsageError):
+        parse_usd(text)

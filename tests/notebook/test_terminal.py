@@ -1,0 +1,92 @@
+"""The extension in a terminal IPython, where no event loop is running."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+from claude_force_magic import errors
+
+
+@pytest.fixture
+def shell() -> Iterator[InteractiveShell]:
+    ip = InteractiveShell.instance()
+    before = {t.name for t in threading.enumerate()}
+    ip.run_line_magic("load_ext", "claude_force_magic")
+    ip.run_line_magic("config", "AgentMagics.simulator_latency = 0.0")
+    yield ip
+    ip.run_line_magic("unload_ext", "claude_force_magic")
+    leftover = {t.name for t in threading.enumerate()} - before
+    assert not leftover, f"threads left running after %unload_ext: {leftover}"
+
+
+def test_a_cell_prints_the_answer_and_footer(shell: InteractiveShell) -> None:
+    with capture_output() as out:
+        shell.run_line_magic("agent", "simulate on")
+        result = shell.run_cell("%%agent python-expert -o r\nExplain the walrus operator.")
+    assert result.error_in_exec is None
+    assert "python-expert · claude-sonnet-5-5" in out.stdout
+    assert "simulated" in out.stdout
+    assert shell.user_ns["r"].success
+
+
+def test_errors_fail_the_cell_without_a_traceback(shell: InteractiveShell) -> None:
+    with capture_output() as out:
+        result = shell.run_cell("%%agent python-expert\nNo key and no simulator.")
+    assert isinstance(result.error_in_exec, errors.ConfigurationError)
+    assert "ANTHROPIC_API_KEY" in out.stdout
+    assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_line_magic_returns_dataframes(shell: InteractiveShell) -> None:
+    with capture_output():
+        shell.run_line_magic("agent", "simulate on")
+        shell.run_cell("%%agent sql-expert --quiet\nCount rows per day.")
+        frame = shell.run_line_magic("agent", "history")
+    assert list(frame.agent_name) == ["sql-expert"]
+    assert bool(frame.cached.iloc[0]) is False
+
+
+def test_stats_prints_text_tables(shell: InteractiveShell) -> None:
+    with capture_output() as out:
+        shell.run_line_magic("agent", "simulate on")
+        shell.run_cell("%%agent sql-expert --quiet\nIndex advice for a wide table.")
+        shell.run_line_magic("agent", "stats")
+    assert "Cache" in out.stdout and "hit_rate" in out.stdout
+    assert "Latency" in out.stdout
+
+
+def test_ipython_c_in_a_subprocess(tmp_path: Path) -> None:
+    code = (
+        "%load_ext claude_force_magic\n"
+        "%agent simulate on\n"
+        "%config AgentMagics.simulator_latency = 0.0\n"
+    )
+    script = tmp_path / "session.ipy"
+    script.write_text(
+        code
+        + "get_ipython().run_cell_magic('agent', 'python-expert -o r', 'Explain zip().')\n"
+        + "assert r.success\n"
+        + "%unload_ext claude_force_magic\n"
+        + "import threading; print('THREADS', len(threading.enumerate()))\n"
+    )
+    tmp_path.chmod(0o700)
+    env = {**os.environ, "CLAUDE_CACHE_DIR": str(tmp_path / "cache")}
+    out = subprocess.run(
+        [sys.executable, "-m", "IPython", "--no-banner", "--quick", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert "python-expert · claude-sonnet-5-5" in out.stdout
+    assert "THREADS 1" in out.stdout or "THREADS 2" in out.stdout  # main (+ history saver)

@@ -1,0 +1,74 @@
+"""The stats dashboard (widgets with an HTML fallback, text in a terminal) and the progress bar."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+from claude_force_magic.notebook.session import AgentSession, SessionConfig
+from claude_force_magic.notebook.widgets import Progress, StatsDashboard, html_table
+
+
+@pytest.fixture
+def session() -> Iterator[AgentSession]:
+    s = AgentSession(lambda: SessionConfig(simulator_latency=0.0))
+    s.simulate = True
+    yield s
+    s.close()
+
+
+def _one_call(session: AgentSession, task: str) -> None:
+    orch = session.orchestrator()
+    session.run(orch.execute_agent("python-expert", task))
+
+
+def test_html_table_escapes_and_says_when_empty() -> None:
+    html = html_table([{"agent": "<script>", "n": 1234, "rate": 0.5}], ["agent", "n", "rate"])
+    assert "&lt;script&gt;" in html and "<script>" not in html
+    assert "1,234" in html and "0.5000" in html
+    assert "no calls yet" in html_table([], ["a"])
+
+
+def test_dashboard_reports_cache_latency_and_spend(session: AgentSession) -> None:
+    _one_call(session, "First question for the dashboard.")
+    _one_call(session, "First question for the dashboard.")
+    board = StatsDashboard(session, notebook=False)
+    text = board.text()
+    assert "simulated" in text
+    html = board.html()
+    for needle in ("hit_rate", "integrity_failures", "evictions", "p50", "p99", "saved_usd"):
+        assert needle in html
+    with capture_output() as out:
+        board.show()
+    assert "Latency" in out.stdout
+
+
+def test_dashboard_in_a_notebook_is_a_widget_with_an_html_fallback(session: AgentSession) -> None:
+    InteractiveShell.instance()  # display() publishes through the shell
+    board = StatsDashboard(session, notebook=True)
+    with capture_output() as out:
+        board.show()
+        _one_call(session, "A question after the dashboard was shown.")
+        board.refresh()
+    bundles = [o.data for o in out.outputs]
+    assert len(bundles) >= 2, "the dashboard is displayed, then updated in place"
+    first, last = bundles[0], bundles[-1]
+    assert "application/vnd.jupyter.widget-view+json" in first
+    assert "no calls yet" in first["text/html"]
+    assert "python-expert" in last["text/html"]
+    assert "python-expert" in board._panes[1].value
+
+
+def test_progress_text_fallback(capsys: pytest.CaptureFixture[str]) -> None:
+    bar = Progress(4, notebook=False, label="bench")
+    bar.show()
+    bar.update(2)
+    bar.update(2)  # unchanged: nothing printed
+    bar.update(4)
+    bar.close()
+    out = capsys.readouterr().out
+    assert out.count("\r") == 3
+    assert "4/4" in out and out.endswith("\n")

@@ -1,0 +1,121 @@
+"""Library-level benchmarking against the simulator with the real SDK."""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+
+import pytest
+
+from claude_force_magic.bench import BenchResult, CallSample, percentile, run_benchmark
+from claude_force_magic.engine.orchestrator import AsyncAgentOrchestrator
+from claude_force_magic.metrics import Metrics
+from claude_force_magic.simulator import Latency, Simulator
+
+
+def test_percentile_matches_linear_interpolation() -> None:
+    rng = random.Random(1)
+    values = [rng.lognormvariate(0, 1) for _ in range(1001)]
+    assert percentile(values, 0.5) == pytest.approx(statistics.median(values))
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    assert percentile(values, 0.9) == pytest.approx(cuts[89])
+    assert percentile(values, 0.99) == pytest.approx(cuts[98])
+    assert percentile([3.0], 0.99) == 3.0
+    with pytest.raises(ValueError):
+        percentile([], 0.5)
+    with pytest.raises(ValueError):
+        percentile([1.0], 1.5)
+
+
+def test_result_summary_counts_errors_and_nan_without_successes() -> None:
+    samples = [
+        CallSample(0, 0.1, True),
+        CallSample(1, 0.3, True),
+        CallSample(2, 0.2, False, "RateLimitError"),
+        CallSample(3, 0.2, False, "RateLimitError"),
+    ]
+    result = BenchResult("a", "m", n=4, concurrency=2, wall_s=0.5, samples=samples)
+    summary = result.summary()
+    assert summary["ok"] == 2 and summary["errors"] == 2
+    assert result.errors_by_type == {"RateLimitError": 2}
+    assert result.throughput == pytest.approx(4.0)
+    assert summary["p50"] == pytest.approx(0.2)
+    empty = BenchResult(
+        "a", "m", n=1, concurrency=1, wall_s=0.1, samples=[CallSample(0, 1, False, "X")]
+    )
+    assert math.isnan(empty.percentiles()["p99"])
+    assert "errors={'X': 1}" in repr(empty)
+
+
+def _orchestrator(sim: Simulator, concurrency: int) -> AsyncAgentOrchestrator:
+    return AsyncAgentOrchestrator(
+        api_key="sk-test",
+        base_url=sim.base_url,
+        enable_cache=False,
+        max_concurrent=concurrency,
+        calls_per_minute=None,
+        metrics=Metrics(),
+        max_retries=0,
+    )
+
+
+async def test_run_benchmark_respects_concurrency_and_reports_progress() -> None:
+    progress: list[int] = []
+    async with Simulator(latency=Latency.fixed(0.05)) as sim:
+        async with _orchestrator(sim, 8) as orch:
+            result = await run_benchmark(
+                orch,
+                "python-expert",
+                n=24,
+                concurrency=4,
+                on_progress=lambda done, total, sample: progress.append(done),
+                options={"max_tokens": 64},
+            )
+        assert sim.stats["max_in_flight"] == 4
+        assert sim.stats["requests"] == 24
+        bodies = {r.body["messages"][0]["content"] for r in sim.requests}
+    assert len(bodies) == 24, "default tasks are distinct"
+    assert progress == list(range(1, 25))
+    assert result.succeeded == 24 and len(result.latencies) == 24
+    p = result.percentiles()
+    assert 0.04 < p["p50"] <= p["p95"] <= p["p99"] < 1.0
+    # Four in flight: throughput near 4 / p50; a serial run would give 1 / p50 (ratio only).
+    assert result.throughput > 1.5 / p["p50"]
+    frame = result.summary_frame()
+    assert {"p50", "p90", "p95", "p99", "throughput_per_s", "errors"} <= set(frame.columns)
+    assert len(result.to_frame()) == 24
+
+
+async def test_run_benchmark_records_failures_by_type() -> None:
+    script = ["refusal", "ok", "refusal"]
+    async with Simulator(script=script) as sim, _orchestrator(sim, 1) as orch:
+        result = await run_benchmark(orch, "python-expert", ["q"], n=3, concurrency=1)
+    assert result.succeeded == 1
+    assert result.errors_by_type == {"ResponseError": 2}
+
+
+async def test_run_benchmark_records_caller_errors_instead_of_raising() -> None:
+    async with Simulator() as sim:
+        async with _orchestrator(sim, 2) as orch:
+            result = await run_benchmark(orch, "no-such-agent", n=2, concurrency=2)
+        assert sim.stats["requests"] == 0
+    assert result.errors_by_type == {"UnknownAgentError": 2}
+
+
+async def test_invalid_arguments_are_refused() -> None:
+    async with Simulator() as sim, _orchestrator(sim, 1) as orch:
+        with pytest.raises(ValueError):
+            await run_benchmark(orch, "python-expert", n=0)
+        with pytest.raises(ValueError):
+            await run_benchmark(orch, "python-expert", [], n=1)
+
+
+def test_plot_draws_a_histogram_with_percentile_lines() -> None:
+    from matplotlib.figure import Figure
+
+    samples = [CallSample(i, 0.1 + i / 100, True) for i in range(50)]
+    result = BenchResult("a", "m", n=50, concurrency=5, wall_s=1.0, samples=samples)
+    ax = result.plot(ax=Figure().subplots())
+    assert len(ax.patches) > 1
+    assert len(ax.lines) == 3  # p50, p95, p99
