@@ -244,6 +244,11 @@ class Backend(diskcache.Cache):  # type: ignore[misc]  # diskcache ships no type
         )
         return sql(query, (after_rowid, tag)).fetchall()
 
+    def referenced_files(self) -> set[str]:
+        """Names of all value files that rows refer to (for ``verify``'s orphan sweep)."""
+        rows = self._sql("SELECT filename FROM Cache WHERE filename IS NOT NULL").fetchall()
+        return {name for (name,) in rows if isinstance(name, str)}
+
     def read_stats(self) -> dict[str, int]:
         """All counters and the entry count, read as one consistent snapshot."""
         try:

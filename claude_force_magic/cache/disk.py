@@ -68,6 +68,15 @@ def _dir_fd(name: str, parent: int | None = None) -> Iterator[int]:
         os.close(fd)
 
 
+def _scan_dirs(path: str, pattern: re.Pattern[str]) -> list[os.DirEntry[str]]:
+    """Real (not symlinked) sub-directories of ``path`` whose names match ``pattern``."""
+    try:
+        with os.scandir(path) as entries:
+            return [e for e in entries if pattern.match(e.name) and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
 def _ensure_subdir(parent: int, name: str) -> None:
     with contextlib.suppress(FileExistsError):
         os.mkdir(name, 0o700, dir_fd=parent)
@@ -166,6 +175,20 @@ class SafeDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no type
                     os.rmdir(second, dir_fd=fd1)
             with contextlib.suppress(OSError):
                 os.rmdir(first, dir_fd=root)
+
+    def value_files(self) -> Iterator[tuple[str, float]]:
+        """Yield ``(name, mtime)`` of every value file of our pattern, without following links.
+
+        Used by ``verify`` to find files a killed writer left behind without a row.
+        """
+        hex2 = re.compile(r"\A[0-9a-f]{2}\Z")
+        for first in _scan_dirs(self._directory, hex2):
+            for second in _scan_dirs(first.path, hex2):
+                with os.scandir(second.path) as leaves:
+                    for leaf in leaves:
+                        name = f"{first.name}/{second.name}/{leaf.name}"
+                        if VALUE_NAME.match(name) and leaf.is_file(follow_symlinks=False):
+                            yield name, leaf.stat(follow_symlinks=False).st_mtime
 
     # -- file helpers ----------------------------------------------------------------------
 

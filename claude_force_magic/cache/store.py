@@ -389,15 +389,37 @@ class ResponseCache:
             else:
                 report.valid += 1
 
-    def verify(self) -> VerifyReport:
+    def verify(self, *, orphan_grace_seconds: float = 600.0) -> VerifyReport:
         """Check every entry's signature and expiry; remove the invalid and the expired.
 
         Runs in batches of 100 entries, one transaction each (safe alongside other
-        processes). Removals are counted as ``integrity_failures`` / ``expirations``.
+        processes). Removals are counted as ``integrity_failures`` / ``expirations``. Value
+        files that no entry refers to and that are older than ``orphan_grace_seconds`` (so a
+        concurrent writer's file, written just before its row is committed, is left alone)
+        are removed too.
         """
         report = VerifyReport()
         if self._db is None:
             return report
+        self._verify_entries(report)
+        report.orphans_removed = self._remove_orphans(orphan_grace_seconds)
+        return report
+
+    def _remove_orphans(self, grace_seconds: float) -> int:
+        assert self._db is not None
+        disk = self._db.disk
+        cutoff = time.time() - grace_seconds  # file times are wall-clock, not self._clock
+        candidates = [name for name, mtime in disk.value_files() if mtime <= cutoff]
+        if not candidates:
+            return 0
+        referenced = self._db.referenced_files()
+        orphans = [name for name in candidates if name not in referenced]
+        for name in orphans:
+            disk.remove(name)
+        return len(orphans)
+
+    def _verify_entries(self, report: VerifyReport) -> None:
+        assert self._db is not None
         after = 0
         while True:
             with self._db.transaction() as (sql, cleanup):
@@ -409,7 +431,6 @@ class ResponseCache:
         report.removed = report.expired + len(report.invalid)
         if report.invalid:
             log.warning("cache verify removed %d invalid entries", len(report.invalid))
-        return report
 
     def entries(self) -> list[dict[str, Any]]:
         """Metadata of every valid, unexpired entry (no response text), oldest row first.

@@ -14,7 +14,8 @@ class VerifyReport:
     ``checked`` entries were read; ``valid`` passed their signature and are not expired;
     ``expired`` were past their signed expiry and removed; ``invalid`` lists
     ``(key, reason)`` for entries that failed a check and were removed; ``removed`` is
-    ``expired + len(invalid)``.
+    ``expired + len(invalid)``; ``orphans_removed`` counts value files no entry referred to
+    (left by a writer killed between writing the file and committing its row).
     """
 
     checked: int = 0
@@ -22,6 +23,7 @@ class VerifyReport:
     expired: int = 0
     invalid: list[tuple[str, str]] = field(default_factory=list)
     removed: int = 0
+    orphans_removed: int = 0
 
     @property
     def ok(self) -> bool:
@@ -34,5 +36,6 @@ class VerifyReport:
         invalid = f"[{shown}{more}]" if self.invalid else "[]"
         return (
             f"VerifyReport(checked={self.checked}, valid={self.valid}, expired={self.expired}, "
-            f"invalid={len(self.invalid)} {invalid}, removed={self.removed})"
+            f"invalid={len(self.invalid)} {invalid}, removed={self.removed}, "
+            f"orphans_removed={self.orphans_removed})"
         )

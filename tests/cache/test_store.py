@@ -161,6 +161,25 @@ def test_verify_reports_valid_and_expired(cache: ResponseCache, clock: FakeClock
     assert report.ok and "checked=2" in repr(report)
 
 
+def test_verify_removes_orphan_value_files_after_a_grace_period(
+    cache: ResponseCache, tmp_path: Path
+) -> None:
+    put(cache, "kept", "k" * 40_000)
+    orphan = cache.directory / "ab" / "cd" / ("0" * 28 + ".val")
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"left by a killed writer")
+    outside = tmp_path / "elsewhere"
+    (outside / "ef").mkdir(parents=True)
+    planted = outside / "ef" / ("1" * 28 + ".val")
+    planted.write_bytes(b"not ours")
+    (cache.directory / "12").symlink_to(outside)  # a symlinked directory is never walked
+    assert cache.verify().orphans_removed == 0  # too fresh: could be a writer about to commit
+    report = cache.verify(orphan_grace_seconds=0)
+    assert report.orphans_removed == 1 and not orphan.exists()
+    assert planted.exists()
+    assert fetch(cache, "kept") is not None
+
+
 @pytest.mark.parametrize("field", ["ttl_hours", "max_size_mb", "max_entry_kb"])
 @pytest.mark.parametrize("value", [0, -1, float("inf"), "10"])
 def test_bad_limits_are_configuration_errors(tmp_path: Path, field: str, value: object) -> None:
