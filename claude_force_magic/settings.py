@@ -137,6 +137,19 @@ def config_dir() -> Path:
     return Path(env).expanduser() if env else _platform_dir("config")
 
 
+def _make_dirs_private(path: Path) -> None:
+    # os.makedirs applies ``mode`` to the last directory only; create each missing one 0700.
+    missing = []
+    while not os.path.lexists(path):
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:  # another process made it first
+            continue
+
+
 def ensure_private_dir(path: str | os.PathLike[str], *, create: bool = True) -> Path:
     """Return ``path`` as an absolute directory only this user can write, creating it 0700.
 
@@ -147,7 +160,7 @@ def ensure_private_dir(path: str | os.PathLike[str], *, create: bool = True) -> 
     """
     p = Path(os.path.abspath(os.fspath(path)))
     if create and not os.path.lexists(p):
-        os.makedirs(p, mode=0o700, exist_ok=True)
+        _make_dirs_private(p)
     try:
         st = os.lstat(p)
     except FileNotFoundError as exc:
