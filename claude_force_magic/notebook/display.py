@@ -86,8 +86,11 @@ def _money(value: float | None) -> str:
     return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
 
 
-def format_footer(result: AgentResult, *, simulated: bool = False) -> str:
-    """The one-line footer: agent, model, latency, tokens, cost, cache state, simulated mark."""
+def format_footer(result: AgentResult, *, simulated: bool = False, caching: bool = True) -> str:
+    """The one-line footer: agent, model, latency, tokens, cost, cache state, simulated mark.
+
+    ``caching=False`` (``--no-cache`` or the cache turned off) says so instead of "stored".
+    """
     meta = result.metadata
     parts = [
         result.agent_name,
@@ -101,10 +104,8 @@ def format_footer(result: AgentResult, *, simulated: bool = False) -> str:
         age_text = f", age {_age(float(age))}" if age is not None else ""
         parts += ["$0", f"cache hit (saved {saved}{age_text})"]
     else:
-        parts += [
-            _money(meta.get("cost_usd")),
-            "cache miss (stored)" if result.success else "failed",
-        ]
+        state = "cache miss (stored)" if caching else "cache off"
+        parts += [_money(meta.get("cost_usd")), state if result.success else "failed"]
         if meta.get("attempts", 1) and int(meta.get("attempts", 1)) > 1:
             parts.append(f"{int(meta['attempts'])} attempts")
     if meta.get("truncated"):
@@ -239,6 +240,7 @@ class StreamView:
     notebook: bool = True
     quiet: bool = False
     fmt: OutputFormat = "markdown"
+    caching: bool = True
     slots: list[_Slot] = field(default_factory=list)
 
     def open(self) -> None:
@@ -297,7 +299,7 @@ class StreamView:
         out = slot.output
         if result is not None:
             out.text = result.output or out.text
-            out.footer = format_footer(result, simulated=simulated)
+            out.footer = format_footer(result, simulated=simulated, caching=self.caching)
             out.result_dict = result.to_dict()
         if error is not None:
             cause, fix = explain(error)

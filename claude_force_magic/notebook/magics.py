@@ -238,6 +238,7 @@ class AgentMagics(Magics):
             notebook=_in_kernel(self.shell),
             quiet=request.quiet,
             fmt=request.fmt,
+            caching=self.enable_cache and request.call_options.get("use_cache", True),
         )
         if not self.stream:
             request = _replace(request, stream=False)

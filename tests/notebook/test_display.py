@@ -45,6 +45,10 @@ def test_footer_for_a_cache_hit_shows_savings_and_age() -> None:
     assert footer.endswith("simulated")
 
 
+def test_footer_says_cache_off_when_nothing_was_stored() -> None:
+    assert format_footer(_result(), caching=False).endswith("· $0.0123 · cache off")
+
+
 def test_footer_marks_unknown_cost_truncation_and_retries() -> None:
     footer = format_footer(_result(cost_usd=None, truncated=True, attempts=3))
     assert "cost unknown" in footer

@@ -88,7 +88,8 @@ def test_no_cache_neither_reads_nor_writes(kernel: Kernel) -> None:
     cell = "%%agent python-expert --no-cache -o r\nName three sorting algorithms."
     before = _sim_stats(kernel)["requests"]
     kernel.ok(cell)
-    kernel.ok(cell)
+    run = kernel.ok(cell)
+    assert "cache off" in run.texts("text/markdown")[-1]
     assert _sim_stats(kernel)["requests"] == before + 2
     kernel.ok("assert not r.cached")
     kernel.ok("%%agent python-expert -o r\nName three sorting algorithms.")
