@@ -318,11 +318,19 @@ class Simulator:
         return self
 
     def stop(self) -> None:
-        """Stop the background server started by :meth:`start` and join its thread."""
-        thread, self._thread = self._thread, None
-        loop = self._loop
+        """Stop the background server started by :meth:`start` and join its thread.
+
+        Idempotent. Raises ``RuntimeError`` if called on the server's own thread, or for a
+        simulator started with :meth:`astart` (stop that one with :meth:`astop`).
+        """
+        thread, loop = self._thread, self._loop
         if thread is None or loop is None:
+            if self._runner is not None:
+                raise RuntimeError("this simulator was started with astart(); use await astop()")
             return
+        if threading.current_thread() is thread:
+            raise RuntimeError("stop() cannot run on the simulator's own thread; use astop()")
+        self._thread = None
         try:
             asyncio.run_coroutine_threadsafe(self.astop(), loop).result(timeout=30)
         finally:

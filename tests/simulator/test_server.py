@@ -413,3 +413,14 @@ def test_stop_does_not_wait_for_stalled_requests() -> None:
 def test_starting_twice_is_an_error(sim: Simulator) -> None:
     with pytest.raises(RuntimeError, match="already running"):
         sim.start()
+
+
+async def test_stop_is_refused_for_a_simulator_started_on_the_caller_loop() -> None:
+    sim = await Simulator().astart()
+    try:
+        with pytest.raises(RuntimeError, match="astop"):
+            sim.stop()
+        assert sim.base_url.startswith("http://127.0.0.1:")
+    finally:
+        await sim.astop()
+    sim.stop()  # stopped: a no-op
