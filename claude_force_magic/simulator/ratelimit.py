@@ -66,7 +66,8 @@ _UNITS = {"requests": "requests", "input-tokens": "input tokens", "output-tokens
 
 
 def _rfc3339(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # Whole seconds, rounded up: a reset time never claims the bucket is full before it is.
+    return datetime.fromtimestamp(math.ceil(epoch), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class RateLimits:

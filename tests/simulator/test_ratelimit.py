@@ -102,6 +102,8 @@ def test_headers_name_limit_remaining_and_rfc3339_reset() -> None:
     reset = datetime.strptime(h["anthropic-ratelimit-input-tokens-reset"], "%Y-%m-%dT%H:%M:%SZ")
     expected = datetime.fromtimestamp(1_800_000_000 + 6, timezone.utc).replace(tzinfo=None)
     assert reset == expected  # 100 tokens at 1000/60 per second: full again in 6 s
+    rl.admit(1, 1)  # 101 tokens short: full again in 6.06 s, rounded up (never down) to 7 s
+    assert rl.headers()["anthropic-ratelimit-input-tokens-reset"] == "2027-01-15T08:00:07Z"
 
 
 def test_no_limits_means_no_headers() -> None:
