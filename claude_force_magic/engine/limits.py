@@ -42,7 +42,7 @@ class Bucket:
     moves it forward. Not thread-safe on its own; :class:`RateLimiter` holds a lock.
     """
 
-    __slots__ = ("booked", "capacity", "rate", "tat")
+    __slots__ = ("booked", "capacity", "corrected_seq", "rate", "seq", "tat")
 
     def __init__(self, per_minute: float, *, capacity: float | None = None) -> None:
         if not (
@@ -55,7 +55,9 @@ class Bucket:
         self.rate = float(per_minute) / 60.0
         self.capacity = float(per_minute if capacity is None else capacity)
         self.tat = -math.inf
-        self.booked = 0.0
+        self.seq = 0  # bookings so far
+        self.booked = 0.0  # amount booked so far
+        self.corrected_seq = -1  # bookings up to here already reflect a server correction
 
     def level(self, now: float) -> float:
         """What is left in the bucket at ``now`` (negative while booked into the future)."""
@@ -69,21 +71,22 @@ class Bucket:
     def book(self, amount: float, at: float) -> None:
         """Take ``amount`` at instant ``at`` (as returned by :meth:`earliest`)."""
         self.tat = max(self.tat, at) + min(amount, self.capacity) / self.rate
+        self.seq += 1
         self.booked += amount
 
     def give_back(self, amount: float) -> None:
         """Return ``amount`` that was booked but not used."""
         self.tat -= min(amount, self.capacity) / self.rate
-        self.booked -= amount
 
-    def adopt_limit(self, per_minute: float, now: float) -> None:
-        """Shrink to a smaller server limit (never grows), keeping what is left now."""
+    def adopt_limit(self, per_minute: float, now: float) -> bool:
+        """Shrink to a smaller server limit (never grows), keeping what is owed; True if shrunk."""
         if not (0 < per_minute < self.capacity):
-            return
-        level = min(self.level(now), per_minute)
+            return False
+        owed = max(0.0, self.tat - now) * self.rate  # tokens taken and not yet refilled: kept
         self.capacity = float(per_minute)
         self.rate = self.capacity / 60.0
-        self.tat = now + (self.capacity - level) / self.rate
+        self.tat = now + owed / self.rate
+        return True
 
     def lower_to(self, level: float, now: float) -> None:
         """Make the bucket hold at most ``level`` at ``now`` (never raises it)."""
@@ -91,15 +94,29 @@ class Bucket:
         if self.level(now) > level:
             self.tat = now + (self.capacity - level) / self.rate
 
+    def correct(self, ours_used: float, theirs_used: float, seq: int, now: float) -> None:
+        """The server had ``theirs_used`` of its bucket taken where we had ``ours_used`` right
+        after booking ``seq``: take the difference out of the bucket (never adds). One token of
+        slack absorbs the server's integer rounding; bookings made before an earlier correction
+        are ignored so concurrent answers do not correct the same drift twice."""
+        excess = theirs_used - ours_used - 1.0
+        if excess > 0 and seq > self.corrected_seq:
+            self.tat = max(self.tat, now) + excess / self.rate
+            self.corrected_seq = self.seq
+
 
 @dataclass
 class Ticket:
-    """A booking: when the call may go, what it took, and marks for :meth:`RateLimiter.observe`."""
+    """A booking: when the call may go, what it took, and how much of each bucket was taken
+    (``used``) with its sequence number right after it (compared with the server's view by
+    :meth:`RateLimiter.observe`)."""
 
     at: float
     input_tokens: float
     output_tokens: float
-    marks: tuple[float, float, float]
+    used: tuple[float, float, float]
+    seqs: tuple[int, int, int]
+    booked: tuple[float, float, float] = (0.0, 0.0, 0.0)
     settled: bool = False
 
 
@@ -108,12 +125,14 @@ class RateLimiter:
 
     ``requests_per_minute`` / ``input_tokens_per_minute`` / ``output_tokens_per_minute``: None
     disables that bucket. ``clock`` is a monotonic clock in seconds (tests pass a fake one);
-    ``sleep`` the coroutine used to wait. Raises :class:`ConfigurationError` for a non-positive
-    limit. Thread-safe (a plain lock guards the bookkeeping, never held across an ``await``), and
-    bound to no event loop, so it can be reused across loops.
+    ``sleep`` the coroutine used to wait. A call that has to wait goes ``margin_seconds``
+    after its computed instant, to absorb network jitter against the server's bucket. Raises
+    :class:`ConfigurationError` for a non-positive limit. Thread-safe (a plain lock guards the
+    bookkeeping, never held across an ``await``) and bound to no event loop, so it can be reused
+    across loops.
     """
 
-    __slots__ = ("_buckets", "_clock", "_lock", "_paused_until", "_sleep")
+    __slots__ = ("_buckets", "_clock", "_lock", "_paused_until", "_sleep", "margin_seconds")
 
     def __init__(
         self,
@@ -123,7 +142,9 @@ class RateLimiter:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
+        margin_seconds: float = 0.01,
     ) -> None:
+        self.margin_seconds = max(0.0, float(margin_seconds))
         self._buckets: tuple[Bucket | None, Bucket | None, Bucket | None] = (
             None if requests_per_minute is None else Bucket(requests_per_minute),
             None if input_tokens_per_minute is None else Bucket(input_tokens_per_minute),
@@ -169,8 +190,17 @@ class RateLimiter:
             for bucket, amount in zip(self._buckets, amounts, strict=True):
                 if bucket is not None:
                     bucket.book(amount, at)
-            marks = tuple(b.booked if b is not None else 0.0 for b in self._buckets)
-        return Ticket(at, amounts[1], amounts[2], (marks[0], marks[1], marks[2]))
+            used = [b.capacity - b.level(at) if b is not None else 0.0 for b in self._buckets]
+            seqs = [b.seq if b is not None else 0 for b in self._buckets]
+            marks = [b.booked if b is not None else 0.0 for b in self._buckets]
+        return Ticket(
+            at + (self.margin_seconds if at > now else 0.0),
+            amounts[1],
+            amounts[2],
+            (used[0], used[1], used[2]),
+            (seqs[0], seqs[1], seqs[2]),
+            (marks[0], marks[1], marks[2]),
+        )
 
     def cancel(self, ticket: Ticket) -> None:
         """Give back a booking that was never sent (the caller was cancelled or gave up)."""
@@ -225,12 +255,12 @@ class RateLimiter:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     def observe(self, info: RateLimitInfo, ticket: Ticket | None = None) -> None:
-        """Tighten the buckets to what the server says: a smaller ``*-limit`` becomes the
-        bucket's size and rate, and a bucket never holds more than ``*-remaining``.
+        """Tighten the buckets to what the server says; never loosen them.
 
-        ``ticket`` is the booking of the request whose response carried ``info``: bookings made
-        after it (the server has not seen them yet) are subtracted from the server's count.
-        A ``retry_after`` in ``info`` pauses the limiter.
+        A smaller ``*-limit`` becomes the bucket's size and rate. ``ticket`` is the booking of
+        the request whose response carried ``info``: when the server's ``*-remaining`` is lower
+        than what we held right after that booking, the difference is taken out of the bucket
+        (bookings made later are not counted twice). A ``retry_after`` pauses the limiter.
         """
         if info.retry_after is not None:
             self.pause(info.retry_after)
@@ -246,9 +276,11 @@ class RateLimiter:
                 if bucket is None:
                     continue
                 limit = limits[i]
-                if limit is not None:
-                    bucket.adopt_limit(limit, now)
+                adopted = limit is not None and bucket.adopt_limit(limit, now)
                 if left is None:
                     continue
-                later = bucket.booked - ticket.marks[i] if ticket is not None else 0.0
-                bucket.lower_to(left - max(0.0, later), now)
+                if adopted and ticket is not None:  # first sight of the server's bucket: copy it
+                    bucket.lower_to(left - (bucket.booked - ticket.booked[i]), now)
+                elif ticket is not None:
+                    theirs = (limit if limit is not None else bucket.capacity) - left
+                    bucket.correct(ticket.used[i], theirs, ticket.seqs[i], now)

@@ -521,7 +521,7 @@ class AsyncAgentOrchestrator:
                 ticket = await self._limiter.acquire(call.input_estimate, call.max_tokens)
                 sent = True
                 try:
-                    answer = await self._send(client, call, progress, on_text)
+                    answer = await self._send(client, call, progress, on_text, ticket)
                 except Exception as exc:
                     mapped = self._failed_attempt(exc, ticket, progress)
                     if mapped is exc:
@@ -565,6 +565,7 @@ class AsyncAgentOrchestrator:
         call: _Call,
         progress: _Progress,
         on_text: Callable[[str], None] | None,
+        ticket: Ticket,
     ) -> Answer:
         if on_text is None and call.max_tokens <= STREAMING_REQUIRED_ABOVE:
             try:
@@ -575,7 +576,7 @@ class AsyncAgentOrchestrator:
             except asyncio.TimeoutError as exc:
                 raise map_api_error(exc) from exc
             progress.request_id = raw.request_id
-            self._limiter.observe(parse_rate_limit_headers(raw.headers))
+            self._limiter.observe(parse_rate_limit_headers(raw.headers), ticket)
             return check_message(raw.message, max_tokens=call.max_tokens, request_id=raw.request_id)
         state = StreamState()
         chunks = stream_message(client, call.params, state, timeout=call.timeout + 5)
@@ -594,7 +595,7 @@ class AsyncAgentOrchestrator:
             await chunks.aclose()
         progress.request_id = state.request_id
         if state.headers is not None:
-            self._limiter.observe(parse_rate_limit_headers(state.headers))
+            self._limiter.observe(parse_rate_limit_headers(state.headers), ticket)
         return check_message(state.message, max_tokens=call.max_tokens, request_id=state.request_id)
 
     async def _live(
