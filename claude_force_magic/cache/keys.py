@@ -24,34 +24,47 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=
 
 #: Bump when the meaning of a key changes; old entries then simply stop matching.
 KEY_VERSION = 1
+_VERSION_TAIL = f',"v":{KEY_VERSION}}}'
+_quote = json.encoder.encode_basestring  # what the encoder uses with ensure_ascii=False
 
 
 def _check_text(name: str, value: object) -> None:
-    if not isinstance(value, str):
+    if type(value) is not str and not isinstance(value, str):
         raise TypeError(f"{name} must be a str, not {type(value).__name__}")
 
 
-def _find_unjsonable(value: Any, path: str) -> str | None:
-    """Return a readable path to the first value JSON cannot represent, or None."""
-    if value is None or isinstance(value, (str, bool, int)):
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _find_unjsonable(value: Any) -> tuple[list[str], str] | None:
+    """Return (reversed path parts, problem) for the first value JSON cannot represent.
+
+    The path is only built on failure, so checking a valid value allocates nothing.
+    """
+    kind = type(value)
+    if kind in _SCALARS:
         return None
-    if isinstance(value, float):
-        return None if math.isfinite(value) else f"{path} (non-finite float {value!r})"
+    if kind is float or isinstance(value, float):
+        return None if math.isfinite(value) else ([], f"non-finite float {value!r}")
     if isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            found = _find_unjsonable(item, f"{path}[{i}]")
+            found = _find_unjsonable(item)
             if found:
+                found[0].append(f"[{i}]")
                 return found
         return None
     if isinstance(value, Mapping):
         for k, item in value.items():
-            if not isinstance(k, str):
-                return f"{path} (dict key {k!r} is {type(k).__name__}, not str)"
-            found = _find_unjsonable(item, f"{path}[{k!r}]")
+            if type(k) is not str:
+                return [], f"dict key {k!r} is {type(k).__name__}, not str"
+            found = _find_unjsonable(item)
             if found:
+                found[0].append(f"[{k!r}]")
                 return found
         return None
-    return f"{path} ({type(value).__name__})"
+    if isinstance(value, (str, int)):  # subclasses such as enums serialize as their base
+        return None
+    return [], type(value).__name__
 
 
 def require_json(value: Any, name: str) -> None:
@@ -59,10 +72,12 @@ def require_json(value: Any, name: str) -> None:
 
     Only str, int, float (finite), bool, None, lists, tuples and str-keyed dicts are accepted.
     """
-    problem = _find_unjsonable(value, name)
-    if problem:
+    found = _find_unjsonable(value)
+    if found:
+        parts, problem = found
+        where = name + "".join(reversed(parts))
         raise TypeError(
-            f"The cache needs JSON values, but {problem} is not JSON-serializable. "
+            f"The cache needs JSON values, but {where} ({problem}) is not JSON-serializable. "
             "Pass str, int, float, bool, None, lists or str-keyed dicts "
             "(hash bigger objects first)."
         )
@@ -84,6 +99,19 @@ def key_for(agent_name: str, task: str, model: str, **request: Any) -> str:
     _check_text("task", task)
     _check_text("model", model)
     require_json(request, "request")
-    doc = {"v": KEY_VERSION, "agent": agent_name, "task": task, "model": model, "request": request}
-    text = _ENCODER.encode(doc)
+    # Exactly canonical_json({"v":..., "agent":..., "task":..., "model":..., "request":...}),
+    # assembled by hand in sorted-key order: it runs on every get and set.
+    text = "".join(
+        (
+            '{"agent":',
+            _quote(agent_name),
+            ',"model":',
+            _quote(model),
+            ',"request":',
+            _ENCODER.encode(request) if request else "{}",
+            ',"task":',
+            _quote(task),
+            _VERSION_TAIL,
+        )
+    )
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()

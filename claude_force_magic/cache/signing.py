@@ -96,10 +96,11 @@ class Signer:
 
         Raises TypeError/ValueError if the other fields are not JSON-serializable.
         """
-        header = {name: value for name, value in body.items() if name != "response"}
+        header = dict(body)
+        response: str = header.pop("response")
         head = _ENCODER.encode(header).encode("utf-8", "surrogatepass")
         payload = b"".join(
-            (len(head).to_bytes(4, "big"), head, body["response"].encode("utf-8", "surrogatepass"))
+            (len(head).to_bytes(4, "big"), head, response.encode("utf-8", "surrogatepass"))
         )
         tag = hmac.digest(self._secret, _signed_message(key, payload), "sha256")
         return b"".join((_HEADER, tag, payload))

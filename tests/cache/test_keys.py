@@ -68,3 +68,21 @@ def test_main_fields_must_be_text(field: str) -> None:
     args = {"agent_name": "a", "task": "t", "model": "m", field: 3}
     with pytest.raises(TypeError, match=field):
         key_for(args["agent_name"], args["task"], args["model"])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("agent", "task", "model", "options"),
+    [
+        ("python-expert", "Explain asyncio", "claude-sonnet-5", {}),
+        ('a"b\\c', "line1\nline2\t\x01 é ✓ \u2028", "m", {"max_tokens": 5, "stop": ["\n"]}),
+        ("", "", "", {"system": {"hash": "abc", "n": [1, 2.5, None, True]}}),
+    ],
+)
+def test_key_is_sha256_of_the_canonical_document(
+    agent: str, task: str, model: str, options: dict[str, object]
+) -> None:
+    import hashlib
+
+    doc = {"v": 1, "agent": agent, "task": task, "model": model, "request": options}
+    expected = hashlib.sha256(canonical_json(doc).encode("utf-8")).hexdigest()
+    assert key_for(agent, task, model, **options) == expected
