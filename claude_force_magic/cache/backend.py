@@ -6,10 +6,12 @@ exact, process-safe counters.
   pragmas, the eviction policy or the Disk; unknown settings are ignored.
 * Counters live in a one-row table ``CfmStats`` in the same database and are updated by the
   same SQLite transaction as the change they count, so they stay exact across threads and
-  processes and survive a crash consistently. Triggers count sets (row inserted or
-  ``store_time`` rewritten), hits (``access_count`` raised) and every row deletion, without
-  an extra statement per call. Evictions by diskcache's size culling are the deletions the
-  cache did not make itself:
+  processes and survive a crash consistently. Triggers count hits (``access_count`` raised),
+  rewrites of existing rows and every row deletion, without an extra statement per call.
+  Two totals follow from invariants instead of a write per call:
+  ``sets = entries + row_deletes + updates`` (every row ever inserted is either still there
+  or was deleted; diskcache's own triggers keep ``entries`` exact), and evictions by
+  diskcache's size culling are the deletions the cache did not make itself:
   ``evictions = row_deletes - deletes - expirations - integrity_failures - cleared``.
 * The per-entry hit count is diskcache's ``access_count`` column (unused by the
   least-recently-used policy), incremented in the same statement that refreshes
@@ -44,7 +46,7 @@ log = logging.getLogger("claude_force_magic.cache")
 COUNTERS = (
     "hits",
     "misses",
-    "sets",
+    "updates",
     "deletes",
     "expirations",
     "integrity_failures",
@@ -90,11 +92,10 @@ _SCHEMA = (
     "INSERT OR IGNORE INTO CfmStats (id) VALUES (0)",
     "CREATE TRIGGER IF NOT EXISTS CfmStats_row_delete AFTER DELETE ON Cache FOR EACH ROW"
     " BEGIN UPDATE CfmStats SET row_deletes = row_deletes + 1; END",
-    # A set inserts a row or rewrites its store_time; a hit raises its access_count.
-    "CREATE TRIGGER IF NOT EXISTS CfmStats_set_insert AFTER INSERT ON Cache FOR EACH ROW"
-    " BEGIN UPDATE CfmStats SET sets = sets + 1; END",
+    # A set either inserts a row (counted by diskcache's own row count, see read_stats) or
+    # rewrites an existing row's store_time; a hit raises a row's access_count.
     "CREATE TRIGGER IF NOT EXISTS CfmStats_set_update AFTER UPDATE OF store_time ON Cache"
-    " FOR EACH ROW BEGIN UPDATE CfmStats SET sets = sets + 1; END",
+    " FOR EACH ROW BEGIN UPDATE CfmStats SET updates = updates + 1; END",
     "CREATE TRIGGER IF NOT EXISTS CfmStats_hit AFTER UPDATE OF access_count ON Cache"
     " FOR EACH ROW WHEN NEW.access_count > OLD.access_count"
     " BEGIN UPDATE CfmStats SET hits = hits + 1; END",
@@ -214,7 +215,7 @@ class Backend(diskcache.Cache):  # type: ignore[misc]  # diskcache ships no type
         """
         # diskcache's Cache.set, leaner: one statement finds the old row *and* the volume, we
         # never set expire_time (expiry is signed into the entry) so there is no expired-rows
-        # pass, and the insert/update triggers count the set. 4 statements instead of 7.
+        # pass, and sets are counted by invariant (see read_stats). 4 statements instead of 7.
         size, mode, filename, db_value = self._disk.store(value, False)
         now = time.time()
         with self.transaction(filename) as (sql, cleanup):
@@ -261,6 +262,7 @@ class Backend(diskcache.Cache):  # type: ignore[misc]  # diskcache ships no type
         except sqlite3.Error as exc:
             raise CacheError(f"The cache database failed: {exc}") from exc
         values = dict(zip((*COUNTERS, "entries"), (int(v or 0) for v in row), strict=True))
+        values["sets"] = values["entries"] + values["row_deletes"] + values["updates"]
         values["evictions"] = values["row_deletes"] - (
             values["deletes"]
             + values["expirations"]
