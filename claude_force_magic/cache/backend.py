@@ -28,8 +28,9 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 import diskcache
@@ -115,6 +116,48 @@ def _bump_sql(names: tuple[str, ...]) -> str:
     return "UPDATE CfmStats SET " + assignments  # noqa: S608  # names checked against COUNTERS
 
 
+def _translate(exc: BaseException, timeout: float) -> BaseException:
+    if isinstance(exc, diskcache.Timeout):
+        return CacheError(f"The cache database stayed locked for more than {timeout:g} s.")
+    if isinstance(exc, sqlite3.Error):
+        return CacheError(f"The cache database failed: {exc}")
+    return exc
+
+
+class _Transaction:
+    """diskcache's transaction with its errors translated to CacheError.
+
+    A plain class rather than a generator-based context manager: it runs on every get and set.
+    """
+
+    __slots__ = ("_inner", "_timeout")
+
+    def __init__(self, inner: contextlib.AbstractContextManager[Any], timeout: float) -> None:
+        self._inner = inner
+        self._timeout = timeout
+
+    def __enter__(self) -> tuple[Sql, Cleanup]:
+        try:
+            pair: tuple[Sql, Cleanup] = self._inner.__enter__()
+        except (diskcache.Timeout, sqlite3.Error) as exc:
+            raise _translate(exc, self._timeout) from exc
+        return pair
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        try:
+            suppressed = bool(self._inner.__exit__(exc_type, exc, tb))
+        except (diskcache.Timeout, sqlite3.Error) as error:
+            raise _translate(error, self._timeout) from error
+        if not suppressed and isinstance(exc, sqlite3.Error):  # raised by a statement inside
+            raise _translate(exc, self._timeout) from exc
+        return suppressed
+
+
 class Backend(diskcache.Cache):  # type: ignore[misc]  # diskcache ships no type hints
     """diskcache with :class:`SafeDisk`, least-recently-used culling and exact counters.
 
@@ -159,23 +202,14 @@ class Backend(diskcache.Cache):  # type: ignore[misc]  # diskcache ships no type
             return None
         return super().reset(key, self._forced[key], update and value is not ENOVAL)
 
-    @contextlib.contextmanager
-    def transaction(self, filename: str | None = None) -> Iterator[tuple[Sql, Cleanup]]:
-        """Hold the database write lock; yield ``(sql, cleanup)``.
+    def transaction(self, filename: str | None = None) -> _Transaction:
+        """Hold the database write lock: ``with db.transaction() as (sql, cleanup): ...``.
 
         ``cleanup(name)`` removes a value file after the commit. Raises :class:`CacheError`
         when the lock is not obtained within the timeout or SQLite fails; on any error the
-        transaction is rolled back.
+        transaction is rolled back (and ``filename``, a value file written for it, removed).
         """
-        try:
-            with self._transact(retry=False, filename=filename) as (sql, cleanup):
-                yield sql, cleanup
-        except diskcache.Timeout as exc:
-            raise CacheError(
-                f"The cache database stayed locked for more than {self._timeout:g} s."
-            ) from exc
-        except sqlite3.Error as exc:
-            raise CacheError(f"The cache database failed: {exc}") from exc
+        return _Transaction(self._transact(retry=False, filename=filename), self._timeout)
 
     # -- operations used by ResponseCache ----------------------------------------------------
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from claude_force_magic.cache import CacheSkipWarning, ResponseCache
-from claude_force_magic.errors import ConfigurationError, SecretError, UnsafePathError
+from claude_force_magic.errors import CacheError, ConfigurationError, SecretError, UnsafePathError
 
 from .conftest import SECRET, FakeClock, db_execute, fetch, put
 
@@ -357,3 +357,16 @@ def test_sec_006_secret_never_shown(make_cache: MakeCache, cache_path: Path) -> 
     with pytest.raises(SecretError) as info:
         ResponseCache(cache_path, cache_secret=SECRET[:10])
     assert SECRET[:10] not in str(info.value)
+
+
+def test_damaged_database_raises_cache_error(cache: ResponseCache, make_cache: MakeCache) -> None:
+    put(cache, "t")
+    db_execute(cache.directory, "DROP TABLE CfmStats")
+    with pytest.raises(CacheError, match="database failed"):
+        fetch(cache, "t")
+    cache.close()
+    for name in ("cache.db", "cache.db-wal", "cache.db-shm"):
+        (cache.directory / name).unlink(missing_ok=True)
+    (cache.directory / "cache.db").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CacheError, match="delete the directory"):
+        make_cache()
