@@ -142,7 +142,7 @@ class RateLimiter:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] | None = None,
-        margin_seconds: float = 0.01,
+        margin_seconds: float = 0.1,
     ) -> None:
         self.margin_seconds = max(0.0, float(margin_seconds))
         self._buckets: tuple[Bucket | None, Bucket | None, Bucket | None] = (
