@@ -43,7 +43,7 @@ __all__ = ["COUNTERS", "Backend", "Row"]
 
 log = logging.getLogger("claude_force_magic.cache")
 
-#: Counters kept in ``CfmStats``; ``row_deletes`` is maintained by a trigger.
+#: Counters kept in ``CfmStats``; ``hits``, ``updates`` and ``row_deletes`` are kept by triggers.
 COUNTERS = (
     "hits",
     "misses",
