@@ -85,6 +85,9 @@ async def engine_throughput(url: str, n: int, concurrency: int) -> tuple[float, 
 async def raw_throughput(url: str, n: int, concurrency: int) -> tuple[float, int]:
     import anthropic
 
+    from claude_force_magic.agents import AgentRegistry
+
+    system = AgentRegistry.load().get(AGENT).system_prompt  # the same request body as ours
     client = anthropic.AsyncAnthropic(api_key=KEY, base_url=url, max_retries=0)
     semaphore = asyncio.Semaphore(concurrency)
     failures = 0
@@ -96,6 +99,7 @@ async def raw_throughput(url: str, n: int, concurrency: int) -> tuple[float, int
                 await client.messages.create(
                     model="claude-sonnet-5-5",
                     max_tokens=4096,
+                    system=system,
                     messages=[{"role": "user", "content": text}],
                 )
             except anthropic.APIError:

@@ -761,20 +761,27 @@ class AsyncAgentOrchestrator:
         """
         items = list(tasks)
         total = len(items)
+        results: list[AgentResult | None] = [None] * total
+        queue = iter(enumerate(items))
         done = 0
 
-        async def one(item: tuple[Any, ...]) -> AgentResult:
+        async def worker() -> None:
+            # A fixed pool of workers rather than one task per item keeps memory flat for
+            # 100,000-item lists; the semaphore still bounds requests in flight.
             nonlocal done
-            result = await self._one_item(item, options)
-            done += 1
-            if on_progress is not None:
-                try:
-                    on_progress(done, total, result)
-                except Exception as exc:
-                    self._log.warning("on_progress callback failed: %s", type(exc).__name__)
-            return result
+            for index, item in queue:
+                result = await self._one_item(item, options)
+                results[index] = result
+                done += 1
+                if on_progress is not None:
+                    try:
+                        on_progress(done, total, result)
+                    except Exception as exc:
+                        self._log.warning("on_progress callback failed: %s", type(exc).__name__)
 
-        return list(await asyncio.gather(*(one(item) for item in items)))
+        workers = min(total, 2 * self._max_concurrent)
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return [r for r in results if r is not None]
 
     async def _one_item(self, item: tuple[Any, ...], options: Mapping[str, Any]) -> AgentResult:
         name = str(item[0]) if item else "?"
