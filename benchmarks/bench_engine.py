@@ -269,7 +269,7 @@ def main() -> None:
     parser.add_argument("--steady", type=int, default=200, help="requests after the burst")
     parser.add_argument("--cached", type=int, default=100_000)
     parser.add_argument(
-        "--live", type=int, default=50_000, help="live calls (100,000 take over 3 min on 2 CPUs)"
+        "--live", type=int, default=100_000, help="live calls against the 0 ms simulator"
     )
     parser.add_argument("--warmup", type=int, default=12_000)
     args = parser.parse_args()

@@ -191,6 +191,7 @@ class AsyncAgentOrchestrator:
         self._max_task_chars = _positive_int("max_task_chars", max_task_chars)
         self._cache_ttl_hours = _positive("cache_ttl_hours", cache_ttl_hours) or 24.0
         self._client = ClientHandle(api_key=api_key, base_url=base_url, http_client=http_client)
+        self._key_registered = self._client.api_key is not None
         if self._client.api_key is not None:
             SecretRedactor.register(self._client.api_key)
         # BUG-002: created eagerly; asyncio primitives bind to a loop on first contention only.
@@ -639,6 +640,11 @@ class AsyncAgentOrchestrator:
                 on_text(cached.output)
             return cached
         self._client.get()  # a missing API key is a caller mistake: raise before the budget
+        if not self._key_registered:  # a key from the environment, read at the first call
+            from ..guard import SecretRedactor
+
+            SecretRedactor.register(self._client.api_key)
+            self._key_registered = True
         estimate = self.prices.estimate(call.model, call.input_estimate, call.max_tokens)
         reservation = self._budget.reserve(estimate, model=call.model)
         return await self._execute_live(call, reservation, on_text)

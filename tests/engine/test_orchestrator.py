@@ -316,3 +316,31 @@ async def test_unknown_price_without_budget_gives_none_cost(
 
     with pytest.raises(PricingError, match="with_overrides"):
         await make_orch(model="claude-fable-5-2", budget_usd=5).execute_agent(AGENT, "Explain more")
+
+
+async def test_run_workflow_stops_at_the_first_failed_step(
+    sim: Simulator, make_orch: Callable[..., AsyncAgentOrchestrator]
+) -> None:
+    sim.set_script(["ok", "server_error"])
+    results = await make_orch(enable_cache=False).run_workflow("full-review", "Review: x = 1")
+    assert [r.success for r in results] == [True, False]
+    assert sim.stats["requests"] == 2
+    with pytest.raises(UnknownAgentError, match="workflow"):
+        await make_orch().run_workflow("full-reviw", "x")
+
+
+async def test_api_key_from_environment_is_used_and_redacted(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "env-key-QWERTYUIOP-123")
+    orch = AsyncAgentOrchestrator(base_url=sim.base_url, calls_per_minute=None, enable_cache=False)
+    try:
+        assert (await orch.execute_agent(AGENT, "Explain env keys")).success
+    finally:
+        await orch.close()
+    assert sim.stats["by_status"] == {200: 1}  # the environment key was sent and accepted
+    with caplog.at_level(logging.INFO, logger="claude_force_magic"):
+        from claude_force_magic.guard import get_logger
+
+        get_logger("engine.test").info("key is %s", "env-key-QWERTYUIOP-123")
+    assert "QWERTYUIOP" not in caplog.text
