@@ -314,7 +314,7 @@ async def test_unknown_price_without_budget_gives_none_cost(
     assert result.success and result.metadata["cost_usd"] is None
     from claude_force_magic.errors import PricingError
 
-    with pytest.raises(PricingError, match="with_overrides"):
+    with pytest.raises(PricingError, match="with_overrides"), pytest.warns(UserWarning):
         await make_orch(model="claude-fable-5-2", budget_usd=5).execute_agent(AGENT, "Explain more")
 
 
