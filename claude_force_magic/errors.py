@@ -231,7 +231,9 @@ class APITimeoutError(APIError, TimeoutError):
 class ResponseError(APIError):
     """The server answered but the answer is unusable: no text, a refusal, or a stream error.
 
-    ``stop_reason`` is the server's stop reason when there was one.
+    ``stop_reason`` is the server's stop reason when there was one. ``usage`` is the token
+    usage the server reported for the unusable answer (such answers are still billed), or
+    None when it reported none.
     """
 
     def __init__(
@@ -242,7 +244,9 @@ class ResponseError(APIError):
         request_id: str | None = None,
         stop_reason: str | None = None,
         retryable: bool = False,
+        usage: object | None = None,
     ) -> None:
         super().__init__(message, status_code=status_code, request_id=request_id)
         self.stop_reason = stop_reason
         self.retryable = retryable
+        self.usage = usage

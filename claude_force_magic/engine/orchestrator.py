@@ -43,7 +43,7 @@ from .client import (
     stream_message,
 )
 from .limits import RateLimiter, Ticket
-from .response import Answer, check_message
+from .response import Answer, Usage, check_message
 from .result import AgentResult, empty_metadata
 from .retry import RetryPolicy, call_with_retries
 
@@ -94,6 +94,15 @@ def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}.")
     return value
+
+
+def _usage_metadata(usage: Usage) -> dict[str, int]:
+    return {
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
+        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
+        "cache_read_input_tokens": usage.cache_read_input_tokens,
+    }
 
 
 def _first(*values: Any) -> Any:
@@ -660,8 +669,19 @@ class AsyncAgentOrchestrator:
         try:
             answer = await self._live(call, progress, on_text)
         except (APIError, CircuitOpenError, DeadlineExceededError) as exc:
-            self._budget.release(reservation)
+            # An unusable answer (refusal, no text) was still billed: charge what it used.
+            billed = getattr(exc, "usage", None)
             meta = empty_metadata(call.model)
+            if isinstance(billed, Usage):
+                cost = self.prices.cost(call.model, billed)
+                self._budget.settle(reservation, cost)
+                meta.update(_usage_metadata(billed), cost_usd=cost)
+            else:
+                self._budget.release(reservation)
+                # An error answer (or nothing sent) costs nothing; after a timeout or a dropped
+                # connection nobody knows, so the cost stays unknown (None).
+                if isinstance(exc, CircuitOpenError) or getattr(exc, "status_code", None):
+                    meta["cost_usd"] = 0.0
             meta.update(
                 latency_s=time.perf_counter() - started,
                 attempts=progress.attempts,
@@ -687,10 +707,7 @@ class AsyncAgentOrchestrator:
         self._budget.settle(reservation, cost)
         meta = empty_metadata(call.model)
         meta.update(
-            input_tokens=answer.usage.input_tokens,
-            output_tokens=answer.usage.output_tokens,
-            cache_creation_input_tokens=answer.usage.cache_creation_input_tokens,
-            cache_read_input_tokens=answer.usage.cache_read_input_tokens,
+            _usage_metadata(answer.usage),
             cost_usd=cost,
             latency_s=time.perf_counter() - started,
             attempts=progress.attempts,

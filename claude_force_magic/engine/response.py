@@ -58,12 +58,14 @@ def check_message(message: Any, *, max_tokens: int, request_id: str | None = Non
     """Return the :class:`Answer` in ``message`` or raise :class:`ResponseError`.
 
     Raises when ``content`` is None or empty, has no text block, or its text is empty, and
-    when ``stop_reason`` is ``refusal`` (the error's ``stop_reason`` says so). A
+    when ``stop_reason`` is ``refusal`` (the error's ``stop_reason`` says so); the error's
+    ``usage`` holds the billed tokens so the caller can still charge them. A
     ``max_tokens`` stop is not an error: the answer is returned with ``truncated=True`` and a
     warning telling how to get the rest.
     """
     stop_reason = getattr(message, "stop_reason", None)
     stop = stop_reason if isinstance(stop_reason, str) else None
+    usage = read_usage(message)
     content = getattr(message, "content", None)
     where = f" (request id {request_id})" if request_id else ""
     if stop == "refusal":
@@ -72,16 +74,21 @@ def check_message(message: Any, *, max_tokens: int, request_id: str | None = Non
             "retrying the same request will not help.",
             request_id=request_id,
             stop_reason=stop,
+            usage=usage,
         )
     if content is None:
         raise ResponseError(
             f"The answer had no content (content is null){where}.",
             request_id=request_id,
             stop_reason=stop,
+            usage=usage,
         )
     if not isinstance(content, (list, tuple)) or not content:
         raise ResponseError(
-            f"The answer had no content blocks{where}.", request_id=request_id, stop_reason=stop
+            f"The answer had no content blocks{where}.",
+            request_id=request_id,
+            stop_reason=stop,
+            usage=usage,
         )
     texts = [
         block_text
@@ -95,11 +102,15 @@ def check_message(message: Any, *, max_tokens: int, request_id: str | None = Non
             f"The answer had no text block (only: {kinds}){where}.",
             request_id=request_id,
             stop_reason=stop,
+            usage=usage,
         )
     text = "".join(texts)
     if not text.strip():
         raise ResponseError(
-            f"The answer's text was empty{where}.", request_id=request_id, stop_reason=stop
+            f"The answer's text was empty{where}.",
+            request_id=request_id,
+            stop_reason=stop,
+            usage=usage,
         )
     truncated = stop == "max_tokens"
     warnings = (
@@ -114,7 +125,7 @@ def check_message(message: Any, *, max_tokens: int, request_id: str | None = Non
         text=text,
         stop_reason=stop,
         truncated=truncated,
-        usage=read_usage(message),
+        usage=usage,
         request_id=request_id,
         warnings=warnings,
     )

@@ -185,6 +185,40 @@ async def test_bug_004_unusable_content_in_streams(
     assert isinstance(final.error, ResponseError)
 
 
+@pytest.mark.parametrize("fault", ["refusal", "empty_text"])
+async def test_bug_004_billed_unusable_answer_is_charged_not_lost(
+    sim: Simulator, make_orch: Callable[..., AsyncAgentOrchestrator], fault: str
+) -> None:
+    """A refusal or an empty answer still used (and was billed for) tokens: the budget, the
+    result and the metrics count them, so a failed call never under-reports spending."""
+    orch = make_orch(budget_usd=1.0)
+    sim.set_script([fault])
+    result = await orch.execute_agent("python-expert", "Explain decorators")
+    assert result.success is False
+    usage = sim.requests[-1]
+    assert usage.status == 200
+    assert result.metadata["input_tokens"] > 0
+    cost = result.metadata["cost_usd"]
+    assert cost is not None and cost > 0
+    assert orch.spent_usd == pytest.approx(cost)
+    totals = orch.metrics.totals()
+    assert totals["errors"] == 1
+    assert totals["cost_usd"] == pytest.approx(cost)
+    assert totals["unknown_cost_calls"] == 0
+
+
+async def test_bug_004_error_answers_cost_nothing_and_release_the_budget(
+    sim: Simulator, make_orch: Callable[..., AsyncAgentOrchestrator]
+) -> None:
+    orch = make_orch(budget_usd=1.0)
+    sim.set_script(["server_error"])
+    result = await orch.execute_agent("python-expert", "Explain decorators")
+    assert isinstance(result.error, ServerError)
+    assert result.metadata["cost_usd"] == 0.0
+    assert orch.spent_usd == 0.0 and orch.budget_remaining == pytest.approx(1.0)
+    assert orch.metrics.totals()["unknown_cost_calls"] == 0
+
+
 async def test_bug_004_max_tokens_truncation_is_a_flagged_success(
     make_orch: Callable[..., AsyncAgentOrchestrator],
 ) -> None:
