@@ -23,6 +23,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import errors as _errors
+
 __version__ = "0.1.0"
 
 # public name -> module (relative to this package) that defines it
@@ -35,33 +37,7 @@ _LAZY: dict[str, str] = {
     "PriceTable": ".pricing",
     "Secret": ".settings",
 }
-_ERRORS = (
-    "APIConnectionError",
-    "APIError",
-    "APITimeoutError",
-    "AgentConfigError",
-    "AuthenticationError",
-    "BadRequestError",
-    "BudgetExceededError",
-    "CacheError",
-    "CircuitOpenError",
-    "ClaudeForceError",
-    "ConfigurationError",
-    "DeadlineExceededError",
-    "IntegrityError",
-    "InvalidTaskError",
-    "OverloadedError",
-    "PricingError",
-    "PromptInjectionError",
-    "RateLimitError",
-    "ResponseError",
-    "SecretError",
-    "SecurityError",
-    "ServerError",
-    "UnknownAgentError",
-    "UnsafePathError",
-)
-_LAZY.update(dict.fromkeys(_ERRORS, ".errors"))
+_LAZY.update(dict.fromkeys(_errors.__all__, ".errors"))  # errors.py is tiny: no cost
 
 __all__ = sorted([*_LAZY, "__version__", "load_ipython_extension", "unload_ipython_extension"])
 
