@@ -26,7 +26,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import sqlite3
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +38,7 @@ from typing import Any
 import diskcache
 from diskcache.core import DEFAULT_SETTINGS, ENOVAL, METADATA
 
-from ..errors import CacheError
+from ..errors import CacheError, UnsafePathError
 from .disk import SafeDisk
 
 __all__ = ["COUNTERS", "Backend", "Row"]
@@ -101,10 +103,32 @@ _SCHEMA = (
     " FOR EACH ROW WHEN NEW.access_count > OLD.access_count"
     " BEGIN UPDATE CfmStats SET hits = hits + 1; END",
 )
+#: SQLite's files in the cache directory; each must be a regular file if it exists.
+_DB_FILES = ("cache.db", "cache.db-wal", "cache.db-shm", "cache.db-journal")
 _READ_STATS = (  # column names come from the fixed COUNTERS tuple
     "SELECT " + ", ".join(COUNTERS) + ","  # noqa: S608
     " (SELECT value FROM Settings WHERE key = 'count') FROM CfmStats"
 )
+
+
+def _check_db_files(directory: Path) -> None:
+    """Refuse database files that are symlinks (or anything but regular files).
+
+    SQLite follows a symlinked ``cache.db`` and would read, write or even create the file it
+    points to, outside the cache directory.
+    """
+    for name in _DB_FILES:
+        path = directory / name
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        if not stat.S_ISREG(mode):
+            kind = "a symlink" if stat.S_ISLNK(mode) else "not a regular file"
+            raise UnsafePathError(
+                f"Refusing the cache database file {path}: it is {kind}. Remove it (the "
+                "directory only holds cached answers) or use another cache directory."
+            )
 
 
 @functools.lru_cache(maxsize=64)
@@ -161,7 +185,8 @@ class _Transaction:
 class Backend(diskcache.Cache):  # type: ignore[misc]  # diskcache ships no type hints
     """diskcache with :class:`SafeDisk`, least-recently-used culling and exact counters.
 
-    Raises :class:`CacheError` when the database cannot be opened.
+    Raises :class:`CacheError` when the database cannot be opened and
+    :class:`UnsafePathError` when ``cache.db`` (or its journal) is a symlink or not a file.
     """
 
     def __init__(
@@ -182,6 +207,7 @@ class Backend(diskcache.Cache):  # type: ignore[misc]  # diskcache ships no type
             "disk_min_file_size": int(min_file_size),
             "disk_pickle_protocol": 0,
         }
+        _check_db_files(directory)
         try:
             super().__init__(str(directory), timeout=timeout, disk=SafeDisk, **self._forced)
             self._disk.max_value_bytes = max_value_bytes
@@ -259,8 +285,17 @@ class Backend(diskcache.Cache):  # type: ignore[misc]  # diskcache ships no type
             else:
                 cleanup(old_filename)
                 sql(_UPDATE, (now, now, tag, size, mode, filename, db_value, rowid))
-            if self._page_size * page_count + (stored or 0) + size >= self.size_limit:
+            if not isinstance(stored, (int, float)) or stored < 0:  # edited: recount the rows
+                stored = self._recount_size(sql)
+            if self._page_size * page_count + stored + size >= self.size_limit:
                 self._cull_lru(sql, cleanup)
+
+    @staticmethod
+    def _recount_size(sql: Sql) -> int:
+        """Reset diskcache's total-size metadata from the rows (it was missing or negative)."""
+        ((total,),) = sql("SELECT COALESCE(SUM(size), 0) FROM Cache").fetchall()
+        sql("UPDATE Settings SET value = ? WHERE key = 'size'", (int(total),))
+        return int(total)
 
     def _cull_lru(self, sql: Sql, cleanup: Cleanup) -> None:
         """Delete up to ``cull_limit`` least-recently-used rows (we are over ``size_limit``)."""

@@ -9,7 +9,8 @@ run code on the next ``get`` or make ``delete`` remove any file. :class:`SafeDis
 * value files are named only ``xx/yy/<28 hex>.val``; any other name (absolute, ``..``) is
   refused on read and ignored on delete;
 * value files are reached by walking directory descriptors with ``O_NOFOLLOW`` from the cache
-  directory, created ``0600`` in ``0700`` sub-directories, and reads are size-bounded.
+  directory, created ``0600`` in ``0700`` sub-directories; reads open with ``O_NONBLOCK`` (a
+  FIFO cannot hang them), accept only regular files and are size-bounded.
 
 Every method is safe to call from several threads and processes at once (each call opens its
 own descriptors; concurrent deletes of the same file are tolerated).
@@ -43,7 +44,8 @@ VALUE_NAME = re.compile(r"\A([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{28})\.val\Z")
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
-_READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _CLOEXEC
+# O_NONBLOCK: a value file swapped for a FIFO must not block the open (inside a write lock).
+_READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
 #: Default upper bound on one value read back (a forged huge file must not exhaust memory).
 DEFAULT_MAX_VALUE_BYTES = 16 * 2**20

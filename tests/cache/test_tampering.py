@@ -251,3 +251,71 @@ def test_verify_removes_only_the_broken_entries(cache: ResponseCache) -> None:
     assert all(fetch(cache, f"t{i}") is not None for i in range(3, 6))
     assert cache.get_stats()["integrity_failures"] == 3
     assert cache.verify().ok
+
+
+def _in_thread(call: Callable[[], object], timeout: float = 5.0) -> object:
+    """Run ``call`` in a daemon thread; fail (instead of hanging the suite) if it blocks."""
+    import threading
+
+    result: list[object] = []
+    thread = threading.Thread(target=lambda: result.append(call()), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), "the call blocked"
+    return result[0]
+
+
+def test_value_file_replaced_by_a_fifo_is_a_miss_not_a_hang(cache: ResponseCache) -> None:
+    # Opening a FIFO for reading blocks until a writer appears: inside get's write
+    # transaction that would hang this call and lock every other process out of the cache.
+    put(cache, "t", BIG)
+    _, _, filename, _ = row(cache, "t")
+    assert filename is not None
+    path = cache.directory / filename
+    path.unlink()
+    os.mkfifo(path)
+    assert _in_thread(lambda: fetch(cache, "t")) is None
+    assert cache.get_stats()["integrity_failures"] == 1
+    assert not path.exists()
+
+
+def test_value_file_hard_linked_to_an_outside_file_is_a_miss(
+    cache: ResponseCache, outside: Path
+) -> None:
+    put(cache, "t", BIG)
+    _, _, filename, _ = row(cache, "t")
+    assert filename is not None
+    path = cache.directory / filename
+    path.unlink()
+    os.link(outside, path)
+    assert_counted_miss(cache, "t")
+    assert outside.read_bytes() == b"precious data outside the cache"
+
+
+def test_cache_db_symlink_is_refused(tmp_path: Path, outside: Path) -> None:
+    # A cache.db symlinked elsewhere would make SQLite write (or create) a file outside the
+    # cache directory.
+    from claude_force_magic.errors import UnsafePathError
+
+    directory = tmp_path / "cache"
+    directory.mkdir(mode=0o700)
+    elsewhere = tmp_path / "elsewhere.db"
+    (directory / "cache.db").symlink_to(elsewhere)
+    with pytest.raises(UnsafePathError, match=r"cache\.db"):
+        ResponseCache(directory, cache_secret="test-secret-0123456789abcdef-XYZ")
+    assert not elsewhere.exists()
+
+
+@pytest.mark.parametrize("forged", [-(10**12), "lots", None])
+def test_tampered_size_metadata_cannot_switch_off_culling(
+    make_cache: Callable[..., ResponseCache], forged: object
+) -> None:
+    # diskcache keeps the total value size in Settings('size'); a huge negative (or non-number)
+    # value there must neither stop least-recently-used culling (the directory would grow
+    # without bound) nor make every set fail.
+    small = make_cache(max_size_mb=0.25)
+    put(small, "first", BIG)
+    db_execute(small.directory, "UPDATE Settings SET value = ? WHERE key = 'size'", (forged,))
+    for i in range(20):
+        put(small, f"t{i}", BIG)
+    assert small.get_stats()["evictions"] > 0
