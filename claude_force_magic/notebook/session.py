@@ -79,6 +79,9 @@ class AgentSession:
         self._metrics: Metrics | None = None
         self._registry: AgentRegistry | None = None
         self._listeners: list[Callable[[], None]] = []
+        # USD spent by orchestrators closed by invalidate(), per mode: a rebuilt orchestrator
+        # starts from it, so changing a setting never resets the budget.
+        self._spent: dict[bool, float] = {}
 
     # ------------------------------------------------------------------ shared pieces
 
@@ -176,6 +179,7 @@ class AgentSession:
                 raise ConfigurationError(NO_KEY_MESSAGE)
             base_url = self.simulator().base_url if simulated else None
             orch = self.run(self._build(simulated, base_url, self.registry, self.metrics))
+            _carry_spend(orch, self._spent.get(simulated, 0.0))
             self._orchestrators[simulated] = orch
             return orch
 
@@ -213,13 +217,16 @@ class AgentSession:
     def invalidate(self) -> None:
         """Close the orchestrators so the next call builds them from the current settings.
 
-        The registry is dropped too (a changed ``config_path``); metrics are kept.
+        The registry is dropped too (a changed ``config_path``); metrics and the money spent
+        so far (which the budget counts against) are kept.
         """
         with self._lock:
-            orchestrators = list(self._orchestrators.values())
+            orchestrators = list(self._orchestrators.items())
             self._orchestrators.clear()
             self._registry = None
-        for orch in orchestrators:
+            for simulated, orch in orchestrators:
+                self._spent[simulated] = orch.spent_usd
+        for _, orch in orchestrators:
             self._close_quietly(orch)
 
     def _close_quietly(self, orch: AsyncAgentOrchestrator) -> None:
@@ -240,3 +247,13 @@ class AgentSession:
         if metrics is not None:
             metrics.close()
         self.runner.stop()
+
+
+def _carry_spend(orch: AsyncAgentOrchestrator, usd: float) -> None:
+    """Start ``orch``'s budget from ``usd`` already spent by the orchestrator it replaces."""
+    if usd > 0:
+        from ..engine.budget import Reservation
+
+        # The engine has no public way to seed spending; settling an empty reservation adds
+        # ``usd`` to ``spent`` without touching what is reserved.
+        orch._budget.settle(Reservation(0.0, done=True), usd)
