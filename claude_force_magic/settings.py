@@ -186,16 +186,30 @@ def ensure_private_dir(path: str | os.PathLike[str], *, create: bool = True) -> 
 
 def check_secret(value: str | bytes, *, source: str) -> Secret:
     """Validate a cache secret and wrap it; raise :class:`SecretError` saying how to fix it."""
-    raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    if isinstance(value, str):
+        raw = value.encode("utf-8")
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        raw = bytes(value)
+    else:  # bytes(32) would be 32 zero bytes: a "secret" everyone knows
+        raise SecretError(
+            f"The cache secret from {source} must be str or bytes, not {type(value).__name__}. "
+            + _HOW_TO_MAKE_ONE
+        )
     if raw.strip().lower() in KNOWN_PLACEHOLDERS:
         raise SecretError(
             f"The cache secret from {source} is a published placeholder and protects nothing. "
             + _HOW_TO_MAKE_ONE
         )
-    if len(raw) < MIN_SECRET_BYTES:
+    # Surrounding whitespace adds no secrecy (16 spaces would otherwise pass).
+    if len(raw.strip()) < MIN_SECRET_BYTES:
         raise SecretError(
-            f"The cache secret from {source} is {len(raw)} bytes; at least "
-            f"{MIN_SECRET_BYTES} are required. " + _HOW_TO_MAKE_ONE
+            f"The cache secret from {source} is {len(raw.strip())} bytes without surrounding "
+            f"whitespace; at least {MIN_SECRET_BYTES} are required. " + _HOW_TO_MAKE_ONE
+        )
+    if len(set(raw)) == 1:
+        raise SecretError(
+            f"The cache secret from {source} is one byte repeated and protects nothing. "
+            + _HOW_TO_MAKE_ONE
         )
     return Secret(raw)
 

@@ -169,3 +169,20 @@ def test_cache_dir_and_config_dir_follow_the_environment(
     monkeypatch.setenv(settings.CONFIG_DIR_ENV, str(tmp_path / "cfg"))
     assert settings.cache_dir() == tmp_path / "cc"
     assert settings.config_dir() == tmp_path / "cfg"
+
+
+@pytest.mark.parametrize(
+    "weak",
+    [" " * 16, "\t \n" * 8, "  fifteen-bytes!!  ", b"\x00" * 32, "a" * 40, 32, 2**255],
+    ids=["spaces", "whitespace", "padded-short", "zero-bytes", "repeated", "int", "big-int"],
+)
+def test_sec_001_weak_or_mistyped_secret_refused(weak: object) -> None:
+    # An int is not silently turned into bytes(n) (n zero bytes); whitespace and one repeated
+    # byte are secrets anyone can guess.
+    with pytest.raises(SecretError, match=r"secrets\.token_hex"):
+        load_cache_secret(weak)  # type: ignore[arg-type]
+
+
+def test_secret_with_unicode_and_inner_spaces_is_kept_exactly() -> None:
+    text = "  pässwörd mit Leerzeichen ✓  "
+    assert load_cache_secret(text).reveal() == text.encode("utf-8")
