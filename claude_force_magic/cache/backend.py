@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import os
 import sqlite3
 import stat
@@ -39,11 +38,12 @@ import diskcache
 from diskcache.core import DEFAULT_SETTINGS, ENOVAL, METADATA
 
 from ..errors import CacheError, UnsafePathError
+from ..guard.logs import get_logger
 from .disk import SafeDisk
 
 __all__ = ["COUNTERS", "Backend", "Row"]
 
-log = logging.getLogger("claude_force_magic.cache")
+log = get_logger("claude_force_magic.cache")  # with the secret redactor (SEC-005)
 
 #: Counters kept in ``CfmStats``; ``hits``, ``updates`` and ``row_deletes`` are kept by triggers.
 COUNTERS = (

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import re
+import reprlib
 import secrets
 import sqlite3
 import stat
@@ -33,10 +33,11 @@ import diskcache
 from diskcache.core import MODE_BINARY, MODE_RAW, UNKNOWN
 
 from ..errors import CacheError, IntegrityError
+from ..guard.logs import get_logger
 
 __all__ = ["VALUE_NAME", "SafeDisk", "split_value_name"]
 
-log = logging.getLogger("claude_force_magic.cache")
+log = get_logger("claude_force_magic.cache")  # with the secret redactor (SEC-005)
 
 #: The only value-file names this Disk creates, reads or deletes.
 VALUE_NAME = re.compile(r"\A([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{28})\.val\Z")
@@ -149,7 +150,8 @@ class SafeDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no type
             return value
         if mode == MODE_BINARY:
             return self._read_value(filename)
-        raise IntegrityError(f"row has storage mode {mode!r}; only raw and binary are accepted")
+        shown = reprlib.repr(mode)  # the column is forgeable: bounded, escaped
+        raise IntegrityError(f"row has storage mode {shown}; only raw and binary are accepted")
 
     def filename(self, key: object = UNKNOWN, value: object = UNKNOWN) -> tuple[str, str]:
         """Return a fresh random ``(relative name, full path)`` of our value-file pattern."""

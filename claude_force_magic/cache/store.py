@@ -7,7 +7,6 @@ check is counted as an integrity failure, deleted, and served as a miss.
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
@@ -21,6 +20,7 @@ from typing import Any
 
 from .. import settings
 from ..errors import ConfigurationError, IntegrityError
+from ..guard.logs import get_logger
 from ..settings import Secret
 from .backend import Backend, Row, Sql
 from .keys import key_for, require_json
@@ -29,7 +29,7 @@ from .verify import VerifyReport
 
 __all__ = ["CacheSkipWarning", "ResponseCache"]
 
-log = logging.getLogger("claude_force_magic.cache")
+log = get_logger("claude_force_magic.cache")  # with the secret redactor (SEC-005)
 
 _KEY_PATTERN = re.compile(r"\A[0-9a-f]{64}\Z")
 _PAGE = 100

@@ -319,3 +319,43 @@ def test_tampered_size_metadata_cannot_switch_off_culling(
     for i in range(20):
         put(small, f"t{i}", BIG)
     assert small.get_stats()["evictions"] > 0
+
+
+def test_forged_mode_is_logged_bounded_on_one_line(
+    cache: ResponseCache, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The mode column is attacker-controlled: its text must not flood or forge log lines.
+    import logging
+
+    put(cache, "t")
+    forged = "x" * 100_000 + "\n2026-01-01 INFO forged line \x1b[2J"
+    db_execute(
+        cache.directory, "UPDATE Cache SET mode = ? WHERE key = ?", (forged, key(cache, "t"))
+    )
+    caplog.set_level(logging.WARNING, logger="claude_force_magic")
+    assert_counted_miss(cache, "t")
+    (record,) = [r for r in caplog.records if "integrity" in r.getMessage()]
+    message = record.getMessage()
+    assert len(message) < 500
+    assert "\n" not in message and "\x1b" not in message
+
+
+def test_cache_log_records_pass_the_secret_redactor(
+    make_cache: Callable[..., ResponseCache], caplog: pytest.LogCaptureFixture
+) -> None:
+    # README: the API key never appears in logs, whichever package logger writes the record.
+    import logging
+
+    from claude_force_magic.guard import SecretRedactor
+
+    key_like = "sk-ant-api03-" + "Q" * 40
+    caplog.set_level(logging.INFO, logger="claude_force_magic")
+    SecretRedactor.register("my-cache-secret-value-0123")
+    try:
+        excluded = make_cache(exclude_agents=[key_like + "my-cache-secret-value-0123"])
+        with pytest.warns(UserWarning):
+            excluded.set(key_like + "my-cache-secret-value-0123", "t", "m", "a", 1, 1, 0.0)
+    finally:
+        SecretRedactor.forget_all()
+    assert caplog.records
+    assert key_like not in caplog.text and "my-cache-secret-value-0123" not in caplog.text
