@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -56,10 +57,20 @@ def find_notebook(name: str = "quickstart.ipynb") -> Path:
     )
 
 
-def _kernel_manager() -> Any:
+def _kernel_manager(sockets: Path) -> Any:
+    """A manager for a python3 kernel run by this interpreter.
+
+    On POSIX the kernel talks over Unix sockets in ``sockets`` (a private temporary directory)
+    instead of TCP: nothing listens on a port, and ipykernel does not warn "Kernel is running
+    over TCP without encryption". The path is absolute because the kernel runs in the
+    notebook's directory and the client in ours.
+    """
     from jupyter_client.manager import KernelManager
 
-    manager = KernelManager(kernel_name="python3")
+    transport: dict[str, str] = {}
+    if os.name == "posix":
+        transport = {"transport": "ipc", "ip": str(sockets / "kernel")}
+    manager = KernelManager(kernel_name="python3", **transport)
     spec = manager.kernel_spec
     if spec is None:
         raise RuntimeError("No python3 kernel spec: install ipykernel in this environment.")
@@ -80,19 +91,27 @@ def execute_notebook(
     """Execute ``path`` top to bottom in a fresh kernel; return the executed notebook node.
 
     ``env`` replaces the kernel's environment (default: this process's). The file itself is
-    not changed. Raises ``nbclient.exceptions.CellExecutionError`` when a cell fails.
+    not changed. The kernel is shut down before this returns, also when a cell fails. Raises
+    ``nbclient.exceptions.CellExecutionError`` when a cell fails.
     """
     import nbformat
     from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
-    client = NotebookClient(
-        nb,
-        km=_kernel_manager(),
-        timeout=timeout,
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    client.execute(**({"env": dict(env)} if env is not None else {}))
+    with tempfile.TemporaryDirectory(prefix="cfm-kernel-") as sockets:
+        manager = _kernel_manager(Path(sockets))
+        client = NotebookClient(
+            nb,
+            km=manager,
+            timeout=timeout,
+            resources={"metadata": {"path": str(path.parent)}},
+        )
+        try:
+            client.execute(**({"env": dict(env)} if env is not None else {}))
+        finally:
+            # nbclient leaves a kernel it did not create running (until this process exits).
+            if manager.has_kernel:
+                manager.shutdown_kernel()
     return nb
 
 

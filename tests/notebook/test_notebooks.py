@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +78,51 @@ def test_demo_main_reports_a_failing_notebook(tmp_path: Path) -> None:
     bad = tmp_path / "bad.ipynb"
     nbformat.write(new_notebook(cells=[new_code_cell("1/0")]), bad)
     assert main([str(bad), "--timeout", "60"]) == 1
+
+
+def _kernel_children() -> set[int]:
+    """Pids of this process's children that run ipykernel."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == os.getpid() and b"ipykernel" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_execute_notebook_shuts_its_kernel_down(tmp_path: Path) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("1 + 1")]), path)
+    before = _kernel_children()
+    execute_notebook(path, timeout=60, env=kernel_env(tmp_path))
+    assert _kernel_children() - before == set()
+
+
+def test_demo_command_prints_no_kernel_warnings(tmp_path: Path) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    path = tmp_path / "tiny.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("print('hello')")]), path)
+    out = subprocess.run(
+        [sys.executable, "-m", "claude_force_magic.demo", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=kernel_env(tmp_path),
+    )
+    assert out.returncode == 0, out.stderr
+    assert "Wrote" in out.stdout
+    # Neither "Kernel is running over TCP without encryption" nor "Parent appears to have
+    # exited" (a kernel left running until the demo process ended).
+    assert "WARNING" not in out.stderr, out.stderr
