@@ -81,9 +81,18 @@ def _when(epoch: Any) -> dt.datetime | None:
 
 
 def agents_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Agents: name, description, domains (comma-joined), priority, source."""
-    prepared = [{**r, "domains": ", ".join(r.get("domains") or ())} for r in rows]
+    """Agents: name, description, domains (comma-joined), priority, source.
+
+    ``domains`` may arrive as a list or already joined (``AgentRegistry.rows()`` joins them).
+    """
+    prepared = [{**r, "domains": _joined(r.get("domains"))} for r in rows]
     return rows_frame(prepared, AGENT_COLUMNS)
+
+
+def _joined(domains: Any) -> str:
+    if isinstance(domains, str):
+        return domains  # joining a string would put ", " between its letters
+    return ", ".join(domains or ())
 
 
 def history_frame(records: Iterable[Any]) -> pd.DataFrame:
