@@ -197,7 +197,7 @@ class AgentMagics(Magics):
 
     # ------------------------------------------------------------------ %%agent
 
-    @magic_args()
+    @magic_args("%agent")  # the usage line reads "%%agent ...", not "%agent_cell ..."
     @argument("agents", nargs="+", metavar="AGENT", help="one or more agents, run concurrently")
     @argument("--model", help="model for this cell (default: AgentMagics.model)")
     @argument("--max-tokens", type=int, help="upper bound on answer tokens")
@@ -283,9 +283,7 @@ class AgentMagics(Magics):
     def agent_line(self, line: str) -> Any:
         """Inspect and control the extension; ``%agent`` alone lists the subcommands.
 
-        %agent list | show NAME | stats | cache [clear [AGENT] | verify] | history | cost |
-        budget USD|off | config | simulate on|off | bench AGENT [--n N] [--concurrency C]
-        [--simulate] [--task TEXT | --tasks VAR]
+        (Replaced below by the full manual: the subcommands and ``%agent bench``'s options.)
         """
         words = shlex.split(line)
         if not words or words[0] in ("help", "-h", "--help"):
@@ -420,7 +418,7 @@ class AgentMagics(Magics):
         return result.summary_frame()
 
 
-@magic_args()
+@magic_args("agent bench")
 @argument("agent", help="the agent to benchmark")
 @argument("--n", type=int, default=50, help="number of calls (default 50)")
 @argument("--concurrency", type=int, default=8, help="calls in flight at once (default 8)")
@@ -432,6 +430,13 @@ class AgentMagics(Magics):
 @argument("-o", "--output", metavar="VAR", help="store the BenchResult")
 def _bench_arguments() -> None:
     """Run many calls at a chosen concurrency and report latency percentiles and throughput."""
+
+
+# `%agent?` shows this: every subcommand, then bench's options from its parser.
+AgentMagics.agent_line.__doc__ = (
+    "Inspect and control the extension; `%agent` alone prints this list.\n\n"
+    f"{LINE_HELP}\n{_bench_arguments.__doc__}"
+)
 
 
 def _no_args(command: str, rest: list[str]) -> None:

@@ -35,7 +35,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # IPython's decorators are untyped (or typed as a union); these typed names let mypy --strict
 # check the magics without a blanket ignore.
 argument: Callable[..., Callable[[F], F]] = magic_arguments.argument
-magic_args: Callable[[], Callable[[F], F]] = magic_arguments.magic_arguments
+magic_args: Callable[..., Callable[[F], F]] = magic_arguments.magic_arguments
 cell_magic: Callable[[str], Callable[[F], F]] = magic.cell_magic  # type: ignore[assignment]
 line_magic: Callable[[str], Callable[[F], F]] = magic.line_magic  # type: ignore[assignment]
 

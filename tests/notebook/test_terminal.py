@@ -90,3 +90,20 @@ def test_ipython_c_in_a_subprocess(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr + out.stdout
     assert "python-expert · claude-sonnet-5-5" in out.stdout
     assert "THREADS 1" in out.stdout or "THREADS 2" in out.stdout  # main (+ history saver)
+
+
+def test_help_is_the_manual_under_the_magics_real_names(shell: InteractiveShell) -> None:
+    cell_doc = shell.find_cell_magic("agent").__doc__ or ""
+    assert "%%agent [--model MODEL]" in cell_doc, cell_doc
+    assert "agent_cell" not in cell_doc
+    line_doc = shell.find_line_magic("agent").__doc__ or ""
+    for needle in (
+        "show NAME",
+        "cache verify",
+        "budget USD",
+        "simulate on|off",
+        "%agent bench [--n N] [--concurrency CONCURRENCY]",
+        "--tasks VAR",
+        "--no-plot",
+    ):
+        assert needle in line_doc, line_doc
