@@ -96,6 +96,14 @@ _NOUN_STRONG = (
     r"(?:instructions?|prompts?|directives?|guidelines|guardrails|programming|system\s*prompt)"
 )
 _NOUN = rf"(?:{_NOUN_STRONG[3:-1]}|rules|constraints|restrictions|polic(?:y|ies))"
+# after a qualifier ("prior directions") or before a position ("the directions above") only
+_NOUN_PRIOR = rf"(?:{_NOUN_STRONG[3:-1]}|directions)"
+# "your prompt engineering tips" asks for advice, not for the prompt
+_PROMPT_COMPOUND = (
+    r"(?!\s*(?:engineering|design|designs|writing|templates?|tips|advice|ideas|best|"
+    r"practices|strateg\w*|patterns?|examples?|skills?|approach|style|structure|format|"
+    r"library|workflow|checklist)\b)"
+)
 _DETERMINERS = r"(?:(?:all|any|every|each|the|these|those|of|my|our)\s*)*"
 _SENTENCE_START = r"(?:^|(?<=[\n.!?:;>\]\)\-*#]))\s*"
 _BENIGN_AFTER_ABOVE = (
@@ -108,7 +116,12 @@ _RULE_SPECS: tuple[tuple[str, str, str], ...] = (
         "ignore-previous-instructions",
         "tells the model to ignore, disregard or forget its earlier/system instructions",
         rf"\b{_VERB_IGNORE}{_W}(?:"
-        rf"{_DETERMINERS}(?:your{_W})?{_QUALIFIER}{_W}{_NOUN_STRONG}\b"
+        rf"{_DETERMINERS}(?:your{_W})?{_QUALIFIER}{_W}{_NOUN_PRIOR}\b"
+        # the noun first: "the instructions above", "the guidelines given earlier"
+        rf"|{_DETERMINERS}(?:your{_W})?{_NOUN_PRIOR}{_W}(?:(?:that{_W})?(?:you{_W})?"
+        rf"(?:were{_W}|have{_W}been{_W}|was{_W})?(?:given|written|stated|said|provided){_W})?"
+        rf"(?:above|earlier|previously|before|so{_W}far)\b(?!{_W}(?:the|a|an|this|that|it)\b)"
+        rf"{_BENIGN_AFTER_ABOVE}"
         rf"|(?:all{_W}(?:of{_W})?)?your{_W}{_NOUN}\b"
         rf"|all{_W}(?:the{_W})?{_NOUN_STRONG}\b"
         rf"|(?:all{_W}|everything{_W}|anything{_W}|the{_W})?(?:(?:that{_W})?(?:was{_W}|is{_W})?"
@@ -184,10 +197,11 @@ _RULE_SPECS: tuple[tuple[str, str, str], ...] = (
         rf"(?:all{_W}(?:of{_W})?)?(?:your|ur){_W}(?:"
         rf"(?:(?:full|entire|complete|original|hidden|secret|initial|exact|internal|verbatim)"
         rf"{_W})*(?:system{_W}(?:prompt|message|instructions?)|initial{_W}prompt|prompt)"
+        rf"{_PROMPT_COMPOUND}"
         rf"|(?:(?:full|entire|complete|original|hidden|secret|initial|exact|internal|system)"
         rf"{_W})+instructions|instructions{_W}(?:verbatim|word{_W}for{_W}word|exactly))\b"
         rf"|\bwhat{_W}(?:is|was|are|were){_W}your{_W}(?:system{_W}prompt|"
-        rf"(?:hidden|secret|original|initial){_W}(?:prompt|instructions))\b"
+        rf"(?:hidden|secret|original|initial){_W}(?:prompt|instructions))\b{_PROMPT_COMPOUND}"
         rf"|\brepeat{_W}(?:(?:the{_W})?(?:words|text)|everything|all{_W}(?:the{_W})?text)"
         rf"{_W}(?:above|before{_W}this)\b",
     ),
