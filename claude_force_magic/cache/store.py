@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import settings
 from ..errors import ConfigurationError, IntegrityError
-from ..guard.logs import get_logger
+from ..guard.logs import SecretRedactor, get_logger
 from ..settings import Secret
 from .backend import Backend, Row, Sql
 from .keys import key_for, require_json
@@ -117,7 +117,9 @@ class ResponseCache:
             if cache_secret is not None:
                 settings.load_cache_secret(cache_secret)  # validate; writes nothing
             return
-        self._signer = Signer(settings.load_cache_secret(cache_secret))
+        secret = settings.load_cache_secret(cache_secret)
+        SecretRedactor.register(secret)  # redacted from every package log record (SEC-005)
+        self._signer = Signer(secret)
         self.directory = settings.ensure_private_dir(self.directory)
         self._db = Backend(
             self.directory,

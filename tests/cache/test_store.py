@@ -370,3 +370,20 @@ def test_damaged_database_raises_cache_error(cache: ResponseCache, make_cache: M
     (cache.directory / "cache.db").write_bytes(b"this is not a database" * 100)
     with pytest.raises(CacheError, match="delete the directory"):
         make_cache()
+
+
+def test_sec_005_cache_secret_is_redacted_from_package_logs(
+    make_cache: MakeCache, caplog: pytest.LogCaptureFixture
+) -> None:
+    # README / docs: the cache secret never appears in logs, even if code logs it by mistake.
+    from claude_force_magic.guard import SecretRedactor, get_logger
+
+    secret = "a-cache-secret-nobody-may-see-0123"
+    SecretRedactor.forget_all()
+    try:
+        make_cache(cache_secret=secret)
+        with caplog.at_level(logging.WARNING, logger="claude_force_magic"):
+            get_logger("claude_force_magic.engine").warning("oops, logged %s", secret)
+    finally:
+        SecretRedactor.forget_all()
+    assert caplog.records and secret not in caplog.text
