@@ -17,7 +17,7 @@ from IPython.core.error import UsageError
 
 from ..errors import ClaudeForceError, ConfigurationError, ResponseError
 from .display import Pump, StreamView
-from .session import NO_KEY_MESSAGE, SIMULATED_KEY
+from .session import NO_KEY_MESSAGE, SIMULATED_KEY, price_table
 from .widgets import Progress
 
 if TYPE_CHECKING:
@@ -213,6 +213,7 @@ def _bench_orchestrator(
             enable_cache=False,
             injection_policy=cfg.injection_policy,
             registry=registry,
+            prices=price_table(cfg),
             metrics=Metrics(),
         )
 

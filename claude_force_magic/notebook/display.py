@@ -123,6 +123,12 @@ def explain(exc: BaseException) -> tuple[str, str]:
         fix = "Raise the budget with `%agent budget USD`, or remove it with `%agent budget off`."
     elif isinstance(exc, errors.PromptInjectionError):
         fix = "If the text is yours and safe, re-run the cell with --trust."
+    elif isinstance(exc, errors.PricingError):
+        fix = (
+            "Add the price with `%config AgentMagics.prices = {model: {'input': ..., 'output': "
+            "..., 'cache_write_5m': ..., 'cache_write_1h': ..., 'cache_read': ...}}` (USD per "
+            "million tokens), choose a priced --model, or `%agent budget off`."
+        )
     elif isinstance(exc, errors.UnknownAgentError):
         fix = "`%agent list` shows the agents you can use."
     elif isinstance(exc, errors.AuthenticationError):

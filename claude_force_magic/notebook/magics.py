@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, magics_class
-from traitlets import Bool, Float, Int, Unicode, default, observe
+from traitlets import Bool, Dict, Float, Int, Unicode, default, observe
 from traitlets import Enum as EnumTrait
 
 from ..errors import ClaudeForceError
@@ -53,6 +53,7 @@ _REBUILD = (
     "enable_cache",
     "injection_policy",
     "config_path",
+    "prices",
 )
 
 LINE_HELP = """\
@@ -124,6 +125,10 @@ class AgentMagics(Magics):
     simulator_per_token = Float(0.0, help="Extra simulated seconds per streamed token.").tag(
         config=True
     )
+    prices = Dict(
+        help="Prices to add or change, in USD per million tokens: {model: {'input': ..., "
+        "'output': ..., 'cache_write_5m': ..., 'cache_write_1h': ..., 'cache_read': ...}}."
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -173,6 +178,7 @@ class AgentMagics(Magics):
             config_path=self.config_path,
             simulator_latency=self.simulator_latency,
             simulator_per_token=self.simulator_per_token,
+            prices=dict(self.prices),
         )
 
     @observe(*_REBUILD)

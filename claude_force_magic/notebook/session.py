@@ -14,7 +14,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -25,9 +25,10 @@ if TYPE_CHECKING:
     from ..agents import AgentRegistry
     from ..engine.orchestrator import AsyncAgentOrchestrator
     from ..metrics import Metrics
+    from ..pricing import PriceTable
     from ..simulator import Simulator
 
-__all__ = ["AgentSession", "SessionConfig"]
+__all__ = ["AgentSession", "SessionConfig", "price_table"]
 
 T = TypeVar("T")
 
@@ -59,6 +60,7 @@ class SessionConfig:
     config_path: str = ""
     simulator_latency: float = 0.2
     simulator_per_token: float = 0.0
+    prices: Mapping[str, Any] = field(default_factory=dict)
 
 
 class AgentSession:
@@ -206,6 +208,7 @@ class AgentSession:
             cache_ttl_hours=cfg.ttl_hours,
             injection_policy=cfg.injection_policy,
             registry=registry,
+            prices=price_table(cfg),
             metrics=metrics,
         )
 
@@ -247,6 +250,18 @@ class AgentSession:
         if metrics is not None:
             metrics.close()
         self.runner.stop()
+
+
+def price_table(cfg: SessionConfig) -> PriceTable | None:
+    """The bundled prices with ``cfg.prices`` added (None: the engine's bundled default).
+
+    Raises :class:`~..errors.PricingError` for a malformed override.
+    """
+    if not cfg.prices:
+        return None
+    from ..pricing import PriceTable
+
+    return PriceTable.bundled().with_overrides(cfg.prices)
 
 
 def _carry_spend(orch: AsyncAgentOrchestrator, usd: float) -> None:

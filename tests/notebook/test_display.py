@@ -70,6 +70,10 @@ def test_footer_marks_unknown_cost_truncation_and_retries() -> None:
         (errors.OverloadedError("529"), "re-run"),
         (errors.IntegrityError("bad sig"), "cache verify"),
         (errors.ResponseError("refusal"), "Rephrase"),
+        (
+            errors.PricingError("No price is known for model 'claude-fable-5-2'"),
+            "AgentMagics.prices",
+        ),
     ],
 )
 def test_every_error_kind_names_a_fix(exc: Exception, fix_words: str) -> None:

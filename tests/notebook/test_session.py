@@ -43,3 +43,24 @@ def test_budget_spend_survives_a_rebuild_after_a_config_change(
     assert session.orchestrator().spent_usd == pytest.approx(spent)
     with pytest.raises(errors.BudgetExceededError):
         _ask(session, "Still refused: changing a setting does not reset the spending.")
+
+
+FABLE_5_2 = {
+    "input": 10,
+    "output": 50,
+    "cache_write_5m": 12.5,
+    "cache_write_1h": 20,
+    "cache_read": 0.25,
+}
+
+
+def test_price_overrides_let_a_budget_cover_a_model_the_table_does_not_know(
+    session: AgentSession, settings: dict[str, object]
+) -> None:
+    settings.update(model="claude-fable-5-2", budget_usd=1.0)
+    with pytest.warns(UserWarning, match="claude-fable-5-2"), pytest.raises(errors.PricingError):
+        _ask(session, "A question for a model without a price.")
+    settings["prices"] = {"claude-fable-5-2": FABLE_5_2}
+    session.invalidate()
+    _ask(session, "The same question once the price is known.")
+    assert session.orchestrator().spent_usd > 0
