@@ -73,6 +73,14 @@ def _shown(value: object, limit: int = 80) -> str:
     return repr(clean + ("..." if len(text) > limit else ""))
 
 
+def _non_ascii_note(name: object) -> str:
+    """Name the first non-ASCII character: a look-alike ('о' U+043E) prints like the real one."""
+    if not isinstance(name, str) or name.isascii():
+        return ""
+    index, ch = next((i, c) for i, c in enumerate(name) if not c.isascii())
+    return f" It contains the non-ASCII character U+{ord(ch):04X} at position {index}."
+
+
 def validate_agent_name(name: object, *, kind: str = "agent") -> str:
     """Return ``name`` if it is a valid agent (or workflow) name.
 
@@ -83,6 +91,7 @@ def validate_agent_name(name: object, *, kind: str = "agent") -> str:
     raise AgentConfigError(
         f"Invalid {kind} name {_shown(name)}: names are 1-64 characters of lower-case letters, "
         "digits, '-' and '_', starting with a letter or digit (for example 'python-expert')."
+        + _non_ascii_note(name)
     )
 
 
@@ -550,8 +559,8 @@ def _unknown(kind: str, name: object, known: list[str]) -> UnknownAgentError:
         hint = f" Did you mean one of {', '.join(repr(s) for s in suggestions)}?"
     listing = "registry.names()" if kind == "agent" else "registry.workflows"
     return UnknownAgentError(
-        f"Unknown {kind} {_shown(name)}.{hint} There are {len(known)} {kind}s; see {listing} "
-        "or `%agent list`.",
+        f"Unknown {kind} {_shown(name)}.{_non_ascii_note(name)}{hint} There are {len(known)} "
+        f"{kind}s; see {listing} or `%agent list`.",
         name=text[:100],
         suggestions=suggestions,
     )

@@ -632,3 +632,16 @@ def test_discovered_config_warning_free_for_own_files(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert _probe_text(AgentRegistry.load()) == "mine"
+
+
+@pytest.mark.parametrize("lookalike", ["pyth\u043en-expert", "python\u2011expert"])
+def test_lookalike_names_are_explained_not_just_suggested(lookalike: str) -> None:
+    # A Cyrillic 'о' or a non-breaking hyphen prints exactly like the real name: the message
+    # must say what differs, or "Unknown agent 'python-expert'. Did you mean 'python-expert'?"
+    registry = AgentRegistry.load()
+    with pytest.raises(UnknownAgentError) as info:
+        registry.get(lookalike)
+    bad = next(ch for ch in lookalike if not ch.isascii())
+    assert f"U+{ord(bad):04X}" in str(info.value)
+    with pytest.raises(AgentConfigError, match=f"U\\+{ord(bad):04X}"):
+        validate_agent_name(lookalike)
