@@ -197,6 +197,8 @@ class SafeDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no type
     # -- file helpers ----------------------------------------------------------------------
 
     def _write_value(self, filename: str, data: bytes) -> None:
+        """Write a new value file; raises :class:`CacheError` (never a bare OSError) when it
+        cannot: disk full, permissions, or a directory swapped for a symlink."""
         first, second, name = split_value_name(filename)
         for attempt in range(10):
             try:
@@ -206,13 +208,23 @@ class SafeDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no type
                         _ensure_subdir(fd1, second)
                         with _dir_fd(second, fd1) as fd2:
                             fd = os.open(name, _CREATE_FLAGS, 0o600, dir_fd=fd2)
-                            with os.fdopen(fd, "wb") as out:
-                                out.write(data)
+                            try:
+                                with os.fdopen(fd, "wb") as out:
+                                    out.write(data)
+                            except OSError:
+                                with contextlib.suppress(OSError):  # no partial file left
+                                    os.unlink(name, dir_fd=fd2)
+                                raise
                 return
-            except FileNotFoundError:
+            except FileNotFoundError as exc:
                 # Another process removed the (empty) sub-directory between mkdir and open.
                 if attempt == 9:
-                    raise
+                    raise CacheError(f"could not write a cache value file: {exc.strerror}") from exc
+            except OSError as exc:
+                why = exc.strerror
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    why = "the cache directory or a sub-directory is a symlink or not a directory"
+                raise CacheError(f"could not write a cache value file: {why}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _read_value(self, filename: object) -> bytes:

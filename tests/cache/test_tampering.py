@@ -359,3 +359,22 @@ def test_cache_log_records_pass_the_secret_redactor(
         SecretRedactor.forget_all()
     assert caplog.records
     assert key_like not in caplog.text and "my-cache-secret-value-0123" not in caplog.text
+
+
+def test_directory_swapped_for_a_symlink_after_open(
+    cache: ResponseCache, tmp_path: Path, outside: Path
+) -> None:
+    # TOCTOU: the directory was checked at open; later writes and reads must still refuse to
+    # follow a symlink, and a refused write is a CacheError (which the engine tolerates: the
+    # answer was paid for), not a raw OSError that fails the call.
+    from claude_force_magic.errors import CacheError
+
+    put(cache, "t", BIG)
+    moved = tmp_path / "moved"
+    cache.directory.rename(moved)
+    cache.directory.symlink_to(outside.parent)
+    before = sorted(p.name for p in outside.parent.iterdir())
+    with pytest.raises(CacheError, match="symlink"):
+        cache.set("python-expert", "u", "m", BIG, 1, 1, 0.0)
+    assert fetch(cache, "t") is None  # its value file is not reached through the link
+    assert sorted(p.name for p in outside.parent.iterdir()) == before
