@@ -107,8 +107,13 @@ def run_bench_command(magics: Any, args: argparse.Namespace) -> BenchResult:
     """
     from ..bench import run_benchmark
 
-    if args.n < 1 or args.concurrency < 1:
-        raise UsageError("--n and --concurrency must be at least 1.")
+    for flag, value in (
+        ("--n", args.n),
+        ("--concurrency", args.concurrency),
+        ("--max-tokens", args.max_tokens),
+    ):
+        if value < 1:
+            raise UsageError(f"{flag} must be at least 1, not {value}.")
     session = magics.session
     session.registry.get(args.agent)
     tasks = _bench_tasks(args, magics.shell.user_ns)

@@ -291,7 +291,10 @@ class AgentMagics(Magics):
 
         (Replaced below by the full manual: the subcommands and ``%agent bench``'s options.)
         """
-        words = shlex.split(line)
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:  # an unclosed quote
+            raise UsageError(f"%agent {line}: {exc}; check the quotes.") from None
         if not words or words[0] in ("help", "-h", "--help"):
             print(LINE_HELP)
             return None
@@ -342,8 +345,12 @@ class AgentMagics(Magics):
             board.refresh()
 
     def _cmd_cache(self, rest: list[str], raw: str) -> Any:
-        orch = self.session.orchestrator()
-        cache = orch.cache
+        if rest and rest != ["verify"] and not (rest[0] == "clear" and len(rest) <= 2):
+            raise UsageError(
+                "Usage: %agent cache | %agent cache clear [AGENT] | %agent cache verify"
+            )
+        # The cache is local: inspecting or clearing it needs no API key.
+        cache = self.session.orchestrator(require_key=False).cache
         if cache is None:
             raise UsageError("The response cache is off (AgentMagics.enable_cache = False).")
         if not rest:
@@ -354,9 +361,7 @@ class AgentMagics(Magics):
             removed = cache.clear(rest[1] if len(rest) == 2 else None)
             print(f"Removed {removed} cache entr{'y' if removed == 1 else 'ies'}.")
             return None
-        if rest == ["verify"]:
-            return cache.verify()
-        raise UsageError("Usage: %agent cache | %agent cache clear [AGENT] | %agent cache verify")
+        return cache.verify()
 
     def _cmd_history(self, rest: list[str], raw: str) -> Any:
         _no_args("history", rest)

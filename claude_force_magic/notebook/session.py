@@ -166,19 +166,22 @@ class AgentSession:
 
     # ------------------------------------------------------------------ orchestrators
 
-    def orchestrator(self, simulated: bool | None = None) -> AsyncAgentOrchestrator:
+    def orchestrator(
+        self, simulated: bool | None = None, *, require_key: bool = True
+    ) -> AsyncAgentOrchestrator:
         """The live or simulated orchestrator (default: the session's ``simulate`` mode).
 
         Built on the background loop on first use. Raises :class:`ConfigurationError` for a
-        live orchestrator when ``ANTHROPIC_API_KEY`` is not set.
+        live orchestrator when ``ANTHROPIC_API_KEY`` is not set, unless ``require_key`` is
+        False (for work that sends nothing, such as inspecting the cache).
         """
         simulated = self.simulate if simulated is None else simulated
+        if require_key and not simulated and not os.environ.get("ANTHROPIC_API_KEY"):
+            raise ConfigurationError(NO_KEY_MESSAGE)
         with self._lock:
             orch = self._orchestrators.get(simulated)
             if orch is not None:
                 return orch
-            if not simulated and not os.environ.get("ANTHROPIC_API_KEY"):
-                raise ConfigurationError(NO_KEY_MESSAGE)
             base_url = self.simulator().base_url if simulated else None
             orch = self.run(self._build(simulated, base_url, self.registry, self.metrics))
             _carry_spend(orch, self._spent.get(simulated, 0.0))

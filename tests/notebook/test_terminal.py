@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
@@ -107,3 +108,32 @@ def test_help_is_the_manual_under_the_magics_real_names(shell: InteractiveShell)
         "--no-plot",
     ):
         assert needle in line_doc, line_doc
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("show 'python-expert", "quotation"),
+        ("bench python-expert --n 2 --simulate --max-tokens 0", "--max-tokens"),
+        ("cache clear a b", "Usage: %agent cache"),
+    ],
+)
+def test_line_magic_mistakes_are_usage_errors(
+    shell: InteractiveShell, line: str, message: str
+) -> None:
+    with capture_output() as out:
+        result = shell.run_cell(f"%agent {line}")
+    assert isinstance(result.error_in_exec, UsageError), result.error_in_exec
+    assert message in out.stdout + out.stderr
+
+
+def test_cache_subcommands_need_no_api_key(shell: InteractiveShell) -> None:
+    with capture_output() as out:
+        frame = shell.run_line_magic("agent", "cache")
+        shell.run_line_magic("agent", "cache verify")
+        shell.run_line_magic("agent", "cache clear")
+        result = shell.run_cell("%%agent python-expert\nStill no key for a live call.")
+    assert len(frame) == 0
+    assert "Removed 0 cache entries" in out.stdout
+    assert isinstance(result.error_in_exec, errors.ConfigurationError)
+    assert "ANTHROPIC_API_KEY" in out.stdout
