@@ -417,6 +417,13 @@ class AgentMagics(Magics):
             )
         else:
             print("Simulation off: cells call the Messages API.")
+            import os
+
+            if not os.environ.get("ANTHROPIC_API_KEY"):
+                print(
+                    "ANTHROPIC_API_KEY is not set, so cells will fail until you set it "
+                    "(`%env ANTHROPIC_API_KEY=...`) or turn simulation back on."
+                )
         return None
 
     def _cmd_bench(self, rest: list[str], raw: str) -> Any:

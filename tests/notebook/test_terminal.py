@@ -137,3 +137,16 @@ def test_cache_subcommands_need_no_api_key(shell: InteractiveShell) -> None:
     assert "Removed 0 cache entries" in out.stdout
     assert isinstance(result.error_in_exec, errors.ConfigurationError)
     assert "ANTHROPIC_API_KEY" in out.stdout
+
+
+def test_simulate_off_without_a_key_warns_at_once(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with capture_output() as out:
+        shell.run_line_magic("agent", "simulate on")
+        shell.run_line_magic("agent", "simulate off")
+    assert "ANTHROPIC_API_KEY is not set" in out.stdout
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-0123456789abcdefghij")
+    with capture_output() as out:
+        shell.run_line_magic("agent", "simulate off")
+    assert "not set" not in out.stdout
