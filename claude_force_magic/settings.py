@@ -216,7 +216,8 @@ def check_secret(value: str | bytes, *, source: str) -> Secret:
 
 def _read_or_create_key_file(directory: Path) -> bytes:
     key_path = directory / KEY_FILE_NAME
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+    # O_NONBLOCK: a key file replaced by a FIFO must be refused below, not block the open.
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         fd = os.open(key_path, flags)
     except FileNotFoundError:

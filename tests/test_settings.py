@@ -186,3 +186,30 @@ def test_sec_001_weak_or_mistyped_secret_refused(weak: object) -> None:
 def test_secret_with_unicode_and_inner_spaces_is_kept_exactly() -> None:
     text = "  pässwörd mit Leerzeichen ✓  "
     assert load_cache_secret(text).reveal() == text.encode("utf-8")
+
+
+def test_key_file_replaced_by_a_fifo_is_refused_without_hanging() -> None:
+    # Opening a FIFO for reading blocks until a writer appears: ResponseCache() would hang.
+    import threading
+
+    ensure_private_dir(settings.config_dir())
+    os.mkfifo(key_file(), 0o600)
+    outcome: list[BaseException | None] = []
+
+    def load() -> None:
+        try:
+            load_cache_secret()
+            outcome.append(None)
+        except BaseException as exc:  # reported below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    thread.join(5)
+    if thread.is_alive():  # unblock the reader so the thread ends
+        fd = os.open(key_file(), os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        thread.join(5)
+        pytest.fail("load_cache_secret blocked on a FIFO key file")
+    assert isinstance(outcome[0], UnsafePathError)
+    assert "regular file" in str(outcome[0])
