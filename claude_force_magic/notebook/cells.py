@@ -57,6 +57,12 @@ def run_cell(
     view.open()
     try:
         outcomes = session.run(_run_all(orch, request, pump), pump=pump.drain)
+    except KeyboardInterrupt as exc:
+        view.flush(force=True)
+        for index, slot in enumerate(view.slots):
+            if slot.output.text:  # mark a partly streamed answer as cut off
+                view.finish(index, None, simulated=simulated, error=exc)
+        raise
     finally:
         view.flush(force=True)
     for index, outcome in enumerate(outcomes):

@@ -117,6 +117,8 @@ def format_footer(result: AgentResult, *, simulated: bool = False, caching: bool
 
 def explain(exc: BaseException) -> tuple[str, str]:
     """Return ``(cause, fix)`` for an error shown in a cell; both one line, key-free."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "the request was cancelled; the next cell can run as usual.", ""
     cause = _redact(str(exc)) or type(exc).__name__
     fix = ""
     if isinstance(exc, errors.BudgetExceededError):

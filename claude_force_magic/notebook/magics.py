@@ -252,7 +252,7 @@ class AgentMagics(Magics):
 
         try:
             outcomes = run_cell(self.session, request, view, simulated=simulated)
-        except ClaudeForceError as exc:
+        except (ClaudeForceError, KeyboardInterrupt) as exc:
             raise short_error(exc) from None
         finally:
             self.session.notify()

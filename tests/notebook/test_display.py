@@ -82,6 +82,13 @@ def test_every_error_kind_names_a_fix(exc: Exception, fix_words: str) -> None:
     assert fix_words in fix
 
 
+def test_an_interrupt_is_explained_as_a_cancelled_request() -> None:
+    cause, _ = explain(KeyboardInterrupt())
+    assert "cancelled" in cause
+    lines = short_error(KeyboardInterrupt())._render_traceback_()  # type: ignore[attr-defined]
+    assert len(lines) == 1 and "KeyboardInterrupt" in lines[0]
+
+
 def test_api_keys_never_reach_the_rendered_error() -> None:
     exc = errors.AuthenticationError("invalid key sk-ant-api03-abcdefghijklmnop")
     lines = short_error(exc)._render_traceback_()  # type: ignore[attr-defined]

@@ -376,6 +376,21 @@ def test_interrupt_cancels_the_request_and_the_next_cell_works(kernel: Kernel) -
     kernel.ok("assert r.success")
 
 
+def test_interrupting_a_streaming_answer_marks_it_cut_and_shows_no_traceback(
+    kernel: Kernel,
+) -> None:
+    kernel.ok("%config AgentMagics.simulator_per_token = 0.05")
+    msg_id = kernel.send("%%agent python-expert --no-cache\nA long answer to stop midway.")
+    time.sleep(1.2)
+    kernel.manager.interrupt_kernel()
+    run = kernel.collect(msg_id, timeout=10)
+    kernel.ok("%config AgentMagics.simulator_per_token = 0.0")
+    _assert_short_error(run, "KeyboardInterrupt", "cancelled")
+    partial = run.texts("text/markdown")
+    assert len(partial) >= 2, "chunks were streamed before the interrupt"
+    assert "cancelled" in partial[-1], partial[-1]
+
+
 def test_cells_sent_at_once_all_complete(kernel: Kernel) -> None:
     ids = [
         kernel.send(f"%%agent python-expert --quiet -o run_all_{i}\nRun-all question {i}.")
