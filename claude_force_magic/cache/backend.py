@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import sqlite3
 import stat
@@ -105,6 +106,10 @@ _SCHEMA = (
 )
 #: SQLite's files in the cache directory; each must be a regular file if it exists.
 _DB_FILES = ("cache.db", "cache.db-wal", "cache.db-shm", "cache.db-journal")
+_READ_VOLUME = (
+    "SELECT p.page_count, s.value FROM pragma_page_count AS p"
+    " LEFT JOIN Settings AS s ON s.key = 'size'"
+)
 _READ_STATS = (  # column names come from the fixed COUNTERS tuple
     "SELECT " + ", ".join(COUNTERS) + ","  # noqa: S608
     " (SELECT value FROM Settings WHERE key = 'count') FROM CfmStats"
@@ -129,6 +134,15 @@ def _check_db_files(directory: Path) -> None:
                 f"Refusing the cache database file {path}: it is {kind}. Remove it (the "
                 "directory only holds cached answers) or use another cache directory."
             )
+
+
+def _count_or_zero(value: object) -> int:
+    """A stored count as an int; anything but a non-negative number (an edit) reads as 0."""
+    if isinstance(value, int) and value >= 0:
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value >= 0:
+        return int(value)
+    return 0
 
 
 @functools.lru_cache(maxsize=64)
@@ -285,7 +299,7 @@ class Backend(diskcache.Cache):  # type: ignore[misc]  # diskcache ships no type
             else:
                 cleanup(old_filename)
                 sql(_UPDATE, (now, now, tag, size, mode, filename, db_value, rowid))
-            if not isinstance(stored, (int, float)) or stored < 0:  # edited: recount the rows
+            if type(stored) is not int or stored < 0:  # edited (NULL, text, inf): recount
                 stored = self._recount_size(sql)
             if self._page_size * page_count + stored + size >= self.size_limit:
                 self._cull_lru(sql, cleanup)
@@ -324,13 +338,32 @@ class Backend(diskcache.Cache):  # type: ignore[misc]  # diskcache ships no type
         rows = self._sql("SELECT filename FROM Cache WHERE filename IS NOT NULL").fetchall()
         return {name for (name,) in rows if isinstance(name, str)}
 
-    def read_stats(self) -> dict[str, int]:
-        """All counters and the entry count, read as one consistent snapshot."""
+    def volume(self) -> int:
+        """Bytes on disk: database pages plus value sizes (diskcache's ``volume``, but a
+        missing, negative or non-numeric ``size`` in an edited Settings table is recounted
+        from the rows instead of raising TypeError). Raises :class:`CacheError`."""
         try:
-            row = self._sql(_READ_STATS).fetchone()
+            ((page_count, stored),) = self._sql(_READ_VOLUME).fetchall()
+            if type(stored) is not int or stored < 0:
+                ((stored,),) = self._sql("SELECT COALESCE(SUM(size), 0) FROM Cache").fetchall()
         except sqlite3.Error as exc:
             raise CacheError(f"The cache database failed: {exc}") from exc
-        values = dict(zip((*COUNTERS, "entries"), (int(v or 0) for v in row), strict=True))
+        return int(self._page_size * page_count + _count_or_zero(stored))
+
+    def read_stats(self) -> dict[str, int]:
+        """All counters and the entry count, read as one consistent snapshot.
+
+        Values edited into something other than a non-negative number read as 0, and a
+        deleted counter row is re-created, so an edited database never breaks statistics.
+        """
+        try:
+            row = self._sql(_READ_STATS).fetchone()
+            if row is None:  # the CfmStats row was deleted: start counting again
+                self._sql_retry(_SCHEMA[1])
+                row = self._sql(_READ_STATS).fetchone()
+        except sqlite3.Error as exc:
+            raise CacheError(f"The cache database failed: {exc}") from exc
+        values = dict(zip((*COUNTERS, "entries"), map(_count_or_zero, row), strict=True))
         values["sets"] = values["entries"] + values["row_deletes"] + values["updates"]
         values["evictions"] = values["row_deletes"] - (
             values["deletes"]

@@ -306,7 +306,7 @@ def test_cache_db_symlink_is_refused(tmp_path: Path, outside: Path) -> None:
     assert not elsewhere.exists()
 
 
-@pytest.mark.parametrize("forged", [-(10**12), "lots", None])
+@pytest.mark.parametrize("forged", [-(10**12), "lots", None, float("-inf")])
 def test_tampered_size_metadata_cannot_switch_off_culling(
     make_cache: Callable[..., ResponseCache], forged: object
 ) -> None:
@@ -378,3 +378,31 @@ def test_directory_swapped_for_a_symlink_after_open(
         cache.set("python-expert", "u", "m", BIG, 1, 1, 0.0)
     assert fetch(cache, "t") is None  # its value file is not reached through the link
     assert sorted(p.name for p in outside.parent.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "INSERT INTO Cache (key, raw, store_time, expire_time, access_time, access_count, tag,"
+        " size, mode, filename, value) VALUES (NULL, 1, NULL, NULL, NULL, NULL, NULL, NULL,"
+        " NULL, NULL, NULL)",
+        "UPDATE Settings SET value = NULL WHERE key = 'size'",
+        "UPDATE Settings SET value = 'x' WHERE key = 'count'",
+        "UPDATE CfmStats SET hits = 'x', misses = 'y'",
+        "DELETE FROM CfmStats",
+    ],
+    ids=["null-row", "null-size", "text-count", "text-counters", "no-stats-row"],
+)
+def test_odd_values_in_the_database_do_not_break_get_stats(cache: ResponseCache, edit: str) -> None:
+    # `%agent stats` must keep working (numbers, not a TypeError) after someone edits cache.db.
+    put(cache, "t", BIG)
+    db_execute(cache.directory, edit)
+    stats = cache.get_stats()
+    assert all(
+        isinstance(stats[name], int) and stats[name] >= 0
+        for name in ("hits", "misses", "sets", "entries", "size_bytes", "integrity_failures")
+    )
+    assert stats["size_bytes"] >= len(BIG)
+    assert fetch(cache, "t") is not None  # the entry itself is still valid
+    put(cache, "u")
+    assert cache.get_stats()["hits"] >= 1
