@@ -72,7 +72,12 @@ def require_json(value: Any, name: str) -> None:
 
     Only str, int, float (finite), bool, None, lists, tuples and str-keyed dicts are accepted.
     """
-    found = _find_unjsonable(value)
+    try:
+        found = _find_unjsonable(value)
+    except RecursionError:
+        raise TypeError(
+            f"The cache needs JSON values, but {name} is nested too deeply or circular."
+        ) from None
     if found:
         parts, problem = found
         where = name + "".join(reversed(parts))

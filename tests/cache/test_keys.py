@@ -86,3 +86,17 @@ def test_key_is_sha256_of_the_canonical_document(
     doc = {"v": 1, "agent": agent, "task": task, "model": model, "request": options}
     expected = hashlib.sha256(canonical_json(doc).encode("utf-8")).hexdigest()
     assert key_for(agent, task, model, **options) == expected
+
+
+def test_circular_or_absurdly_deep_values_are_a_type_error() -> None:
+    # Documented: a value JSON cannot represent raises TypeError, not RecursionError.
+    cyclic: list[object] = []
+    cyclic.append(cyclic)
+    deep: list[object] = []
+    inner = deep
+    for _ in range(5000):
+        inner.append([])
+        inner = inner[0]  # type: ignore[assignment]
+    for value in (cyclic, deep):
+        with pytest.raises(TypeError, match="nested too deeply or circular"):
+            key_for("a", "t", "m", opt=value)
