@@ -109,7 +109,8 @@ def run_bench_command(magics: Any, args: argparse.Namespace) -> BenchResult:
 
     The bench orchestrator is separate from the session's (its calls stay out of ``%agent
     history``), allows ``--concurrency`` requests in flight and, against the simulator, has
-    no client-side rate limit. Raises ``UsageError`` for bad arguments.
+    no client-side rate limit. It spends from what the session's budget has left, and what it
+    spends counts against that budget. Raises ``UsageError`` for bad arguments.
     """
     from ..bench import run_benchmark
 
@@ -153,7 +154,10 @@ def run_bench_command(magics: Any, args: argparse.Namespace) -> BenchResult:
         finally:
             await orch.close()
 
-    result: BenchResult = session.run(bench(), pump=pump)
+    try:
+        result: BenchResult = session.run(bench(), pump=pump)
+    finally:
+        session.charge(simulated, orch.spent_usd)  # the budget is the session's, not per run
     progress.update(args.n)
     progress.close()
     if not args.no_plot and result.latencies:
@@ -207,6 +211,10 @@ def _bench_orchestrator(
         raise ConfigurationError(NO_KEY_MESSAGE)
     base_url = session.simulator().base_url if simulated else None
     registry = session.registry
+    # What the session has left: a bench run must not start a fresh budget of its own.
+    budget = None
+    if cfg.budget_usd is not None:
+        budget = max(0.0, cfg.budget_usd - session.spent_usd(simulated))
 
     async def build() -> AsyncAgentOrchestrator:
         from ..engine.orchestrator import AsyncAgentOrchestrator
@@ -220,7 +228,7 @@ def _bench_orchestrator(
             timeout_seconds=cfg.timeout,
             deadline_seconds=cfg.deadline,
             calls_per_minute=None if simulated else cfg.calls_per_minute,
-            budget_usd=cfg.budget_usd,
+            budget_usd=budget,
             enable_cache=False,
             injection_policy=cfg.injection_policy,
             registry=registry,

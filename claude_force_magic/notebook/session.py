@@ -215,6 +215,21 @@ class AgentSession:
             metrics=metrics,
         )
 
+    def spent_usd(self, simulated: bool) -> float:
+        """USD spent this session against the budget, live or simulated."""
+        with self._lock:
+            orch = self._orchestrators.get(simulated)
+            return orch.spent_usd if orch is not None else self._spent.get(simulated, 0.0)
+
+    def charge(self, simulated: bool, usd: float) -> None:
+        """Count ``usd`` spent by another orchestrator (``%agent bench``) against the budget."""
+        with self._lock:
+            orch = self._orchestrators.get(simulated)
+            if orch is not None:
+                _carry_spend(orch, usd)
+            elif usd > 0:
+                self._spent[simulated] = self._spent.get(simulated, 0.0) + usd
+
     def set_budget(self, usd: float | None) -> None:
         """Apply a budget (or None for none) to every orchestrator built so far."""
         for orch in self.live_orchestrators().values():

@@ -150,3 +150,24 @@ def test_simulate_off_without_a_key_warns_at_once(
     with capture_output() as out:
         shell.run_line_magic("agent", "simulate off")
     assert "not set" not in out.stdout
+
+
+def test_bench_spends_from_the_session_budget(shell: InteractiveShell) -> None:
+    session = shell.magics_manager.registry["AgentMagics"].session
+    with capture_output():
+        shell.run_line_magic("agent", "simulate on")
+        shell.run_line_magic("agent", "budget 0.011")
+        shell.run_cell("%%agent python-expert --quiet --max-tokens 800\nSpend part of the budget.")
+        spent = session.orchestrator().spent_usd
+        # Each call could cost about $0.0096; what is left ($0.011 - spent) covers none.
+        refused = shell.run_line_magic(
+            "agent", "bench python-expert --n 4 --max-tokens 800 --no-plot -o b"
+        )
+    assert int(refused.ok.iloc[0]) == 0
+    assert "BudgetExceededError: 4" in refused.error_types.iloc[0]
+    with capture_output():
+        shell.run_line_magic("agent", "budget 1")
+        shell.run_line_magic("agent", "bench python-expert --n 3 --no-plot -o b")
+    bench_cost = sum(s.cost_usd for s in shell.user_ns["b"].samples)
+    assert bench_cost > 0
+    assert session.orchestrator().spent_usd == pytest.approx(spent + bench_cost)
