@@ -17,6 +17,7 @@ from IPython.core.error import UsageError
 
 from ..errors import ClaudeForceError, ConfigurationError, ResponseError
 from .display import Pump, StreamView
+from .options import check_variable_name
 from .session import NO_KEY_MESSAGE, SIMULATED_KEY, price_table
 from .widgets import Progress
 
@@ -121,6 +122,7 @@ def run_bench_command(magics: Any, args: argparse.Namespace) -> BenchResult:
     ):
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, not {value}.")
+    check_variable_name(args.output)
     session = magics.session
     session.registry.get(args.agent)
     tasks = _bench_tasks(args, magics.shell.user_ns)

@@ -8,6 +8,7 @@ anything is sent.
 from __future__ import annotations
 
 import argparse
+import keyword
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ __all__ = [
     "argument",
     "build_cell_request",
     "cell_magic",
+    "check_variable_name",
     "interpolate",
     "line_magic",
     "magic_args",
@@ -110,6 +112,12 @@ def parse_usd(text: str) -> float:
     return value
 
 
+def check_variable_name(name: str | None, flag: str = "-o/--output") -> None:
+    """UsageError unless ``name`` is None or a name a value can be stored under and read back."""
+    if name is not None and (not name.isidentifier() or keyword.iskeyword(name)):
+        raise UsageError(f"{flag} needs a Python variable name, not {name!r}.")
+
+
 def _positive(name: str, value: float | None, *, integer: bool = False) -> None:
     if value is None:
         return
@@ -135,8 +143,7 @@ def build_cell_request(
     _positive("--ttl", args.ttl)
     if args.no_cache and args.refresh:
         raise UsageError("--no-cache and --refresh contradict each other; choose one.")
-    if args.output is not None and not args.output.isidentifier():
-        raise UsageError(f"-o/--output needs a Python variable name, not {args.output!r}.")
+    check_variable_name(args.output)
     fmt = args.format
     if fmt not in _FORMATS:
         raise UsageError(f"--format must be one of {', '.join(_FORMATS)}, not {fmt!r}.")

@@ -46,6 +46,7 @@ def test_every_option_maps_to_a_call_option() -> None:
         ("a --timeout -1", "x", "--timeout"),
         ("a --no-cache --refresh", "x", "contradict"),
         ("a -o 1bad", "x", "variable name"),
+        ("a -o class", "x", "variable name"),
         ("a --format yaml", "x", "--format"),
         ("a a", "x", "only once"),
         ("a", "   \n", "empty"),

@@ -116,6 +116,7 @@ def test_help_is_the_manual_under_the_magics_real_names(shell: InteractiveShell)
         ("show 'python-expert", "quotation"),
         ("bench python-expert --n 2 --simulate --max-tokens 0", "--max-tokens"),
         ("cache clear a b", "Usage: %agent cache"),
+        ("bench python-expert --n 2 --simulate -o 1bad", "variable name"),
     ],
 )
 def test_line_magic_mistakes_are_usage_errors(
