@@ -357,10 +357,15 @@ class Pump:
         self._queue.put(item)
 
     def drain(self, timeout: float) -> None:
-        """Wait up to ``timeout`` s for events, apply all that are queued, flush the displays."""
+        """Wait up to ``timeout`` s for events, apply all that are queued, flush the displays.
+
+        Also flushes when nothing arrived, so text held back by ``UPDATE_INTERVAL`` shows up
+        while the stream pauses.
+        """
         try:
             item = self._queue.get(timeout=timeout)
         except queue.Empty:
+            self.view.flush()  # text held back by the update interval, while the stream pauses
             return
         while True:
             if item is not DONE and isinstance(item, tuple) and isinstance(item[1], str):

@@ -180,3 +180,23 @@ def test_pump_moves_chunks_from_another_thread_to_the_view() -> None:
     pump.drain(1.0)
     assert view.slots[0].output.text == "abc"
     pump.drain(0.01)  # nothing queued: returns after the timeout
+
+
+def test_pump_shows_throttled_text_when_the_stream_pauses(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import claude_force_magic.notebook.display as display
+
+    view = StreamView(labels=[None], notebook=False)
+    view.open()
+    pump = Pump(view)
+    clock = [100.0]
+    monkeypatch.setattr(display.time, "monotonic", lambda: clock[0])
+    pump.put((0, "first "))
+    pump.drain(0.01)
+    pump.put((0, "second"))  # within UPDATE_INTERVAL of the first: held back
+    pump.drain(0.01)
+    assert capsys.readouterr().out == "first "
+    clock[0] += 1.0  # the model pauses; nothing more arrives
+    pump.drain(0.01)
+    assert capsys.readouterr().out == "second"
