@@ -9,7 +9,8 @@ expression over a normalised copy of the text, in which
 * invisible characters (zero-width space/joiners, BOM, soft hyphen, word joiner ...) are dropped;
 * common Cyrillic and Greek look-alike letters are mapped to Latin ones;
 * spaced-out or dotted letters (``i g n o r e``, ``i.g.n.o.r.e``) are joined;
-* any run of spaces and newlines between words counts as one separator.
+* any run of spaces, newlines and Markdown emphasis markers (``**``, ``_``, ``~~``) between
+  words counts as one separator (an underscore inside a snake_case name does not).
 
 A match whose text is directly enclosed in quotes or backticks (``"ignore previous
 instructions"``, ```<|im_start|>```) is a *mention* and is not reported: quoting is how people
@@ -85,7 +86,10 @@ class Rule:
     pattern: re.Pattern[str]
 
 
-_W = r"\s*"  # between words: any whitespace, or none (spaced-out letters are joined first)
+# Between words: any whitespace, or none (spaced-out letters are joined first), and Markdown
+# emphasis markers (``**ignore** all``, ``_previous_``); an underscore only where it cannot be
+# part of a snake_case identifier.
+_W = r"(?:\s|[*~]|(?<!\w)_|(?<=\w)_(?!\w))*"
 _VERB_IGNORE = r"(?:ignore|disregard|forget|override|bypass|discard|abandon|neglect|skip)"
 _QUALIFIER = (
     r"(?:previous|prior|above|preceding|earlier|former|original|initial|system|developer|"
@@ -104,7 +108,7 @@ _PROMPT_COMPOUND = (
     r"practices|strateg\w*|patterns?|examples?|skills?|approach|style|structure|format|"
     r"library|workflow|checklist)\b)"
 )
-_DETERMINERS = r"(?:(?:all|any|every|each|the|these|those|of|my|our)\s*)*"
+_DETERMINERS = rf"(?:(?:all|any|every|each|the|these|those|of|my|our){_W})*"
 _SENTENCE_START = r"(?:^|(?<=[\n.!?:;>\]\)\-*#]))\s*"
 _BENIGN_AFTER_ABOVE = (
     r"(?!\s*(?:warnings?|errors?|lines?|outputs?|code|logs?|examples?|files?|cells?|steps?|"
