@@ -326,7 +326,11 @@ class AgentMagics(Magics):
             f"domains: {', '.join(definition.domains) or '-'} · priority {definition.priority}"
             f" · source: {definition.source}\n\n---\n\n"
         )
-        show(Markdown(head + definition.system_prompt))  # type: ignore[no-untyped-call]
+        text = head + definition.system_prompt
+        if _in_kernel(self.shell):
+            show(Markdown(text))  # type: ignore[no-untyped-call]
+        else:  # a terminal shows Markdown objects as their repr
+            print(text)
         return None
 
     def _cmd_stats(self, rest: list[str], raw: str) -> Any:

@@ -172,3 +172,10 @@ def test_bench_spends_from_the_session_budget(shell: InteractiveShell) -> None:
     bench_cost = sum(s.cost_usd for s in shell.user_ns["b"].samples)
     assert bench_cost > 0
     assert session.orchestrator().spent_usd == pytest.approx(spent + bench_cost)
+
+
+def test_show_prints_the_definition_in_a_terminal(shell: InteractiveShell) -> None:
+    with capture_output() as out:
+        shell.run_line_magic("agent", "show sql-expert")
+    assert "### sql-expert" in out.stdout
+    assert "Markdown object" not in out.stdout
