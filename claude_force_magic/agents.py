@@ -26,6 +26,7 @@ before anything is read; files must be UTF-8 regular files.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
@@ -278,17 +279,27 @@ def discover_config(config_path: str | os.PathLike[str] | None = None) -> Path |
         return _explicit(Path(env).expanduser(), f"${FORCE_CONFIG_ENV}")
     for directory in _search_dirs():
         candidate = directory / _CONFIG_DIR_NAME / _CONFIG_NAME
-        if candidate.is_file() and _owned_by_user(candidate):
+        if _is_file(candidate) and _owned_by_user(candidate):
             return candidate.absolute()
     return None
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, but False (not PermissionError) for a path we may not look into,
+    such as another user's private ``/tmp/.claude`` (Python < 3.13 re-raises EACCES)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def _explicit(path: Path, origin: str) -> Path:
-    if path.is_dir():
-        path = path / _CONFIG_NAME
-    if not path.is_file():
+    with contextlib.suppress(OSError):
+        if path.is_dir():
+            path = path / _CONFIG_NAME
+    if not _is_file(path):
         raise AgentConfigError(
-            f"Agent configuration {path} (from {origin}) does not exist or is not a file. "
+            f"Agent configuration {path} (from {origin}) does not exist, is not a file or cannot be read. "
             "Point it at a claude.json, or unset it to use the discovered or bundled agents."
         )
     return path.absolute()

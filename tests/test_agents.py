@@ -645,3 +645,23 @@ def test_lookalike_names_are_explained_not_just_suggested(lookalike: str) -> Non
     assert f"U+{ord(bad):04X}" in str(info.value)
     with pytest.raises(AgentConfigError, match=f"U\\+{ord(bad):04X}"):
         validate_agent_name(lookalike)
+
+
+def test_unreadable_claude_dir_in_a_parent_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_user_config: Path
+) -> None:
+    # Another user's private /tmp/.claude (mode 0700) makes stat() of its claude.json fail
+    # with EACCES, which Path.is_file() re-raises on Python < 3.13: discovery must skip it,
+    # not crash every %%agent cell below that directory. (Simulated: tests may run as root.)
+    home_cfg = write_config(no_user_config, {"probe": "from home"})
+    blocked = tmp_path / "work" / ".claude"
+    blocked.mkdir()
+    real_stat = Path.stat
+
+    def stat(self: Path, *args: Any, **kwargs: Any) -> os.stat_result:
+        if str(self).startswith(str(blocked)):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    assert discover_config() == home_cfg
