@@ -299,8 +299,9 @@ def _explicit(path: Path, origin: str) -> Path:
             path = path / _CONFIG_NAME
     if not _is_file(path):
         raise AgentConfigError(
-            f"Agent configuration {path} (from {origin}) does not exist, is not a file or cannot be read. "
-            "Point it at a claude.json, or unset it to use the discovered or bundled agents."
+            f"Agent configuration {path} (from {origin}) does not exist, is not a file or "
+            "cannot be read. Point it at a claude.json, or unset it to use the discovered or "
+            "bundled agents."
         )
     return path.absolute()
 
