@@ -213,3 +213,32 @@ def test_key_file_replaced_by_a_fifo_is_refused_without_hanging() -> None:
         pytest.fail("load_cache_secret blocked on a FIFO key file")
     assert isinstance(outcome[0], UnsafePathError)
     assert "regular file" in str(outcome[0])
+
+
+def test_foreign_owned_directory_refused_without_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The root-only test above is skipped on an ordinary machine; here the directory is ours
+    # but we pretend to be another user, so the ownership check runs everywhere.
+    mine = tmp_path / "mine"
+    mine.mkdir(mode=0o700)
+    monkeypatch.setattr(os, "getuid", lambda: mine.stat().st_uid + 1)
+    with pytest.raises(UnsafePathError, match="not by you"):
+        ensure_private_dir(mine)
+
+
+def test_foreign_owned_key_file_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # README: the key file is refused if foreign-owned; the directory stays ours, only the
+    # opened key file reports another owner (chown would need root).
+    load_cache_secret()  # generates the key file, ours
+    owner = key_file().stat().st_uid
+    real_fstat = os.fstat
+
+    def fstat(fd: int) -> os.stat_result:
+        fields = list(real_fstat(fd))
+        fields[stat.ST_UID] = owner + 1
+        return os.stat_result(fields)
+
+    monkeypatch.setattr(os, "fstat", fstat)
+    with pytest.raises(UnsafePathError, match="owned by another user"):
+        load_cache_secret()
