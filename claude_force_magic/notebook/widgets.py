@@ -188,7 +188,12 @@ class StatsDashboard:
 
 
 class Progress:
-    """A progress bar for the kernel thread: ipywidgets ``IntProgress`` or a text line."""
+    """A progress bar for the kernel thread: ipywidgets ``IntProgress`` or a text line.
+
+    The widget is displayed with a ``text/plain`` line as well, updated when the bar closes,
+    so a front-end that does not render widgets (nbconvert, GitHub) shows "label: n/n done"
+    instead of the widget's repr stuck at 0.
+    """
 
     def __init__(self, total: int, *, notebook: bool, label: str = "") -> None:
         self.total = total
@@ -196,6 +201,8 @@ class Progress:
         self._label = label
         self._bar: Any = None
         self._text: Any = None
+        self._box: Any = None
+        self._handle: Any = None
         self._done = -1
 
     def show(self) -> None:
@@ -212,8 +219,20 @@ class Progress:
                     value=0, min=0, max=self.total, description=self._label[:20]
                 )
                 self._text = widgets.Label(f"0/{self.total}")
-                show(widgets.HBox([self._bar, self._text]))
+                self._box = widgets.HBox([self._bar, self._text])
+                self._handle = show(self._bundle(0), raw=True, display_id=True)
         self.update(0)
+
+    def _bundle(self, done: int, note: str = "") -> dict[str, Any]:
+        head = f"{self._label}: " if self._label else ""
+        return {
+            "text/plain": f"{head}{done}/{self.total}{note}",
+            "application/vnd.jupyter.widget-view+json": {
+                "model_id": self._box.model_id,
+                "version_major": 2,
+                "version_minor": 0,
+            },
+        }
 
     def update(self, done: int, note: str = "") -> None:
         """Show ``done`` of ``total`` (cheap when nothing changed)."""
@@ -235,6 +254,7 @@ class Progress:
         """Finish the bar (a newline for the text form)."""
         if self._bar is not None:
             self._bar.bar_style = "success"
+            self._handle.update(self._bundle(max(self._done, 0), " done"), raw=True)
         else:
             sys.stdout.write("\n")
             sys.stdout.flush()

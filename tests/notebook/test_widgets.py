@@ -72,3 +72,17 @@ def test_progress_text_fallback(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert out.count("\r") == 3
     assert "4/4" in out and out.endswith("\n")
+
+
+def test_progress_widget_leaves_a_final_text_where_widgets_do_not_render() -> None:
+    InteractiveShell.instance()
+    bar = Progress(40, notebook=True, label="python-expert")
+    with capture_output() as out:
+        bar.show()
+        bar.update(17)
+        bar.update(40)
+        bar.close()
+    bundles = [o.data for o in out.outputs]
+    assert "application/vnd.jupyter.widget-view+json" in bundles[0]
+    assert "HBox(" not in bundles[0]["text/plain"]  # nbconvert/GitHub show this text
+    assert bundles[-1]["text/plain"] == "python-expert: 40/40 done"
