@@ -188,11 +188,16 @@ class SafeDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no type
         hex2 = re.compile(r"\A[0-9a-f]{2}\Z")
         for first in _scan_dirs(self._directory, hex2):
             for second in _scan_dirs(first.path, hex2):
-                with os.scandir(second.path) as leaves:
+                found: list[tuple[str, float]] = []
+                # Other processes delete entries (and emptied directories) meanwhile: skip
+                # whatever vanished instead of failing the sweep.
+                with contextlib.suppress(OSError), os.scandir(second.path) as leaves:
                     for leaf in leaves:
                         name = f"{first.name}/{second.name}/{leaf.name}"
                         if VALUE_NAME.match(name) and leaf.is_file(follow_symlinks=False):
-                            yield name, leaf.stat(follow_symlinks=False).st_mtime
+                            with contextlib.suppress(OSError):
+                                found.append((name, leaf.stat(follow_symlinks=False).st_mtime))
+                yield from found
 
     # -- file helpers ----------------------------------------------------------------------
 

@@ -166,3 +166,22 @@ def test_missing_value_file_is_an_integrity_error(disk: SafeDisk) -> None:
 def test_inline_value_must_be_bytes(disk: SafeDisk) -> None:
     with pytest.raises(IntegrityError):
         disk.fetch(MODE_RAW, None, "text", False)
+
+
+def test_value_files_tolerates_files_and_directories_removed_while_listing(
+    disk: SafeDisk,
+) -> None:
+    # verify()'s orphan sweep lists value files while other processes delete entries (and
+    # their emptied sub-directories): a vanished directory or file is skipped, not an error.
+    root = Path(disk._directory)
+    names = [f"ab/{second}/{'0' * 27}{i}.val" for i, second in enumerate(("01", "02", "03"))]
+    for name in names:
+        (root / name).parent.mkdir(parents=True)
+        (root / name).write_bytes(b"x")
+    listing = disk.value_files()
+    first, _mtime = next(listing)
+    for name in names:
+        if name != first:  # another process removes the entry and its emptied directories
+            (root / name).unlink()
+            (root / name).parent.rmdir()
+    assert list(listing) == []
