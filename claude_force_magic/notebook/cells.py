@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from ..errors import ClaudeForceError, ConfigurationError, ResponseError
-from .display import Pump, StreamView
+from .display import DONE, Pump, StreamView
 from .options import check_variable_name
 from .session import NO_KEY_MESSAGE, SIMULATED_KEY, price_table
 from .widgets import Progress
@@ -57,7 +57,9 @@ def run_cell(
     pump = Pump(view)
     view.open()
     try:
-        outcomes = session.run(_run_all(orch, request, pump), pump=pump.drain)
+        outcomes = session.run(
+            _run_all(orch, request, pump), pump=pump.drain, wake=lambda: pump.put(DONE)
+        )
     except KeyboardInterrupt as exc:
         view.flush(force=True)
         for index, slot in enumerate(view.slots):
@@ -157,7 +159,7 @@ def run_bench_command(magics: Any, args: argparse.Namespace) -> BenchResult:
             await orch.close()
 
     try:
-        result: BenchResult = session.run(bench(), pump=pump)
+        result: BenchResult = session.run(bench(), pump=pump, wake=lambda: events.put(args.n))
     finally:
         session.charge(simulated, orch.spent_usd)  # the budget is the session's, not per run
     progress.update(args.n)

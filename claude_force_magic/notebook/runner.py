@@ -115,6 +115,7 @@ class BackgroundLoop:
         coro: Coroutine[Any, Any, T],
         *,
         pump: Callable[[float], None] | None = None,
+        wake: Callable[[], None] | None = None,
         poll: float = POLL_SECONDS,
     ) -> T:
         """Run ``coro`` on the loop and block until it finishes; return its result.
@@ -122,13 +123,17 @@ class BackgroundLoop:
         The wait happens in slices of ``poll`` seconds. When ``pump`` is given it is called
         with the slice length instead of sleeping, on the calling thread: it should block up
         to that long for work (for example rendering streamed chunks) and return early when it
-        has some. A ``KeyboardInterrupt`` (the notebook's stop button) cancels the task,
+        has some. ``wake`` is called (on the loop thread) once the result is ready: it should
+        make ``pump`` return at once, so the caller does not sit out the rest of a slice. A
+        ``KeyboardInterrupt`` (the notebook's stop button) cancels the task,
         waits up to one second for it to unwind (so its connection is closed), and re-raises.
         Exceptions raised by ``coro`` propagate unchanged.
         """
         self._refuse_own_thread(coro)
         finished = threading.Event()
         fut = self.submit(_signal_when_done(coro, finished))
+        if wake is not None:
+            fut.add_done_callback(lambda _: wake())
         try:
             while True:
                 if pump is not None:

@@ -109,6 +109,22 @@ def test_pump_is_called_on_the_calling_thread_until_done(runner: BackgroundLoop)
     assert threads == {threading.current_thread().name}
 
 
+def test_wake_ends_the_pumps_wait_once_the_result_is_ready(runner: BackgroundLoop) -> None:
+    import queue
+
+    events: queue.SimpleQueue[str] = queue.SimpleQueue()
+    waits: list[str] = []
+
+    def pump(timeout: float) -> None:
+        try:
+            waits.append(events.get(timeout=timeout))
+        except queue.Empty:
+            waits.append("slice ran out")
+
+    assert runner.run(_answer(6), pump=pump, wake=lambda: events.put("woken"), poll=30.0) == 6
+    assert waits == ["woken"]
+
+
 def test_wrap_gives_an_awaitable_for_another_loop(runner: BackgroundLoop) -> None:
     async def main() -> int:
         return await runner.wrap(_answer(3, delay=0.01))
