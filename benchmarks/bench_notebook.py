@@ -87,7 +87,8 @@ def bench_cache_hit_cell(cells: int) -> dict[str, float]:
     env.update(
         CLAUDE_FORCE_MAGIC_CONFIG_DIR=str(root / "config"), CLAUDE_CACHE_DIR=str(root / "cache")
     )
-    manager = KernelManager(kernel_name="python3")
+    # Unix sockets in the private root: no TCP port, no "running over TCP without encryption".
+    manager = KernelManager(kernel_name="python3", transport="ipc", ip=str(root / "kernel"))
     manager.kernel_spec.argv = [
         sys.executable,
         "-m",

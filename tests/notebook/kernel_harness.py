@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -76,6 +78,7 @@ class Kernel:
         self._iopub: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._idle: set[str] = set()
         self._replies: dict[str, dict[str, Any]] = {}
+        self.sockets: Path | None = None
 
     def send(self, code: str) -> str:
         return str(self.client.execute(code, allow_stdin=False))
@@ -149,7 +152,11 @@ def kernel_env(root: Path) -> dict[str, str]:
 def start_kernel(root: Path, cwd: Path | None = None) -> Kernel:
     from jupyter_client.manager import KernelManager
 
-    manager = KernelManager(kernel_name="python3")
+    # Unix sockets in a short private directory (absolute: the kernel may run elsewhere; short:
+    # socket paths are limited to about 100 bytes): no TCP port, and no "Kernel is running
+    # over TCP without encryption" in the test output.
+    sockets = Path(tempfile.mkdtemp(prefix="cfm-kernel-"))
+    manager = KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
     # Run the kernel with this interpreter (the venv), whatever `python` is on PATH.
     manager.kernel_spec.argv = [
         sys.executable,
@@ -162,9 +169,13 @@ def start_kernel(root: Path, cwd: Path | None = None) -> Kernel:
     client = manager.client()
     client.start_channels()
     client.wait_for_ready(timeout=KERNEL_STARTUP_TIMEOUT)
-    return Kernel(manager, client)
+    kernel = Kernel(manager, client)
+    kernel.sockets = sockets
+    return kernel
 
 
 def stop_kernel(kernel: Kernel) -> None:
     kernel.client.stop_channels()
     kernel.manager.shutdown_kernel(now=True)
+    if kernel.sockets is not None:
+        shutil.rmtree(kernel.sockets, ignore_errors=True)
