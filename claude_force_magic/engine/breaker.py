@@ -13,6 +13,7 @@ probe hands its turn to the next call.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -57,11 +58,16 @@ class CircuitBreaker:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not isinstance(threshold, int) or threshold < 1:
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
             raise ConfigurationError(f"breaker_threshold must be an int >= 1, got {threshold!r}.")
-        if not isinstance(cooldown_seconds, (int, float)) or cooldown_seconds < 0:
+        if (
+            isinstance(cooldown_seconds, bool)
+            or not isinstance(cooldown_seconds, (int, float))
+            or not math.isfinite(cooldown_seconds)
+            or cooldown_seconds < 0
+        ):
             raise ConfigurationError(
-                f"breaker_cooldown_seconds must be >= 0, got {cooldown_seconds!r}."
+                f"breaker_cooldown_seconds must be a finite number >= 0, got {cooldown_seconds!r}."
             )
         self.threshold = threshold
         self.cooldown_seconds = float(cooldown_seconds)

@@ -286,14 +286,33 @@ def _map_status(exc: anthropic.APIStatusError) -> APIError:
     )
 
 
+def _checked_key(key: Secret, where: str) -> Secret:
+    """``key`` if it can go in an HTTP header; else :class:`ConfigurationError` (never echoing
+    the key: httpx would otherwise refuse it with the whole header in its message)."""
+    value = key.reveal()
+    text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+    if any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise ConfigurationError(
+            f"The API key from {where} contains whitespace or control characters (often a "
+            "trailing newline from a file or a paste); strip it, e.g. api_key=key.strip()."
+        )
+    return key
+
+
 def resolve_api_key(api_key: str | Secret | None) -> Secret | None:
-    """The explicit key, else ``$ANTHROPIC_API_KEY``, wrapped in a masked :class:`Secret`."""
+    """The explicit key, else ``$ANTHROPIC_API_KEY``, wrapped in a masked :class:`Secret`.
+
+    Raises :class:`ConfigurationError` for a key that is not a string or that contains
+    whitespace or control characters (the message never contains the key).
+    """
     if isinstance(api_key, Secret):
-        return api_key if api_key else None
+        return _checked_key(api_key, "api_key") if api_key else None
+    if api_key is not None and not isinstance(api_key, str):
+        raise ConfigurationError(f"api_key must be a str or None, got {type(api_key).__name__}.")
     if api_key:
-        return Secret(api_key)
+        return _checked_key(Secret(api_key), "api_key")
     env = os.environ.get(API_KEY_ENV)
-    return Secret(env) if env else None
+    return _checked_key(Secret(env), f"${API_KEY_ENV}") if env else None
 
 
 class ClientHandle:

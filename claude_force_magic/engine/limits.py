@@ -46,7 +46,10 @@ class Bucket:
 
     def __init__(self, per_minute: float, *, capacity: float | None = None) -> None:
         if not (
-            isinstance(per_minute, (int, float)) and per_minute > 0 and math.isfinite(per_minute)
+            isinstance(per_minute, (int, float))
+            and not isinstance(per_minute, bool)
+            and per_minute > 0
+            and math.isfinite(per_minute)
         ):
             raise ConfigurationError(
                 f"A per-minute limit must be a positive number, got {per_minute!r}; "

@@ -90,6 +90,12 @@ def _positive(name: str, value: object, *, allow_none: bool = False) -> float | 
     return float(value)
 
 
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, got {value!r}.")
+    return value
+
+
 def _positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}.")
@@ -189,6 +195,13 @@ class AsyncAgentOrchestrator:
 
         if not isinstance(model, str) or not model.strip():
             raise ConfigurationError("model must be a model id such as 'claude-sonnet-5-5'.")
+        if base_url is not None and (
+            not isinstance(base_url, str) or not base_url.startswith(("http://", "https://"))
+        ):
+            raise ConfigurationError(
+                f"base_url must be an http:// or https:// URL such as "
+                f"'http://127.0.0.1:8765', or None for the API's own, got {base_url!r}."
+            )
         self._config_path = config_path
         self._model = model
         self._max_tokens = _positive_int("max_tokens", max_tokens)
@@ -207,7 +220,9 @@ class AsyncAgentOrchestrator:
         self._semaphore = asyncio.Semaphore(self._max_concurrent)
         self._semaphore_loop: asyncio.AbstractEventLoop | None = None
         self._limiter = RateLimiter(
-            calls_per_minute, input_tokens_per_minute, output_tokens_per_minute
+            _positive("calls_per_minute", calls_per_minute, allow_none=True),
+            _positive("input_tokens_per_minute", input_tokens_per_minute, allow_none=True),
+            _positive("output_tokens_per_minute", output_tokens_per_minute, allow_none=True),
         )
         self._breaker = CircuitBreaker(breaker_threshold, breaker_cooldown_seconds)
         self._budget = Budget(budget_usd)
@@ -217,7 +232,7 @@ class AsyncAgentOrchestrator:
         self._metrics = metrics
         self._cache: ResponseCache | None = cache
         self._owns_cache = cache is None
-        self._cache_enabled = bool(enable_cache)
+        self._cache_enabled = _flag("enable_cache", enable_cache)
         self._cache_dir = cache_dir
         self._closed = False
         from ..guard import get_logger
@@ -349,8 +364,10 @@ class AsyncAgentOrchestrator:
         agent = self.registry.get(agent_name)
         task = validate_task(task, max_chars=self._max_task_chars)
         model = _first(options.get("model"), agent.model, self._model)
-        if not isinstance(model, str):
-            raise ConfigurationError(f"model must be a str, got {type(model).__name__}.")
+        if not isinstance(model, str) or not model.strip():
+            raise ConfigurationError(
+                f"model must be a model id such as 'claude-sonnet-5-5', got {model!r}."
+            )
         max_tokens = _positive_int(
             "max_tokens", _first(options.get("max_tokens"), agent.max_tokens, self._max_tokens)
         )
@@ -360,7 +377,7 @@ class AsyncAgentOrchestrator:
         ttl = _positive("ttl_hours", options.get("ttl_hours"), allow_none=True)
         stop = options.get("stop_sequences")
         if stop is not None and (
-            isinstance(stop, str) or not all(isinstance(s, str) and s for s in stop)
+            not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) and s for s in stop)
         ):
             raise ConfigurationError("stop_sequences must be a list of non-empty strings.")
         stop_list = list(stop) if stop else None
@@ -393,8 +410,8 @@ class AsyncAgentOrchestrator:
                 "max_tokens": max_tokens,
                 "stop_sequences": stop_list,
             },
-            use_cache=bool(options.get("use_cache", True)),
-            refresh=bool(options.get("refresh", False)),
+            use_cache=_flag("use_cache", options.get("use_cache", True)),
+            refresh=_flag("refresh", options.get("refresh", False)),
             ttl_hours=ttl,
             input_estimate=math.ceil((len(agent.system_prompt) + len(user_content)) / 4) + 8,
             warnings=warnings,

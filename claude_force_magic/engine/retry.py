@@ -48,7 +48,11 @@ class RetryPolicy:
     max_retry_after_seconds: float = 120.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+        if (
+            isinstance(self.max_retries, bool)
+            or not isinstance(self.max_retries, int)
+            or self.max_retries < 0
+        ):
             raise ConfigurationError(f"max_retries must be an int >= 0, got {self.max_retries!r}.")
         for name in ("base_seconds", "max_backoff_seconds", "max_retry_after_seconds"):
             value = getattr(self, name)

@@ -239,6 +239,64 @@ def test_invalid_constructor_options_raise_at_once() -> None:
             AsyncAgentOrchestrator(api_key="sk-x", **kwargs)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("calls_per_minute", 0),
+        ("calls_per_minute", True),
+        ("input_tokens_per_minute", -1),
+        ("output_tokens_per_minute", float("inf")),
+        ("max_retries", True),
+        ("breaker_threshold", True),
+        ("breaker_cooldown_seconds", float("nan")),
+        ("breaker_cooldown_seconds", float("inf")),
+        ("enable_cache", "no"),
+        ("base_url", "127.0.0.1:8765"),
+        ("base_url", 8765),
+        ("api_key", 12345),
+    ],
+)
+def test_every_bad_constructor_option_is_a_configuration_error_naming_it(
+    option: str, value: object
+) -> None:
+    kwargs: dict[str, object] = {"api_key": "sk-x", option: value}
+    with pytest.raises(ConfigurationError, match=option):
+        AsyncAgentOrchestrator(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("use_cache", "no"),
+        ("refresh", "yes"),
+        ("stop_sequences", 5),
+        ("model", ""),
+        ("model", "   "),
+    ],
+)
+async def test_every_bad_call_option_is_a_configuration_error_naming_it(
+    sim: Simulator, make_orch: Callable[..., AsyncAgentOrchestrator], option: str, value: object
+) -> None:
+    with pytest.raises(ConfigurationError, match=option):
+        await make_orch().execute_agent(AGENT, "hi", **{option: value})
+    assert sim.stats["requests"] == 0
+
+
+@pytest.mark.parametrize("suffix", ["\n", "\r\nX-Injected: 1", "\t"])
+async def test_api_key_with_whitespace_is_refused_without_echoing_it(
+    suffix: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = "sk-ant-api03-TOPSECRETVALUE" + suffix
+    with pytest.raises(ConfigurationError, match="api_key") as explicit:
+        AsyncAgentOrchestrator(api_key=key)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", key)
+    with pytest.raises(ConfigurationError, match="ANTHROPIC_API_KEY") as env:
+        AsyncAgentOrchestrator()
+    for err in (explicit.value, env.value):
+        assert "TOPSECRETVALUE" not in str(err) and "whitespace" in str(err)
+    assert "TOPSECRETVALUE" not in caplog.text
+
+
 async def test_missing_api_key_is_a_clear_configuration_error() -> None:
     orch = AsyncAgentOrchestrator(base_url="http://127.0.0.1:9", enable_cache=False)
     with pytest.raises(ConfigurationError, match="ANTHROPIC_API_KEY"):
