@@ -80,6 +80,17 @@ def _env(name: str) -> str | None:
     return os.environ.get(_ENV_PREFIX + name.upper()) or None
 
 
+def _env_number(name: str, value: str, *, integer: bool = False) -> float:
+    """``value`` of the environment variable for ``name`` as a number; UsageError if it is not."""
+    try:
+        return int(value) if integer else float(value)
+    except ValueError:
+        kind = "a whole number" if integer else "a number"
+        raise UsageError(
+            f"{_ENV_PREFIX}{name.upper()} must be {kind}, not {value!r}; fix or unset it."
+        ) from None
+
+
 @magics_class
 class AgentMagics(Magics):
     """The ``%%agent`` cell magic and the ``%agent`` line magic.
@@ -151,12 +162,13 @@ class AgentMagics(Magics):
 
     @default("max_tokens")
     def _default_max_tokens(self) -> int:
-        return int(_env("max_tokens") or 4096)
+        value = _env("max_tokens")
+        return 4096 if value is None else int(_env_number("max_tokens", value, integer=True))
 
     @default("budget_usd")
     def _default_budget(self) -> float | None:
         value = _env("budget_usd")
-        return float(value) if value else None
+        return None if value is None else _env_number("budget_usd", value)
 
     @default("simulate")
     def _default_simulate(self) -> bool:

@@ -179,3 +179,18 @@ def test_show_prints_the_definition_in_a_terminal(shell: InteractiveShell) -> No
         shell.run_line_magic("agent", "show sql-expert")
     assert "### sql-expert" in out.stdout
     assert "Markdown object" not in out.stdout
+
+
+@pytest.mark.parametrize(("name", "value"), [("MAX_TOKENS", "lots"), ("BUDGET_USD", "ten")])
+def test_a_malformed_environment_default_is_a_usage_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    from claude_force_magic.notebook.magics import AgentMagics
+
+    monkeypatch.setenv(f"CLAUDE_FORCE_MAGIC_{name}", value)
+    magics = AgentMagics(shell=None)
+    try:
+        with pytest.raises(UsageError, match=f"CLAUDE_FORCE_MAGIC_{name}"):
+            getattr(magics, name.lower())
+    finally:
+        magics.session.close()
