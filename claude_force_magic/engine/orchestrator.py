@@ -328,7 +328,8 @@ class AsyncAgentOrchestrator:
         """Close the SDK client, and the metrics and cache if this orchestrator created them.
 
         Cancels nothing the caller owns (an injected ``http_client`` stays open). Idempotent.
-        Later calls raise :class:`ConfigurationError`.
+        Later calls raise :class:`ConfigurationError`, and so do calls still in flight when
+        their attempt fails or a retry is due (no new client is opened for them).
         """
         self._closed = True
         await self._client.aclose()
@@ -537,6 +538,10 @@ class AsyncAgentOrchestrator:
         on_text: Callable[[str], None] | None,
     ) -> Answer:
         """One attempt: slot, limiter, breaker, SDK call under the per-attempt timeout."""
+        if self._closed:  # closed while this call waited or retried: never open a new client
+            raise ConfigurationError(
+                "The orchestrator was closed while this call was in flight; it was not retried."
+            )
         progress.attempts += 1
         client = self._client.get()
         semaphore = self._bind_semaphore()

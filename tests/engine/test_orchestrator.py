@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from claude_force_magic.errors import (
     PromptInjectionError,
     UnknownAgentError,
 )
-from claude_force_magic.simulator import Simulator
+from claude_force_magic.simulator import Latency, Simulator
 
 AGENT = "python-expert"
 
@@ -362,6 +363,24 @@ async def test_closed_orchestrator_refuses_calls(
     await orch.close()
     with pytest.raises(ConfigurationError, match="closed"):
         await orch.execute_agent(AGENT, "hi")
+
+
+async def test_closing_with_a_call_in_flight_opens_no_new_client_and_retries_nothing(
+    sim: Simulator, make_orch: Callable[..., AsyncAgentOrchestrator]
+) -> None:
+    sim.configure(latency=Latency.fixed(2.0))
+    orch = make_orch(max_retries=3, enable_cache=False, budget_usd=5)
+    call = asyncio.ensure_future(orch.execute_agent(AGENT, "slow"))
+    for _ in range(200):
+        if sim.stats["in_flight"]:
+            break
+        await asyncio.sleep(0.01)
+    await orch.close()
+    with pytest.raises(ConfigurationError, match="closed"):
+        await call
+    assert sim.stats["requests"] == 1  # the closed client's failure was not retried
+    assert orch._client._client is None  # no fresh, never-closed SDK client
+    assert orch._budget.reserved == 0
 
 
 async def test_unknown_price_without_budget_gives_none_cost(
