@@ -14,7 +14,8 @@ arrival time") on three buckets, about as small as aiolimiter itself.
 
 Adaptive: :meth:`RateLimiter.pause` (from ``retry-after``) holds every booking until a moment,
 and :meth:`RateLimiter.observe` lowers a bucket to what the server's
-``anthropic-ratelimit-*-remaining`` headers say is left (never raises it). Unused output tokens
+``anthropic-ratelimit-*-remaining`` headers say is left (never raises it) and follows the
+server's ``*-limit`` down, and back up to the configured limit when the server raises it. Unused output tokens
 are given back with :meth:`RateLimiter.settle`.
 """
 
@@ -42,7 +43,7 @@ class Bucket:
     moves it forward. Not thread-safe on its own; :class:`RateLimiter` holds a lock.
     """
 
-    __slots__ = ("booked", "capacity", "corrected_seq", "rate", "seq", "tat")
+    __slots__ = ("booked", "capacity", "configured", "corrected_seq", "rate", "seq", "tat")
 
     def __init__(self, per_minute: float, *, capacity: float | None = None) -> None:
         if not (
@@ -57,6 +58,7 @@ class Bucket:
             )
         self.rate = float(per_minute) / 60.0
         self.capacity = float(per_minute if capacity is None else capacity)
+        self.configured = self.capacity  # the caller's own limit: the ceiling for adopt_limit
         self.tat = -math.inf
         self.seq = 0  # bookings so far
         self.booked = 0.0  # amount booked so far
@@ -82,8 +84,14 @@ class Bucket:
         self.tat -= min(amount, self.capacity) / self.rate
 
     def adopt_limit(self, per_minute: float, now: float) -> bool:
-        """Shrink to a smaller server limit (never grows), keeping what is owed; True if shrunk."""
-        if not (0 < per_minute < self.capacity):
+        """Follow the server's limit, never above the configured one, keeping what is owed.
+
+        A smaller server limit shrinks the bucket; a later, larger one grows it back (up to the
+        configured limit: a raised organisation limit must not leave a long-lived session
+        throttled for good). True if the bucket changed size.
+        """
+        per_minute = min(per_minute, self.configured)
+        if not (per_minute > 0 and per_minute != self.capacity):
             return False
         owed = max(0.0, self.tat - now) * self.rate  # tokens taken and not yet refilled: kept
         self.capacity = float(per_minute)
@@ -258,9 +266,11 @@ class RateLimiter:
             self._paused_until = max(self._paused_until, self._clock() + seconds)
 
     def observe(self, info: RateLimitInfo, ticket: Ticket | None = None) -> None:
-        """Tighten the buckets to what the server says; never loosen them.
+        """Tighten the buckets to what the server says; never loosen them past the configured
+        limits.
 
-        A smaller ``*-limit`` becomes the bucket's size and rate. ``ticket`` is the booking of
+        A smaller ``*-limit`` becomes the bucket's size and rate; a larger one later restores
+        it, up to the configured limit. ``ticket`` is the booking of
         the request whose response carried ``info``: when the server's ``*-remaining`` is lower
         than what we held right after that booking, the difference is taken out of the bucket
         (bookings made later are not counted twice). A ``retry_after`` pauses the limiter.

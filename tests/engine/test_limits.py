@@ -130,6 +130,20 @@ def test_sec_004_smaller_server_limit_is_adopted() -> None:
     assert limiter.reserve().at - clock.now == pytest.approx(1.0)
 
 
+def test_sec_004_raised_server_limit_restores_the_configured_one_never_more() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(60, clock=clock, margin_seconds=0)
+    limiter.observe(RateLimitInfo(requests_limit=30, requests_remaining=30))
+    snap = limiter.snapshot()["requests"]
+    assert snap is not None and snap["per_minute"] == 30
+    limiter.observe(RateLimitInfo(requests_limit=4000, requests_remaining=4000))
+    snap = limiter.snapshot()["requests"]
+    assert snap is not None and snap["per_minute"] == 60  # back to ours, not the server's 4000
+    for _ in range(60):
+        assert limiter.reserve().at == clock.now
+    assert limiter.reserve().at - clock.now == pytest.approx(1.0)
+
+
 def test_margin_delays_only_calls_that_wait() -> None:
     clock = FakeClock()
     limiter = RateLimiter(60, clock=clock, margin_seconds=0.01)

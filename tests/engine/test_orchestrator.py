@@ -383,6 +383,22 @@ async def test_closing_with_a_call_in_flight_opens_no_new_client_and_retries_not
     assert orch._budget.reserved == 0
 
 
+async def test_limiter_follows_the_server_limit_down_and_back_up_to_the_configured_one(
+    sim: Simulator, make_orch: Callable[..., AsyncAgentOrchestrator]
+) -> None:
+    orch = make_orch(calls_per_minute=100, enable_cache=False)
+    sim.configure(rpm=30)
+    assert (await orch.execute_agent(AGENT, "one")).success
+    assert orch.limiter.snapshot()["requests"] == {
+        "per_minute": 30.0,
+        "level": pytest.approx(29, abs=1),
+    }
+    sim.configure(rpm=5000)  # the organisation's limit was raised
+    assert (await orch.execute_agent(AGENT, "two")).success
+    snap = orch.limiter.snapshot()["requests"]
+    assert snap is not None and snap["per_minute"] == 100.0
+
+
 async def test_unknown_price_without_budget_gives_none_cost(
     make_orch: Callable[..., AsyncAgentOrchestrator],
 ) -> None:
