@@ -90,6 +90,9 @@ class Rule:
 # emphasis markers (``**ignore** all``, ``_previous_``); an underscore only where it cannot be
 # part of a snake_case identifier.
 _W = r"(?:\s|[*~]|(?<!\w)_|(?<=\w)_(?!\w))*"
+# At least one separator: ``(?:{_SEP}\w+){0,4}`` then skips whole words only (with ``_W`` a
+# long word could be split in many ways, and a 100,000-character task took seconds).
+_SEP = _W[:-1] + "+"
 _VERB_IGNORE = r"(?:ignore|disregard|forget|override|bypass|discard|abandon|neglect|skip)"
 _QUALIFIER = (
     r"(?:previous|prior|above|preceding|earlier|former|original|initial|system|developer|"
@@ -175,7 +178,7 @@ _RULE_SPECS: tuple[tuple[str, str, str], ...] = (
         "developer-mode",
         "switches the model into a 'developer', 'god', 'DAN' or similar unrestricted mode",
         rf"\b(?:you{_W}are|you'?re|act|respond|answer|behave|operate|pretend|simulate)\b"
-        rf"(?:{_W}\w+){{0,4}}?{_W}(?:in|with){_W}(?:the{_W})?(?:developer|dev|god|jailbreak|"
+        rf"(?:{_SEP}\w+){{0,4}}?{_W}(?:in|with){_W}(?:the{_W})?(?:developer|dev|god|jailbreak|"
         rf"unrestricted|unfiltered|admin|sudo|dan){_W}mode\b|\b(?:developer|god|sudo|dan|"
         rf"jailbreak){_W}mode{_W}(?:is{_W}(?:now{_W})?)?(?:enabled|activated)\b|"
         rf"\b(?:enable|enter|activate|switch{_W}to|turn{_W}on){_W}(?:god|jailbreak|unrestricted|"

@@ -187,3 +187,22 @@ def test_sec_002_markdown_emphasis_does_not_hide_an_override(text: str) -> None:
 
 def test_snake_case_identifiers_are_not_read_as_words() -> None:
     assert screen("Write tests for ignore_previous_instructions() in utils.py.") == ()
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [("act as " + "a" * 50 + " ") * 1700, "Act " + "x" * 99_990, ("respond " + "word " * 5) * 2500],
+    ids=["act-long-words", "one-long-word", "respond-words"],
+)
+def test_hostile_max_size_tasks_screen_as_fast_as_ordinary_ones(hostile: str) -> None:
+    # The developer-mode rule skipped up to four words with a pattern that could split one
+    # long word in many ways: ~100,000 characters of this took seconds (20-70x ordinary text).
+    ordinary = ("Please review this paragraph about ignoring lint warnings. " * 2000)[:100_000]
+
+    def timed(text: str) -> float:
+        start = time.perf_counter()
+        assert screen(text[:100_000]) == ()
+        return time.perf_counter() - start
+
+    baseline = min(timed(ordinary) for _ in range(3))
+    assert min(timed(hostile) for _ in range(3)) < 8 * baseline + 0.05
