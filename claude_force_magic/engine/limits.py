@@ -15,8 +15,8 @@ arrival time") on three buckets, about as small as aiolimiter itself.
 Adaptive: :meth:`RateLimiter.pause` (from ``retry-after``) holds every booking until a moment,
 and :meth:`RateLimiter.observe` lowers a bucket to what the server's
 ``anthropic-ratelimit-*-remaining`` headers say is left (never raises it) and follows the
-server's ``*-limit`` down, and back up to the configured limit when the server raises it. Unused output tokens
-are given back with :meth:`RateLimiter.settle`.
+server's ``*-limit`` down, and back up to the configured limit when the server raises it.
+Unused output tokens are given back with :meth:`RateLimiter.settle`.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, DeadlineExceededError
 from .client import RateLimitInfo
 
 __all__ = ["Bucket", "RateLimiter", "Ticket"]
@@ -237,13 +237,30 @@ class RateLimiter:
             with self._lock:
                 bucket.give_back(unused)
 
-    async def acquire(self, input_tokens: float = 0, output_tokens: float = 0) -> Ticket:
+    async def acquire(
+        self,
+        input_tokens: float = 0,
+        output_tokens: float = 0,
+        *,
+        deadline: float | None = None,
+    ) -> Ticket:
         """Book and wait until the booking's instant. Cancelling the wait gives the booking back.
 
-        Raises nothing of its own; ``asyncio.CancelledError`` propagates.
+        ``deadline`` (a ``clock`` time): when the booking's instant falls after it, the booking
+        is given back at once and :class:`DeadlineExceededError` raised, instead of sleeping
+        until the deadline only to fail then. ``asyncio.CancelledError`` propagates.
         """
         ticket = self.reserve(input_tokens, output_tokens)
-        delay = ticket.at - self._clock()
+        now = self._clock()
+        delay = ticket.at - now
+        if deadline is not None and ticket.at > deadline:
+            self.cancel(ticket)
+            raise DeadlineExceededError(
+                f"The client-side rate limiter's next slot for this call is {delay:.1f}s away, "
+                f"after the overall deadline ({max(0.0, deadline - now):.1f}s left); nothing was "
+                "sent. Raise deadline_seconds, raise calls_per_minute or the token limits (if "
+                "your organisation's limits allow), or send fewer calls at once."
+            )
         if delay > 0:
             try:
                 await self._wait(delay)

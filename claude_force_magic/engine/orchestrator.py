@@ -536,6 +536,7 @@ class AsyncAgentOrchestrator:
         call: _Call,
         progress: _Progress,
         on_text: Callable[[str], None] | None,
+        deadline_at: float | None = None,
     ) -> Answer:
         """One attempt: slot, limiter, breaker, SDK call under the per-attempt timeout."""
         if self._closed:  # closed while this call waited or retried: never open a new client
@@ -550,7 +551,9 @@ class AsyncAgentOrchestrator:
         sent = False
         try:
             async with semaphore:
-                ticket = await self._limiter.acquire(call.input_estimate, call.max_tokens)
+                ticket = await self._limiter.acquire(
+                    call.input_estimate, call.max_tokens, deadline=deadline_at
+                )
                 sent = True
                 try:
                     answer = await self._send(client, call, progress, on_text, ticket)
@@ -645,7 +648,7 @@ class AsyncAgentOrchestrator:
             )
 
         retrying = call_with_retries(
-            lambda: self._attempt(call, progress, on_text),
+            lambda: self._attempt(call, progress, on_text, deadline_at),
             self._retry,
             deadline_at=deadline_at,
             on_retry=retry_log,

@@ -8,7 +8,7 @@ import pytest
 
 from claude_force_magic.engine.client import RateLimitInfo, parse_rate_limit_headers
 from claude_force_magic.engine.limits import RateLimiter
-from claude_force_magic.errors import ConfigurationError
+from claude_force_magic.errors import ConfigurationError, DeadlineExceededError
 
 
 class FakeClock:
@@ -142,6 +142,24 @@ def test_sec_004_raised_server_limit_restores_the_configured_one_never_more() ->
     for _ in range(60):
         assert limiter.reserve().at == clock.now
     assert limiter.reserve().at - clock.now == pytest.approx(1.0)
+
+
+async def test_acquire_past_the_deadline_fails_at_once_and_gives_the_booking_back() -> None:
+    clock = FakeClock()
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    limiter = RateLimiter(1, clock=clock, sleep=sleep, margin_seconds=0)
+    await limiter.acquire(deadline=clock.now + 5)  # the one token: no wait
+    with pytest.raises(DeadlineExceededError, match="rate limiter"):
+        await limiter.acquire(deadline=clock.now + 5)  # next slot in 60 s
+    assert slept == []
+    snap = limiter.snapshot()["requests"]
+    assert snap is not None and snap["level"] == pytest.approx(0.0)  # given back
+    await limiter.acquire(deadline=clock.now + 61)  # within the deadline: waits
+    assert slept == [pytest.approx(60.0)]
 
 
 def test_margin_delays_only_calls_that_wait() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from claude_force_magic.engine.result import AgentResult
 from claude_force_magic.errors import (
     AuthenticationError,
     ConfigurationError,
+    DeadlineExceededError,
     InvalidTaskError,
     PromptInjectionError,
     UnknownAgentError,
@@ -397,6 +399,21 @@ async def test_limiter_follows_the_server_limit_down_and_back_up_to_the_configur
     assert (await orch.execute_agent(AGENT, "two")).success
     snap = orch.limiter.snapshot()["requests"]
     assert snap is not None and snap["per_minute"] == 100.0
+
+
+async def test_a_limiter_wait_past_the_deadline_fails_fast_naming_the_limiter(
+    sim: Simulator, make_orch: Callable[..., AsyncAgentOrchestrator]
+) -> None:
+    orch = make_orch(calls_per_minute=1, deadline_seconds=30, enable_cache=False, budget_usd=5)
+    assert (await orch.execute_agent(AGENT, "one")).success
+    started = time.monotonic()
+    result = await orch.execute_agent(AGENT, "two")  # the next slot is ~60 s away
+    assert time.monotonic() - started < 5  # not a 30 s sleep that ends in the same failure
+    assert isinstance(result.error, DeadlineExceededError)
+    assert "rate limiter" in result.errors[0] and "calls_per_minute" in result.errors[0]
+    assert sim.stats["requests"] == 1 and orch._budget.reserved == 0
+    snap = orch.limiter.snapshot()["requests"]
+    assert snap is not None and snap["level"] < 0.5  # the refused booking was given back
 
 
 async def test_unknown_price_without_budget_gives_none_cost(
