@@ -84,8 +84,11 @@ def _check_block(block: Any, where: str) -> None:
     kind = block.get("type")
     if not isinstance(kind, str):
         raise InvalidRequest(f"{where}.type: Field required")
-    if kind == "text" and not isinstance(block.get("text"), str):
-        raise InvalidRequest(f"{where}.text: must be a string")
+    if kind == "text":
+        if not isinstance(block.get("text"), str):
+            raise InvalidRequest(f"{where}.text: must be a string")
+        if not block["text"]:
+            raise InvalidRequest(f"{where}.text: text content blocks must be non-empty")
 
 
 def _check_system(body: Mapping[str, Any]) -> str | list[Any] | None:
@@ -123,6 +126,11 @@ def _check_messages(body: Mapping[str, Any]) -> list[Any]:
                 _check_block(block, f"messages.{i}.content.{j}")
         elif not isinstance(content, str):
             raise InvalidRequest(f"messages.{i}.content: must be a string or a list of blocks")
+        elif not content and (role == "user" or i < len(messages) - 1):
+            raise InvalidRequest(
+                f"messages.{i}.content: all messages must have non-empty content except for "
+                "the optional final assistant message"
+            )
     if messages[0]["role"] != "user":
         raise InvalidRequest("messages.0.role: the first message must use the 'user' role")
     return messages
@@ -155,6 +163,9 @@ def parse_create(raw: Any) -> MessageRequest:
     metadata = body.get("metadata", {})
     if not isinstance(metadata, dict):
         raise InvalidRequest("metadata: must be an object")
+    for key in metadata:
+        if key != "user_id":
+            raise InvalidRequest(f"metadata.{key}: Extra inputs are not permitted")
     user_id = metadata.get("user_id")
     if user_id is not None and not isinstance(user_id, str):
         raise InvalidRequest("metadata.user_id: must be a string")

@@ -209,6 +209,10 @@ def without(key: str) -> dict[str, Any]:
         (ask(stream="yes"), "stream"),
         (ask(stop_sequences=[""]), "stop_sequences"),
         (ask(metadata={"user_id": 5}), "metadata.user_id"),
+        (ask(metadata={"user_id": "u1", "session": "x"}), "metadata.session: Extra inputs"),
+        (ask(messages=[{"role": "user", "content": ""}]), "messages.0.content: all messages"),
+        (ask(messages=[{"role": "user", "content": [{"type": "text", "text": ""}]}]), "non-empty"),
+        (ask(system=[{"type": "text", "text": ""}]), "system.0.text"),
         (ask(frobnicate=True), "frobnicate: Extra inputs are not permitted"),
         ([1, 2], "JSON object"),
         (b"{not json", "not valid JSON"),
@@ -424,3 +428,11 @@ async def test_stop_is_refused_for_a_simulator_started_on_the_caller_loop() -> N
     finally:
         await sim.astop()
     sim.stop()  # stopped: a no-op
+
+
+def test_an_empty_final_assistant_prefill_and_metadata_user_id_are_accepted(
+    client: anthropic.Anthropic,
+) -> None:
+    prefill = [{"role": "user", "content": TASK}, {"role": "assistant", "content": ""}]
+    message = client.messages.create(**ask(messages=prefill, metadata={"user_id": "u-42"}))
+    assert message.content[0].text
