@@ -1,7 +1,8 @@
 """Run the Messages API simulator from the command line.
 
 ``python -m claude_force_magic.simulator --port 8765 --latency lognormal:0.2,1.0`` prints its
-base URL on one line and serves until SIGINT or SIGTERM, then exits with status 0.
+base URL on one line and serves until SIGINT or SIGTERM, then exits with status 0. Streams are
+paced with ``--ttft`` (time to first token) and ``--per-token``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
+import math
 import signal
 import sys
 from collections.abc import Sequence
@@ -44,6 +47,16 @@ def _latency(spec: str) -> Latency:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _seconds(spec: str) -> float:
+    try:
+        value = float(spec)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {spec!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {spec!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line parser (``--help`` lists every option)."""
     parser = argparse.ArgumentParser(
@@ -57,6 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=_latency,
         default=Latency.fixed(0.0),
         help="fixed:S | uniform:LO,HI | lognormal:MEDIAN,P99 (seconds; default fixed:0)",
+    )
+    parser.add_argument(
+        "--ttft",
+        type=_seconds,
+        default=None,
+        help="streams: seconds before the first text delta (default: one latency sample)",
+    )
+    parser.add_argument(
+        "--per-token",
+        type=_seconds,
+        default=0.0,
+        help="streams: seconds per output token between deltas (default 0)",
     )
     parser.add_argument(
         "--faults",
@@ -115,9 +140,16 @@ async def _serve(args: argparse.Namespace) -> None:
         await stop.wait()
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; ``args.latency`` includes ``--ttft`` and ``--per-token``."""
+    args = build_parser().parse_args(argv)
+    args.latency = dataclasses.replace(args.latency, ttft=args.ttft, per_token=args.per_token)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv``, serve until interrupted, and return the exit status."""
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_serve(args))
     return 0

@@ -83,3 +83,23 @@ def test_cli_rejects_bad_options() -> None:
     _, err = process.communicate(timeout=15)
     assert process.returncode == 2
     assert "fixed:S" in err
+
+
+def test_cli_sets_stream_pacing() -> None:
+    from claude_force_magic.simulator import Latency
+    from claude_force_magic.simulator.__main__ import parse_args
+
+    args = parse_args(["--latency", "fixed:0.2", "--ttft", "0.5", "--per-token", "0.01"])
+    assert args.latency == Latency.fixed(0.2, ttft=0.5, per_token=0.01)
+    assert parse_args([]).latency == Latency.fixed(0.0)
+    process = launch("--per-token", "-1")
+    _, err = process.communicate(timeout=15)
+    assert process.returncode == 2 and "--per-token" in err
+    help_text = subprocess.run(
+        [sys.executable, "-m", "claude_force_magic.simulator", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=15,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    ).stdout
+    assert "--ttft" in help_text and "--per-token" in help_text
