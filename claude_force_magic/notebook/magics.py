@@ -250,6 +250,8 @@ class AgentMagics(Magics):
         """
         args = parse_args(self.agent_cell, line)
         request = build_cell_request(args, cell, self.ip.user_ns)
+        for note in request.notes:
+            print(note)
         simulated = request.simulate or self.session.simulate
         view = StreamView(
             labels=request.agents if len(request.agents) > 1 else [None],

@@ -67,6 +67,8 @@ class CellRequest:
     stream: bool = True
     quiet: bool = False
     simulate: bool = False
+    #: Things the user should know before the answer (a notebook value that was cut).
+    notes: tuple[str, ...] = ()
 
 
 def _describe(value: Any) -> str:
@@ -152,6 +154,12 @@ def build_cell_request(
         task = body
     else:
         task, untrusted = interpolate(body, namespace)
+    notes = tuple(
+        f"Note: {{{name}}} is longer than {MAX_VALUE_CHARS:,} characters; only the first "
+        f"{MAX_VALUE_CHARS:,} were sent (the model is told the rest was cut)."
+        for name, text in untrusted.items()
+        if len(text) > MAX_VALUE_CHARS  # only a cut value is longer (it carries the cut note)
+    )
     options: dict[str, Any] = {}
     if args.model:
         options["model"] = args.model
@@ -177,4 +185,5 @@ def build_cell_request(
         stream=not args.no_stream and fmt != "json",
         quiet=args.quiet,
         simulate=args.simulate,
+        notes=notes,
     )

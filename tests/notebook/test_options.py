@@ -83,6 +83,13 @@ def test_large_values_are_cut() -> None:
     assert "cut: 10,000 more chars" in values["big"]
 
 
+def test_a_cut_value_is_reported_to_the_user() -> None:
+    req = _request("a", "Summarise {big} and {small}", {"big": "x" * 60_000, "small": "y"})
+    assert len(req.notes) == 1
+    assert "{big}" in req.notes[0] and "50,000" in req.notes[0]
+    assert not _request("a", "Summarise {small}", {"small": "y"}).notes
+
+
 @pytest.mark.parametrize(("text", "value"), [("5", 5.0), ("$2.50", 2.5), ("1,000", 1000.0)])
 def test_parse_usd(text: str, value: float) -> None:
     assert parse_usd(text) == value

@@ -194,3 +194,12 @@ def test_a_malformed_environment_default_is_a_usage_error_naming_the_variable(
             getattr(magics, name.lower())
     finally:
         magics.session.close()
+
+
+def test_a_cut_value_is_announced_in_the_cell(shell: InteractiveShell) -> None:
+    shell.user_ns["big"] = "word " * 20_000
+    with capture_output() as out:
+        shell.run_line_magic("agent", "simulate on")
+        result = shell.run_cell("%%agent python-expert\nSummarise {big}")
+    assert result.error_in_exec is None
+    assert "only the first 50,000 were sent" in out.stdout
