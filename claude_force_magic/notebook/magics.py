@@ -318,7 +318,7 @@ class AgentMagics(Magics):
             raise UsageError(f"Unknown subcommand {command!r}.\n\n{LINE_HELP}")
         try:
             return handler(rest, line.split(None, 1)[1] if len(words) > 1 else "")
-        except ClaudeForceError as exc:
+        except (ClaudeForceError, KeyboardInterrupt) as exc:
             raise short_error(exc) from None
 
     def _cmd_list(self, rest: list[str], raw: str) -> Any:

@@ -203,3 +203,19 @@ def test_a_cut_value_is_announced_in_the_cell(shell: InteractiveShell) -> None:
         result = shell.run_cell("%%agent python-expert\nSummarise {big}")
     assert result.error_in_exec is None
     assert "only the first 50,000 were sent" in out.stdout
+
+
+def test_interrupting_a_line_magic_shows_one_line(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from claude_force_magic.notebook import cells
+
+    def interrupted(magics: object, args: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cells, "run_bench_command", interrupted)
+    with capture_output() as out:
+        result = shell.run_cell("%agent bench python-expert --simulate")
+    assert isinstance(result.error_in_exec, KeyboardInterrupt)
+    assert "cancelled" in out.stdout
+    assert "Traceback" not in out.stdout + out.stderr
