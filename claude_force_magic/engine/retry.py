@@ -97,6 +97,16 @@ async def call_with_retries(
     ``deadline_at`` (a ``clock()`` time). ``on_retry(exc, wait)`` runs before each wait.
     Cancellation propagates at once and is never retried.
     """
+    # Fast path: most calls succeed at once, so the first attempt runs without building the
+    # tenacity machinery (measurable per call at hundreds of calls/s). A retryable first failure
+    # is handed to tenacity as its attempt 1, so waits, stops and callbacks are unchanged.
+    try:
+        return await attempt()
+    except BaseException as exc:
+        if not is_retryable(exc):
+            raise
+        first: list[BaseException] = [exc]
+
     from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
     def wait(state: RetryCallState) -> float:
@@ -142,6 +152,8 @@ async def call_with_retries(
     )
 
     async def run() -> T:  # tenacity calls plain callables synchronously: hand it a coroutine fn
+        if first:
+            raise first.pop()  # the failure of the fast-path attempt, as tenacity's attempt 1
         return await attempt()
 
     result: T = await retrying(run)

@@ -81,6 +81,22 @@ async def test_retries_used_up_raise_the_last_error() -> None:
     assert rec.calls == 3
 
 
+async def test_the_first_failure_is_reported_as_attempt_one() -> None:
+    first, second = ServerError("first"), RateLimitError("second", retry_after=2.0)
+    rec = Recorder([first, second, None])
+    seen: list[tuple[BaseException, float]] = []
+    result = await call_with_retries(
+        rec.attempt,
+        RetryPolicy(max_retries=3, base_seconds=1.0, jitter="equal"),
+        sleep=rec.sleep,
+        on_retry=lambda exc, wait: seen.append((exc, wait)),
+    )
+    assert result == "ok" and rec.calls == 3
+    assert seen[0][0] is first and 0.5 <= seen[0][1] <= 1.0  # retry 1: base back-off
+    assert seen[1][0] is second and seen[1][1] >= 2.0  # retry 2: retry-after is the floor
+    assert rec.slept == [wait for _, wait in seen]
+
+
 async def test_max_retries_zero_means_one_attempt() -> None:
     rec = Recorder([ServerError("a"), None])
     with pytest.raises(ServerError):
