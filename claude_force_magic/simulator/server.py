@@ -34,6 +34,7 @@ __all__ = ["RequestRecord", "Simulator"]
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 REQUEST_LOG_SIZE = 100_000
+LISTEN_BACKLOG = 4096
 # How long stop() lets a handler finish before cancelling it (handlers are cancelled first).
 _SHUTDOWN_GRACE = 0.25
 _MASKED = frozenset({"x-api-key", "authorization", "proxy-authorization"})
@@ -277,7 +278,9 @@ class Simulator:
             shutdown_timeout=_SHUTDOWN_GRACE,
         )
         await runner.setup()
-        site = web.TCPSite(runner, self._host, self._port)
+        # aiohttp's default listen backlog (128) drops connections when hundreds of clients
+        # connect at once, which the real service never does: the SDK would see ReadError.
+        site = web.TCPSite(runner, self._host, self._port, backlog=LISTEN_BACKLOG)
         try:
             await site.start()
         except BaseException:

@@ -436,3 +436,17 @@ def test_an_empty_final_assistant_prefill_and_metadata_user_id_are_accepted(
     prefill = [{"role": "user", "content": TASK}, {"role": "assistant", "content": ""}]
     message = client.messages.create(**ask(messages=prefill, metadata={"user_id": "u-42"}))
     assert message.content[0].text
+
+
+async def test_hundreds_of_simultaneous_new_connections_are_all_served() -> None:
+    async with Simulator(latency=Latency.fixed(0.2)) as sim:
+        async with anthropic.AsyncAnthropic(
+            api_key="sk-test", base_url=sim.base_url, max_retries=0
+        ) as client:
+            answers = await asyncio.gather(
+                *(client.messages.create(**ask(f"task {i}")) for i in range(400)),
+                return_exceptions=True,
+            )
+        failures = [repr(a) for a in answers if isinstance(a, BaseException)]
+        assert failures == []
+        assert sim.stats["by_status"] == {200: 400}
