@@ -130,9 +130,10 @@ async def call_with_retries(
             and not _too_long(exc, policy)
         ):
             left = max(0.0, deadline_at - clock())
+            last = str(exc).rstrip(".")
             raise DeadlineExceededError(
                 f"The overall deadline would pass before the next retry ({left:.1f}s left after "
-                f"{state.attempt_number} attempt(s)); last error: {type(exc).__name__}: {exc}. "
+                f"{state.attempt_number} attempt(s)); last error: {type(exc).__name__}: {last}. "
                 "Raise deadline_seconds or try again later."
             ) from exc
         raise exc

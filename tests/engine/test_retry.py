@@ -136,13 +136,14 @@ async def test_retry_after_beyond_the_cap_is_not_waited_for() -> None:
 
 async def test_deadline_stops_retrying_with_deadline_exceeded() -> None:
     now = [0.0]
-    rec = Recorder([RateLimitError("429", retry_after=10), None])
+    rec = Recorder([RateLimitError("Slow down.", retry_after=10), None])
     with pytest.raises(DeadlineExceededError) as info:
         await call_with_retries(
             rec.attempt, RetryPolicy(), deadline_at=5.0, clock=lambda: now[0], sleep=rec.sleep
         )
     assert isinstance(info.value.__cause__, RateLimitError)
     assert rec.calls == 1
+    assert "Slow down. Raise deadline_seconds" in str(info.value)  # no doubled full stop
 
 
 async def test_cancellation_is_not_retried() -> None:
