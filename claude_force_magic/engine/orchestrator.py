@@ -157,7 +157,9 @@ class AsyncAgentOrchestrator:
     are client-side token buckets (None: unlimited); ``timeout_seconds`` bounds each attempt
     (for streams: the wait for each piece), ``deadline_seconds`` the whole call with its
     retries; ``max_retries`` counts retries after the first attempt; ``budget_usd`` caps
-    spending; ``breaker_threshold`` consecutive server failures open the circuit for
+    spending; ``budget`` (a :class:`~.budget.Budget`) shares one account of spending between
+    orchestrators, e.g. one rebuilt with new settings (``budget_usd``, when given, sets its
+    cap); ``breaker_threshold`` consecutive server failures open the circuit for
     ``breaker_cooldown_seconds``. ``http_client`` (an ``httpx2.AsyncClient``) is used as is
     and never closed by the orchestrator.
     """
@@ -190,6 +192,7 @@ class AsyncAgentOrchestrator:
         breaker_threshold: int = 5,
         breaker_cooldown_seconds: float = 30,
         http_client: httpx2.AsyncClient | None = None,
+        budget: Budget | None = None,
     ) -> None:
         from ..guard import InjectionPolicy, SecretRedactor
 
@@ -225,7 +228,16 @@ class AsyncAgentOrchestrator:
             _positive("output_tokens_per_minute", output_tokens_per_minute, allow_none=True),
         )
         self._breaker = CircuitBreaker(breaker_threshold, breaker_cooldown_seconds)
-        self._budget = Budget(budget_usd)
+        if budget is None:
+            self._budget = Budget(budget_usd)
+        elif isinstance(budget, Budget):
+            self._budget = budget
+            if budget_usd is not None:
+                budget.set_limit(budget_usd)
+        else:
+            raise ConfigurationError(
+                f"budget must be a claude_force_magic.engine.budget.Budget, got {budget!r}."
+            )
         self._registry = registry
         self._prices = prices
         self._owns_metrics = metrics is None

@@ -158,10 +158,7 @@ def run_bench_command(magics: Any, args: argparse.Namespace) -> BenchResult:
         finally:
             await orch.close()
 
-    try:
-        result: BenchResult = session.run(bench(), pump=pump, wake=lambda: events.put(args.n))
-    finally:
-        session.charge(simulated, orch.spent_usd)  # the budget is the session's, not per run
+    result: BenchResult = session.run(bench(), pump=pump, wake=lambda: events.put(args.n))
     progress.update(args.n)
     progress.close()
     if not args.no_plot and result.latencies:
@@ -215,10 +212,8 @@ def _bench_orchestrator(
         raise ConfigurationError(NO_KEY_MESSAGE)
     base_url = session.simulator().base_url if simulated else None
     registry = session.registry
-    # What the session has left: a bench run must not start a fresh budget of its own.
-    budget = None
-    if cfg.budget_usd is not None:
-        budget = max(0.0, cfg.budget_usd - session.spent_usd(simulated))
+    # The session's own budget account: a bench run spends from it, never from a fresh one.
+    budget = session.budget(simulated)
 
     async def build() -> AsyncAgentOrchestrator:
         from ..engine.orchestrator import AsyncAgentOrchestrator
@@ -232,7 +227,7 @@ def _bench_orchestrator(
             timeout_seconds=cfg.timeout,
             deadline_seconds=cfg.deadline,
             calls_per_minute=None if simulated else cfg.calls_per_minute,
-            budget_usd=budget,
+            budget=budget,
             enable_cache=False,
             injection_policy=cfg.injection_policy,
             registry=registry,

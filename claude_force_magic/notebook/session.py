@@ -23,6 +23,7 @@ from .runner import BackgroundLoop
 
 if TYPE_CHECKING:
     from ..agents import AgentRegistry
+    from ..engine.budget import Budget
     from ..engine.orchestrator import AsyncAgentOrchestrator
     from ..metrics import Metrics
     from ..pricing import PriceTable
@@ -81,9 +82,9 @@ class AgentSession:
         self._metrics: Metrics | None = None
         self._registry: AgentRegistry | None = None
         self._listeners: list[Callable[[], None]] = []
-        # USD spent by orchestrators closed by invalidate(), per mode: a rebuilt orchestrator
-        # starts from it, so changing a setting never resets the budget.
-        self._spent: dict[bool, float] = {}
+        # One budget per mode, shared by every orchestrator of that mode (rebuilt ones and
+        # %agent bench's), so changing a setting or benchmarking never resets it.
+        self._budgets: dict[bool, Budget] = {}
 
     # ------------------------------------------------------------------ shared pieces
 
@@ -183,13 +184,29 @@ class AgentSession:
             if orch is not None:
                 return orch
             base_url = self.simulator().base_url if simulated else None
-            orch = self.run(self._build(simulated, base_url, self.registry, self.metrics))
-            _carry_spend(orch, self._spent.get(simulated, 0.0))
+            budget = self.budget(simulated)
+            orch = self.run(self._build(simulated, base_url, self.registry, self.metrics, budget))
             self._orchestrators[simulated] = orch
             return orch
 
+    def budget(self, simulated: bool) -> Budget:
+        """The session's budget account for live or simulated calls (created on first use
+        with the configured ``budget_usd``); every orchestrator of that mode spends from it."""
+        with self._lock:
+            budget = self._budgets.get(simulated)
+            if budget is None:
+                from ..engine.budget import Budget
+
+                budget = self._budgets[simulated] = Budget(self._config().budget_usd)
+            return budget
+
     async def _build(
-        self, simulated: bool, base_url: str | None, registry: AgentRegistry, metrics: Metrics
+        self,
+        simulated: bool,
+        base_url: str | None,
+        registry: AgentRegistry,
+        metrics: Metrics,
+        budget: Budget,
     ) -> AsyncAgentOrchestrator:
         # Runs on the loop thread: it must not take self._lock (the kernel thread holds it).
         from ..engine.orchestrator import AsyncAgentOrchestrator
@@ -213,27 +230,19 @@ class AgentSession:
             registry=registry,
             prices=price_table(cfg),
             metrics=metrics,
+            budget=budget,
         )
 
     def spent_usd(self, simulated: bool) -> float:
         """USD spent this session against the budget, live or simulated."""
-        with self._lock:
-            orch = self._orchestrators.get(simulated)
-            return orch.spent_usd if orch is not None else self._spent.get(simulated, 0.0)
-
-    def charge(self, simulated: bool, usd: float) -> None:
-        """Count ``usd`` spent by another orchestrator (``%agent bench``) against the budget."""
-        with self._lock:
-            orch = self._orchestrators.get(simulated)
-            if orch is not None:
-                _carry_spend(orch, usd)
-            elif usd > 0:
-                self._spent[simulated] = self._spent.get(simulated, 0.0) + usd
+        return self.budget(simulated).spent
 
     def set_budget(self, usd: float | None) -> None:
-        """Apply a budget (or None for none) to every orchestrator built so far."""
-        for orch in self.live_orchestrators().values():
-            orch.set_budget(usd)
+        """Apply a budget cap (or None for none) to both modes; what was spent stays spent."""
+        with self._lock:
+            budgets = list(self._budgets.values())
+        for budget in budgets:
+            budget.set_limit(usd)
 
     def invalidate(self) -> None:
         """Close the orchestrators so the next call builds them from the current settings.
@@ -245,8 +254,6 @@ class AgentSession:
             orchestrators = list(self._orchestrators.items())
             self._orchestrators.clear()
             self._registry = None
-            for simulated, orch in orchestrators:
-                self._spent[simulated] = orch.spent_usd
         for _, orch in orchestrators:
             self._close_quietly(orch)
 
@@ -280,13 +287,3 @@ def price_table(cfg: SessionConfig) -> PriceTable | None:
     from ..pricing import PriceTable
 
     return PriceTable.bundled().with_overrides(cfg.prices)
-
-
-def _carry_spend(orch: AsyncAgentOrchestrator, usd: float) -> None:
-    """Start ``orch``'s budget from ``usd`` already spent by the orchestrator it replaces."""
-    if usd > 0:
-        from ..engine.budget import Reservation
-
-        # The engine has no public way to seed spending; settling an empty reservation adds
-        # ``usd`` to ``spent`` without touching what is reserved.
-        orch._budget.settle(Reservation(0.0, done=True), usd)

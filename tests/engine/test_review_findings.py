@@ -21,6 +21,7 @@ from claude_force_magic.errors import (
     APITimeoutError,
     BudgetExceededError,
     CircuitOpenError,
+    ConfigurationError,
     DeadlineExceededError,
     ResponseError,
     ServerError,
@@ -324,6 +325,30 @@ async def test_sec_004_budget_tracks_spending_and_stops_calls(
     assert sim.stats["requests"] == done
     orch.set_budget(None)
     assert (await orch.execute_agent("python-expert", "Explain more")).success
+
+
+async def test_sec_004_shared_budget_spans_orchestrators(
+    sim: Simulator, make_orch: Callable[..., AsyncAgentOrchestrator]
+) -> None:
+    """One Budget shared by successive orchestrators (a notebook rebuilding after a settings
+    change, a benchmark run): spending in one counts against the cap of all."""
+    from claude_force_magic.engine.budget import Budget
+
+    budget = Budget()
+    first = make_orch(budget=budget, budget_usd=0.02, max_tokens=300, enable_cache=False)
+    with pytest.raises(BudgetExceededError):
+        for i in range(100):
+            await first.execute_agent("python-expert", f"Explain item {i}")
+    spent = budget.spent
+    assert 0 < spent <= 0.02
+    second = make_orch(budget=budget, max_tokens=300, enable_cache=False)
+    assert second.spent_usd == spent and second.budget_usd == 0.02
+    before = sim.stats["requests"]
+    with pytest.raises(BudgetExceededError):
+        await second.execute_agent("python-expert", "Explain one more")
+    assert sim.stats["requests"] == before  # refused before sending: the cap is shared
+    with pytest.raises(ConfigurationError, match="budget must be"):
+        make_orch(budget=0.5)
 
 
 async def test_sec_004_retry_after_pauses_the_limiter(
