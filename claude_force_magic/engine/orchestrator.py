@@ -42,6 +42,7 @@ from .client import (
     parse_rate_limit_headers,
     stream_message,
 )
+from .estimate import estimate_input_tokens
 from .limits import RateLimiter, Ticket
 from .response import Answer, Usage, check_message
 from .result import AgentResult, empty_metadata
@@ -426,7 +427,7 @@ class AsyncAgentOrchestrator:
             use_cache=_flag("use_cache", options.get("use_cache", True)),
             refresh=_flag("refresh", options.get("refresh", False)),
             ttl_hours=ttl,
-            input_estimate=math.ceil((len(agent.system_prompt) + len(user_content)) / 4) + 8,
+            input_estimate=estimate_input_tokens(agent.system_prompt, user_content),
             warnings=warnings,
         )
 

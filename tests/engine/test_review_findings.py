@@ -327,6 +327,18 @@ async def test_sec_004_budget_tracks_spending_and_stops_calls(
     assert (await orch.execute_agent("python-expert", "Explain more")).success
 
 
+async def test_sec_004_budget_estimate_does_not_undercount_non_ascii_tasks(
+    sim: Simulator, make_orch: Callable[..., AsyncAgentOrchestrator]
+) -> None:
+    """20,000 CJK characters are about 20,000 tokens, not 5,000: the worst case is refused
+    before sending where an ASCII task of the same length fits the budget."""
+    orch = make_orch(budget_usd=0.02, max_tokens=16, enable_cache=False)
+    with pytest.raises(BudgetExceededError):
+        await orch.execute_agent("python-expert", "解析" * 10_000)
+    assert sim.stats["requests"] == 0
+    assert (await orch.execute_agent("python-expert", "x" * 20_000)).success
+
+
 async def test_sec_004_shared_budget_spans_orchestrators(
     sim: Simulator, make_orch: Callable[..., AsyncAgentOrchestrator]
 ) -> None:
