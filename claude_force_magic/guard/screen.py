@@ -112,7 +112,10 @@ _PROMPT_COMPOUND = (
     r"library|workflow|checklist)\b)"
 )
 _DETERMINERS = rf"(?:(?:all|any|every|each|the|these|those|of|my|our){_W})*"
-_SENTENCE_START = r"(?:^|(?<=[\n.!?:;>\]\)\-*#]))\s*"
+# A line start (then spaces or tabs on that line), or just after sentence punctuation (then any
+# whitespace). Never inside a whitespace run: a match may begin at only one place per run, or
+# screening a run of blank lines is quadratic (100,000 newlines took minutes).
+_SENTENCE_START = r"(?:^[ \t]*|(?<=[.!?:;>\]\)\-*#])\s*)"
 _BENIGN_AFTER_ABOVE = (
     r"(?!\s*(?:warnings?|errors?|lines?|outputs?|code|logs?|examples?|files?|cells?|steps?|"
     r"columns?|rows?|tests?|values?|results?))"
