@@ -5,7 +5,7 @@ Modules (each one job):
 - :mod:`.magics`  the magics and ``load_ipython_extension`` (thin: parse, validate, call, show)
 - :mod:`.options` ``%%agent`` arguments and ``{name}`` interpolation -> a validated request
 - :mod:`.cells`   running a cell's agents concurrently, and ``%agent bench``
-- :mod:`.session` the lazily built orchestrators, the simulator, the shared metrics
+- :mod:`.session` the lazily built orchestrators, the simulator, the metrics (one per mode)
 - :mod:`.runner`  one background event-loop thread driven from synchronous magics
 - :mod:`.display` streamed Markdown, the footer, short red errors
 - :mod:`.widgets` the ``%agent stats`` dashboard and the bench progress bar

@@ -22,12 +22,14 @@ __all__ = [
     "cost_frame",
     "history_frame",
     "latency_frame",
+    "mode_history_frame",
     "rows_frame",
 ]
 
 AGENT_COLUMNS = ("name", "description", "domains", "priority", "source")
 HISTORY_COLUMNS = (
     "time",
+    "mode",
     "agent_name",
     "model",
     "latency_s",
@@ -95,23 +97,36 @@ def _joined(domains: Any) -> str:
     return ", ".join(domains or ())
 
 
-def history_frame(records: Iterable[Any]) -> pd.DataFrame:
-    """This session's calls, oldest first (from ``Metrics.recent()``)."""
+def history_frame(records: Iterable[Any], mode: str | None = None) -> pd.DataFrame:
+    """Calls from ``Metrics.recent()`` in the order given; ``mode`` ("live"/"simulated") fills
+    the ``mode`` column of records that do not carry one."""
     rows = []
     for record in records:
         row = _as_dict(record)
         row["time"] = _when(row.get("timestamp"))
+        row.setdefault("mode", mode)
         rows.append(row)
     return rows_frame(rows, HISTORY_COLUMNS)
 
 
+def mode_history_frame(records: Mapping[str, Iterable[Any]]) -> pd.DataFrame:
+    """Each mode's records (``{"live": Metrics.recent(), ...}``) merged oldest first, with a
+    ``mode`` column."""
+    rows = [{**_as_dict(r), "mode": mode} for mode, recs in records.items() for r in recs]
+    rows.sort(key=lambda row: float(row.get("timestamp") or 0.0))  # stable: ties keep mode order
+    return history_frame(rows)
+
+
 def cost_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Spend and savings by agent and model (from ``Metrics.cost_by()``), costliest first."""
+    """Spend and savings by agent and model (from ``Metrics.cost_by()``), costliest first;
+    rows that carry a ``mode`` are grouped by mode (live first)."""
     import pandas as pd
 
     frame: pd.DataFrame = pd.DataFrame(list(rows))
     if "cost_usd" in frame.columns and len(frame):
-        frame = frame.sort_values("cost_usd", ascending=False, ignore_index=True)
+        by = ["mode", "cost_usd"] if "mode" in frame.columns else ["cost_usd"]
+        ascending = [True, False] if "mode" in frame.columns else [False]
+        frame = frame.sort_values(by, ascending=ascending, ignore_index=True)
     return frame
 
 

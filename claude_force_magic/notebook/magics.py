@@ -30,7 +30,7 @@ from .options import (
     parse_args,
     parse_usd,
 )
-from .session import AgentSession, SessionConfig
+from .session import MODES, AgentSession, SessionConfig
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -65,8 +65,8 @@ LINE_HELP = """\
   cache                     cache entries (no response text)
   cache clear [AGENT]       remove all entries, or one agent's
   cache verify              check every signature; tampered entries are removed
-  history                   this session's calls
-  cost                      spend and savings by agent and model
+  history                   this session's calls, live and simulated (a mode column)
+  cost                      spend and savings by mode, agent and model
   budget USD | budget off   stop calls that would take spending past USD
   config                    the effective configuration (API key masked)
   simulate on|off           use the offline simulator for every cell
@@ -383,15 +383,19 @@ class AgentMagics(Magics):
 
     def _cmd_history(self, rest: list[str], raw: str) -> Any:
         _no_args("history", rest)
-        from .frames import history_frame
+        from .frames import mode_history_frame
 
-        return history_frame(self.session.metrics.recent())
+        return mode_history_frame({m: self.session.metrics(sim).recent() for sim, m in MODES})
 
     def _cmd_cost(self, rest: list[str], raw: str) -> Any:
         _no_args("cost", rest)
         from .frames import cost_frame
 
-        return cost_frame(self.session.metrics.cost_by(("agent_name", "model")))
+        return cost_frame(
+            {"mode": mode, **row}
+            for simulated, mode in MODES
+            for row in self.session.metrics(simulated).cost_by(("agent_name", "model"))
+        )
 
     def _cmd_budget(self, rest: list[str], raw: str) -> Any:
         if len(rest) != 1:

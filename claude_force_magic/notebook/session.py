@@ -4,8 +4,9 @@ Everything heavy (anthropic, the cache, the simulator) is created on first use, 
 background loop, and closed by :meth:`AgentSession.close` (``%unload_ext``). Two orchestrators
 can exist side by side: the live one (the real API) and the simulated one (an in-process
 simulator). Simulated answers are cached in a sibling directory, ``<cache_dir>-simulated``, so a
-simulated answer is never served as a real one. Both share one :class:`~..metrics.Metrics`, so
-``%agent history`` and ``%agent stats`` show the whole session.
+simulated answer is never served as a real one. Each mode records into its own
+:class:`~..metrics.Metrics` (:meth:`AgentSession.metrics`), so pretend dollars are never added to
+real ones: ``%agent history``, ``%agent cost`` and ``%agent stats`` show both, labelled by mode.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ if TYPE_CHECKING:
     from ..pricing import PriceTable
     from ..simulator import Simulator
 
-__all__ = ["AgentSession", "SessionConfig", "price_table"]
+__all__ = ["MODES", "AgentSession", "SessionConfig", "price_table"]
+
+#: ``(simulated, label)`` for each mode, in the order the views list them.
+MODES: tuple[tuple[bool, str], ...] = ((False, "live"), (True, "simulated"))
 
 T = TypeVar("T")
 
@@ -79,7 +83,8 @@ class AgentSession:
         self._lock = threading.RLock()
         self._orchestrators: dict[bool, AsyncAgentOrchestrator] = {}
         self._simulator: Simulator | None = None
-        self._metrics: Metrics | None = None
+        # One Metrics per mode (created on first use), kept across rebuilds like the budgets.
+        self._metrics: dict[bool, Metrics] = {}
         self._registry: AgentRegistry | None = None
         self._listeners: list[Callable[[], None]] = []
         # One budget per mode, shared by every orchestrator of that mode (rebuilt ones and
@@ -88,15 +93,16 @@ class AgentSession:
 
     # ------------------------------------------------------------------ shared pieces
 
-    @property
-    def metrics(self) -> Metrics:
-        """The session's metrics (created on first use; shared by every orchestrator)."""
+    def metrics(self, simulated: bool) -> Metrics:
+        """The metrics of live or simulated calls (created on first use; every orchestrator
+        of that mode records into it, so simulated dollars are never added to real ones)."""
         with self._lock:
-            if self._metrics is None:
+            metrics = self._metrics.get(simulated)
+            if metrics is None:
                 from ..metrics import Metrics
 
-                self._metrics = Metrics()
-            return self._metrics
+                metrics = self._metrics[simulated] = Metrics()
+            return metrics
 
     @property
     def registry(self) -> AgentRegistry:
@@ -185,7 +191,8 @@ class AgentSession:
                 return orch
             base_url = self.simulator().base_url if simulated else None
             budget = self.budget(simulated)
-            orch = self.run(self._build(simulated, base_url, self.registry, self.metrics, budget))
+            metrics = self.metrics(simulated)
+            orch = self.run(self._build(simulated, base_url, self.registry, metrics, budget))
             self._orchestrators[simulated] = orch
             return orch
 
@@ -267,13 +274,14 @@ class AgentSession:
         self.invalidate()
         with self._lock:
             sim, self._simulator = self._simulator, None
-            metrics, self._metrics = self._metrics, None
+            metrics = list(self._metrics.values())
+            self._metrics.clear()
             self._listeners.clear()
         if sim is not None:
             with contextlib.suppress(Exception):
                 sim.stop()
-        if metrics is not None:
-            metrics.close()
+        for m in metrics:
+            m.close()
         self.runner.stop()
 
 

@@ -32,6 +32,7 @@ _CACHE_FIELDS = (
     "evictions",
 )
 _LATENCY_FIELDS = (
+    "mode",
     "agent_name",
     "model",
     "cached",
@@ -84,10 +85,15 @@ def _text_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> st
 
 
 def stats_sections(session: AgentSession) -> list[tuple[str, list[dict[str, Any]], Sequence[str]]]:
-    """``(title, rows, columns)`` for the cache, latency and spend sections."""
+    """``(title, rows, columns)`` for the cache, latency, spend and budget sections.
+
+    Live and simulated calls are recorded apart and shown apart (a ``mode`` column): spend is
+    one row per mode, never a sum of real and pretend dollars.
+    """
+    from .session import MODES
+
     cache_rows: list[dict[str, Any]] = []
     spend_rows: list[dict[str, Any]] = []
-    totals = session.metrics.totals()
     for simulated, orch in sorted(session.live_orchestrators().items()):
         mode = "simulated" if simulated else "live"
         if orch.cache is not None:
@@ -101,19 +107,26 @@ def stats_sections(session: AgentSession) -> list[tuple[str, list[dict[str, Any]
                 "budget_left": orch.budget_remaining,
             }
         )
-    summary = {
-        "mode": "session",
-        "calls": totals.get("calls"),
-        "cached_calls": totals.get("cached_calls"),
-        "errors": totals.get("errors"),
-        "spent_usd": totals.get("cost_usd"),
-        "saved_usd": totals.get("saved_usd"),
-    }
-    latency = [dict(r) for r in session.metrics.latency_percentiles()]
+    summary: list[dict[str, Any]] = []
+    latency: list[dict[str, Any]] = []
+    for simulated, mode in MODES:
+        metrics = session.metrics(simulated)
+        totals = metrics.totals()
+        summary.append(
+            {
+                "mode": mode,
+                "calls": totals.get("calls"),
+                "cached_calls": totals.get("cached_calls"),
+                "errors": totals.get("errors"),
+                "spent_usd": totals.get("cost_usd"),
+                "saved_usd": totals.get("saved_usd"),
+            }
+        )
+        latency.extend({"mode": mode, **r} for r in metrics.latency_percentiles())
     return [
         ("Cache", cache_rows, ("mode", *_CACHE_FIELDS)),
-        ("Latency (seconds; live and cached separately)", latency, _LATENCY_FIELDS),
-        ("Spend", [summary], ("mode", "calls", "cached_calls", "errors", "spent_usd", "saved_usd")),
+        ("Latency (seconds; by mode, cache hits apart)", latency, _LATENCY_FIELDS),
+        ("Spend", summary, ("mode", "calls", "cached_calls", "errors", "spent_usd", "saved_usd")),
         ("Budget", spend_rows, ("mode", "spent_usd", "budget_usd", "budget_left")),
     ]
 

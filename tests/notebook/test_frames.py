@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from claude_force_magic.agents import AgentRegistry
-from claude_force_magic.notebook.frames import AGENT_COLUMNS, agents_frame
+from claude_force_magic.notebook.frames import (
+    AGENT_COLUMNS,
+    agents_frame,
+    cost_frame,
+    mode_history_frame,
+)
 
 
 def test_agents_frame_shows_domains_as_words_not_letters() -> None:
@@ -17,3 +22,26 @@ def test_agents_frame_shows_domains_as_words_not_letters() -> None:
 def test_agents_frame_accepts_domains_as_a_list() -> None:
     frame = agents_frame([{"name": "a", "domains": ["sql", "etl"]}, {"name": "b"}])
     assert list(frame.domains) == ["sql, etl", ""]
+
+
+def test_mode_history_interleaves_both_modes_oldest_first() -> None:
+    live = [{"timestamp": 10.0, "agent_name": "a"}, {"timestamp": 30.0, "agent_name": "c"}]
+    simulated = [{"timestamp": 20.0, "agent_name": "b"}, {"timestamp": 40.0, "agent_name": "d"}]
+    frame = mode_history_frame({"live": live, "simulated": simulated})
+    assert list(frame.agent_name) == ["a", "b", "c", "d"]
+    assert list(frame["mode"]) == ["live", "simulated", "live", "simulated"]
+
+
+def test_cost_frame_groups_modes_live_first_then_costliest() -> None:
+    frame = cost_frame(
+        [
+            {"mode": "live", "agent_name": "a", "cost_usd": 0.1},
+            {"mode": "simulated", "agent_name": "b", "cost_usd": 9.0},
+            {"mode": "live", "agent_name": "c", "cost_usd": 0.5},
+        ]
+    )
+    assert list(zip(frame["mode"], frame.agent_name, strict=True)) == [
+        ("live", "c"),
+        ("live", "a"),
+        ("simulated", "b"),
+    ]

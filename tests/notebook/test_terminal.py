@@ -219,3 +219,55 @@ def test_interrupting_a_line_magic_shows_one_line(
     assert isinstance(result.error_in_exec, KeyboardInterrupt)
     assert "cancelled" in out.stdout
     assert "Traceback" not in out.stdout + out.stderr
+
+
+def test_a_simulated_cell_is_marked_in_history_and_spends_no_live_money(
+    shell: InteractiveShell,
+) -> None:
+    with capture_output() as out:
+        shell.run_cell("%%agent python-expert --simulate --quiet -o r\nExplain slots.")
+        history = shell.run_line_magic("agent", "history")
+        cost = shell.run_line_magic("agent", "cost")
+        shell.run_line_magic("agent", "stats")
+    simulated_cost = shell.user_ns["r"].cost_usd
+    assert simulated_cost > 0
+    assert list(history["mode"]) == ["simulated"]
+    assert list(cost["mode"]) == ["simulated"]
+    assert cost.cost_usd.iloc[0] == pytest.approx(simulated_cost)
+    spend = out.stdout.split("Spend\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    live = next(line.split() for line in spend if line.split()[0] == "live")
+    simulated = next(line.split() for line in spend if line.split()[0] == "simulated")
+    assert live[1] == "0", f"no live call was made: {spend}"  # calls
+    assert float(live[4]) == 0.0  # spent_usd
+    assert simulated[1] == "1"
+    assert "session" not in out.stdout.split("Spend\n", 1)[1], "never a sum across modes"
+
+
+def test_history_cost_and_stats_keep_live_and_simulated_calls_apart(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from claude_force_magic.simulator import Latency, Simulator
+
+    session = shell.magics_manager.registry["AgentMagics"].session
+    with Simulator(latency=Latency.fixed(0.0)) as api:  # stands in for the real API
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-0123456789abcdefghij")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", api.base_url)
+        with capture_output():
+            shell.run_cell("%%agent python-expert --simulate --quiet -o s\nFirst, pretend.")
+            shell.run_cell("%%agent sql-expert --quiet -o l\nThen for real.")
+            history = shell.run_line_magic("agent", "history")
+            cost = shell.run_line_magic("agent", "cost")
+        sim_cost, live_cost = shell.user_ns["s"].cost_usd, shell.user_ns["l"].cost_usd
+        assert list(zip(history["mode"], history.agent_name, strict=True)) == [
+            ("simulated", "python-expert"),
+            ("live", "sql-expert"),
+        ]
+        by_mode = {m: frame for m, frame in cost.groupby("mode")}
+        assert list(by_mode["live"].agent_name) == ["sql-expert"]
+        assert by_mode["live"].cost_usd.sum() == pytest.approx(live_cost)
+        assert by_mode["simulated"].cost_usd.sum() == pytest.approx(sim_cost)
+        assert session.metrics(False).totals()["cost_usd"] == pytest.approx(live_cost)
+        with capture_output():
+            shell.run_line_magic("config", "AgentMagics.timeout = 31.0")  # rebuilds both
+            after = shell.run_line_magic("agent", "history")
+        assert list(after["mode"]) == ["simulated", "live"], "kept across a rebuild"

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
+from claude_force_magic.metrics import CallRecord
 from claude_force_magic.notebook.session import AgentSession, SessionConfig
-from claude_force_magic.notebook.widgets import Progress, StatsDashboard, html_table
+from claude_force_magic.notebook.widgets import Progress, StatsDashboard, html_table, stats_sections
 
 
 @pytest.fixture
@@ -86,3 +88,51 @@ def test_progress_widget_leaves_a_final_text_where_widgets_do_not_render() -> No
     assert "application/vnd.jupyter.widget-view+json" in bundles[0]
     assert "HBox(" not in bundles[0]["text/plain"]  # nbconvert/GitHub show this text
     assert bundles[-1]["text/plain"] == "python-expert: 40/40 done"
+
+
+def _record(agent: str, cost: float, *, cached: bool = False) -> CallRecord:
+    return CallRecord(
+        timestamp=time.time(),
+        agent_name=agent,
+        model="claude-sonnet-5-5",
+        latency_s=0.5,
+        input_tokens=100,
+        output_tokens=50,
+        cost_usd=0.0 if cached else cost,
+        saved_usd=cost if cached else 0.0,
+        cached=cached,
+    )
+
+
+def test_stats_show_spend_and_latency_per_mode_never_summed(session: AgentSession) -> None:
+    session.metrics(False).record(_record("sql-expert", 0.25))
+    session.metrics(False).record(_record("sql-expert", 0.25, cached=True))
+    session.metrics(True).record(_record("python-expert", 4.0))
+    sections = {title.split(" ")[0]: (rows, cols) for title, rows, cols in stats_sections(session)}
+    spend, spend_cols = sections["Spend"]
+    assert "mode" in spend_cols and "saved_usd" in spend_cols
+    by_mode = {row["mode"]: row for row in spend}
+    assert set(by_mode) == {"live", "simulated"}, "one row per mode, no session-wide sum"
+    assert by_mode["live"]["spent_usd"] == pytest.approx(0.25)
+    assert by_mode["live"]["saved_usd"] == pytest.approx(0.25)
+    assert by_mode["live"]["calls"] == 2 and by_mode["live"]["cached_calls"] == 1
+    assert by_mode["simulated"]["spent_usd"] == pytest.approx(4.0)
+    assert by_mode["simulated"]["calls"] == 1
+    latency, latency_cols = sections["Latency"]
+    assert latency_cols[0] == "mode"
+    assert sorted((r["mode"], r["agent_name"], r["cached"]) for r in latency) == [
+        ("live", "sql-expert", False),
+        ("live", "sql-expert", True),
+        ("simulated", "python-expert", False),
+    ]
+
+
+def test_each_mode_has_its_own_metrics_closed_with_the_session() -> None:
+    s = AgentSession(lambda: SessionConfig(simulator_latency=0.0))
+    live, simulated = s.metrics(False), s.metrics(True)
+    assert live is not simulated
+    assert s.metrics(False) is live
+    s.invalidate()
+    assert s.metrics(False) is live and s.metrics(True) is simulated
+    s.close()
+    assert live.closed and simulated.closed
