@@ -158,14 +158,16 @@ def test_quiet_shows_nothing_and_output_keeps_the_result(kernel: Kernel) -> None
 
 def test_several_agents_run_concurrently_each_in_its_own_labelled_output(kernel: Kernel) -> None:
     kernel.ok("%config AgentMagics.simulator_latency = 0.5")
-    start = time.perf_counter()
+    kernel.ok(f"{SIM}.reset()")
     run = kernel.ok(
         "%%agent python-expert code-reviewer security-specialist -o trio\nCheck: eval(input())"
         "\n--trust-free text"
     )
-    elapsed = time.perf_counter() - start
     kernel.ok("%config AgentMagics.simulator_latency = 0.0")
-    assert elapsed < 1.4, f"three 0.5 s calls took {elapsed:.2f} s: not concurrent"
+    # Concurrency observed at the server, not by a wall-clock bound that a loaded machine breaks.
+    stats = _sim_stats(kernel)
+    assert stats["requests"] == 3
+    assert stats["max_in_flight"] == 3, f"the three calls were not in flight together: {stats}"
     displays = run.of_type("display_data")
     assert len(displays) == 3
     ids = {d["transient"]["display_id"] for d in displays}
@@ -367,7 +369,9 @@ def test_interrupt_cancels_the_request_and_the_next_cell_works(kernel: Kernel) -
     elapsed = time.perf_counter() - start
     assert run.status == "error"
     assert run.error is not None and run.error["ename"] == "KeyboardInterrupt"
-    assert elapsed < 1.5, f"interrupt took {elapsed:.2f} s"
+    # Measured at about 0.4 s; the bound only has to tell a cancel from the 4.2 s the
+    # uncancelled request still had to run, so a loaded machine does not fail it.
+    assert elapsed < 3.0, f"interrupt took {elapsed:.2f} s"
     kernel.ok("%config AgentMagics.simulator_latency = 0.0")
     after = _sim_stats(kernel)
     assert after["disconnects"] > before["disconnects"], "the simulator must see the cancel"
