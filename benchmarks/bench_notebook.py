@@ -79,7 +79,7 @@ def _execute(client: object, code: str) -> tuple[float, str]:
 
 
 def bench_cache_hit_cell(cells: int) -> dict[str, float]:
-    from jupyter_client.manager import KernelManager
+    from claude_force_magic.demo import kernel_manager
 
     root = Path(tempfile.mkdtemp(prefix="bench-notebook-"))
     root.chmod(0o700)
@@ -88,14 +88,7 @@ def bench_cache_hit_cell(cells: int) -> dict[str, float]:
         CLAUDE_FORCE_MAGIC_CONFIG_DIR=str(root / "config"), CLAUDE_CACHE_DIR=str(root / "cache")
     )
     # Unix sockets in the private root: no TCP port, no "running over TCP without encryption".
-    manager = KernelManager(kernel_name="python3", transport="ipc", ip=str(root / "kernel"))
-    manager.kernel_spec.argv = [
-        sys.executable,
-        "-m",
-        "ipykernel_launcher",
-        "-f",
-        "{connection_file}",
-    ]
+    manager = kernel_manager(root)
     manager.start_kernel(env=env, cwd=str(root))
     client = manager.client()
     client.start_channels()

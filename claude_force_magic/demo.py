@@ -57,7 +57,7 @@ def find_notebook(name: str = "quickstart.ipynb") -> Path:
     )
 
 
-def _kernel_manager(sockets: Path) -> Any:
+def kernel_manager(sockets: Path) -> Any:
     """A manager for a python3 kernel run by this interpreter.
 
     On POSIX the kernel talks over Unix sockets in ``sockets`` (a private temporary directory)
@@ -99,7 +99,7 @@ def execute_notebook(
 
     nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
     with tempfile.TemporaryDirectory(prefix="cfm-kernel-") as sockets:
-        manager = _kernel_manager(Path(sockets))
+        manager = kernel_manager(Path(sockets))
         client = NotebookClient(
             nb,
             km=manager,

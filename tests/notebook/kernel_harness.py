@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import queue
 import shutil
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -150,21 +149,12 @@ def kernel_env(root: Path) -> dict[str, str]:
 
 
 def start_kernel(root: Path, cwd: Path | None = None) -> Kernel:
-    from jupyter_client.manager import KernelManager
+    from claude_force_magic.demo import kernel_manager
 
-    # Unix sockets in a short private directory (absolute: the kernel may run elsewhere; short:
-    # socket paths are limited to about 100 bytes): no TCP port, and no "Kernel is running
-    # over TCP without encryption" in the test output.
+    # Unix sockets in a short private directory (socket paths are limited to about 100 bytes):
+    # no TCP port, and no "Kernel is running over TCP without encryption" in the test output.
     sockets = Path(tempfile.mkdtemp(prefix="cfm-kernel-"))
-    manager = KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
-    # Run the kernel with this interpreter (the venv), whatever `python` is on PATH.
-    manager.kernel_spec.argv = [
-        sys.executable,
-        "-m",
-        "ipykernel_launcher",
-        "-f",
-        "{connection_file}",
-    ]
+    manager = kernel_manager(sockets)
     manager.start_kernel(env=kernel_env(root), cwd=str(cwd or root), extra_arguments=[])
     client = manager.client()
     client.start_channels()
