@@ -19,9 +19,10 @@ from types import TracebackType
 from typing import Any
 
 from .. import settings
-from ..errors import ConfigurationError, IntegrityError
+from ..errors import IntegrityError
 from ..guard.logs import SecretRedactor, get_logger
 from ..settings import Secret
+from ..validation import check_number
 from .backend import Backend, Row, Sql
 from .keys import key_for, require_json
 from .signing import Signer
@@ -44,15 +45,6 @@ def _loggable(name: object, limit: int = 64) -> str:
     """A user-supplied name made safe for a log line: printable characters only, truncated."""
     text = "".join(ch for ch in str(name) if ch.isprintable())
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _positive(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
-        raise ConfigurationError(f"{name} must be a positive number, not {value!r}.")
-    number = float(value)
-    if not math.isfinite(number) or number <= 0:
-        raise ConfigurationError(f"{name} must be a positive number, not {value!r}.")
-    return number
 
 
 def _count(name: str, value: object) -> int:
@@ -101,9 +93,9 @@ class ResponseCache:
         exclude_agents: Iterable[str] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.ttl_hours = _positive("ttl_hours", ttl_hours)
-        self._max_size_bytes = int(_positive("max_size_mb", max_size_mb) * 2**20)
-        self._max_entry_bytes = int(_positive("max_entry_kb", max_entry_kb) * 1024)
+        self.ttl_hours = check_number("ttl_hours", ttl_hours)
+        self._max_size_bytes = int(check_number("max_size_mb", max_size_mb) * 2**20)
+        self._max_entry_bytes = int(check_number("max_entry_kb", max_entry_kb) * 1024)
         if isinstance(exclude_agents, str):
             exclude_agents = (exclude_agents,)
         self._exclude = frozenset(exclude_agents)
@@ -271,7 +263,7 @@ class ResponseCache:
         if not isinstance(body["metadata"], dict):
             raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
         require_json(body["metadata"], "metadata")
-        ttl = self.ttl_hours if ttl_hours is None else _positive("ttl_hours", ttl_hours)
+        ttl = self.ttl_hours if ttl_hours is None else check_number("ttl_hours", ttl_hours)
         active = self._active(agent_name)
         if active is None:
             why = "the cache is disabled" if self._db is None else "the agent is excluded"

@@ -13,14 +13,14 @@ probe hands its turn to the next call.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal
 
-from ..errors import APIError, CircuitOpenError, ConfigurationError, RateLimitError
+from ..errors import APIError, CircuitOpenError, RateLimitError
+from ..validation import check_int, check_number
 
 __all__ = ["CircuitBreaker", "counts_as_failure"]
 
@@ -58,17 +58,8 @@ class CircuitBreaker:
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
-            raise ConfigurationError(f"breaker_threshold must be an int >= 1, got {threshold!r}.")
-        if (
-            isinstance(cooldown_seconds, bool)
-            or not isinstance(cooldown_seconds, (int, float))
-            or not math.isfinite(cooldown_seconds)
-            or cooldown_seconds < 0
-        ):
-            raise ConfigurationError(
-                f"breaker_cooldown_seconds must be a finite number >= 0, got {cooldown_seconds!r}."
-            )
+        threshold = check_int("breaker_threshold", threshold)
+        cooldown_seconds = check_number("breaker_cooldown_seconds", cooldown_seconds, strict=False)
         self.threshold = threshold
         self.cooldown_seconds = float(cooldown_seconds)
         self._clock = clock

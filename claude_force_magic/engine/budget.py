@@ -13,11 +13,11 @@ kept otherwise. Without a budget, unknown costs are simply not counted.
 
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass
 
-from ..errors import BudgetExceededError, ConfigurationError, PricingError
+from ..errors import BudgetExceededError, PricingError
+from ..validation import check_number
 
 __all__ = ["Budget", "Reservation"]
 
@@ -30,19 +30,8 @@ class Reservation:
     done: bool = False
 
 
-def _check_limit(limit_usd: float | None) -> float | None:
-    if limit_usd is None:
-        return None
-    if (
-        isinstance(limit_usd, bool)
-        or not isinstance(limit_usd, (int, float))
-        or not math.isfinite(limit_usd)
-        or limit_usd < 0
-    ):
-        raise ConfigurationError(
-            f"budget_usd must be a finite number >= 0 or None, got {limit_usd!r}."
-        )
-    return float(limit_usd)
+def _check_limit(limit_usd: object) -> float | None:
+    return check_number("budget_usd", limit_usd, strict=False, allow_none=True)
 
 
 class Budget:

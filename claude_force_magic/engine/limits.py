@@ -28,7 +28,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import ConfigurationError, DeadlineExceededError
+from ..errors import DeadlineExceededError
+from ..validation import check_number
 from .client import RateLimitInfo
 
 __all__ = ["Bucket", "RateLimiter", "Ticket"]
@@ -46,17 +47,8 @@ class Bucket:
     __slots__ = ("booked", "capacity", "configured", "corrected_seq", "rate", "seq", "tat")
 
     def __init__(self, per_minute: float, *, capacity: float | None = None) -> None:
-        if not (
-            isinstance(per_minute, (int, float))
-            and not isinstance(per_minute, bool)
-            and per_minute > 0
-            and math.isfinite(per_minute)
-        ):
-            raise ConfigurationError(
-                f"A per-minute limit must be a positive number, got {per_minute!r}; "
-                "use None for no limit."
-            )
-        self.rate = float(per_minute) / 60.0
+        per_minute = check_number("a per-minute limit", per_minute, hint="Use None for no limit.")
+        self.rate = per_minute / 60.0
         self.capacity = float(per_minute if capacity is None else capacity)
         self.configured = self.capacity  # the caller's own limit: the ceiling for adopt_limit
         self.tat = -math.inf

@@ -15,7 +15,6 @@ Caller mistakes raise before anything is sent (:class:`UnknownAgentError`,
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -32,6 +31,7 @@ from ..errors import (
     RateLimitError,
 )
 from ..settings import Secret
+from ..validation import check_flag, check_int, check_number
 from .breaker import CircuitBreaker
 from .budget import Budget, Reservation
 from .client import (
@@ -75,32 +75,6 @@ _OPTIONS = frozenset(
     }
 )
 _STOP = object()
-
-
-def _positive(name: str, value: object, *, allow_none: bool = False) -> float | None:
-    if value is None and allow_none:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        extra = " or None" if allow_none else ""
-        raise ConfigurationError(f"{name} must be a positive number{extra}, got {value!r}.")
-    return float(value)
-
-
-def _flag(name: str, value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigurationError(f"{name} must be True or False, got {value!r}.")
-    return value
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}.")
-    return value
 
 
 def _usage_metadata(usage: Usage) -> dict[str, int]:
@@ -208,14 +182,14 @@ class AsyncAgentOrchestrator:
             )
         self._config_path = config_path
         self._model = model
-        self._max_tokens = _positive_int("max_tokens", max_tokens)
-        self._max_concurrent = _positive_int("max_concurrent", max_concurrent)
-        self._timeout = _positive("timeout_seconds", timeout_seconds) or 30.0
-        self._deadline = _positive("deadline_seconds", deadline_seconds, allow_none=True)
+        self._max_tokens = check_int("max_tokens", max_tokens)
+        self._max_concurrent = check_int("max_concurrent", max_concurrent)
+        self._timeout = check_number("timeout_seconds", timeout_seconds)
+        self._deadline = check_number("deadline_seconds", deadline_seconds, allow_none=True)
         self._retry = RetryPolicy(max_retries=max_retries)
         self._policy = InjectionPolicy.parse(injection_policy)
-        self._max_task_chars = _positive_int("max_task_chars", max_task_chars)
-        self._cache_ttl_hours = _positive("cache_ttl_hours", cache_ttl_hours) or 24.0
+        self._max_task_chars = check_int("max_task_chars", max_task_chars)
+        self._cache_ttl_hours = check_number("cache_ttl_hours", cache_ttl_hours)
         self._client = ClientHandle(api_key=api_key, base_url=base_url, http_client=http_client)
         self._key_registered = self._client.api_key is not None
         if self._client.api_key is not None:
@@ -224,9 +198,9 @@ class AsyncAgentOrchestrator:
         self._semaphore = asyncio.Semaphore(self._max_concurrent)
         self._semaphore_loop: asyncio.AbstractEventLoop | None = None
         self._limiter = RateLimiter(
-            _positive("calls_per_minute", calls_per_minute, allow_none=True),
-            _positive("input_tokens_per_minute", input_tokens_per_minute, allow_none=True),
-            _positive("output_tokens_per_minute", output_tokens_per_minute, allow_none=True),
+            check_number("calls_per_minute", calls_per_minute, allow_none=True),
+            check_number("input_tokens_per_minute", input_tokens_per_minute, allow_none=True),
+            check_number("output_tokens_per_minute", output_tokens_per_minute, allow_none=True),
         )
         self._breaker = CircuitBreaker(breaker_threshold, breaker_cooldown_seconds)
         if budget is None:
@@ -245,7 +219,7 @@ class AsyncAgentOrchestrator:
         self._metrics = metrics
         self._cache: ResponseCache | None = cache
         self._owns_cache = cache is None
-        self._cache_enabled = _flag("enable_cache", enable_cache)
+        self._cache_enabled = check_flag("enable_cache", enable_cache)
         self._cache_dir = cache_dir
         self._closed = False
         from ..guard import get_logger
@@ -382,13 +356,13 @@ class AsyncAgentOrchestrator:
             raise ConfigurationError(
                 f"model must be a model id such as 'claude-sonnet-5-5', got {model!r}."
             )
-        max_tokens = _positive_int(
+        max_tokens = check_int(
             "max_tokens", _first(options.get("max_tokens"), agent.max_tokens, self._max_tokens)
         )
-        timeout = _positive(
+        timeout = check_number(
             "timeout_seconds", _first(options.get("timeout_seconds"), self._timeout)
         )
-        ttl = _positive("ttl_hours", options.get("ttl_hours"), allow_none=True)
+        ttl = check_number("ttl_hours", options.get("ttl_hours"), allow_none=True)
         stop = options.get("stop_sequences")
         if stop is not None and (
             not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) and s for s in stop)
@@ -424,8 +398,8 @@ class AsyncAgentOrchestrator:
                 "max_tokens": max_tokens,
                 "stop_sequences": stop_list,
             },
-            use_cache=_flag("use_cache", options.get("use_cache", True)),
-            refresh=_flag("refresh", options.get("refresh", False)),
+            use_cache=check_flag("use_cache", options.get("use_cache", True)),
+            refresh=check_flag("refresh", options.get("refresh", False)),
             ttl_hours=ttl,
             input_estimate=estimate_input_tokens(agent.system_prompt, user_content),
             warnings=warnings,

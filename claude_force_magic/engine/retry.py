@@ -9,7 +9,6 @@ and stop rules); the SDK's built-in retries are off, so attempts never multiply.
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from ..errors import ClaudeForceError, ConfigurationError, DeadlineExceededError, RateLimitError
+from ..validation import check_int, check_number
 
 __all__ = ["RetryPolicy", "call_with_retries", "is_retryable"]
 
@@ -48,16 +48,9 @@ class RetryPolicy:
     max_retry_after_seconds: float = 120.0
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.max_retries, bool)
-            or not isinstance(self.max_retries, int)
-            or self.max_retries < 0
-        ):
-            raise ConfigurationError(f"max_retries must be an int >= 0, got {self.max_retries!r}.")
+        check_int("max_retries", self.max_retries, minimum=0)
         for name in ("base_seconds", "max_backoff_seconds", "max_retry_after_seconds"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and value >= 0 and math.isfinite(value)):
-                raise ConfigurationError(f"{name} must be a finite number >= 0, got {value!r}.")
+            check_number(name, getattr(self, name), strict=False)
         if self.jitter not in ("full", "equal"):
             raise ConfigurationError(f"jitter must be 'full' or 'equal', got {self.jitter!r}.")
 
