@@ -115,6 +115,33 @@ def execute_notebook(
     return nb
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def static_copy(nb: Any) -> Any:
+    """A copy of the executed notebook ``nb`` for a static page: every output that carries both
+    a live widget and an HTML or text fallback keeps only the fallback.
+
+    A static HTML page can only draw widgets with JavaScript fetched from a CDN, so offline (or
+    behind a strict proxy) the ``%agent stats`` dashboard and progress bars would be blank; their
+    HTML tables and text lines show everywhere. The widget state is dropped only when no
+    widget is left to draw.
+    """
+    import copy
+
+    page = copy.deepcopy(nb)
+    widgets_left = False
+    for cell in page.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if WIDGET_VIEW in data and ({"text/html", "text/plain"} & data.keys()):
+                del data[WIDGET_VIEW]
+            widgets_left = widgets_left or WIDGET_VIEW in data
+    if not widgets_left:
+        page.metadata.pop("widgets", None)
+    return page
+
+
 def run_notebook(
     path: Path,
     html_path: Path | None = None,
@@ -128,7 +155,7 @@ def run_notebook(
     start = time.perf_counter()
     nb = execute_notebook(path, timeout=timeout, env=env)
     seconds = time.perf_counter() - start
-    body, _ = HTMLExporter().from_notebook_node(nb)  # type: ignore[no-untyped-call]
+    body, _ = HTMLExporter().from_notebook_node(static_copy(nb))  # type: ignore[no-untyped-call]
     html_path = html_path or path.with_suffix(".html")
     html_path.write_text(body, encoding="utf-8")
     code_cells = [c for c in nb.cells if c.cell_type == "code"]

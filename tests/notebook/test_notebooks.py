@@ -126,3 +126,38 @@ def test_demo_command_prints_no_kernel_warnings(tmp_path: Path) -> None:
     # Neither "Kernel is running over TCP without encryption" nor "Parent appears to have
     # exited" (a kernel left running until the demo process ended).
     assert "WARNING" not in out.stderr, out.stderr
+
+
+def test_static_page_shows_widget_fallbacks_not_blank_widgets() -> None:
+    """The demo's HTML must show the dashboard's tables without a CDN: widget views that have
+    a fallback are replaced by it; the widget state goes only when no widget is left."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    from claude_force_magic.demo import WIDGET_VIEW, static_copy
+
+    view = {"model_id": "abc", "version_major": 2, "version_minor": 0}
+    state = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
+
+    def notebook(*outputs: dict[str, object]) -> nbformat.NotebookNode:
+        nb = nbformat.v4.new_notebook(metadata={"widgets": state})
+        nb.cells.append(
+            nbformat.v4.new_code_cell(
+                "%agent stats",
+                outputs=[nbformat.v4.new_output("display_data", data=d) for d in outputs],
+            )
+        )
+        return nb
+
+    dashboard = {WIDGET_VIEW: view, "text/html": "<b>Cache</b><table>hits</table>"}
+    nb = notebook(dashboard)
+    page = static_copy(nb)
+    body, _ = HTMLExporter().from_notebook_node(page)
+    assert "<b>Cache</b><table>hits</table>" in body
+    assert WIDGET_VIEW not in page.cells[0].outputs[0].data
+    assert "widgets" not in page.metadata
+    assert WIDGET_VIEW in nb.cells[0].outputs[0].data  # the executed notebook is untouched
+
+    mixed = static_copy(notebook(dashboard, {WIDGET_VIEW: view}))
+    assert WIDGET_VIEW in mixed.cells[0].outputs[1].data  # no fallback: the widget stays
+    assert mixed.metadata["widgets"] == state
