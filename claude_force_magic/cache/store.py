@@ -356,11 +356,13 @@ class ResponseCache:
             "directory": str(self.directory),
         }
 
-    def _check_row(self, signer: Signer, db: Backend, row: Row) -> dict[str, Any]:
+    @staticmethod
+    def _check_row(signer: Signer, row: Row, data: bytes) -> dict[str, Any]:
+        """The verified body of ``row``, whose stored bytes are ``data`` (else IntegrityError)."""
         key = row[1]
         if not isinstance(key, str) or not _KEY_PATTERN.match(key):
             raise IntegrityError("stored key is not a SHA-256 hex digest")
-        return signer.open(key, db.fetch_value(row))
+        return signer.open(key, data)
 
     def _verify_page(
         self, sql: Sql, cleanup: Callable[[Any], None], rows: list[Row], report: VerifyReport
@@ -370,7 +372,7 @@ class ResponseCache:
         for row in rows:
             report.checked += 1
             try:
-                body = self._check_row(self._signer, self._db, row)
+                body = self._check_row(self._signer, row, self._db.fetch_value(row))
             except IntegrityError as exc:
                 self._db.delete_row(sql, cleanup, row)
                 self._db.bump(sql, integrity_failures=1)
@@ -442,7 +444,7 @@ class ResponseCache:
             for row in rows:
                 try:
                     data = self._db.fetch_value(row)
-                    body = self._check_row(self._signer, self._db, row)
+                    body = self._check_row(self._signer, row, data)
                 except IntegrityError:
                     continue
                 if body["expires_at"] <= now:
