@@ -20,7 +20,7 @@ from typing import Any
 
 from .. import settings
 from ..errors import IntegrityError
-from ..guard.logs import SecretRedactor, get_logger
+from ..guard.logs import SecretRedactor, get_logger, sanitize_for_log
 from ..settings import Secret
 from ..validation import check_number
 from .backend import Backend, Row, Sql
@@ -39,12 +39,6 @@ _MIN_READ_BOUND = 16 * 2**20
 
 class CacheSkipWarning(UserWarning):
     """A response was not stored: the cache is disabled, the agent excluded, or it was too big."""
-
-
-def _loggable(name: object, limit: int = 64) -> str:
-    """A user-supplied name made safe for a log line: printable characters only, truncated."""
-    text = "".join(ch for ch in str(name) if ch.isprintable())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _count(name: str, value: object) -> int:
@@ -192,7 +186,7 @@ class ResponseCache:
             log.warning(
                 "cache entry %s for agent %s failed its integrity check (%s); deleted",
                 key[:12],
-                _loggable(agent_name),
+                sanitize_for_log(agent_name, 64),
                 failure,
             )
             return None
@@ -217,7 +211,7 @@ class ResponseCache:
     # -- set / delete / clear ----------------------------------------------------------------
 
     def _skip(self, reason: str, agent_name: str) -> bool:
-        message = f"Response not cached for agent {_loggable(agent_name)}: {reason}."
+        message = f"Response not cached for agent {sanitize_for_log(agent_name, 64)}: {reason}."
         log.info(message)
         warnings.warn(message, CacheSkipWarning, stacklevel=3)
         return False
