@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import queue
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from ..errors import ClaudeForceError, ConfigurationError, ResponseError
+from ..errors import ClaudeForceError, ResponseError
 from .display import DONE, Pump, StreamView
 from .options import check_variable_name
-from .session import NO_KEY_MESSAGE, SIMULATED_KEY, price_table
+from .session import SIMULATED_KEY, price_table, require_api_key
 from .widgets import Progress
 
 if TYPE_CHECKING:
@@ -208,8 +207,7 @@ def _bench_orchestrator(
     session: AgentSession, *, simulated: bool, concurrency: int
 ) -> AsyncAgentOrchestrator:
     cfg = session.config()
-    if not simulated and not os.environ.get("ANTHROPIC_API_KEY"):
-        raise ConfigurationError(NO_KEY_MESSAGE)
+    require_api_key(simulated)
     base_url = session.simulator().base_url if simulated else None
     registry = session.registry
     # The session's own budget account: a bench run spends from it, never from a fresh one.

@@ -11,6 +11,7 @@ the simulator and stops the background loop.
 
 from __future__ import annotations
 
+import os
 import shlex
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from traitlets import Bool, Dict, Float, Int, Unicode, default, observe
 from traitlets import Enum as EnumTrait
 
 from ..errors import ClaudeForceError
+from ..settings import API_KEY_ENV
 from .display import StreamView, first_code_block, short_error
 from .options import (
     argument,
@@ -75,8 +77,6 @@ LINE_HELP = """\
 
 
 def _env(name: str) -> str | None:
-    import os
-
     return os.environ.get(_ENV_PREFIX + name.upper()) or None
 
 
@@ -411,9 +411,7 @@ class AgentMagics(Magics):
         return config_frame(self._effective_config())
 
     def _effective_config(self) -> dict[str, Any]:
-        import os
-
-        key = os.environ.get("ANTHROPIC_API_KEY", "")
+        key = os.environ.get(API_KEY_ENV, "")
         masked = (
             f"{key[:7]}…{key[-2:]} (set)" if len(key) > 12 else ("(set)" if key else "(not set)")
         )
@@ -439,9 +437,7 @@ class AgentMagics(Magics):
             )
         else:
             print("Simulation off: cells call the Messages API.")
-            import os
-
-            if not os.environ.get("ANTHROPIC_API_KEY"):
+            if not os.environ.get(API_KEY_ENV):
                 print(
                     "ANTHROPIC_API_KEY is not set, so cells will fail until you set it "
                     "(`%env ANTHROPIC_API_KEY=...`) or turn simulation back on."

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import ConfigurationError
+from ..settings import API_KEY_ENV
 from .runner import BackgroundLoop
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from ..pricing import PriceTable
     from ..simulator import Simulator
 
-__all__ = ["MODES", "AgentSession", "SessionConfig", "price_table"]
+__all__ = ["MODES", "AgentSession", "SessionConfig", "price_table", "require_api_key"]
 
 #: ``(simulated, label)`` for each mode, in the order the views list them.
 MODES: tuple[tuple[bool, str], ...] = ((False, "live"), (True, "simulated"))
@@ -45,6 +46,15 @@ NO_KEY_MESSAGE = (
     "(or `%env ANTHROPIC_API_KEY=...` in a cell, then re-run), or work offline against the "
     "built-in simulator with `%agent simulate on` (or --simulate on this cell)."
 )
+
+
+def require_api_key(simulated: bool) -> None:
+    """Raise :class:`ConfigurationError` (:data:`NO_KEY_MESSAGE`) when live work has no key.
+
+    Checks only that ``$ANTHROPIC_API_KEY`` is set and not empty; the engine validates it.
+    """
+    if not simulated and not os.environ.get(API_KEY_ENV):
+        raise ConfigurationError(NO_KEY_MESSAGE)
 
 
 @dataclass(frozen=True)
@@ -183,8 +193,8 @@ class AgentSession:
         False (for work that sends nothing, such as inspecting the cache).
         """
         simulated = self.simulate if simulated is None else simulated
-        if require_key and not simulated and not os.environ.get("ANTHROPIC_API_KEY"):
-            raise ConfigurationError(NO_KEY_MESSAGE)
+        if require_key:
+            require_api_key(simulated)
         with self._lock:
             orch = self._orchestrators.get(simulated)
             if orch is not None:
