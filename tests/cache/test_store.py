@@ -314,11 +314,26 @@ def test_sec_001_placeholder_secret_refused(
     assert not (tmp_path / "c").exists()
 
 
-def test_sec_001_no_secret_means_a_generated_key_file(tmp_path: Path) -> None:
+def test_sec_001_no_secret_means_a_generated_key_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from claude_force_magic import settings
+
+    key_file = settings.config_dir() / settings.KEY_FILE_NAME
+    assert not key_file.exists()
     first = ResponseCache(tmp_path / "c")
     put(first, "t")
+    first.close()
+    assert key_file.is_file() and (key_file.stat().st_mode & 0o777) == 0o600
     second = ResponseCache(tmp_path / "c")
     assert fetch(second, "t") is not None  # the same generated key signs and verifies
+    second.close()
+    # another config directory generates another key: no built-in default secret signs entries
+    monkeypatch.setenv("CLAUDE_FORCE_MAGIC_CONFIG_DIR", str(tmp_path / "other-config"))
+    other = ResponseCache(tmp_path / "c")
+    assert fetch(other, "t") is None
+    assert other.get_stats()["integrity_failures"] == 1
+    other.close()
 
 
 def test_sec_003_symlinked_cache_dir_refused(tmp_path: Path) -> None:
