@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     APIError,
+    CacheError,
     CircuitOpenError,
     ClaudeForceError,
     ConfigurationError,
@@ -411,8 +412,6 @@ class AsyncAgentOrchestrator:
         cache = self.cache if call.use_cache else None
         if cache is None or call.refresh:
             return None
-        from ..errors import CacheError
-
         started = time.perf_counter()
         try:
             entry = cache.get(call.agent.name, call.user_content, call.model, **call.cache_request)
@@ -447,8 +446,6 @@ class AsyncAgentOrchestrator:
         cache = self.cache if call.use_cache else None
         if cache is None:
             return
-        from ..errors import CacheError
-
         try:
             cache.set(
                 call.agent.name,
