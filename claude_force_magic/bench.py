@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ClaudeForceError
+from .metrics import QUANTILES, quantile_label
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
     from .engine.orchestrator import AsyncAgentOrchestrator
 
 __all__ = ["BenchResult", "CallSample", "default_tasks", "percentile", "run_benchmark"]
-
-QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -110,7 +109,7 @@ class BenchResult:
     def percentiles(self, quantiles: Sequence[float] = QUANTILES) -> dict[str, float]:
         """``{"p50": seconds, ...}`` over successful calls (NaN when none succeeded)."""
         lat = self.latencies
-        return {_label(q): (percentile(lat, q) if lat else math.nan) for q in quantiles}
+        return {quantile_label(q): (percentile(lat, q) if lat else math.nan) for q in quantiles}
 
     def summary(self) -> dict[str, Any]:
         """One flat dict: counts, percentiles, mean, max, throughput, cost, errors."""
@@ -175,10 +174,6 @@ class BenchResult:
             f"p50={p['p50']:.3f}s p95={p['p95']:.3f}s p99={p['p99']:.3f}s "
             f"{self.throughput:.1f}/s errors={self.errors_by_type or 0})"
         )
-
-
-def _label(q: float) -> str:
-    return f"p{q * 100:g}"
 
 
 ProgressCallback = Callable[[int, int, CallSample], None]

@@ -24,7 +24,15 @@ from typing import Any
 from .errors import ConfigurationError
 from .guard.logs import get_logger, sanitize_for_log
 
-__all__ = ["OTHER", "CallRecord", "Metrics", "QuantileSketch", "Sink"]
+__all__ = [
+    "OTHER",
+    "QUANTILES",
+    "CallRecord",
+    "Metrics",
+    "QuantileSketch",
+    "Sink",
+    "quantile_label",
+]
 
 _log = get_logger(__name__)
 
@@ -275,7 +283,12 @@ class _Group:
         }
 
 
-def _quantile_label(q: float) -> str:
+#: The latency quantiles reported by default here and by :mod:`..bench`.
+QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
+
+
+def quantile_label(q: float) -> str:
+    """The column name of quantile ``q``: ``p50``, ``p99``, ``p99.9``."""
     return f"p{q * 100:g}"
 
 
@@ -384,9 +397,7 @@ class Metrics:
             items = list(self._history)
         return items if n is None else items[len(items) - n :] if n else []
 
-    def latency_percentiles(
-        self, quantiles: Iterable[float] = (0.5, 0.9, 0.95, 0.99)
-    ) -> list[dict[str, Any]]:
+    def latency_percentiles(self, quantiles: Iterable[float] = QUANTILES) -> list[dict[str, Any]]:
         """One row per (agent_name, model, cached) group over all calls since the last reset.
 
         Each row: ``agent_name, model, cached, count`` (successful calls, whose latencies are
@@ -407,7 +418,7 @@ class Metrics:
                     "count": sketch.count,
                     "errors": group.errors,
                 }
-                row.update(zip(map(_quantile_label, qs), sketch.quantiles(qs), strict=True))
+                row.update(zip(map(quantile_label, qs), sketch.quantiles(qs), strict=True))
                 row["mean"] = sketch.mean
                 row["max"] = sketch.max if sketch.count else math.nan
                 rows.append(row)
