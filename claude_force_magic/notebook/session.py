@@ -302,6 +302,6 @@ def price_table(cfg: SessionConfig) -> PriceTable | None:
     """
     if not cfg.prices:
         return None
-    from ..pricing import PriceTable
+    from ..pricing import default_table
 
-    return PriceTable.bundled().with_overrides(cfg.prices)
+    return default_table().with_overrides(cfg.prices)  # a new table; the shared one is untouched
