@@ -428,7 +428,6 @@ class StreamState:
     headers: Mapping[str, str] | None = None
     request_id: str | None = None
     message: Any = None
-    chunks: int = 0
 
 
 async def stream_message(
@@ -446,6 +445,5 @@ async def stream_message(
         state.request_id = stream.request_id
         async for event in stream:
             if event.type == "content_block_delta" and event.delta.type == "text_delta":
-                state.chunks += 1
                 yield event.delta.text
         state.message = await stream.get_final_message()
