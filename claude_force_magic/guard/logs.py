@@ -107,7 +107,7 @@ def sanitize_for_log(value: object, max_len: int = 200) -> str:
     return _truncate(neutralise_controls(_as_text(value)), max_len)
 
 
-_ANTHROPIC_KEY = re.compile(r"sk-ant-[A-Za-z0-9_-]{8,}")
+_ANTHROPIC_KEY = re.compile(r"sk-ant-[A-Za-z0-9_-]{4,}")
 _MIN_SECRET_CHARS = 4
 _MAX_SECRETS = 64
 _PREFIX_CHARS = 4
@@ -166,7 +166,7 @@ class SecretRedactor(logging.Filter):
     """A logging filter that hides secrets in every record that passes through it.
 
     Registered secrets (:meth:`register`) are replaced by ``***`` and anything matching
-    ``sk-ant-[A-Za-z0-9_-]{8,}`` by ``sk-ant-***``, in the formatted message, the traceback
+    ``sk-ant-[A-Za-z0-9_-]{4,}`` by ``sk-ant-***``, in the formatted message, the traceback
     text and the stack text. The record's ``args`` are merged into ``msg`` first, so a secret
     passed as an argument is caught too. Control characters in the message are escaped (one
     record, one line). The filter never drops a record and never raises.

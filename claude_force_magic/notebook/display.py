@@ -49,7 +49,6 @@ DONE = object()
 #: Minimum seconds between two in-place updates of one display while streaming.
 UPDATE_INTERVAL = 0.05
 
-_KEY_PATTERN = re.compile(r"sk-ant-[A-Za-z0-9_\-]{4,}")
 _FENCE = re.compile(r"^(```+|~~~+)[ \t]*([^\n`]*)\n(.*?)^\1[ \t]*$", re.M | re.S)
 _RED, _DIM, _RESET = "\x1b[31m", "\x1b[2m", "\x1b[0m"
 
@@ -62,7 +61,11 @@ def show(obj: Any, **kwargs: Any) -> Any:
 
 
 def _redact(text: str) -> str:
-    return _KEY_PATTERN.sub("sk-ant-***", text)
+    # The guard's redactor: Anthropic-shaped keys and every registered secret (a key passed
+    # to the orchestrator, the cache secret). Imported here: errors are not on the load path.
+    from ..guard.logs import SecretRedactor
+
+    return SecretRedactor.redact(text)
 
 
 # ---------------------------------------------------------------------------- footer and errors

@@ -97,6 +97,19 @@ def test_api_keys_never_reach_the_rendered_error() -> None:
     assert "sk-ant-***" in text
 
 
+def test_registered_secrets_never_reach_the_rendered_error() -> None:
+    """Not only sk-ant- keys: a key of another shape passed to the orchestrator, or the cache
+    secret, registered with the guard's redactor, is masked in the red line too."""
+    from claude_force_magic.guard.logs import SecretRedactor
+
+    secret = "corp-proxy-token-" + "Q7w" * 8
+    SecretRedactor.register(secret)
+    exc = errors.AuthenticationError(f"proxy refused {secret}")
+    text = "\n".join(short_error(exc)._render_traceback_())  # type: ignore[attr-defined]
+    assert secret not in text
+    assert "proxy refused" in text
+
+
 def test_short_error_fails_the_cell_without_a_traceback() -> None:
     shell = InteractiveShell.instance()
     shell.user_ns["_make"] = lambda: short_error(
