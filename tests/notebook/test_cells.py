@@ -13,7 +13,10 @@ from claude_force_magic.notebook.display import StreamView
 from claude_force_magic.notebook.options import CellRequest
 from claude_force_magic.notebook.session import AgentSession, SessionConfig
 
-SLICE = 5.0  # a long wait slice: a cell that sat one out would take at least this long
+# A long wait slice: a cell that sat one out would take at least this long. A quarter of it
+# is the bound: on a loaded 2-core machine the first simulated cell took up to 4.2 s, which
+# a 5 s slice (2.5 s bound) failed 2 runs in 5, while a missing wake-up still takes 60 s.
+SLICE = 60.0
 
 
 @pytest.fixture
@@ -41,4 +44,4 @@ def test_the_kernel_thread_wakes_as_soon_as_the_agents_finish(
     outcomes = run_cell(session, request, view, simulated=True)
     elapsed = time.perf_counter() - start
     assert not isinstance(outcomes[0], BaseException) and outcomes[0].success
-    assert elapsed < SLICE / 2, f"the cell waited out a {SLICE} s slice ({elapsed:.1f} s)"
+    assert elapsed < SLICE / 4, f"the cell waited out a {SLICE} s slice ({elapsed:.1f} s)"
