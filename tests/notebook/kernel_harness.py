@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,24 +83,39 @@ class Kernel:
     def send(self, code: str) -> str:
         return str(self.client.execute(code, allow_stdin=False))
 
+    def _pump(self, timeout: float) -> None:
+        """File at most one iopub message under its cell, waiting up to ``timeout`` s."""
+        try:
+            msg = self.client.get_iopub_msg(timeout=timeout)
+        except queue.Empty:
+            return
+        parent = msg.get("parent_header", {}).get("msg_id")
+        if not parent:
+            return
+        if msg["header"]["msg_type"] == "status":
+            if msg["content"]["execution_state"] == "idle":
+                self._idle.add(parent)
+            return
+        self._iopub[parent].append(msg)
+
+    def wait_for(
+        self, msg_id: str, predicate: Callable[[CellRun], bool], timeout: float = 30.0
+    ) -> None:
+        """Wait until the running cell's output so far satisfies ``predicate`` (not a sleep)."""
+        deadline = time.monotonic() + timeout
+        while not predicate(CellRun("running", list(self._iopub[msg_id]))):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or msg_id in self._idle:
+                raise TimeoutError(f"cell {msg_id} never showed the awaited output")
+            self._pump(min(remaining, 1.0))
+
     def collect(self, msg_id: str, timeout: float = 60.0) -> CellRun:
         deadline = time.monotonic() + timeout
         while msg_id not in self._idle:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"cell {msg_id} did not finish within {timeout} s")
-            try:
-                msg = self.client.get_iopub_msg(timeout=min(remaining, 1.0))
-            except queue.Empty:
-                continue
-            parent = msg.get("parent_header", {}).get("msg_id")
-            if not parent:
-                continue
-            if msg["header"]["msg_type"] == "status":
-                if msg["content"]["execution_state"] == "idle":
-                    self._idle.add(parent)
-                continue
-            self._iopub[parent].append(msg)
+            self._pump(min(remaining, 1.0))
         while msg_id not in self._replies:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from kernel_harness import CellRun, Kernel
@@ -358,11 +359,28 @@ def test_bench_task_options(kernel: Kernel) -> None:
     assert bad.ename == "UsageError"
 
 
-def test_interrupt_cancels_the_request_and_the_next_cell_works(kernel: Kernel) -> None:
+def test_interrupt_cancels_the_request_and_the_next_cell_works(
+    kernel: Kernel, tmp_path: Path
+) -> None:
     kernel.ok("%config AgentMagics.simulator_latency = 5.0")
     before = _sim_stats(kernel)
+    # Interrupt once the request is at the simulator, not after a sleep: when this test ran
+    # first, building the client took longer than the 0.8 s sleep and nothing was cancelled.
+    marker = tmp_path / "in-flight"
+    kernel.ok(
+        "import threading, time\n"
+        f"def _watch(sim={SIM}, deadline=time.monotonic() + 30):\n"
+        "    while sim.stats['in_flight'] < 1 and time.monotonic() < deadline:\n"
+        "        time.sleep(0.01)\n"
+        "    if sim.stats['in_flight']:\n"
+        f"        open({str(marker)!r}, 'w').close()\n"
+        "threading.Thread(target=_watch, name='test-in-flight-watch', daemon=True).start()"
+    )
     msg_id = kernel.send("%%agent python-expert --no-cache\nA slow question to interrupt.")
-    time.sleep(0.8)
+    deadline = time.monotonic() + 30
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert marker.exists(), "the request never reached the simulator"
     start = time.perf_counter()
     kernel.manager.interrupt_kernel()
     run = kernel.collect(msg_id, timeout=10)
@@ -385,7 +403,8 @@ def test_interrupting_a_streaming_answer_marks_it_cut_and_shows_no_traceback(
 ) -> None:
     kernel.ok("%config AgentMagics.simulator_per_token = 0.05")
     msg_id = kernel.send("%%agent python-expert --no-cache\nA long answer to stop midway.")
-    time.sleep(1.2)
+    # interrupt once two updates have arrived, not after a sleep a loaded machine can outrun
+    kernel.wait_for(msg_id, lambda run: len(run.texts("text/markdown")) >= 2)
     kernel.manager.interrupt_kernel()
     run = kernel.collect(msg_id, timeout=10)
     kernel.ok("%config AgentMagics.simulator_per_token = 0.0")
@@ -412,8 +431,8 @@ def test_unload_leaves_no_thread_or_task_running(kernel: Kernel) -> None:
         "names = sorted(t.name for t in threading.enumerate())\n"
         "print(names)\n"
         "assert not [n for n in names if 'claude' in n or n.startswith('asyncio')], names\n"
-        "pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]\n"
-        "print(len(pending))"
+        "ours = [t for t in asyncio.all_tasks() if 'claude_force_magic' in repr(t)]\n"
+        "assert not ours, ours"
     )
     assert "claude-force-magic-loop" not in run.stdout
     assert "claude-sim" not in run.stdout
