@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import DeadlineExceededError
+from ..errors import ConfigurationError, DeadlineExceededError
 from ..validation import check_number
 from .client import RateLimitInfo
 
@@ -135,7 +135,15 @@ class RateLimiter:
     across loops.
     """
 
-    __slots__ = ("_buckets", "_clock", "_lock", "_paused_until", "_sleep", "margin_seconds")
+    __slots__ = (
+        "_buckets",
+        "_clock",
+        "_lock",
+        "_paused_until",
+        "_server_output_limit",
+        "_sleep",
+        "margin_seconds",
+    )
 
     def __init__(
         self,
@@ -157,6 +165,7 @@ class RateLimiter:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._paused_until = -math.inf
+        self._server_output_limit: float | None = None
 
     @property
     def enabled(self) -> bool:
@@ -177,6 +186,24 @@ class RateLimiter:
     def paused_until(self) -> float:
         """Clock time before which nothing is booked (from ``retry-after``)."""
         return self._paused_until
+
+    def check_admissible(self, output_tokens: int) -> None:
+        """Raise :class:`ConfigurationError` when ``output_tokens`` (a call's ``max_tokens``)
+        is more than the server's last reported output-tokens-per-minute limit.
+
+        The API books ``max_tokens`` against that limit when a request arrives, so such a call
+        is answered 429 every time, however long it waits: refusing it before sending says why
+        instead of retrying until the deadline. Nothing is known (and nothing refused) before
+        the first response with ``anthropic-ratelimit-output-tokens-limit``.
+        """
+        limit = self._server_output_limit
+        if limit is not None and output_tokens > limit:
+            raise ConfigurationError(
+                f"max_tokens={output_tokens:,} is more than the {limit:,.0f} output tokens per "
+                "minute the API allows (anthropic-ratelimit-output-tokens-limit), so the request "
+                "could never be admitted; nothing was sent. Lower max_tokens, or ask for a "
+                "higher rate limit."
+            )
 
     def reserve(self, input_tokens: float = 0, output_tokens: float = 0) -> Ticket:
         """Book one request now; returns the ticket whose ``at`` is when it may be sent.
@@ -286,6 +313,8 @@ class RateLimiter:
         """
         if info.retry_after is not None:
             self.pause(info.retry_after)
+        if info.output_tokens_limit is not None and info.output_tokens_limit > 0:
+            self._server_output_limit = info.output_tokens_limit
         limits = (info.requests_limit, info.input_tokens_limit, info.output_tokens_limit)
         remaining = (
             info.requests_remaining,

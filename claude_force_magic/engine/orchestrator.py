@@ -663,6 +663,7 @@ class AsyncAgentOrchestrator:
 
             SecretRedactor.register(self._client.api_key)
             self._key_registered = True
+        self._limiter.check_admissible(call.max_tokens)
         estimate = self.prices.estimate(call.model, call.input_estimate, call.max_tokens)
         reservation = self._budget.reserve(estimate, model=call.model)
         return await self._execute_live(call, reservation, on_text)
@@ -742,7 +743,8 @@ class AsyncAgentOrchestrator:
 
         Raises, before anything is sent: :class:`UnknownAgentError`, :class:`InvalidTaskError`,
         :class:`PromptInjectionError`, :class:`ConfigurationError` (bad option, missing API
-        key, closed orchestrator), :class:`BudgetExceededError`, :class:`PricingError`
+        key, closed orchestrator, ``max_tokens`` above the output-tokens-per-minute limit the
+        API reported), :class:`BudgetExceededError`, :class:`PricingError`
         (budget set, price unknown). Failures of the call itself are returned as
         ``success=False``. Cancelling the awaiting task stops the request and leaves no task.
         Safe to run concurrently on one loop.

@@ -376,6 +376,22 @@ async def test_sec_004_shared_budget_spans_orchestrators(
         make_orch(budget=0.5)
 
 
+async def test_sec_004_max_tokens_above_the_server_output_limit_is_refused_before_sending(
+    sim: Simulator, make_orch: Callable[..., AsyncAgentOrchestrator]
+) -> None:
+    """The API books max_tokens against its output-tokens-per-minute limit on arrival: a call
+    asking for more could only ever get 429s. Once a response has reported the limit, such a
+    call is refused at once, naming the limit, instead of being retried until the deadline."""
+    sim.configure(output_tpm=2_000)
+    orch = make_orch(max_retries=3, enable_cache=False)
+    assert (await orch.execute_agent("python-expert", "Explain limits", max_tokens=100)).success
+    sent = sim.stats["requests"]
+    with pytest.raises(ConfigurationError, match="max_tokens=4,000 is more than the 2,000"):
+        await orch.execute_agent("python-expert", "Explain more limits", max_tokens=4_000)
+    assert sim.stats["requests"] == sent
+    assert (await orch.execute_agent("python-expert", "Explain again", max_tokens=1_500)).success
+
+
 async def test_sec_004_retry_after_pauses_the_limiter(
     sim: Simulator, make_orch: Callable[..., AsyncAgentOrchestrator]
 ) -> None:
