@@ -25,6 +25,15 @@ async def _answer(value: int, delay: float = 0.0) -> int:
     return value
 
 
+async def _sleep_until_cancelled(cancelled: threading.Event) -> None:
+    """Sleep far longer than any test; set ``cancelled`` when the sleep is cancelled."""
+    try:
+        await asyncio.sleep(3600)
+    except asyncio.CancelledError:
+        cancelled.set()
+        raise
+
+
 def test_run_returns_the_coroutine_result_on_the_background_thread(runner: BackgroundLoop) -> None:
     async def where() -> str:
         return threading.current_thread().name
@@ -57,18 +66,11 @@ def test_keyboard_interrupt_cancels_the_task_and_leaves_the_runner_usable(
 ) -> None:
     cancelled = threading.Event()
 
-    async def slow() -> None:
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
-
     timer = threading.Timer(0.2, _thread.interrupt_main)
     timer.start()
     start = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
-        runner.run(slow())
+        runner.run(_sleep_until_cancelled(cancelled))
     elapsed = time.perf_counter() - start
     timer.join()
     assert cancelled.is_set(), "the interrupt must cancel the task, not leave it running"
@@ -80,12 +82,6 @@ def test_interrupt_inside_the_pump_also_cancels(runner: BackgroundLoop) -> None:
     cancelled = threading.Event()
     calls = 0
 
-    async def slow() -> None:
-        try:
-            await asyncio.sleep(30)
-        finally:
-            cancelled.set()
-
     def pump(timeout: float) -> None:
         nonlocal calls
         calls += 1
@@ -94,7 +90,7 @@ def test_interrupt_inside_the_pump_also_cancels(runner: BackgroundLoop) -> None:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        runner.run(slow(), pump=pump)
+        runner.run(_sleep_until_cancelled(cancelled), pump=pump)
     assert cancelled.wait(1.0)
 
 
@@ -137,15 +133,9 @@ def test_cancelling_the_wrapped_awaitable_cancels_the_background_task(
 ) -> None:
     cancelled = threading.Event()
 
-    async def slow() -> None:
-        try:
-            await asyncio.sleep(30)
-        finally:
-            cancelled.set()
-
     async def main() -> None:
         with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(runner.wrap(slow()), 0.1)
+            await asyncio.wait_for(runner.wrap(_sleep_until_cancelled(cancelled)), 0.1)
 
     asyncio.run(main())
     assert cancelled.wait(1.0)
@@ -177,13 +167,7 @@ def test_concurrent_callers_share_one_loop_thread(runner: BackgroundLoop) -> Non
 def test_stop_cancels_pending_tasks_and_joins_the_thread(runner: BackgroundLoop) -> None:
     cancelled = threading.Event()
 
-    async def forever() -> None:
-        try:
-            await asyncio.sleep(3600)
-        finally:
-            cancelled.set()
-
-    runner.submit(forever())
+    runner.submit(_sleep_until_cancelled(cancelled))
     thread = runner.thread
     assert thread is not None
     runner.stop()
