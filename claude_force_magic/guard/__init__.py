@@ -1,8 +1,10 @@
 """The guard: what a task must look like before it is sent, and how it is sent and logged.
 
 * :mod:`.validate` — :func:`validate_task`: type, size and control-character checks.
-* :mod:`.screen` — :func:`screen` with an :class:`InjectionPolicy`: override phrases and
-  chat-template tokens, returned as :class:`Finding` objects or raised as
+* :mod:`.screen` — :func:`screen` (a task, or one named untrusted value) and
+  :func:`screen_untrusted` (every untrusted value) under an :class:`InjectionPolicy`:
+  override phrases, secret requests, jailbreak and role markers, chat-template tokens and
+  encoded blobs, returned as :class:`Finding` objects or raised as
   :class:`~claude_force_magic.errors.PromptInjectionError`.
 * :mod:`.prompt` — :func:`build_request`, :func:`build_user_content`, :func:`wrap_untrusted`:
   the agent definition in ``system``, the task in the user message, notebook values wrapped
@@ -23,7 +25,18 @@ from .prompt import (
     unwrap_untrusted,
     wrap_untrusted,
 )
-from .screen import RULES, Finding, InjectionPolicy, InjectionWarning, Rule, screen
+from .screen import (
+    RULES,
+    Finding,
+    InjectionPolicy,
+    InjectionWarning,
+    Rule,
+    Scope,
+    describe,
+    find_injections,
+    screen,
+    screen_untrusted,
+)
 from .validate import DEFAULT_MAX_TASK_CHARS, validate_task
 
 __all__ = [
@@ -34,12 +47,16 @@ __all__ = [
     "InjectionPolicy",
     "InjectionWarning",
     "Rule",
+    "Scope",
     "SecretRedactor",
     "build_request",
     "build_user_content",
+    "describe",
+    "find_injections",
     "get_logger",
     "sanitize_for_log",
     "screen",
+    "screen_untrusted",
     "unwrap_untrusted",
     "validate_task",
     "wrap_untrusted",
