@@ -29,6 +29,7 @@ from ..errors import (
     ClaudeForceError,
     ConfigurationError,
     DeadlineExceededError,
+    PromptInjectionError,
     RateLimitError,
 )
 from ..settings import Secret
@@ -72,6 +73,7 @@ _OPTIONS = frozenset(
         "ttl_hours",
         "injection_policy",
         "untrusted",
+        "screen_task",
         "stop_sequences",
     }
 )
@@ -340,7 +342,7 @@ class AsyncAgentOrchestrator:
     # -- preparation (no I/O except the registry's first load) -----------------------------------
 
     def _prepare(self, agent_name: str, task: str, options: Mapping[str, Any]) -> _Call:
-        from ..guard import InjectionPolicy, build_request, screen, validate_task
+        from ..guard import InjectionPolicy, build_request, screen, screen_untrusted, validate_task
 
         if self._closed:
             raise ConfigurationError("This orchestrator is closed; create a new one.")
@@ -374,7 +376,13 @@ class AsyncAgentOrchestrator:
         if untrusted is not None and not isinstance(untrusted, Mapping):
             raise ConfigurationError("untrusted must be a mapping of name -> text.")
         policy = InjectionPolicy.parse(_first(options.get("injection_policy"), self._policy))
-        findings = screen(task, policy)
+        # Data is always screened; the task only if the caller does not vouch for it.
+        findings = (
+            screen(task, policy)
+            if check_flag("screen_task", options.get("screen_task", True))
+            else ()
+        )
+        findings += screen_untrusted(untrusted or {}, policy)
         extra: dict[str, Any] = {"stop_sequences": stop_list} if stop_list else {}
         params = build_request(
             agent.system_prompt,
@@ -385,7 +393,12 @@ class AsyncAgentOrchestrator:
             **extra,
         )
         user_content: str = params["messages"][0]["content"]
-        warnings = [f"Possible prompt injection ({f.rule}) sent anyway." for f in findings]
+        warnings = [
+            f"Possible prompt injection ({f.rule}"
+            + (f" in {f.source!r}" if f.source is not None else "")
+            + ") sent anyway."
+            for f in findings
+        ]
         return _Call(
             agent=agent,
             model=model,
@@ -739,7 +752,9 @@ class AsyncAgentOrchestrator:
         Options: ``model``, ``max_tokens``, ``timeout_seconds``, ``use_cache`` (default True),
         ``refresh`` (skip the lookup, store the new answer), ``ttl_hours``,
         ``injection_policy`` (``block``/``warn``/``off`` for this call), ``untrusted``
-        (name -> text, wrapped as data), ``stop_sequences``.
+        (name -> text: wrapped as data and always screened under the policy),
+        ``screen_task`` (default True; False when the task is your own text, as a notebook
+        cell is: the task is then sent unscreened), ``stop_sequences``.
 
         Raises, before anything is sent: :class:`UnknownAgentError`, :class:`InvalidTaskError`,
         :class:`PromptInjectionError`, :class:`ConfigurationError` (bad option, missing API
@@ -838,9 +853,12 @@ class AsyncAgentOrchestrator:
 
     async def run_workflow(self, name: str, task: str, **options: Any) -> list[AgentResult]:
         """Run the agents of workflow ``name`` in order; each gets ``task`` plus the previous
-        agent's output wrapped as untrusted data. Stops at the first failed step (its result is
-        the last in the list). Raises :class:`UnknownAgentError` for an unknown workflow and the
-        same caller errors as :meth:`execute_agent`."""
+        agent's output wrapped as untrusted data (``"<agent>-output"``), screened under the
+        injection policy like any untrusted value. Stops at the first failed step (its result
+        is the last in the list); a previous output refused by the screen (``block``) is such
+        a failed step (``error`` is the :class:`PromptInjectionError`). Raises
+        :class:`UnknownAgentError` for an unknown workflow and the same caller errors as
+        :meth:`execute_agent` (for the first step)."""
         agents = self.registry.workflow(name)
         results: list[AgentResult] = []
         previous: AgentResult | None = None
@@ -850,7 +868,13 @@ class AsyncAgentOrchestrator:
                 untrusted = dict(step.get("untrusted") or {})
                 untrusted[f"{previous.agent_name}-output"] = previous.output
                 step["untrusted"] = untrusted
-            previous = await self.execute_agent(agent_name, task, **step)
+            try:
+                previous = await self.execute_agent(agent_name, task, **step)
+            except PromptInjectionError as exc:
+                if previous is None:  # the caller's own task or data: a caller error
+                    raise
+                # the previous agent's output was refused as data: keep the earlier results
+                previous = AgentResult.failure(agent_name, exc)
             results.append(previous)
             if not previous.success:
                 break

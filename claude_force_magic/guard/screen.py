@@ -579,12 +579,17 @@ def find_injections(text: str, scope: Scope | str = Scope.TASK) -> tuple[Finding
 
 
 def describe(findings: tuple[Finding, ...], limit: int = 3) -> str:
-    """One line naming each finding's source, rule and matched phrase (at most ``limit``)."""
-    parts = []
-    for f in findings[:limit]:
-        where = f"{{{f.source}}} " if f.source is not None else ""
-        parts.append(f"{where}{f.rule}: {f.excerpt!r}")
-    more = f" (and {len(findings) - limit} more)" if len(findings) > limit else ""
+    """One line naming each finding's rule and matched phrase (at most ``limit`` distinct).
+
+    The source (``{name}``) is named per finding only when the findings come from several.
+    """
+    several = len({f.source for f in findings}) > 1
+    shown = list(dict.fromkeys((f.source, f.rule, f.excerpt) for f in findings))
+    parts = [
+        (f"{{{source}}} " if several and source is not None else "") + f"{rule}: {excerpt!r}"
+        for source, rule, excerpt in shown[:limit]
+    ]
+    more = f" (and {len(shown) - limit} more)" if len(shown) > limit else ""
     return "; ".join(parts) + more
 
 
