@@ -16,7 +16,7 @@ from IPython.core.error import UsageError
 
 from ..errors import ClaudeForceError, ResponseError
 from .display import DONE, Pump, StreamView
-from .options import check_variable_name
+from .options import check_variable_name, interpolate, screen_cell_data
 from .session import SIMULATED_KEY, price_table, require_api_key
 from .widgets import Progress
 
@@ -126,7 +126,7 @@ def run_bench_command(magics: Any, args: argparse.Namespace) -> BenchResult:
     check_variable_name(args.output)
     session = magics.session
     session.registry.get(args.agent)
-    tasks = _bench_tasks(args, magics.shell.user_ns)
+    tasks, task_options = _bench_tasks(args, magics.shell.user_ns, magics.injection_policy)
     simulated = bool(args.simulate or session.simulate)
     orch = _bench_orchestrator(session, simulated=simulated, concurrency=args.concurrency)
     notebook = getattr(magics.shell, "kernel", None) is not None
@@ -152,7 +152,7 @@ def run_bench_command(magics: Any, args: argparse.Namespace) -> BenchResult:
                 n=args.n,
                 concurrency=args.concurrency,
                 on_progress=lambda done, total, sample: events.put(done),
-                options={"max_tokens": args.max_tokens},
+                options={"max_tokens": args.max_tokens, **task_options},
             )
         finally:
             await orch.close()
@@ -186,11 +186,29 @@ def _show_plot(result: BenchResult, *, notebook: bool) -> None:
     show(Image(data=buffer.getvalue(), format="png"))  # type: ignore[no-untyped-call]
 
 
-def _bench_tasks(args: argparse.Namespace, namespace: Mapping[str, Any]) -> list[str] | None:
+def _bench_tasks(
+    args: argparse.Namespace, namespace: Mapping[str, Any], policy: str
+) -> tuple[list[str] | None, dict[str, Any]]:
+    """The tasks for ``--task``/``--tasks`` and the call options they need.
+
+    ``--task`` is the user's own text (not screened); its ``{name}`` values are untrusted data,
+    wrapped and screened under ``policy`` as in a cell (``UsageError`` under ``block``, a
+    printed line under ``warn``). ``--tasks VAR`` holds tasks from a variable: screened.
+    """
     if args.task and args.tasks:
         raise UsageError("Use either --task TEXT or --tasks VAR, not both.")
     if args.task:
-        return [args.task]
+        text = args.task
+        # magic_arguments splits like a non-POSIX shell: a quoted --task keeps its quotes
+        if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+            text = text[1:-1]
+        task, untrusted = interpolate(text, namespace)
+        for note in screen_cell_data(untrusted, policy, cell=False):
+            print(note)
+        options: dict[str, Any] = {"screen_task": False, "injection_policy": "off"}
+        if untrusted:
+            options["untrusted"] = untrusted
+        return [task], options
     if args.tasks:
         value = namespace.get(args.tasks)
         if (
@@ -199,8 +217,8 @@ def _bench_tasks(args: argparse.Namespace, namespace: Mapping[str, Any]) -> list
             or not all(isinstance(t, str) for t in value)
         ):
             raise UsageError(f"--tasks {args.tasks}: expected a non-empty list of strings.")
-        return list(value)
-    return None
+        return list(value), {}
+    return None, {}
 
 
 def _bench_orchestrator(

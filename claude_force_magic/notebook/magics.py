@@ -16,7 +16,7 @@ import shlex
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, magics_class
+from IPython.core.magic import Magics, magics_class, no_var_expand
 from traitlets import Bool, Dict, Float, Int, Unicode, default, observe
 from traitlets import Enum as EnumTrait
 
@@ -231,7 +231,11 @@ class AgentMagics(Magics):
     )
     @argument("--no-stream", action="store_true", help="show the answer only when complete")
     @argument("--quiet", action="store_true", help="show nothing (use with -o)")
-    @argument("--trust", action="store_true", help="turn injection screening off for this cell")
+    @argument(
+        "--trust",
+        action="store_true",
+        help="this cell's {name} values are trusted: not screened (still wrapped as data)",
+    )
     @argument("--simulate", action="store_true", help="answer from the offline simulator")
     @argument("--no-interpolate", action="store_true", help="send {name} literally")
     @cell_magic("agent")
@@ -249,7 +253,7 @@ class AgentMagics(Magics):
             Review this function: {source}
         """
         args = parse_args(self.agent_cell, line)
-        request = build_cell_request(args, cell, self.ip.user_ns)
+        request = build_cell_request(args, cell, self.ip.user_ns, policy=self.injection_policy)
         for note in request.notes:
             print(note)
         simulated = request.simulate or self.session.simulate
@@ -299,6 +303,7 @@ class AgentMagics(Magics):
 
     # ------------------------------------------------------------------ %agent
 
+    @no_var_expand  # {name} in --task is untrusted data, not text to paste in (as %timeit)
     @line_magic("agent")
     def agent_line(self, line: str) -> Any:
         """Inspect and control the extension; ``%agent`` alone lists the subcommands.

@@ -30,6 +30,7 @@ __all__ = [
     "magic_args",
     "parse_args",
     "parse_usd",
+    "screen_cell_data",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -103,6 +104,49 @@ def interpolate(body: str, namespace: Mapping[str, Any]) -> tuple[str, dict[str,
     return _FIELD.sub(replace, body), used
 
 
+def screen_cell_data(
+    untrusted: Mapping[str, str], policy: str, *, trusted: bool = False, cell: bool = True
+) -> tuple[str, ...]:
+    """Screen a cell's ``{name}`` values (untrusted data) under ``policy``; return notes.
+
+    The cell body is the user's own words and is not screened; this screens the values it
+    refers to, with every rule for data. ``block``: ``UsageError`` naming each flagged
+    variable, the rule and the matched phrase, and how to send it anyway (``--trust`` when
+    ``cell``, the session policy otherwise). ``warn``: one note line per
+    flagged variable (the caller prints it; the value is still sent, wrapped). ``off`` or
+    ``trusted`` (``--trust``): nothing. Never repeats the value beyond the matched phrase.
+    """
+    from ..guard import InjectionPolicy, describe, find_injections
+
+    chosen = InjectionPolicy.parse(policy)
+    if trusted or chosen is InjectionPolicy.OFF:
+        return ()
+    flagged = {
+        name: findings
+        for name, text in untrusted.items()
+        if (findings := find_injections(text, "data"))
+    }
+    if not flagged:
+        return ()
+    lines = [
+        f"{{{name}}} looks like a prompt injection ({describe(f)})" for name, f in flagged.items()
+    ]
+    if chosen is InjectionPolicy.BLOCK:
+        names = ", ".join(flagged)
+        trust = (
+            "add --trust to the %%agent line (its values are still sent wrapped as data), or "
+            if cell
+            else ""
+        )
+        raise UsageError(
+            "; ".join(lines) + f". Nothing was sent. If you trust {names}, {trust}set "
+            "%config AgentMagics.injection_policy = 'warn'."
+        )
+    return tuple(
+        f"Warning: {line}; sent as data because injection_policy is 'warn'." for line in lines
+    )
+
+
 def parse_usd(text: str) -> float:
     """Parse a dollar amount such as ``5``, ``0.25`` or ``$2.50``; UsageError if invalid."""
     try:
@@ -129,9 +173,14 @@ def _positive(name: str, value: float | None, *, integer: bool = False) -> None:
 
 
 def build_cell_request(
-    args: argparse.Namespace, body: str, namespace: Mapping[str, Any]
+    args: argparse.Namespace, body: str, namespace: Mapping[str, Any], *, policy: str = "block"
 ) -> CellRequest:
-    """Validate parsed ``%%agent`` arguments and the cell body; UsageError on any mistake."""
+    """Validate parsed ``%%agent`` arguments and the cell body; UsageError on any mistake.
+
+    The body is trusted (never screened); its ``{name}`` values are screened under ``policy``
+    (see :func:`screen_cell_data`) unless ``--trust`` is given, so a refused value stops the
+    cell before anything is sent.
+    """
     if not body.strip():
         raise UsageError(
             "The cell is empty: write the task below the %%agent line, e.g.\n"
@@ -154,7 +203,8 @@ def build_cell_request(
         task = body
     else:
         task, untrusted = interpolate(body, namespace)
-    notes = tuple(
+    screen_notes = screen_cell_data(untrusted, policy, trusted=args.trust)
+    notes = screen_notes + tuple(
         f"Note: {{{name}}} is longer than {MAX_VALUE_CHARS:,} characters; only the first "
         f"{MAX_VALUE_CHARS:,} were sent (the model is told the rest was cut)."
         for name, text in untrusted.items()
@@ -173,8 +223,9 @@ def build_cell_request(
         options["use_cache"] = False
     if args.refresh:
         options["refresh"] = True
-    if args.trust:
-        options["injection_policy"] = "off"
+    # The body is the user's own words; the values were screened above under the policy.
+    options["screen_task"] = False
+    options["injection_policy"] = "off"
     return CellRequest(
         agents=agents,
         task=task.strip("\n"),
