@@ -519,7 +519,7 @@ def _decode_blob(blob: str) -> str | None:
     except UnicodeDecodeError:
         return None
     readable = sum(ch.isprintable() or ch.isspace() for ch in decoded)
-    if len(decoded) < 8 or " " not in decoded or readable < 0.95 * len(decoded):
+    if len(decoded) < 8 or readable < 0.95 * len(decoded):
         return None
     return decoded
 
