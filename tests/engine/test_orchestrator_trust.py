@@ -124,8 +124,11 @@ async def test_workflow_screens_the_previous_agents_output_as_data(
     assert sim.stats["requests"] == 1  # the second step was never sent
 
     warned = make_orch(enable_cache=False, injection_policy="warn")
-    with pytest.warns(InjectionWarning, match="code-reviewer-output"):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         results = await warned.run_workflow("full-review", task, screen_task=False)
+    messages = [str(w.message) for w in caught if w.category is InjectionWarning]
+    assert "code-reviewer-output" in messages[0]  # one warning per step, naming its input
     assert all(r.success for r in results)
     assert len(results) == len(warned.registry.workflow("full-review")) >= 2
     assert '<untrusted-data name="code-reviewer-output">' in user_text(sim.requests[2])
