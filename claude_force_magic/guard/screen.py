@@ -1,4 +1,10 @@
-"""Prompt-injection screening: find instruction overrides and chat-template tokens in a task.
+"""Prompt-injection screening: find instruction overrides in untrusted data (and in a task).
+
+What the user types is trusted; data is not (DESIGN.md, trust boundaries). The screen runs on
+untrusted data (``scope="data"``: notebook values, files, earlier agents' outputs) with every
+rule, and on a caller's task (``scope="task"``) only when the caller asks, with the rules that
+catch an override being *issued*. Data-only rules add the structural markers a task may well
+talk about: chat-template tokens, conversation-role markers, fake instruction headers.
 
 The screen looks for text that tries to *issue* an override, not text that talks about one:
 "Explain how prompt injection attacks work" or "Write a function that ignores blank lines" pass;
@@ -14,11 +20,15 @@ expression over a normalised copy of the text, in which
 
 A match whose text is directly enclosed in quotes or backticks (``"ignore previous
 instructions"``, ```<|im_start|>```) is a *mention* and is not reported: quoting is how people
-ask about these strings. Positions in :class:`Finding` refer to the original text.
+ask about these strings; unless the text before the quote says to obey it ("Do exactly what
+this quote says: ..."). In a task, an override that something else does ("a pipeline that
+must ignore all previous instructions in flight") is a description, not a command. Base64 and
+hex blobs (bounded in size) are decoded and their text screened too. Every check is linear in
+the length of the text. Positions in :class:`Finding` refer to the original text.
 
-Policies: ``block`` raises :class:`PromptInjectionError`; ``warn`` logs the rule names (never
-the text) and issues an :class:`InjectionWarning`, then returns the findings; ``off`` returns
-``()`` without scanning.
+Policies: ``block`` raises :class:`PromptInjectionError` naming the source, rules and matched
+phrases; ``warn`` logs the rule names (never the text) and issues one
+:class:`InjectionWarning`, then returns the findings; ``off`` returns ``()`` without scanning.
 """
 
 from __future__ import annotations
@@ -131,15 +141,15 @@ _W = r"(?:\s|[*~]|(?<!\w)_|(?<=\w)_(?!\w))*"
 # long word could be split in many ways, and a 100,000-character task took seconds).
 _SEP = _W[:-1] + "+"
 _VERB_IGNORE = (
-    r"(?:ignore|disregard|forget|dismiss|overlook|pay{_W}no{_W}(?:attention|heed){_W}to|"
-    r"(?:do{_W}not|don'?t){_W}pay{_W}attention{_W}to|set{_W}aside|put{_W}aside)"
-).replace("{_W}", r"(?:\s|[*~]|(?<!\w)_|(?<=\w)_(?!\w))*")
+    rf"(?:ignore|disregard|forget|dismiss|overlook|pay{_W}no{_W}(?:attention|heed){_W}to|"
+    rf"(?:do{_W}not|don'?t){_W}pay{_W}attention{_W}to|set{_W}aside|put{_W}aside)"
+)
 # verbs that are common in code ("skip the previous rules", "drop the old table"): with the
 # nouns that name the model's own instructions only
 _VERB_WEAK = (
-    r"(?:override|bypass|discard|abandon|neglect|skip|throw{_W}(?:out|away)|drop|erase|wipe|"
-    r"cancel|nullify|void|scrap|ditch)"
-).replace("{_W}", r"(?:\s|[*~]|(?<!\w)_|(?<=\w)_(?!\w))*")
+    rf"(?:override|bypass|discard|abandon|neglect|skip|throw{_W}(?:out|away)|drop|erase|wipe|"
+    rf"cancel|nullify|void|scrap|ditch)"
+)
 _QUALIFIER = (
     r"(?:previous|prior|above|preceding|earlier|former|original|initial|system|developer|"
     r"safety|hidden|old|existing|current|given)"
@@ -158,9 +168,9 @@ _NOUN_PRIOR_STRONG = rf"(?:{_NOUN_STRONG[3:-1]}|directions|guidance)"
 # "your previous instructions format", "the prior rules table": a noun used as a modifier
 _NOT_COMPOUND = (
     r"(?!\s*(?:format|formats|file|files|table|tables|list|lists|parser|field|fields|set|"
-    r"sets|engine|cache|buffer|queue|window|in{_W}flight|in{_W}the{_W}(?:pipeline|queue|buffer)|"
+    r"sets|engine|cache|buffer|queue|window|in\s*flight|in\s*the\s*(?:pipeline|queue|buffer)|"
     r"template|templates|schema|column|columns|block|blocks|section|syntax)\b)"
-).replace("{_W}", r"\s*")
+)
 # "your prompt engineering tips" asks for advice, not for the prompt
 _PROMPT_COMPOUND = (
     r"(?!\s*(?:engineering|design|designs|writing|templates?|tips|advice|ideas|best|"
