@@ -16,6 +16,7 @@ cause and the fix while still failing (``execute_reply`` status ``error``: Run A
 from __future__ import annotations
 
 import json
+import math
 import queue
 import re
 import sys
@@ -82,11 +83,17 @@ def _age(seconds: float) -> str:
 
 
 def _money(value: float | None) -> str:
+    """USD for people: cents from $1 up, else four decimals or three significant digits,
+    trailing zeros dropped ($0.001, $0.0123, $0.000042): a non-zero amount never shows as $0."""
     if value is None:
         return "cost unknown"
     if value == 0:
         return "$0"
-    return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
+    decimals = max(4, 2 - math.floor(math.log10(abs(value))))
+    whole, _, fraction = f"{value:.{decimals}f}".partition(".")
+    if abs(value) >= 1 or whole.lstrip("-") != "0":  # 0.99999 rounds up to a dollar
+        return f"${value:,.2f}"
+    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
 
 
 def format_footer(result: AgentResult, *, simulated: bool = False, caching: bool = True) -> str:
