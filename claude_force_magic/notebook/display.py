@@ -115,7 +115,9 @@ def format_footer(result: AgentResult, *, simulated: bool = False, caching: bool
         parts += ["$0", f"cache hit (saved {saved}{age_text})"]
     else:
         state = "cache miss (stored)" if caching else "cache off"
-        parts += [_money(meta.get("cost_usd")), state if result.success else "failed"]
+        ended = {"cancelled": "interrupted, answer cut off", "timeout": "timed out"}
+        failed = ended.get(str(meta.get("status")), "failed")
+        parts += [_money(meta.get("cost_usd")), state if result.success else failed]
         if meta.get("attempts", 1) and int(meta.get("attempts", 1)) > 1:
             parts.append(f"{int(meta['attempts'])} attempts")
     if meta.get("truncated"):
@@ -204,7 +206,8 @@ class AgentOutput:
         if self.fmt in ("text", "json"):
             return None
         head = f"**{self.label}**\n\n" if self.label else ""
-        body = self.text or "*…waiting for the first tokens…*"
+        finished = self.error or self.footer  # a finished slot never waits for tokens
+        body = self.text or ("" if finished else "*…waiting for the first tokens…*")
         return head + body + self._markdown_tail()
 
     def _markdown_tail(self) -> str:
