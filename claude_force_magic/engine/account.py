@@ -32,8 +32,9 @@ import os
 import threading
 import time
 import warnings
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigurationError
@@ -59,6 +60,34 @@ class _Charge:
     at: float
     usd: float
     session: str
+
+
+@dataclass
+class _Tally:
+    """Running sums per window, so reading the spend stays O(1) however long the ledger."""
+
+    total: float = 0.0
+    session: float = 0.0
+    recent: deque[_Charge] = field(default_factory=deque)  # for ``day``; older ones pruned
+
+    def add(self, charge: _Charge) -> None:
+        self.total += charge.usd
+        if charge.session == SESSION_ID:
+            self.session += charge.usd
+        self.recent.append(charge)
+
+    def clear(self) -> None:
+        self.total = self.session = 0.0
+        self.recent.clear()
+
+    def value(self, window: str, since: float) -> float:
+        if window == "total":
+            return self.total
+        if window == "session":
+            return self.session
+        while self.recent and self.recent[0].at < since:  # midnight only moves forward
+            self.recent.popleft()
+        return sum(c.usd for c in self.recent if c.at >= since)
 
 
 def check_window(window: object) -> str:
@@ -106,8 +135,8 @@ class SpendAccount:
         self._offset = 0
         self._seq = 0
         self._mac = ""
-        self._charges: list[_Charge] = []  # since the last reset
-        self._unrecorded: list[_Charge] = []  # charges the file could not take
+        self._charges = _Tally()  # since the last reset
+        self._unrecorded = _Tally()  # charges the file could not take
         self._damage: str | None = None
         self._trust_after = 0  # only a reset after this sequence number clears damage
         self._warned: set[str] = set()
@@ -140,7 +169,10 @@ class SpendAccount:
         """USD charged in the current window since the last reset (all processes)."""
         with self._lock:
             self._sync()
-            return self._sum(self._charges + self._unrecorded)
+            since = _local_midnight(self._clock()) if self._window == "day" else 0.0
+            return self._charges.value(self._window, since) + self._unrecorded.value(
+                self._window, since
+            )
 
     def charge(self, usd: float) -> None:
         """Record ``usd`` spent (a no-op for 0 or less, or for a non-finite amount)."""
@@ -149,7 +181,7 @@ class SpendAccount:
         with self._lock:
             entry = _Charge(self._clock(), float(usd), SESSION_ID)
             if not self._append("charge", entry):
-                self._unrecorded.append(entry)
+                self._unrecorded.add(entry)
 
     def reset(self) -> None:
         """Start over: record a reset; earlier charges (and earlier damage) no longer count."""
@@ -161,14 +193,6 @@ class SpendAccount:
             self._unrecorded.clear()
 
     # ------------------------------------------------------------------ internals
-
-    def _sum(self, charges: list[_Charge]) -> float:
-        if self._window == "total":
-            return sum(c.usd for c in charges)
-        if self._window == "session":
-            return sum(c.usd for c in charges if c.session == SESSION_ID)
-        since = _local_midnight(self._clock())
-        return sum(c.usd for c in charges if c.at >= since)
 
     def _sign(self, record: dict[str, object]) -> str:
         return hmac.new(self._key, _DOMAIN + _ENCODER.encode(record).encode(), "sha256").hexdigest()
@@ -258,7 +282,7 @@ class SpendAccount:
             if self._seq > self._trust_after:
                 self._damage = None
         elif record.get("kind") == "charge":
-            self._charges.append(
+            self._charges.add(
                 _Charge(float(record["t"]), float(record["usd"]), str(record["session"]))
             )
 

@@ -75,7 +75,8 @@ def run_cell(
         cut: list[AgentResult | BaseException] = []
         for index, slot in enumerate(view.slots):
             partial = partials.get(index)
-            if partial is not None and (slot.output.text or slot.handle is not None):
+            shown = slot.output.text or slot.handle is not None or _charged(partial)
+            if partial is not None and shown:
                 view.finish(index, partial, simulated=simulated)  # text so far, cost, "cut"
             cut.append(exc if partial is None else partial)
         if on_interrupted is not None:
@@ -89,6 +90,11 @@ def run_cell(
         if result is not None or error is not None:
             view.finish(index, result, simulated=simulated, error=error)
     return outcomes
+
+
+def _charged(result: AgentResult | None) -> bool:
+    """True when an interrupted call was charged something (worth a footer on its own)."""
+    return result is not None and bool(result.cost_usd)
 
 
 async def _run_all(
