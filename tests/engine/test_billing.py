@@ -162,3 +162,12 @@ async def test_http_error_answer_costs_nothing_and_success_is_ok(
     ok = await orch.execute_agent("python-expert", "A good answer.", use_cache=False)
     assert ok.success and ok.metadata["status"] == "ok"
     assert [r.status for r in orch.metrics.recent()] == ["error", "ok"]
+
+
+def test_call_record_status_is_checked() -> None:
+    from claude_force_magic.errors import ConfigurationError
+    from claude_force_magic.metrics import CallRecord
+
+    assert CallRecord(0.0, "a", "m", 0.1, 1, 1).status == "ok"
+    with pytest.raises(ConfigurationError, match="cancelled"):
+        CallRecord(0.0, "a", "m", 0.1, 1, 1, status="stopped")
