@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, UnsafePathError
 from ..settings import Secret
 
 __all__ = ["SESSION_ID", "WINDOWS", "SpendAccount", "SpendAccountWarning"]
@@ -288,8 +288,10 @@ class SpendAccount:
 
     def _append(self, kind: str, entry: _Charge) -> bool:
         """Sign and append one record under the exclusive lock; False if the file failed."""
+        from ..settings import ensure_private_dir
+
         try:
-            self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            ensure_private_dir(self._path.parent)  # the cache's own rules: ours, 0700, no link
             with self._open(write=True) as fd:
                 self._sync(fd)
                 record: dict[str, object] = {
@@ -307,7 +309,7 @@ class SpendAccount:
                 os.write(fd, line)
                 self._sync(fd)
                 return True
-        except OSError as exc:
+        except (OSError, UnsafePathError) as exc:
             self._warn(
                 f"could not be written ({type(exc).__name__}: {exc}); spending is kept in "
                 "memory for this session only"

@@ -173,3 +173,15 @@ def test_an_unwritable_directory_keeps_the_charge_in_memory_with_a_warning(
         account.charge(0.2)
     with pytest.warns(SpendAccountWarning, match="could not be read"):
         assert account.spent() == pytest.approx(0.2)
+
+
+def test_a_symlinked_directory_is_refused_like_the_cache_does(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    account = _account(link / "spend.jsonl")
+    with pytest.warns(SpendAccountWarning, match="symlink"):
+        account.charge(0.3)
+    assert not (real / "spend.jsonl").exists()
+    assert account.spent() == pytest.approx(0.3)  # still counted, in memory
