@@ -171,3 +171,22 @@ def test_call_record_status_is_checked() -> None:
     assert CallRecord(0.0, "a", "m", 0.1, 1, 1).status == "ok"
     with pytest.raises(ConfigurationError, match="cancelled"):
         CallRecord(0.0, "a", "m", 0.1, 1, 1, status="stopped")
+
+
+async def test_deadline_cut_stream_is_charged_with_status_timeout(
+    sim: Simulator, make_orch: Callable[..., AsyncAgentOrchestrator]
+) -> None:
+    # the deadline cancels the attempt after message_start arrived: its input is billed
+    sim.configure(latency=Latency.fixed(0.0, ttft=5.0))
+    orch = make_orch(budget_usd=5.0, model=MODEL, timeout_seconds=30, deadline_seconds=0.8)
+    result = None
+    async for item in orch.stream_agent(
+        "python-expert", "A stream past the deadline.", use_cache=False
+    ):
+        result = item
+    assert isinstance(result, AgentResult) and not result.success
+    assert type(result.error).__name__ == "DeadlineExceededError"
+    assert result.metadata["status"] == "timeout"
+    assert result.metadata["input_tokens"] > 0 and result.cost_usd
+    assert orch.spent_usd == pytest.approx(result.cost_usd)
+    assert orch._budget.reserved == 0
