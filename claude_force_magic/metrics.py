@@ -25,6 +25,7 @@ from .errors import ConfigurationError
 from .guard.logs import get_logger, sanitize_for_log
 
 __all__ = [
+    "CALL_STATUSES",
     "OTHER",
     "QUANTILES",
     "CallRecord",
@@ -37,6 +38,8 @@ __all__ = [
 _log = get_logger(__name__)
 
 OTHER = "(other)"
+#: How a recorded call ended.
+CALL_STATUSES: tuple[str, ...] = ("ok", "error", "timeout", "cancelled")
 _GROUP_KEYS = ("agent_name", "model", "cached")
 
 
@@ -46,8 +49,10 @@ class CallRecord:
 
     ``cost_usd`` is ``None`` when the model's price is unknown; ``saved_usd`` is what a cache
     hit would have cost live. ``latency_s`` is wall-clock seconds for the whole call, retries
-    included. Raises :class:`ConfigurationError` for negative token counts or a negative or
-    non-finite latency.
+    included. ``status`` is how the call ended (:data:`CALL_STATUSES`): ``ok``, ``error``,
+    ``timeout`` or ``cancelled``; a cancelled or timed-out call still carries the tokens and
+    cost the API billed for it. Raises :class:`ConfigurationError` for negative token counts,
+    a negative or non-finite latency, or an unknown status.
     """
 
     timestamp: float
@@ -66,8 +71,13 @@ class CallRecord:
     attempts: int = 1
     stop_reason: str | None = None
     request_id: str | None = None
+    status: str = "ok"
 
     def __post_init__(self) -> None:
+        if self.status not in CALL_STATUSES:
+            raise ConfigurationError(
+                f"status must be one of {', '.join(CALL_STATUSES)}, got {self.status!r}"
+            )
         if not (self.latency_s >= 0.0 and math.isfinite(self.latency_s)):
             raise ConfigurationError(f"latency_s must be finite and >= 0, got {self.latency_s!r}")
         if (

@@ -16,7 +16,7 @@ import math
 import os
 import time
 from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
@@ -423,11 +423,49 @@ async def create_message(
 
 @dataclass
 class StreamState:
-    """Filled in by :func:`stream_message` as a stream progresses."""
+    """Filled in by :func:`stream_message` as a stream progresses.
+
+    ``input_tokens`` (and the prompt-cache counts) come from the ``message_start`` event,
+    ``output_tokens`` from the last ``usage`` seen in a ``message_delta`` (None until then), and
+    ``text_chars`` / ``text`` count the text received: enough to bill an answer that was
+    interrupted, timed out or failed before its final message.
+    """
 
     headers: Mapping[str, str] | None = None
     request_id: str | None = None
     message: Any = None
+    started: bool = False
+    input_tokens: int | None = None
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    output_tokens: int | None = None
+    text: list[str] = field(default_factory=list)
+
+    def observe(self, event: Any) -> None:
+        """Record the usage carried by one stream event (never raises on odd shapes)."""
+        kind = getattr(event, "type", None)
+        if kind == "message_start":
+            self.started = True
+            usage = getattr(getattr(event, "message", None), "usage", None)
+            self.input_tokens = _count(getattr(usage, "input_tokens", None))
+            self.cache_creation_input_tokens = (
+                _count(getattr(usage, "cache_creation_input_tokens", None)) or 0
+            )
+            self.cache_read_input_tokens = (
+                _count(getattr(usage, "cache_read_input_tokens", None)) or 0
+            )
+            self.output_tokens = _count(getattr(usage, "output_tokens", None))
+        elif kind == "message_delta":
+            seen = _count(getattr(getattr(event, "usage", None), "output_tokens", None))
+            if seen is not None:
+                self.output_tokens = seen
+
+
+def _count(value: object) -> int | None:
+    """A token count from the wire: a non-negative int, else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
 
 
 async def stream_message(
@@ -438,12 +476,15 @@ async def stream_message(
     timeout: float,
 ) -> AsyncGenerator[str, None]:
     """Yield text deltas of one ``messages.stream`` attempt; ``state.message`` is the final
-    message once the generator is exhausted. SDK errors propagate unmapped. The caller bounds
-    each step in time; closing the generator closes the HTTP response."""
+    message once the generator is exhausted, and ``state`` holds the usage seen so far at any
+    moment (see :class:`StreamState`). SDK errors propagate unmapped. The caller bounds each
+    step in time; closing the generator closes the HTTP response."""
     async with client.messages.stream(**params, timeout=timeout) as stream:
         state.headers = stream.response.headers
         state.request_id = stream.request_id
         async for event in stream:
+            state.observe(event)
             if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                state.text.append(event.delta.text)
                 yield event.delta.text
         state.message = await stream.get_final_message()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["estimate_input_tokens"]
+__all__ = ["estimate_input_tokens", "estimate_text_tokens"]
 
 #: Tokens the Messages API adds around the system prompt and the user turn.
 MESSAGE_OVERHEAD_TOKENS = 8
@@ -21,6 +21,15 @@ def _text_tokens(text: str) -> int:
         return math.ceil(len(text) / 4)
     ascii_chars = len(text.encode("ascii", "ignore"))
     return math.ceil(ascii_chars / 4) + (len(text) - ascii_chars)
+
+
+def estimate_text_tokens(text: str) -> int:
+    """A cautious token count of ``text`` (no message overhead), e.g. of a partial answer.
+
+    >>> estimate_text_tokens("a" * 400)
+    100
+    """
+    return _text_tokens(text)
 
 
 def estimate_input_tokens(*texts: str) -> int:

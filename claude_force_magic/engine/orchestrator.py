@@ -44,7 +44,7 @@ from .client import (
     parse_rate_limit_headers,
     stream_message,
 )
-from .estimate import estimate_input_tokens
+from .estimate import estimate_input_tokens, estimate_text_tokens
 from .limits import RateLimiter, Ticket
 from .response import Answer, Usage, check_message
 from .result import AgentResult, empty_metadata
@@ -58,7 +58,12 @@ if TYPE_CHECKING:
     from ..metrics import Metrics
     from ..pricing import PriceTable
 
-__all__ = ["DEFAULT_MODEL", "AsyncAgentOrchestrator"]
+__all__ = ["DEFAULT_MODEL", "AsyncAgentOrchestrator", "OnCancelled"]
+
+#: Called with the settled, failed :class:`AgentResult` of a call that is being cancelled
+#: (its ``output`` is the text streamed so far, ``metadata["status"] == "cancelled"``), on the
+#: event loop, just before the ``CancelledError`` propagates. Exceptions it raises are logged.
+OnCancelled = Callable[[AgentResult], None]
 
 DEFAULT_MODEL = "claude-sonnet-5-5"
 #: Above this ``max_tokens`` the SDK refuses non-streaming calls; such calls stream internally.
@@ -114,11 +119,77 @@ class _Call:
 
 @dataclass
 class _Progress:
-    """What the live part of a call did, for the result even when it failed."""
+    """What the live part of a call did, for the result even when it failed.
+
+    ``billed`` holds the usage of every attempt that was sent but ended without a final
+    answer (cancelled, timed out, failed mid-stream): the API bills those tokens too.
+    """
 
     attempts: int = 0
     emitted: list[str] = field(default_factory=list)
     request_id: str | None = None
+    sent: bool = False
+    stream: StreamState | None = None
+    billed: list[Usage] = field(default_factory=list)
+
+
+def _is_cancel_or_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, (asyncio.CancelledError, TimeoutError))
+
+
+def _attempt_usage(call: _Call, state: StreamState | None, exc: BaseException) -> Usage | None:
+    """What the API bills for one sent attempt that ended with ``exc`` (None: nothing).
+
+    Input: the stream's ``message_start`` count, else the request's estimate. Output: the
+    last count a ``message_delta`` reported or the text received, whichever is larger. An
+    attempt the server answered with an HTTP error, or that failed to connect, costs nothing;
+    one cancelled or timed out before the stream started is charged its input estimate.
+    """
+    if isinstance(getattr(exc, "usage", None), Usage):
+        return None  # a complete but unusable answer: billed from its own usage by the caller
+    started = state is not None and state.started
+    if not started and not _is_cancel_or_timeout(exc):
+        return None
+    text = "".join(state.text) if state is not None else ""
+    output = max(
+        (state.output_tokens or 0) if state is not None else 0,
+        estimate_text_tokens(text) if text else 0,
+    )
+    if state is not None and state.started:
+        return Usage(
+            input_tokens=state.input_tokens
+            if state.input_tokens is not None
+            else call.input_estimate,
+            output_tokens=output,
+            cache_creation_input_tokens=state.cache_creation_input_tokens,
+            cache_read_input_tokens=state.cache_read_input_tokens,
+        )
+    return Usage(input_tokens=call.input_estimate, output_tokens=output)
+
+
+def _sum_usage(usages: Iterable[Usage]) -> Usage:
+    total = Usage()
+    for u in usages:
+        total = Usage(
+            input_tokens=total.input_tokens + u.input_tokens,
+            output_tokens=total.output_tokens + u.output_tokens,
+            cache_creation_input_tokens=total.cache_creation_input_tokens
+            + u.cache_creation_input_tokens,
+            cache_read_input_tokens=total.cache_read_input_tokens + u.cache_read_input_tokens,
+        )
+    return total
+
+
+def call_status(exc: BaseException | None) -> str:
+    """The status recorded for a call that ended with ``exc``: ``ok`` (None), ``cancelled``,
+    ``timeout`` (per-attempt timeout or the overall deadline) or ``error``."""
+    if exc is None:
+        return "ok"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    if isinstance(exc, TimeoutError):  # APITimeoutError and DeadlineExceededError are both
+        return "timeout"
+    return "error"
 
 
 class AsyncAgentOrchestrator:
@@ -508,6 +579,7 @@ class AsyncAgentOrchestrator:
                     attempts=int(meta.get("attempts") or 0),
                     stop_reason=meta.get("stop_reason"),
                     request_id=meta.get("request_id"),
+                    status=str(meta.get("status") or ("ok" if result.success else "error")),
                 )
             )
         except Exception as exc:
@@ -551,7 +623,8 @@ class AsyncAgentOrchestrator:
                 ticket = await self._limiter.acquire(
                     call.input_estimate, call.max_tokens, deadline=deadline_at
                 )
-                sent = True
+                sent = progress.sent = True
+                progress.stream = None
                 try:
                     answer = await self._send(client, call, progress, on_text, ticket)
                 except Exception as exc:
@@ -563,6 +636,10 @@ class AsyncAgentOrchestrator:
             self._breaker_outcome(exc, probe)
             if ticket is not None and not sent:
                 self._limiter.cancel(ticket)
+            if sent:  # the request went out: bill what the API bills for it
+                usage = _attempt_usage(call, progress.stream, exc)
+                if usage is not None:
+                    progress.billed.append(usage)
             if isinstance(exc, APIError) and progress.emitted and exc.retryable:
                 exc.retryable = False  # text already reached the caller: a retry would repeat it
             raise
@@ -610,7 +687,7 @@ class AsyncAgentOrchestrator:
             progress.request_id = raw.request_id
             self._limiter.observe(parse_rate_limit_headers(raw.headers), ticket)
             return check_message(raw.message, max_tokens=call.max_tokens, request_id=raw.request_id)
-        state = StreamState()
+        state = progress.stream = StreamState()
         chunks = stream_message(client, call.params, state, timeout=call.timeout + 5)
         try:
             while True:
@@ -663,7 +740,10 @@ class AsyncAgentOrchestrator:
             ) from exc
 
     async def _execute(
-        self, call: _Call, on_text: Callable[[str], None] | None = None
+        self,
+        call: _Call,
+        on_text: Callable[[str], None] | None = None,
+        on_cancelled: OnCancelled | None = None,
     ) -> AgentResult:
         cached = self._cache_lookup(call)
         if cached is not None:
@@ -679,42 +759,26 @@ class AsyncAgentOrchestrator:
         self._limiter.check_admissible(call.max_tokens)
         estimate = self.prices.estimate(call.model, call.input_estimate, call.max_tokens)
         reservation = self._budget.reserve(estimate, model=call.model)
-        return await self._execute_live(call, reservation, on_text)
+        return await self._execute_live(call, reservation, on_text, on_cancelled)
 
     async def _execute_live(
         self,
         call: _Call,
         reservation: Reservation,
         on_text: Callable[[str], None] | None,
+        on_cancelled: OnCancelled | None = None,
     ) -> AgentResult:
+        """The live call; every outcome is charged, recorded and settled against the budget.
+
+        A cancelled call is settled too (what it was billed so far), recorded with status
+        ``cancelled``, handed to ``on_cancelled``, and then the cancellation propagates.
+        """
         progress = _Progress()
         started = time.perf_counter()
         try:
             answer = await self._live(call, progress, on_text)
         except (APIError, CircuitOpenError, DeadlineExceededError) as exc:
-            # An unusable answer (refusal, no text) was still billed: charge what it used.
-            billed = getattr(exc, "usage", None)
-            meta = empty_metadata(call.model)
-            if isinstance(billed, Usage):
-                cost = self.prices.cost(call.model, billed)
-                self._budget.settle(reservation, cost)
-                meta.update(_usage_metadata(billed), cost_usd=cost)
-            else:
-                self._budget.release(reservation)
-                # An error answer (or nothing sent) costs nothing; after a timeout or a dropped
-                # connection nobody knows, so the cost stays unknown (None).
-                if isinstance(exc, CircuitOpenError) or getattr(exc, "status_code", None):
-                    meta["cost_usd"] = 0.0
-            meta.update(
-                latency_s=time.perf_counter() - started,
-                attempts=progress.attempts,
-                request_id=progress.request_id,
-                stop_reason=getattr(exc, "stop_reason", None),
-                warnings=list(call.warnings),
-            )
-            result = AgentResult.failure(
-                call.agent.name, exc, metadata=meta, output="".join(progress.emitted)
-            )
+            result = self._settle_failure(call, reservation, progress, exc, started)
             self._log.info(
                 "agent %s failed after %d attempt(s): %s",
                 call.agent.name,
@@ -723,14 +787,23 @@ class AsyncAgentOrchestrator:
             )
             self._record(result)
             return result
-        except BaseException:
-            self._budget.release(reservation)
+        except BaseException as exc:
+            # Cancelled (or a bug): no await until the end, so the settlement cannot be cut.
+            result = self._settle_failure(call, reservation, progress, exc, started)
+            self._record(result)
+            if on_cancelled is not None and isinstance(exc, asyncio.CancelledError):
+                try:
+                    on_cancelled(result)
+                except Exception as cb_exc:
+                    self._log.warning("on_cancelled callback failed: %s", type(cb_exc).__name__)
             raise
-        cost = self.prices.cost(call.model, answer.usage)
+        answer_cost = self.prices.cost(call.model, answer.usage)
+        usage = _sum_usage([*progress.billed, answer.usage])
+        cost = self.prices.cost(call.model, usage) if progress.billed else answer_cost
         self._budget.settle(reservation, cost)
         meta = empty_metadata(call.model)
         meta.update(
-            _usage_metadata(answer.usage),
+            _usage_metadata(usage),
             cost_usd=cost,
             latency_s=time.perf_counter() - started,
             attempts=progress.attempts,
@@ -738,15 +811,78 @@ class AsyncAgentOrchestrator:
             request_id=answer.request_id,
             truncated=answer.truncated,
             warnings=list(call.warnings) + list(answer.warnings),
+            status="ok",
         )
         result = AgentResult(call.agent.name, True, answer.text, [], meta)
         self._record(result)
-        self._cache_store(call, answer, cost)
+        self._cache_store(call, answer, answer_cost)
         return result
+
+    def _settle_failure(
+        self,
+        call: _Call,
+        reservation: Reservation,
+        progress: _Progress,
+        exc: BaseException,
+        started: float,
+    ) -> AgentResult:
+        """Charge a call that ended without an answer, settle the budget, build its result.
+
+        Billed: every sent attempt's usage (:func:`_attempt_usage`) plus the usage of a
+        complete but unusable answer. Nothing billed costs 0 when nothing was sent or the
+        server answered with an error; after a dropped connection the cost stays unknown.
+        """
+        usages = list(progress.billed)
+        final = getattr(exc, "usage", None)
+        if isinstance(final, Usage):
+            usages.append(final)
+        meta = empty_metadata(call.model)
+        status = call_status(exc)
+        if usages:
+            usage = _sum_usage(usages)
+            cost = self.prices.cost(call.model, usage)
+            self._budget.settle(reservation, cost)
+            meta.update(_usage_metadata(usage), cost_usd=cost)
+        else:
+            self._budget.release(reservation)
+            if (
+                not progress.sent
+                or isinstance(exc, CircuitOpenError)
+                or getattr(exc, "status_code", None)
+            ):
+                meta["cost_usd"] = 0.0
+        output = "".join(progress.emitted)
+        meta.update(
+            latency_s=time.perf_counter() - started,
+            attempts=progress.attempts,
+            request_id=progress.request_id,
+            stop_reason=getattr(exc, "stop_reason", None),
+            warnings=list(call.warnings),
+            status=status,
+            cut=bool(output),
+        )
+        if isinstance(exc, ClaudeForceError):
+            return AgentResult.failure(call.agent.name, exc, metadata=meta, output=output)
+        words = "cancelled" if status == "cancelled" else f"stopped by {type(exc).__name__}"
+        cost_text = "an unknown amount" if meta["cost_usd"] is None else f"${meta['cost_usd']:.6g}"
+        return AgentResult(
+            call.agent.name,
+            False,
+            output,
+            [f"The call was {words}; it was charged {cost_text} for the tokens billed so far."],
+            meta,
+        )
 
     # -- public calls --------------------------------------------------------------------------
 
-    async def execute_agent(self, agent_name: str, task: str, **options: Any) -> AgentResult:
+    async def execute_agent(
+        self,
+        agent_name: str,
+        task: str,
+        *,
+        on_cancelled: OnCancelled | None = None,
+        **options: Any,
+    ) -> AgentResult:
         """Run one agent on ``task`` and return its :class:`AgentResult`.
 
         Options: ``model``, ``max_tokens``, ``timeout_seconds``, ``use_cache`` (default True),
@@ -761,14 +897,22 @@ class AsyncAgentOrchestrator:
         key, closed orchestrator, ``max_tokens`` above the output-tokens-per-minute limit the
         API reported), :class:`BudgetExceededError`, :class:`PricingError`
         (budget set, price unknown). Failures of the call itself are returned as
-        ``success=False``. Cancelling the awaiting task stops the request and leaves no task.
-        Safe to run concurrently on one loop.
+        ``success=False``. Cancelling the awaiting task stops the request and leaves no task;
+        what the API billed until then (input, and output streamed so far) is still charged,
+        recorded with status ``cancelled`` and counted against the budget, and
+        ``on_cancelled(result)`` receives that settled result before the cancellation
+        propagates. Safe to run concurrently on one loop.
         """
         call = self._prepare(agent_name, task, options)
-        return await self._execute(call)
+        return await self._execute(call, on_cancelled=on_cancelled)
 
     async def stream_agent(
-        self, agent_name: str, task: str, **options: Any
+        self,
+        agent_name: str,
+        task: str,
+        *,
+        on_cancelled: OnCancelled | None = None,
+        **options: Any,
     ) -> AsyncIterator[str | AgentResult]:
         """Yield the answer's text pieces as they arrive, then exactly one :class:`AgentResult`.
 
@@ -776,11 +920,14 @@ class AsyncAgentOrchestrator:
         before the first piece arrives; a stream that breaks afterwards ends with a failed
         result holding the partial ``output``. Same options and raised errors as
         :meth:`execute_agent` (raised on the first ``__anext__``). Closing the generator early
-        cancels the request.
+        cancels the request; it is charged and reported to ``on_cancelled`` as in
+        :meth:`execute_agent`.
         """
         call = self._prepare(agent_name, task, options)
         queue: asyncio.Queue[object] = asyncio.Queue()
-        task_ = asyncio.ensure_future(self._execute(call, on_text=queue.put_nowait))
+        task_ = asyncio.ensure_future(
+            self._execute(call, on_text=queue.put_nowait, on_cancelled=on_cancelled)
+        )
         task_.add_done_callback(lambda _t: queue.put_nowait(_STOP))
         try:
             while True:

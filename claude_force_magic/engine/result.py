@@ -32,6 +32,8 @@ METADATA_KEYS: tuple[str, ...] = (
     "request_id",
     "truncated",
     "warnings",
+    "status",
+    "cut",
 )
 
 
@@ -53,6 +55,8 @@ def empty_metadata(model: str | None = None) -> dict[str, Any]:
         "request_id": None,
         "truncated": False,
         "warnings": [],
+        "status": None,
+        "cut": False,
     }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import queue
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -42,28 +42,45 @@ def failure_of(outcome: AgentResult | BaseException) -> BaseException | None:
 
 
 def run_cell(
-    session: AgentSession, request: CellRequest, view: StreamView, *, simulated: bool
+    session: AgentSession,
+    request: CellRequest,
+    view: StreamView,
+    *,
+    simulated: bool,
+    on_interrupted: Callable[[list[AgentResult | BaseException]], None] | None = None,
 ) -> list[AgentResult | BaseException]:
     """Run every agent of ``request`` and render into ``view``; return outcomes in order.
 
     Unknown agents raise :class:`~..errors.UnknownAgentError` before anything is sent. Other
     failures are returned (and shown in their output when the cell has several agents). A
-    ``KeyboardInterrupt`` cancels every request and propagates.
+    ``KeyboardInterrupt`` cancels every request and propagates; before it does, each agent's
+    answer area keeps the text streamed so far with a footer saying it was interrupted and
+    what it cost (no error text there: the cell's one red line says it), and
+    ``on_interrupted`` receives the outcomes: each agent's settled partial result (see
+    :data:`~..engine.orchestrator.OnCancelled`), or the ``KeyboardInterrupt`` for an agent
+    whose call had not settled in time.
     """
     orch = session.orchestrator(simulated)
     for name in request.agents:
         orch.registry.get(name)
     pump = Pump(view)
     view.open()
+    partials: dict[int, AgentResult] = {}  # filled on the loop thread by on_cancelled
     try:
         outcomes = session.run(
-            _run_all(orch, request, pump), pump=pump.drain, wake=lambda: pump.put(DONE)
+            _run_all(orch, request, pump, partials), pump=pump.drain, wake=lambda: pump.put(DONE)
         )
     except KeyboardInterrupt as exc:
         view.flush(force=True)
+        cut: list[AgentResult | BaseException] = []
         for index, slot in enumerate(view.slots):
-            if slot.output.text:  # mark a partly streamed answer as cut off
-                view.finish(index, None, simulated=simulated, error=exc)
+            partial = partials.get(index)
+            shown = slot.output.text or slot.handle is not None or _charged(partial)
+            if partial is not None and shown:
+                view.finish(index, partial, simulated=simulated)  # text so far, cost, "cut"
+            cut.append(exc if partial is None else partial)
+        if on_interrupted is not None:
+            on_interrupted(cut)
         raise
     finally:
         view.flush(force=True)
@@ -75,10 +92,21 @@ def run_cell(
     return outcomes
 
 
+def _charged(result: AgentResult | None) -> bool:
+    """True when an interrupted call was charged something (worth a footer on its own)."""
+    return result is not None and bool(result.cost_usd)
+
+
 async def _run_all(
-    orch: AsyncAgentOrchestrator, request: CellRequest, pump: Pump
+    orch: AsyncAgentOrchestrator,
+    request: CellRequest,
+    pump: Pump,
+    partials: dict[int, AgentResult],
 ) -> list[AgentResult | BaseException]:
-    calls = [_run_one(orch, i, name, request, pump) for i, name in enumerate(request.agents)]
+    calls = [
+        _run_one(orch, i, name, request, pump, partials.__setitem__)
+        for i, name in enumerate(request.agents)
+    ]
     outcomes: Sequence[Any] = await asyncio.gather(*calls, return_exceptions=True)
     for outcome in outcomes:
         if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
@@ -87,16 +115,27 @@ async def _run_all(
 
 
 async def _run_one(
-    orch: AsyncAgentOrchestrator, index: int, name: str, request: CellRequest, pump: Pump
+    orch: AsyncAgentOrchestrator,
+    index: int,
+    name: str,
+    request: CellRequest,
+    pump: Pump,
+    keep_partial: Callable[[int, AgentResult], None],
 ) -> AgentResult:
     options: dict[str, Any] = dict(request.call_options)
     if request.untrusted:
         options["untrusted"] = dict(request.untrusted)
+
+    def on_cancelled(result: AgentResult) -> None:
+        keep_partial(index, result)
+
     if not request.stream:
-        result: AgentResult = await orch.execute_agent(name, request.task, **options)
+        result: AgentResult = await orch.execute_agent(
+            name, request.task, on_cancelled=on_cancelled, **options
+        )
         return result
     final: AgentResult | None = None
-    async for item in orch.stream_agent(name, request.task, **options):
+    async for item in orch.stream_agent(name, request.task, on_cancelled=on_cancelled, **options):
         if isinstance(item, str):
             pump.put((index, item))
         else:

@@ -16,6 +16,7 @@ cause and the fix while still failing (``execute_reply`` status ``error``: Run A
 from __future__ import annotations
 
 import json
+import math
 import queue
 import re
 import sys
@@ -82,11 +83,17 @@ def _age(seconds: float) -> str:
 
 
 def _money(value: float | None) -> str:
+    """USD for people: cents from $1 up, else four decimals or three significant digits,
+    trailing zeros dropped ($0.001, $0.0123, $0.000042): a non-zero amount never shows as $0."""
     if value is None:
         return "cost unknown"
     if value == 0:
         return "$0"
-    return f"${value:.4f}" if value < 1 else f"${value:,.2f}"
+    decimals = max(4, 2 - math.floor(math.log10(abs(value))))
+    whole, _, fraction = f"{value:.{decimals}f}".partition(".")
+    if abs(value) >= 1 or whole.lstrip("-") != "0":  # 0.99999 rounds up to a dollar
+        return f"${value:,.2f}"
+    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
 
 
 def format_footer(result: AgentResult, *, simulated: bool = False, caching: bool = True) -> str:
@@ -108,7 +115,9 @@ def format_footer(result: AgentResult, *, simulated: bool = False, caching: bool
         parts += ["$0", f"cache hit (saved {saved}{age_text})"]
     else:
         state = "cache miss (stored)" if caching else "cache off"
-        parts += [_money(meta.get("cost_usd")), state if result.success else "failed"]
+        ended = {"cancelled": "interrupted, answer cut off", "timeout": "timed out"}
+        failed = ended.get(str(meta.get("status")), "failed")
+        parts += [_money(meta.get("cost_usd")), state if result.success else failed]
         if meta.get("attempts", 1) and int(meta.get("attempts", 1)) > 1:
             parts.append(f"{int(meta['attempts'])} attempts")
     if meta.get("truncated"):
@@ -197,7 +206,8 @@ class AgentOutput:
         if self.fmt in ("text", "json"):
             return None
         head = f"**{self.label}**\n\n" if self.label else ""
-        body = self.text or "*…waiting for the first tokens…*"
+        finished = self.error or self.footer  # a finished slot never waits for tokens
+        body = self.text or ("" if finished else "*…waiting for the first tokens…*")
         return head + body + self._markdown_tail()
 
     def _markdown_tail(self) -> str:

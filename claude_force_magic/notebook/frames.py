@@ -39,6 +39,7 @@ HISTORY_COLUMNS = (
     "saved_usd",
     "cached",
     "success",
+    "status",
     "error_type",
     "attempts",
     "stop_reason",

@@ -69,7 +69,9 @@ LINE_HELP = """\
   cache verify              check every signature; tampered entries are removed
   history                   this session's calls, live and simulated (a mode column)
   cost                      spend and savings by mode, agent and model
-  budget USD | budget off   stop calls that would take spending past USD
+  budget                    limit, window, spent and remaining (live and simulated)
+  budget USD [--per day|session|total] | budget off | budget reset
+                            stop calls that would take spending past USD
   config                    the effective configuration (API key masked)
   simulate on|off           use the offline simulator for every cell
   bench AGENT [--n 50] [--concurrency 8] [--simulate] [--task TEXT | --tasks VAR]
@@ -115,6 +117,12 @@ class AgentMagics(Magics):
     budget_usd = Float(None, allow_none=True, help="Refuse calls past this spend (USD).").tag(
         config=True
     )
+    budget_window = EnumTrait(
+        ["total", "day", "session"],
+        "total",
+        help="What counts against budget_usd: total (since `%agent budget reset`), day (since "
+        "local midnight) or session (since this kernel started).",
+    ).tag(config=True)
     cache_dir = Unicode("", help="Response cache directory (default: $CLAUDE_CACHE_DIR).").tag(
         config=True
     )
@@ -183,6 +191,7 @@ class AgentMagics(Magics):
             max_concurrent=self.max_concurrent,
             calls_per_minute=self.calls_per_minute,
             budget_usd=self.budget_usd,
+            budget_window=self.budget_window,
             cache_dir=self.cache_dir,
             ttl_hours=self.ttl_hours,
             enable_cache=self.enable_cache,
@@ -202,6 +211,11 @@ class AgentMagics(Magics):
     def _budget_changed(self, change: Any) -> None:
         if hasattr(self, "session"):
             self.session.set_budget(change["new"])
+
+    @observe("budget_window")
+    def _budget_window_changed(self, change: Any) -> None:
+        if hasattr(self, "session"):
+            self.session.set_budget_window(change["new"])
 
     @observe("simulate")
     def _simulate_changed(self, change: Any) -> None:
@@ -268,8 +282,13 @@ class AgentMagics(Magics):
             request = _replace(request, stream=False)
         from .cells import failure_of, run_cell
 
+        def interrupted(outcomes: list[AgentResult | BaseException]) -> None:
+            self._deliver(request, outcomes, complete=False)
+
         try:
-            outcomes = run_cell(self.session, request, view, simulated=simulated)
+            outcomes = run_cell(
+                self.session, request, view, simulated=simulated, on_interrupted=interrupted
+            )
         except (ClaudeForceError, KeyboardInterrupt) as exc:
             raise short_error(exc) from None
         finally:
@@ -277,11 +296,21 @@ class AgentMagics(Magics):
         self._deliver(request, outcomes)
         failures = [(n, failure_of(o)) for n, o in zip(request.agents, outcomes, strict=True)]
         failed = [(n, e) for n, e in failures if e is not None]
+        if len(outcomes) == 1 and failed:
+            raise short_error(failed[0][1])
         if failed:
-            name, error = failed[0]
-            raise short_error(error, label=name if len(outcomes) > 1 else None)
+            raise _summary_error(failed)
 
-    def _deliver(self, request: Any, outcomes: list[AgentResult | BaseException]) -> None:
+    def _deliver(
+        self,
+        request: Any,
+        outcomes: list[AgentResult | BaseException],
+        *,
+        complete: bool = True,
+    ) -> None:
+        """Store the results in ``-o VAR`` (an interrupted cell stores its partial results,
+        ``success=False`` with the text so far) and, for a complete cell, apply ``--format
+        code``."""
         from ..engine.result import AgentResult
 
         results = [
@@ -289,12 +318,12 @@ class AgentMagics(Magics):
             if isinstance(o, AgentResult)
             else AgentResult.failure(n, o)
             if isinstance(o, ClaudeForceError)
-            else AgentResult(agent_name=n, success=False, errors=[str(o)])
+            else AgentResult(agent_name=n, success=False, errors=[str(o) or type(o).__name__])
             for n, o in zip(request.agents, outcomes, strict=True)
         ]
         if request.output_var:
             self.ip.user_ns[request.output_var] = results[0] if len(results) == 1 else results
-        if request.fmt == "code":
+        if complete and request.fmt == "code":
             code = next((c for r in results if (c := first_code_block(r.output))), None)
             if code is not None:
                 self.ip.set_next_input(code, replace=False)
@@ -403,11 +432,47 @@ class AgentMagics(Magics):
         )
 
     def _cmd_budget(self, rest: list[str], raw: str) -> Any:
-        if len(rest) != 1:
-            raise UsageError("Usage: %agent budget USD   or   %agent budget off")
-        self.budget_usd = None if rest[0].lower() in ("off", "none") else parse_usd(rest[0])
-        print("Budget off." if self.budget_usd is None else f"Budget: ${self.budget_usd:,.2f}.")
+        usage = (
+            "Usage: %agent budget | %agent budget USD [--per day|session|total] | "
+            "%agent budget off | %agent budget reset"
+        )
+        words = [w for part in rest for w in part.split("=", 1)] if rest else []
+        window = None
+        if "--per" in words:
+            at = words.index("--per")
+            if at + 1 >= len(words):
+                raise UsageError(f"--per needs day, session or total.\n{usage}")
+            window = words[at + 1]
+            if window not in ("day", "session", "total"):
+                raise UsageError(
+                    f"--per {window}: use day (since local midnight), session (since this "
+                    "kernel started) or total (since `%agent budget reset`)."
+                )
+            del words[at : at + 2]
+        if len(words) > 1:
+            raise UsageError(usage)
+        if window is not None:
+            self.budget_window = window
+        if words and words[0].lower() == "reset":
+            self.session.reset_budget()
+            print("Budget spend reset to $0 (live and simulated).")
+        elif words:
+            self.budget_usd = None if words[0].lower() in ("off", "none") else parse_usd(words[0])
+        print(self._budget_summary())
         return None
+
+    def _budget_summary(self) -> str:
+        from .display import _money
+
+        limit, window = self.budget_usd, self.budget_window
+        per = "in total (until `%agent budget reset`)" if window == "total" else f"per {window}"
+        head = "Budget off" if limit is None else f"Budget: {_money(limit)} {per}"
+        parts = []
+        for simulated, mode in MODES:
+            spent = self.session.budget(simulated).spent
+            left = "" if limit is None else f", {_money(max(0.0, limit - spent))} left"
+            parts.append(f"{mode}: {_money(spent)} spent{left}")
+        return f"{head}. " + "; ".join(parts) + "."
 
     def _cmd_config(self, rest: list[str], raw: str) -> Any:
         _no_args("config", rest)
@@ -478,6 +543,17 @@ AgentMagics.agent_line.__doc__ = (
     "Inspect and control the extension; `%agent` alone prints this list.\n\n"
     f"{LINE_HELP}\n{_bench_arguments.__doc__}"
 )
+
+
+def _summary_error(failed: list[tuple[str, BaseException]]) -> BaseException:
+    """One red message naming every agent that failed (each fix shown once)."""
+    lines: list[str] = []
+    for name, error in failed:
+        rendered = short_error(error, label=name)._render_traceback_()  # type: ignore[attr-defined]
+        lines += [line for line in rendered if line not in lines]
+    first = failed[0][1]
+    first._render_traceback_ = lambda: lines  # type: ignore[attr-defined]
+    return first
 
 
 def _no_args(command: str, rest: list[str]) -> None:

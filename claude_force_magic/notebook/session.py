@@ -68,6 +68,7 @@ class SessionConfig:
     max_concurrent: int = 10
     calls_per_minute: float | None = 50.0
     budget_usd: float | None = None
+    budget_window: str = "total"
     cache_dir: str = ""
     ttl_hours: float = 24.0
     enable_cache: bool = True
@@ -207,15 +208,45 @@ class AgentSession:
             return orch
 
     def budget(self, simulated: bool) -> Budget:
-        """The session's budget account for live or simulated calls (created on first use
-        with the configured ``budget_usd``); every orchestrator of that mode spends from it."""
+        """The session's budget for live or simulated calls (created on first use with the
+        configured ``budget_usd`` and ``budget_window``); every orchestrator of that mode
+        spends from it.
+
+        Its spend is kept in :meth:`spend_path` (a signed ledger beside the cached answers), so
+        it survives ``%reload_ext`` and a kernel restart. If that file cannot be used (a bad
+        cache secret or directory) the budget is kept in memory, with one warning.
+        """
         with self._lock:
             budget = self._budgets.get(simulated)
             if budget is None:
-                from ..engine.budget import Budget
-
-                budget = self._budgets[simulated] = Budget(self._config().budget_usd)
+                budget = self._budgets[simulated] = self._new_budget(simulated)
             return budget
+
+    def spend_path(self, simulated: bool) -> Path:
+        """The spend ledger of live or simulated calls: ``spend.jsonl`` in the cache directory."""
+        return self.cache_dir(simulated) / "spend.jsonl"
+
+    def _new_budget(self, simulated: bool) -> Budget:
+        from ..engine.budget import Budget
+        from ..errors import ClaudeForceError
+
+        cfg = self._config()
+        try:
+            return Budget.persistent(
+                self.spend_path(simulated), limit_usd=cfg.budget_usd, window=cfg.budget_window
+            )
+        except ClaudeForceError as exc:
+            import warnings
+
+            from ..engine.account import SpendAccountWarning
+
+            warnings.warn(
+                f"The budget's spend cannot be kept on disk ({exc}); it is counted in memory "
+                "and starts over when the kernel restarts.",
+                SpendAccountWarning,
+                stacklevel=2,
+            )
+            return Budget(cfg.budget_usd)
 
     async def _build(
         self,
@@ -260,6 +291,25 @@ class AgentSession:
             budgets = list(self._budgets.values())
         for budget in budgets:
             budget.set_limit(usd)
+
+    def set_budget_window(self, window: str) -> None:
+        """Count spending per ``day``, ``session`` or ``total`` in both modes.
+
+        Raises :class:`ConfigurationError` for another window.
+        """
+        from ..engine.account import check_window
+
+        check_window(window)
+        with self._lock:
+            budgets = list(self._budgets.values())
+        for budget in budgets:
+            if budget.account is not None:
+                budget.account.set_window(window)
+
+    def reset_budget(self) -> None:
+        """Start the spend of both modes over from 0 (the ledgers record the reset)."""
+        for simulated, _ in MODES:
+            self.budget(simulated).reset()
 
     def invalidate(self) -> None:
         """Close the orchestrators so the next call builds them from the current settings.
