@@ -123,7 +123,9 @@ def run_bench_command(magics: Any, args: argparse.Namespace) -> BenchResult:
     ):
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, not {value}.")
-    check_variable_name(args.output)
+    shadowing = check_variable_name(args.output)
+    if shadowing:
+        print(shadowing)
     session = magics.session
     session.registry.get(args.agent)
     tasks = _bench_tasks(args, magics.shell.user_ns)

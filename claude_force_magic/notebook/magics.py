@@ -288,7 +288,7 @@ class AgentMagics(Magics):
             else AgentResult(agent_name=n, success=False, errors=[str(o)])
             for n, o in zip(request.agents, outcomes, strict=True)
         ]
-        if request.output_var:
+        if request.output_var and not all(map(_refused_before_sending, outcomes)):
             self.ip.user_ns[request.output_var] = results[0] if len(results) == 1 else results
         if request.fmt == "code":
             code = next((c for r in results if (c := first_code_block(r.output))), None)
@@ -473,6 +473,21 @@ AgentMagics.agent_line.__doc__ = (
     "Inspect and control the extension; `%agent` alone prints this list.\n\n"
     f"{LINE_HELP}\n{_bench_arguments.__doc__}"
 )
+
+
+def _refused_before_sending(outcome: Any) -> bool:
+    """True when ``outcome`` is a call the caller's input stopped before anything was sent
+    (a bad setting, a blocked task, the budget): such a cell assigns nothing to ``-o``."""
+    from ..errors import (
+        BudgetExceededError,
+        ConfigurationError,
+        InvalidTaskError,
+        SecurityError,
+    )
+    from .cells import failure_of
+
+    refused = (BudgetExceededError, ConfigurationError, InvalidTaskError, SecurityError)
+    return isinstance(failure_of(outcome), refused)
 
 
 def _no_args(command: str, rest: list[str]) -> None:

@@ -8,6 +8,7 @@ anything is sent.
 from __future__ import annotations
 
 import argparse
+import builtins
 import keyword
 import re
 from collections.abc import Callable, Mapping
@@ -114,10 +115,59 @@ def parse_usd(text: str) -> float:
     return value
 
 
-def check_variable_name(name: str | None, flag: str = "-o/--output") -> None:
-    """UsageError unless ``name`` is None or a name a value can be stored under and read back."""
-    if name is not None and (not name.isidentifier() or keyword.iskeyword(name)):
+#: Names IPython keeps for itself in the notebook namespace; storing a result there breaks it.
+_IPYTHON_NAMES = frozenset(
+    [
+        "In",
+        "Out",
+        "get_ipython",
+        "exit",
+        "quit",
+        "_",
+        "__",
+        "___",
+        "_i",
+        "_ii",
+        "_iii",
+        "_oh",
+        "_dh",
+        "_ih",
+        "_sh",
+        "_exit_code",
+    ]
+)
+#: ``_i7`` (input of cell 7), ``_7`` (its output), ``_ih``-style history names.
+_IPYTHON_PATTERN = re.compile(r"_i?\d+")
+
+
+def check_variable_name(name: str | None, flag: str = "-o/--output") -> str | None:
+    """Refuse a name a result cannot safely be stored under; return a warning or None.
+
+    Raises ``UsageError`` for a non-identifier, a keyword, a dunder name (``__builtins__``)
+    and IPython's own names (``In``, ``Out``, ``get_ipython``, ``_``, ``_i3``, ``_3`` ...).
+    Returns a one-line warning when the name shadows a Python builtin (``list``, ``id``),
+    which works but hides the builtin in the notebook.
+    """
+    if name is None:
+        return None
+    if not name.isidentifier() or keyword.iskeyword(name):
         raise UsageError(f"{flag} needs a Python variable name, not {name!r}.")
+    if (name.startswith("__") and name.endswith("__")) or name in _IPYTHON_NAMES:
+        raise UsageError(
+            f"{flag} {name}: that name belongs to Python or IPython and storing a result there "
+            "would break the notebook; choose another name, e.g. answer."
+        )
+    if _IPYTHON_PATTERN.fullmatch(name):
+        raise UsageError(
+            f"{flag} {name}: IPython uses names like _i3 and _3 for its input and output "
+            "history; choose another name, e.g. answer."
+        )
+    if hasattr(builtins, name):
+        return (
+            f"Warning: {flag} {name} hides Python's builtin {name}() in this notebook "
+            f"(`del {name}` brings it back)."
+        )
+    return None
 
 
 def _positive(name: str, value: float | None, *, integer: bool = False) -> None:
@@ -145,7 +195,7 @@ def build_cell_request(
     _positive("--ttl", args.ttl)
     if args.no_cache and args.refresh:
         raise UsageError("--no-cache and --refresh contradict each other; choose one.")
-    check_variable_name(args.output)
+    shadowing = check_variable_name(args.output)
     fmt = args.format
     if fmt not in _FORMATS:
         raise UsageError(f"--format must be one of {', '.join(_FORMATS)}, not {fmt!r}.")
@@ -159,7 +209,7 @@ def build_cell_request(
         f"{MAX_VALUE_CHARS:,} were sent (the model is told the rest was cut)."
         for name, text in untrusted.items()
         if len(text) > MAX_VALUE_CHARS  # only a cut value is longer (it carries the cut note)
-    )
+    ) + ((shadowing,) if shadowing else ())
     options: dict[str, Any] = {}
     if args.model:
         options["model"] = args.model
