@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .options import CellRequest
     from .session import AgentSession
 
-__all__ = ["failure_of", "run_bench_command", "run_cell"]
+__all__ = ["failure_of", "prompt_api_key", "run_bench_command", "run_cell"]
 
 
 def failure_of(outcome: AgentResult | BaseException) -> BaseException | None:
@@ -104,6 +104,34 @@ async def _run_one(
     if final is None:
         raise ClaudeForceError(f"{name}: the stream ended without a result.")
     return final
+
+
+def prompt_api_key() -> str:
+    """Ask for the API key at a hidden prompt (``getpass``: never echoed, not in the history).
+
+    Raises ``UsageError`` when the front end cannot prompt, or when nothing usable was entered.
+    """
+    import getpass
+
+    from IPython.core.error import StdinNotImplementedError
+
+    try:
+        # Looked up at call time: ipykernel swaps getpass.getpass for its input_request.
+        key = getpass.getpass("Anthropic API key (hidden, kept in memory only): ")
+    except (StdinNotImplementedError, EOFError):
+        raise UsageError(
+            "This front end cannot show a prompt; set ANTHROPIC_API_KEY in the environment "
+            "the notebook server starts from instead."
+        ) from None
+    key = key.strip()
+    if not key:
+        raise UsageError("No key was entered; nothing changed. Run `%agent key` again.")
+    if not key.isprintable() or any(ch.isspace() for ch in key):
+        raise UsageError(
+            "That does not look like an API key (it has spaces or control characters); "
+            "nothing changed. Copy the key again and run `%agent key`."
+        )
+    return key
 
 
 def run_bench_command(magics: Any, args: argparse.Namespace) -> BenchResult:
@@ -209,7 +237,7 @@ def _bench_orchestrator(
     session: AgentSession, *, simulated: bool, concurrency: int
 ) -> AsyncAgentOrchestrator:
     cfg = session.config()
-    require_api_key(simulated)
+    require_api_key(simulated, session.api_key)
     base_url = session.simulator().base_url if simulated else None
     registry = session.registry
     # The session's own budget account: a bench run spends from it, never from a fresh one.
@@ -220,7 +248,7 @@ def _bench_orchestrator(
         from ..metrics import Metrics
 
         return AsyncAgentOrchestrator(
-            api_key=SIMULATED_KEY if simulated else None,
+            api_key=SIMULATED_KEY if simulated else session.api_key,
             base_url=base_url,
             model=cfg.model,
             max_concurrent=concurrency,

@@ -71,6 +71,7 @@ LINE_HELP = """\
   cost                      spend and savings by mode, agent and model
   budget USD | budget off   stop calls that would take spending past USD
   config                    the effective configuration (API key masked)
+  key | key --clear         enter the API key at a hidden prompt (memory only) / forget it
   simulate on|off           use the offline simulator for every cell
   bench AGENT [--n 50] [--concurrency 8] [--simulate] [--task TEXT | --tasks VAR]
 """
@@ -411,10 +412,15 @@ class AgentMagics(Magics):
         return config_frame(self._effective_config())
 
     def _effective_config(self) -> dict[str, Any]:
-        key = os.environ.get(API_KEY_ENV, "")
-        masked = (
-            f"{key[:7]}…{key[-2:]} (set)" if len(key) > 12 else ("(set)" if key else "(not set)")
-        )
+        if self.session.api_key:  # never shown, not even in part
+            masked = "(set with %agent key)"
+        else:
+            key = os.environ.get(API_KEY_ENV, "")
+            masked = (
+                f"{key[:7]}…{key[-2:]} (set)"
+                if len(key) > 12
+                else ("(set)" if key else "(not set)")
+            )
         values: dict[str, Any] = {
             name: getattr(self, name) for name in self.trait_names(config=True)
         }
@@ -437,11 +443,33 @@ class AgentMagics(Magics):
             )
         else:
             print("Simulation off: cells call the Messages API.")
-            if not os.environ.get(API_KEY_ENV):
+            if not (self.session.api_key or os.environ.get(API_KEY_ENV)):
                 print(
-                    "ANTHROPIC_API_KEY is not set, so cells will fail until you set it "
-                    "(`%env ANTHROPIC_API_KEY=...`) or turn simulation back on."
+                    "No API key is set, so cells will fail until you run `%agent key` (a "
+                    "hidden prompt; the key stays out of the notebook) or turn simulation "
+                    "back on."
                 )
+        return None
+
+    def _cmd_key(self, rest: list[str], raw: str) -> Any:
+        if rest == ["--clear"]:
+            had = self.session.api_key is not None
+            self.session.set_api_key(None)
+            print("API key forgotten." if had else "No key was set with %agent key.")
+            return None
+        if rest:  # never echo what was typed: it may be the key itself
+            raise UsageError(
+                "Usage: %agent key   (then paste the key at the hidden prompt)   or   "
+                "%agent key --clear. Never type the key into a cell: it would be saved in the "
+                "notebook and its history."
+            )
+        from .cells import prompt_api_key
+
+        self.session.set_api_key(prompt_api_key())
+        print(
+            "API key set for this session: kept in memory only (not in the notebook, its "
+            "history or the environment). `%agent key --clear` forgets it."
+        )
         return None
 
     def _cmd_bench(self, rest: list[str], raw: str) -> Any:

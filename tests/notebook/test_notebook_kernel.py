@@ -71,3 +71,75 @@ def test_a_call_refused_before_sending_assigns_nothing(kernel: Kernel) -> None:
         kernel.ok("assert refused == 'untouched', refused")
     finally:
         kernel.ok("%agent budget off")
+
+
+# -- %agent key: a hidden prompt instead of `%env ANTHROPIC_API_KEY=...` ------------------------
+
+KEY = "sk-ant-api03-" + "Kq7" * 20 + "-notarealkeyAA"
+
+
+def test_no_key_hints_point_to_the_hidden_prompt_not_env(kernel: Kernel) -> None:
+    kernel.ok("%agent simulate off")
+    try:
+        run = kernel.ok("%agent simulate off")
+        assert "%agent key" in run.stdout and "%env" not in run.stdout
+        run = kernel.run("%%agent python-expert\nA question without any key.")
+        text = _error_text(run)
+        assert "%agent key" in text and "%env" not in text
+    finally:
+        kernel.ok("%agent simulate on")
+
+
+def test_agent_key_prompts_hidden_reaches_the_api_and_is_never_shown_or_saved(
+    kernel: Kernel, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    # The live client talks to the simulator (ANTHROPIC_BASE_URL), which accepts only KEY;
+    # the test hands KEY to the simulator through a file outside the kernel's home, so that
+    # no cell source holds it.
+    key_file = tmp_path_factory.mktemp("secret") / "key"
+    key_file.write_text(KEY)
+    kernel.ok(f"import os; os.environ['ANTHROPIC_BASE_URL'] = {SIM}.base_url")
+    kernel.ok(
+        f"from pathlib import Path; {SIM}.configure(api_key=Path({str(key_file)!r}).read_text())"
+    )
+    kernel.ok("%agent simulate off")
+    try:
+        run, request = kernel.run_answering("%agent key", KEY)
+        assert run.status == "ok", run.error
+        assert request["password"] is True
+        assert "memory only" in run.stdout
+        live = kernel.run("%%agent python-expert --no-cache\nA live question through the key.")
+        assert live.status == "ok", live.error
+        config = kernel.ok("c = %agent config\nprint(c.to_string())")
+        assert "(set with %agent key)" in config.stdout
+        seen = [run, live, config, kernel.ok("print(In); print(Out)")]
+        kernel.ok("import os; assert os.environ.get('ANTHROPIC_API_KEY') is None")
+        for cell in seen:
+            assert KEY not in json.dumps([m["content"] for m in cell.messages])
+            assert KEY[-12:] not in json.dumps([m["content"] for m in cell.messages])
+        kernel.ok("%agent key --clear")
+        again = kernel.run("%%agent python-expert --no-cache\nA question after clearing.")
+        assert "%agent key" in _error_text(again)
+        kernel.ok("get_ipython().history_manager.writeout_cache()")
+        root = kernel.ok("import os; print(os.environ['HOME'])").stdout.strip()
+        from pathlib import Path
+
+        for path in Path(root).rglob("*"):
+            if path.is_file():
+                assert KEY.encode() not in path.read_bytes(), path
+    finally:
+        kernel.ok("%agent key --clear")
+        kernel.ok(f"{SIM}.configure(api_key=None)")
+        kernel.ok("import os; os.environ.pop('ANTHROPIC_BASE_URL', None)")
+        kernel.ok("%agent simulate on")
+
+
+def test_agent_key_refuses_a_key_on_the_line_and_a_frontend_without_stdin(kernel: Kernel) -> None:
+    run = kernel.run(f"%agent key {KEY}")
+    assert run.ename == "UsageError"
+    assert KEY not in run.stderr and "hidden prompt" in run.stderr
+    run = kernel.run("%agent key")  # the harness sends allow_stdin=False
+    assert run.ename == "UsageError"
+    assert "cannot show a prompt" in run.stderr
+    run, _ = kernel.run_answering("%agent key", "   ")
+    assert run.ename == "UsageError" and "nothing changed" in run.stderr

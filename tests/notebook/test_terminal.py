@@ -146,11 +146,12 @@ def test_simulate_off_without_a_key_warns_at_once(
     with capture_output() as out:
         shell.run_line_magic("agent", "simulate on")
         shell.run_line_magic("agent", "simulate off")
-    assert "ANTHROPIC_API_KEY is not set" in out.stdout
+    assert "No API key is set" in out.stdout
+    assert "%agent key" in out.stdout and "%env" not in out.stdout
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-0123456789abcdefghij")
     with capture_output() as out:
         shell.run_line_magic("agent", "simulate off")
-    assert "not set" not in out.stdout
+    assert "No API key" not in out.stdout
 
 
 def test_bench_spends_from_the_session_budget(shell: InteractiveShell) -> None:
