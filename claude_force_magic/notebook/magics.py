@@ -276,7 +276,11 @@ class AgentMagics(Magics):
         failed = [(n, e) for n, e in failures if e is not None]
         if failed:
             name, error = failed[0]
-            raise short_error(error, label=name if len(outcomes) > 1 else None)
+            outcome = outcomes[request.agents.index(name)]
+            meta = {} if isinstance(outcome, BaseException) else outcome.metadata
+            attempts = int(meta["attempts"]) if meta.get("attempts") is not None else None
+            label = name if len(outcomes) > 1 else None
+            raise short_error(error, label=label, attempts=attempts)
 
     def _deliver(self, request: Any, outcomes: list[AgentResult | BaseException]) -> None:
         from ..engine.result import AgentResult

@@ -72,11 +72,34 @@ class CellRequest:
     notes: tuple[str, ...] = ()
 
 
-def _describe(value: Any) -> str:
-    text = value if isinstance(value, str) else str(value)
+def _describe(value: Any, name: str = "value") -> str:
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except Exception as exc:  # a __str__ that raises or returns a non-string
+        raise UsageError(
+            f"{{{name}}} could not be turned into text ({type(exc).__name__} in its "
+            f"__str__); pass a string instead, e.g. {{{name}_text}} with "
+            f"{name}_text = repr({name})."
+        ) from None
+    _check_encodable(text, f"{{{name}}}")
     if len(text) > MAX_VALUE_CHARS:
         text = text[:MAX_VALUE_CHARS] + f"\n…(cut: {len(text) - MAX_VALUE_CHARS:,} more chars)"
     return text
+
+
+def _check_encodable(text: str, where: str) -> None:
+    """UsageError when ``text`` holds a lone surrogate (it cannot be sent as UTF-8)."""
+    match = _SURROGATE.search(text)
+    if match is not None:
+        line = text.count("\n", 0, match.start()) + 1
+        raise UsageError(
+            f"{where} contains a lone surrogate character U+{ord(match.group()):04X} (line "
+            f"{line}), which cannot be sent; remove it, or clean the text with "
+            ".encode('utf-8', 'replace').decode()."
+        )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def interpolate(body: str, namespace: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
@@ -98,7 +121,7 @@ def interpolate(body: str, namespace: Mapping[str, Any]) -> tuple[str, dict[str,
                 f"{{{name}}} in the cell refers to a variable that is not defined. Define "
                 f"{name}, write {{{{{name}}}}} for literal braces, or add --no-interpolate."
             )
-        used[name] = _describe(namespace[name])
+        used[name] = _describe(namespace[name], name)
         return f'(the untrusted-data block "{name}" below)'
 
     return _FIELD.sub(replace, body), used
@@ -199,6 +222,7 @@ def build_cell_request(
     fmt = args.format
     if fmt not in _FORMATS:
         raise UsageError(f"--format must be one of {', '.join(_FORMATS)}, not {fmt!r}.")
+    _check_encodable(body, "The cell")
     untrusted: dict[str, str] = {}
     if args.no_interpolate:
         task = body

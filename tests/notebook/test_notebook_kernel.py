@@ -143,3 +143,58 @@ def test_agent_key_refuses_a_key_on_the_line_and_a_frontend_without_stdin(kernel
     assert "cannot show a prompt" in run.stderr
     run, _ = kernel.run_answering("%agent key", "   ")
     assert run.ename == "UsageError" and "nothing changed" in run.stderr
+
+
+# -- one clean line for every failure, %tb for the whole story ---------------------------------
+
+
+def _one_clean_line(run: CellRun, ename: str) -> str:
+    assert run.status == "error", run.reply
+    assert run.ename == ename, run.reply
+    text = run.stderr if ename == "UsageError" else _error_text(run)
+    assert "Traceback" not in text and "File " not in text
+    assert "UnicodeEncodeError" not in text
+    return text
+
+
+def test_a_value_whose_str_fails_is_one_clean_line(kernel: Kernel) -> None:
+    kernel.ok(
+        "class Raises:\n    def __str__(self):\n        raise RuntimeError('broken str')\n"
+        "class NotText:\n    def __str__(self):\n        return 42\n"
+        "bad_raise, bad_type = Raises(), NotText()"
+    )
+    for name in ("bad_raise", "bad_type"):
+        before = _sim_requests(kernel)
+        text = _one_clean_line(
+            kernel.run(f"%%agent python-expert\nLook at {{{name}}}"), "UsageError"
+        )
+        assert f"{{{name}}}" in text and "__str__" in text
+        assert _sim_requests(kernel) == before
+
+
+def test_a_lone_surrogate_is_one_clean_line_naming_where(kernel: Kernel) -> None:
+    kernel.ok("odd = 'abc\\ud800def'")
+    text = _one_clean_line(kernel.run("%%agent python-expert\nSummarise {odd}"), "UsageError")
+    assert "{odd}" in text and "U+D800" in text
+    # A cell's source cannot carry one over the kernel protocol; code that builds the task can.
+    run = kernel.run(
+        "get_ipython().run_cell_magic('agent', 'python-expert', 'What is \\ud83d alone?')"
+    )
+    text = _one_clean_line(run, "UsageError")
+    assert "The cell" in text and "U+D83D" in text
+
+
+def test_malformed_json_gets_a_fitting_hint_and_tb_shows_the_traceback(kernel: Kernel) -> None:
+    kernel.ok(f"{SIM}.set_script(['malformed_json'])")
+    run = kernel.run("%%agent python-expert --no-cache --no-stream\nA question answered badly.")
+    text = _error_text(run)
+    assert run.error is not None and run.error["ename"] == "ResponseError"
+    assert "Traceback" not in text
+    assert "max-tokens" not in text and "re-run" in text
+    tb = kernel.run("%tb")
+    full = "\n".join(c["text"] for c in tb.of_type("stream")) + json.dumps(
+        [c.get("traceback", []) for c in tb.of_type("error")]
+    )
+    assert "ResponseError" in full
+    assert "orchestrator.py" in full or "client.py" in full  # the engine's frames, not one line
+    kernel.ok("x = 1")
