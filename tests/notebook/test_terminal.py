@@ -272,3 +272,20 @@ def test_history_cost_and_stats_keep_live_and_simulated_calls_apart(
             shell.run_line_magic("config", "AgentMagics.timeout = 31.0")  # rebuilds both
             after = shell.run_line_magic("agent", "history")
         assert list(after["mode"]) == ["simulated", "live"], "kept across a rebuild"
+
+
+def test_stats_tables_fit_80_columns_without_breaking_words(shell: InteractiveShell) -> None:
+    agents = "document-writer-expert qc-automation-expert database-architect"
+    with capture_output() as out:
+        shell.run_line_magic("agent", "simulate on")
+        shell.run_cell(f"%%agent {agents} --quiet\nName three risks of wide tables.")
+        shell.run_cell(f"%%agent {agents} --quiet\nName three risks of wide tables.")
+        shell.run_line_magic("agent", "stats")
+    text = out.stdout
+    assert "Latency" in text
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    words = text.split()
+    for name in agents.split():
+        assert words.count(name) >= 2, text  # a miss and a hit row, each name whole
+    for column in ("p50", "p99", "integrity_failures", "hit_rate", "saved_usd"):
+        assert column in text
