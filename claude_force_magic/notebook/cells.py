@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import queue
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -27,7 +27,13 @@ if TYPE_CHECKING:
     from .options import CellRequest
     from .session import AgentSession
 
-__all__ = ["failure_of", "prompt_api_key", "run_bench_command", "run_cell"]
+__all__ = [
+    "failure_of",
+    "prompt_api_key",
+    "run_bench_command",
+    "run_cell",
+    "run_workflow_cell",
+]
 
 
 def failure_of(outcome: AgentResult | BaseException) -> BaseException | None:
@@ -73,6 +79,49 @@ def run_cell(
         if result is not None or error is not None:
             view.finish(index, result, simulated=simulated, error=error)
     return outcomes
+
+
+def run_workflow_cell(
+    session: AgentSession,
+    request: CellRequest,
+    make_view: Callable[[str], StreamView],
+    *,
+    simulated: bool,
+) -> list[tuple[str, AgentResult | BaseException]]:
+    """``%%agent --workflow NAME``: run the workflow's agents in order, each streamed into its
+    own labelled output (``make_view(label)``), and return ``(agent, outcome)`` per step run.
+
+    Each step gets the cell's task and values plus the previous step's output as untrusted
+    data, chained exactly as :meth:`AsyncAgentOrchestrator.run_workflow` does. Stops after the
+    first failed step. Raises ``UsageError`` for an unknown workflow (listing the workflows)
+    before anything is sent; ``KeyboardInterrupt`` propagates.
+    """
+    from dataclasses import replace
+
+    from ..engine.orchestrator import workflow_step_options
+
+    orch = session.orchestrator(simulated)
+    workflow = request.workflow or ""
+    if workflow not in orch.registry.workflows:
+        if f"workflow {workflow}" in orch.registry.disabled:
+            orch.registry.workflow(workflow)  # raises why that entry was left out
+        known = ", ".join(sorted(orch.registry.workflows)) or "none"
+        raise UsageError(f"There is no workflow named {workflow!r}; the workflows: {known}.")
+    steps = orch.registry.workflow(workflow)
+    for name in steps:
+        orch.registry.get(name)
+    done: list[tuple[str, AgentResult | BaseException]] = []
+    previous: AgentResult | None = None
+    for number, name in enumerate(steps, 1):
+        options = workflow_step_options({"untrusted": dict(request.untrusted)}, previous)
+        step = replace(request, agents=(name,), untrusted=options["untrusted"])
+        label = f"{workflow} · step {number}/{len(steps)}: {name}"
+        (outcome,) = run_cell(session, step, make_view(label), simulated=simulated)
+        done.append((name, outcome))
+        if failure_of(outcome) is not None or isinstance(outcome, BaseException):
+            break
+        previous = outcome
+    return done
 
 
 async def _run_all(

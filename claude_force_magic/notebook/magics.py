@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -217,7 +218,12 @@ class AgentMagics(Magics):
     # ------------------------------------------------------------------ %%agent
 
     @magic_args("%agent")  # the usage line reads "%%agent ...", not "%agent_cell ..."
-    @argument("agents", nargs="+", metavar="AGENT", help="one or more agents, run concurrently")
+    @argument("agents", nargs="*", metavar="AGENT", help="one or more agents, run concurrently")
+    @argument(
+        "--workflow",
+        metavar="NAME",
+        help="run a workflow's agents in order, each given the previous output as data",
+    )
     @argument("--model", help="model for this cell (default: AgentMagics.model)")
     @argument("--max-tokens", type=int, help="upper bound on answer tokens")
     @argument("--timeout", type=float, help="seconds one attempt may take")
@@ -263,10 +269,17 @@ class AgentMagics(Magics):
         )
         if not self.stream:
             request = _replace(request, stream=False)
-        from .cells import failure_of, run_cell
+        from .cells import failure_of, run_cell, run_workflow_cell
 
         try:
-            outcomes = run_cell(self.session, request, view, simulated=simulated)
+            if request.workflow:
+                steps = run_workflow_cell(
+                    self.session, request, partial(_step_view, view), simulated=simulated
+                )
+                request = _replace(request, agents=tuple(name for name, _ in steps))
+                outcomes = [outcome for _, outcome in steps]
+            else:
+                outcomes = run_cell(self.session, request, view, simulated=simulated)
         except (ClaudeForceError, KeyboardInterrupt) as exc:
             raise short_error(exc) from None
         finally:
@@ -279,7 +292,7 @@ class AgentMagics(Magics):
             outcome = outcomes[request.agents.index(name)]
             meta = {} if isinstance(outcome, BaseException) else outcome.metadata
             attempts = int(meta["attempts"]) if meta.get("attempts") is not None else None
-            label = name if len(outcomes) > 1 else None
+            label = name if len(outcomes) > 1 or request.workflow else None
             raise short_error(error, label=label, attempts=attempts)
 
     def _deliver(self, request: Any, outcomes: list[AgentResult | BaseException]) -> None:
@@ -294,7 +307,8 @@ class AgentMagics(Magics):
             for n, o in zip(request.agents, outcomes, strict=True)
         ]
         if request.output_var and not all(map(_refused_before_sending, outcomes)):
-            self.ip.user_ns[request.output_var] = results[0] if len(results) == 1 else results
+            single = len(results) == 1 and not request.workflow  # a workflow: always a list
+            self.ip.user_ns[request.output_var] = results[0] if single else results
         if request.fmt == "code":
             code = next((c for r in results if (c := first_code_block(r.output))), None)
             if code is not None:
@@ -520,6 +534,17 @@ def _refused_before_sending(outcome: Any) -> bool:
 
     refused = (BudgetExceededError, ConfigurationError, InvalidTaskError, SecurityError)
     return isinstance(failure_of(outcome), refused)
+
+
+def _step_view(cell_view: StreamView, label: str) -> StreamView:
+    """The output of one workflow step: like the cell's, with its own label."""
+    return StreamView(
+        labels=[label],
+        notebook=cell_view.notebook,
+        quiet=cell_view.quiet,
+        fmt=cell_view.fmt,
+        caching=cell_view.caching,
+    )
 
 
 def _no_args(command: str, rest: list[str]) -> None:

@@ -61,6 +61,8 @@ class CellRequest:
 
     agents: tuple[str, ...]
     task: str
+    #: ``--workflow NAME``: run that workflow's agents in order instead of ``agents``.
+    workflow: str | None = None
     untrusted: Mapping[str, str] = field(default_factory=dict)
     call_options: Mapping[str, Any] = field(default_factory=dict)
     output_var: str | None = None
@@ -210,6 +212,12 @@ def build_cell_request(
             "The cell is empty: write the task below the %%agent line, e.g.\n"
             "%%agent python-expert\nExplain asyncio.Semaphore with an example."
         )
+    workflow = getattr(args, "workflow", None)
+    if bool(workflow) == bool(args.agents):
+        raise UsageError(
+            "Name the AGENT(s) to ask, or --workflow NAME, on the %%agent line (not both), "
+            "e.g. %%agent python-expert   or   %%agent --workflow full-review"
+        )
     agents = tuple(dict.fromkeys(args.agents))
     if len(agents) != len(args.agents):
         raise UsageError("Each agent may appear only once in a %%agent line.")
@@ -252,6 +260,7 @@ def build_cell_request(
     return CellRequest(
         agents=agents,
         task=task.strip("\n"),
+        workflow=workflow,
         untrusted=untrusted,
         call_options=options,
         output_var=args.output,

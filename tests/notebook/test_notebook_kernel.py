@@ -198,3 +198,73 @@ def test_malformed_json_gets_a_fitting_hint_and_tb_shows_the_traceback(kernel: K
     assert "ResponseError" in full
     assert "orchestrator.py" in full or "client.py" in full  # the engine's frames, not one line
     kernel.ok("x = 1")
+
+
+# -- %%agent --workflow NAME ---------------------------------------------------------------------
+
+
+def _requests_since(kernel: Kernel, before: int) -> list[dict[str, object]]:
+    run = kernel.ok(f"import json; print(json.dumps([r.body for r in {SIM}.requests[{before}:]]))")
+    return list(json.loads(run.stdout))
+
+
+def _request_count(kernel: Kernel) -> int:
+    return int(kernel.ok(f"print(len({SIM}.requests))").stdout)
+
+
+def test_workflow_runs_each_step_in_order_streamed_in_its_own_labelled_output(
+    kernel: Kernel,
+) -> None:
+    before = _request_count(kernel)
+    run = kernel.ok(
+        "%%agent --workflow full-review -o steps --no-cache\nReview: def f(x): return x"
+    )
+    bodies = _requests_since(kernel, before)
+    systems = [json.dumps(b["system"]) for b in bodies]
+    assert len(bodies) == 3
+    # in the workflow's order: each step's system prompt is its agent's
+    kernel.ok(
+        "from claude_force_magic.agents import AgentRegistry\n"
+        "reg = AgentRegistry.load()\n"
+        "order = [reg.get(n).system_prompt[:60] for n in reg.workflow('full-review')]\n"
+        "import json; print(json.dumps(order))"
+    )
+    order = json.loads(kernel.ok("print(json.dumps(order))").stdout)
+    for system, prompt_start in zip(systems, order, strict=True):
+        assert json.dumps(prompt_start)[1:-1] in system
+    # each later step gets the previous output as untrusted data, not as instructions
+    kernel.ok("assert [r.agent_name for r in steps] == list(reg.workflow('full-review'))")
+    first_output = kernel.ok("print(steps[0].output[:40])").stdout.strip()
+    second_user = json.dumps(bodies[1]["messages"])
+    assert "code-reviewer-output" in second_user and "<untrusted-data" in second_user
+    assert json.dumps(first_output)[1:-1][:30] in second_user
+    assert "code-reviewer-output" not in json.dumps(bodies[0]["messages"])
+    # three displays, one per step, each labelled, each with its own footer
+    texts = [t for t in run.texts("text/markdown")]
+    for number, name in enumerate(("code-reviewer", "security-specialist"), 1):
+        assert any(f"step {number}/3: {name}" in t for t in texts), texts
+    first = run.of_type("display_data")
+    assert len(first) == 3
+    assert len({c["transient"]["display_id"] for c in first}) == 3
+
+
+def test_workflow_stops_at_the_first_failed_step_with_one_red_line(kernel: Kernel) -> None:
+    kernel.ok(f"{SIM}.set_script(['ok', 'refusal'])")
+    before = _request_count(kernel)
+    run = kernel.run("%%agent --workflow bug-hunt -o hunt --no-cache\nWhy does x leak memory?")
+    assert _request_count(kernel) - before == 2  # the third step never ran
+    text = _error_text(run)
+    assert run.error is not None and len(run.error["traceback"]) <= 2
+    assert "python-expert" in text and "ResponseError" in text
+    assert "Traceback" not in text
+    kernel.ok("assert [r.success for r in hunt] == [True, False], hunt")
+
+
+def test_workflow_usage_errors(kernel: Kernel) -> None:
+    run = kernel.run("%%agent --workflow ful-review\nx")
+    assert run.ename == "UsageError"
+    assert "no workflow named 'ful-review'" in run.stderr
+    for name in ("full-review", "ship-api", "bug-hunt"):
+        assert name in run.stderr
+    run = kernel.run("%%agent python-expert --workflow full-review\nx")
+    assert run.ename == "UsageError" and "not both" in run.stderr
