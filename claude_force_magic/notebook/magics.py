@@ -219,11 +219,6 @@ class AgentMagics(Magics):
 
     @magic_args("%agent")  # the usage line reads "%%agent ...", not "%agent_cell ..."
     @argument("agents", nargs="*", metavar="AGENT", help="one or more agents, run concurrently")
-    @argument(
-        "--workflow",
-        metavar="NAME",
-        help="run a workflow's agents in order, each given the previous output as data",
-    )
     @argument("--model", help="model for this cell (default: AgentMagics.model)")
     @argument("--max-tokens", type=int, help="upper bound on answer tokens")
     @argument("--timeout", type=float, help="seconds one attempt may take")
@@ -241,6 +236,11 @@ class AgentMagics(Magics):
     @argument("--trust", action="store_true", help="turn injection screening off for this cell")
     @argument("--simulate", action="store_true", help="answer from the offline simulator")
     @argument("--no-interpolate", action="store_true", help="send {name} literally")
+    @argument(
+        "--workflow",
+        metavar="NAME",
+        help="run a workflow's agents in order, each given the previous output as data",
+    )
     @cell_magic("agent")
     def agent_cell(self, line: str, cell: str) -> None:
         """Ask one or more agents; the cell body is the task.
@@ -249,6 +249,8 @@ class AgentMagics(Magics):
         data (``{{`` and ``}}`` are literal braces). The answer streams in as Markdown, then a
         footer: agent, model, latency, tokens, cost and cache state. A failed call shows one
         red line naming the cause and the fix, and fails the cell (Run All stops).
+        ``--workflow NAME`` (instead of agents) runs a workflow's agents in order, each step in
+        its own output and given the previous step's answer as untrusted data.
 
         Example::
 
