@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import math
 import threading
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -169,7 +170,8 @@ class QuantileSketch:
         self._buckets: dict[int, int] = {}
         self._exact_limit = max(0, exact_values)
         # The values themselves while there are at most _exact_limit of them; None after.
-        self._exact: list[float] | None = [] if self._exact_limit else None
+        # (an array of doubles: 8 bytes a value, 4 KB for 512, where a list of floats takes 25 KB)
+        self._exact: array[float] | None = array("d") if self._exact_limit else None
         self.count = 0
         self.total = 0.0
         self.min = math.inf
