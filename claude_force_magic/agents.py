@@ -16,7 +16,8 @@ agent's system prompt. Other top-level keys are ignored.
 Discovery (:func:`discover_config`): an explicit path, else ``$CLAUDE_FORCE_CONFIG``, else the
 nearest ``.claude/claude.json`` from the working directory upward, else
 ``~/.claude/claude.json``. The bundled agents are always loaded first; the user's agents and
-workflows override bundled ones of the same name.
+workflows override bundled ones of the same name. A bad entry disables only itself (one warning
+names it); the other agents, bundled ones included, stay available.
 
 Safety (review finding SEC-003): names match :data:`AGENT_NAME_PATTERN`; agent files must
 resolve inside the configuration directory (a ``..`` or symlink that escapes is refused with
@@ -40,7 +41,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .errors import AgentConfigError, UnknownAgentError, UnsafePathError
+from .errors import AgentConfigError, ClaudeForceError, UnknownAgentError, UnsafePathError
 from .settings import FORCE_CONFIG_ENV
 
 __all__ = [
@@ -129,7 +130,7 @@ class AgentRegistry:
     be shared by threads and tasks without locks.
     """
 
-    __slots__ = ("_agents", "_sources", "_workflows")
+    __slots__ = ("_agents", "_disabled", "_sources", "_workflows")
 
     def __init__(
         self,
@@ -137,9 +138,11 @@ class AgentRegistry:
         workflows: Mapping[str, tuple[str, ...]] | None = None,
         *,
         sources: tuple[str, ...] = (),
+        disabled: Mapping[str, ClaudeForceError] | None = None,
     ) -> None:
         """Raises :class:`AgentConfigError` when a name is invalid or a workflow names an
-        agent that is not in ``agents``."""
+        agent that is not in ``agents``. ``disabled`` maps ``"agent NAME"`` or ``"workflow
+        NAME"`` to why that entry of a configuration file was left out."""
         for name in agents:
             validate_agent_name(name)
         checked: dict[str, tuple[str, ...]] = {}
@@ -156,6 +159,7 @@ class AgentRegistry:
         self._agents: Mapping[str, AgentDefinition] = MappingProxyType(dict(agents))
         self._workflows: Mapping[str, tuple[str, ...]] = MappingProxyType(checked)
         self._sources = tuple(sources)
+        self._disabled: Mapping[str, ClaudeForceError] = MappingProxyType(dict(disabled or {}))
 
     @classmethod
     def load(
@@ -171,25 +175,35 @@ class AgentRegistry:
         file read from the user's configuration (agent files and ``claude.json``); its size
         is checked on the opened file before any byte is read.
 
-        Raises :class:`AgentConfigError` for malformed JSON, wrong field types, invalid
-        names, missing, oversized, non-UTF-8 or empty files, and workflows naming unknown
-        agents; :class:`UnsafePathError` when an agent file escapes its configuration
-        directory.
+        Raises :class:`AgentConfigError` when the user's ``claude.json`` itself is unusable
+        (malformed JSON, wrong shape, oversized, not UTF-8). A bad entry in it (wrong field
+        types, an invalid name, a missing, oversized, non-UTF-8 or empty file, a file that
+        escapes the configuration directory, a workflow naming an agent that is not there)
+        disables only itself: one warning names it, :attr:`disabled` keeps the error, and
+        :meth:`get` / :meth:`workflow` raise it for that name. Every other agent stays usable.
         """
         if isinstance(max_file_bytes, bool) or not isinstance(max_file_bytes, int):
             raise AgentConfigError(f"max_file_bytes must be an int, got {max_file_bytes!r}.")
         if max_file_bytes <= 0:
             raise AgentConfigError(f"max_file_bytes must be positive, got {max_file_bytes}.")
         # The bundled files ship with the package; the limit guards the user's files.
-        agents, workflows = _load_config(_BUNDLED_CONFIG, BUNDLED_SOURCE, DEFAULT_MAX_FILE_BYTES)
+        agents, workflows, _ = _load_config(
+            _BUNDLED_CONFIG, BUNDLED_SOURCE, DEFAULT_MAX_FILE_BYTES, strict=True
+        )
         sources = [BUNDLED_SOURCE]
+        disabled: dict[str, ClaudeForceError] = {}
         user_path = discover_config(config_path)
         if user_path is not None:
-            user_agents, user_workflows = _load_config(user_path, str(user_path), max_file_bytes)
+            user_agents, user_workflows, disabled = _load_config(
+                user_path, str(user_path), max_file_bytes, strict=False
+            )
             agents.update(user_agents)
             workflows.update(user_workflows)
             sources.append(str(user_path))
-        return cls(agents, workflows, sources=tuple(sources))
+            for key in [k for k in disabled if k.startswith("agent ")]:
+                agents.pop(key.split(" ", 1)[1], None)  # a broken override hides the bundled one
+            _drop_broken_workflows(workflows, agents, disabled, user_path)
+        return cls(agents, workflows, sources=tuple(sources), disabled=disabled)
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -201,6 +215,7 @@ class AgentRegistry:
         """
         agent = self._agents.get(name) if isinstance(name, str) else None
         if agent is None:
+            self._raise_disabled("agent", name)
             raise _unknown("agent", name, list(self._agents))
         return agent
 
@@ -211,8 +226,20 @@ class AgentRegistry:
         """
         members = self._workflows.get(name) if isinstance(name, str) else None
         if members is None:
+            self._raise_disabled("workflow", name)
             raise _unknown("workflow", name, list(self._workflows))
         return members
+
+    def _raise_disabled(self, kind: str, name: object) -> None:
+        error = self._disabled.get(f"{kind} {name}") if isinstance(name, str) else None
+        if error is not None:
+            raise type(error)(f"The {kind} {name!r} is disabled: {error}")
+
+    @property
+    def disabled(self) -> Mapping[str, ClaudeForceError]:
+        """Entries of the configuration file that were left out, ``"agent NAME"`` or
+        ``"workflow NAME"`` -> the error (each was reported by one warning at load)."""
+        return self._disabled
 
     def names(self) -> list[str]:
         """All agent names, sorted."""
@@ -425,9 +452,14 @@ def _contained(root: Path, relative: object, agent: str) -> Path:
 
 
 def _load_config(
-    path: Path, source: str, limit: int
-) -> tuple[dict[str, AgentDefinition], dict[str, tuple[str, ...]]]:
-    """Parse one ``claude.json`` and read the agent files it names."""
+    path: Path, source: str, limit: int, *, strict: bool
+) -> tuple[dict[str, AgentDefinition], dict[str, tuple[str, ...]], dict[str, ClaudeForceError]]:
+    """Parse one ``claude.json`` and read the agent files it names.
+
+    A problem with the file itself (unreadable, not JSON, wrong shape) raises. A problem with
+    one entry raises when ``strict``; otherwise that entry is left out with one warning naming
+    it, and returned under ``"agent NAME"`` / ``"workflow NAME"`` in the third mapping.
+    """
     # The real file's directory is the root that agent files are relative to and must stay
     # inside, so a claude.json symlinked from a dotfiles repository keeps working.
     try:
@@ -444,15 +476,59 @@ def _load_config(
     workflows_raw = data.get("workflows", {})
     if not isinstance(workflows_raw, dict):
         raise AgentConfigError(f"{path}: 'workflows' must be an object of name -> agent list.")
-    agents = {
-        validate_agent_name(name): _agent(name, spec, root, source, limit)
-        for name, spec in agents_raw.items()
-    }
-    workflows = {
-        validate_agent_name(name, kind="workflow"): _workflow(name, members, path)
-        for name, members in workflows_raw.items()
-    }
-    return agents, workflows
+    agents: dict[str, AgentDefinition] = {}
+    workflows: dict[str, tuple[str, ...]] = {}
+    disabled: dict[str, ClaudeForceError] = {}
+    for name, spec in agents_raw.items():
+        try:
+            agents[validate_agent_name(name)] = _agent(name, spec, root, source, limit)
+        except (AgentConfigError, UnsafePathError) as exc:
+            _disable(disabled, "agent", name, exc, path, strict=strict)
+    for name, members in workflows_raw.items():
+        try:
+            workflows[validate_agent_name(name, kind="workflow")] = _workflow(name, members, path)
+        except AgentConfigError as exc:
+            _disable(disabled, "workflow", name, exc, path, strict=strict)
+    return agents, workflows, disabled
+
+
+def _disable(
+    disabled: dict[str, ClaudeForceError],
+    kind: str,
+    name: object,
+    error: ClaudeForceError,
+    path: Path,
+    *,
+    strict: bool,
+) -> None:
+    """Record a bad entry and warn once naming it (or raise, for the bundled config)."""
+    if strict:
+        raise error
+    disabled[f"{kind} {name}"] = error
+    warnings.warn(
+        f"Ignoring {kind} {_shown(name)} in {path}: {error} The other agents are available.",
+        stacklevel=5,
+    )
+
+
+def _drop_broken_workflows(
+    workflows: dict[str, tuple[str, ...]],
+    agents: Mapping[str, AgentDefinition],
+    disabled: dict[str, ClaudeForceError],
+    path: Path,
+) -> None:
+    """Leave out (with one warning each) the workflows that name an agent that is not there."""
+    for name, members in list(workflows.items()):
+        missing = [m for m in members if m not in agents]
+        if not missing:
+            continue
+        del workflows[name]
+        reason = "is disabled" if f"agent {missing[0]}" in disabled else "is not defined"
+        error = AgentConfigError(
+            f"Workflow {name!r} names agent {missing[0]!r}, which {reason}. Define it under "
+            "'agents' (or fix its entry) or remove it from the workflow."
+        )
+        _disable(disabled, "workflow", name, error, path, strict=False)
 
 
 def _parse_json(raw: bytes, path: Path) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .errors import ClaudeForceError
-from .metrics import QUANTILES, quantile_label
+from .metrics import QUANTILES, percentile, quantile_label
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -36,21 +36,6 @@ if TYPE_CHECKING:
     from .engine.orchestrator import AsyncAgentOrchestrator
 
 __all__ = ["BenchResult", "CallSample", "default_tasks", "percentile", "run_benchmark"]
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-quantile (0..1) of ``values`` by linear interpolation (numpy's default).
-
-    Raises ``ValueError`` for an empty sequence or ``q`` outside [0, 1].
-    """
-    if not 0.0 <= q <= 1.0:
-        raise ValueError(f"q must be between 0 and 1, not {q}")
-    if not values:
-        raise ValueError("percentile of an empty sequence")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 def default_tasks(n: int, agent: str) -> list[str]:

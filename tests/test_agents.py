@@ -85,6 +85,19 @@ def write_config(
     return path
 
 
+def load_entry(cfg: Path, **kwargs: Any) -> AgentRegistry:
+    """Load a config with one bad entry: it is left out with ONE warning naming it, the bundled
+    agents stay available, and its error (what the tests below check) is raised here."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        registry = AgentRegistry.load(cfg, **kwargs)
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    assert "python-expert" in registry
+    (error,) = registry.disabled.values()
+    assert str(error) in str(caught[0].message)
+    raise error
+
+
 # -- the bundled set ----------------------------------------------------------------------
 
 
@@ -263,14 +276,14 @@ def test_config_with_only_workflows_over_bundled_agents(tmp_path: Path) -> None:
 def test_workflow_naming_unknown_agent_fails_at_load(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "p", {"probe": "x"}, workflows={"w": ["probe", "ghost-agent"]})
     with pytest.raises(AgentConfigError, match="ghost-agent"):
-        AgentRegistry.load(cfg)
+        load_entry(cfg)
 
 
 @pytest.mark.parametrize("members", [[], "probe", [1], None])
 def test_malformed_workflow_refused(tmp_path: Path, members: Any) -> None:
     cfg = write_config(tmp_path / "p", {"probe": "x"}, workflows={"w": members})
     with pytest.raises(AgentConfigError, match="workflow 'w'"):
-        AgentRegistry.load(cfg)
+        load_entry(cfg)
 
 
 # -- names --------------------------------------------------------------------------------
@@ -297,7 +310,7 @@ def test_sec_003_invalid_agent_name_refused(tmp_path: Path, name: str) -> None:
     (claude / "agents" / "a.md").write_text("prompt")
     (claude / "claude.json").write_text(json.dumps({"agents": {name: {"file": "agents/a.md"}}}))
     with pytest.raises(AgentConfigError, match="Invalid agent name") as info:
-        AgentRegistry.load(claude / "claude.json")
+        load_entry(claude / "claude.json")
     assert "\n" not in str(info.value).split("Invalid agent name", 1)[1].split(":")[0]
 
 
@@ -310,7 +323,7 @@ def test_valid_agent_names(name: str) -> None:
 def test_invalid_workflow_name_refused(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "p", {"probe": "x"}, workflows={"Bad WF": ["probe"]})
     with pytest.raises(AgentConfigError, match="Invalid workflow name"):
-        AgentRegistry.load(cfg)
+        load_entry(cfg)
 
 
 # -- SEC-003: paths -----------------------------------------------------------------------
@@ -329,7 +342,7 @@ def test_sec_003_dotdot_escape_refused(tmp_path: Path) -> None:
     (tmp_path / "p" / "secret.md").write_text("TOP SECRET")
     cfg = _config_with_file(tmp_path / "p", "../secret.md")
     with pytest.raises(UnsafePathError, match="outside the configuration directory"):
-        AgentRegistry.load(cfg)
+        load_entry(cfg)
 
 
 def test_sec_003_absolute_path_escape_refused(tmp_path: Path) -> None:
@@ -337,7 +350,7 @@ def test_sec_003_absolute_path_escape_refused(tmp_path: Path) -> None:
     secret.write_text("TOP SECRET")
     cfg = _config_with_file(tmp_path / "p", str(secret))
     with pytest.raises(UnsafePathError):
-        AgentRegistry.load(cfg)
+        load_entry(cfg)
 
 
 def test_sec_003_agent_symlink_escape_refused(tmp_path: Path) -> None:
@@ -347,7 +360,7 @@ def test_sec_003_agent_symlink_escape_refused(tmp_path: Path) -> None:
     cfg = _config_with_file(tmp_path / "p", "agents/evil.md")
     (cfg.parent / "agents" / "evil.md").symlink_to(secret)
     with pytest.raises(UnsafePathError, match="outside") as info:
-        AgentRegistry.load(cfg)
+        load_entry(cfg)
     assert "BEGIN PRIVATE KEY" not in str(info.value)
 
 
@@ -360,7 +373,7 @@ def test_sec_003_agent_directory_symlink_escape_refused(tmp_path: Path) -> None:
     (claude / "linked").symlink_to(outside, target_is_directory=True)
     (claude / "claude.json").write_text(json.dumps({"agents": {"probe": {"file": "linked/x.md"}}}))
     with pytest.raises(UnsafePathError):
-        AgentRegistry.load(claude / "claude.json")
+        load_entry(claude / "claude.json")
 
 
 def test_symlink_that_stays_inside_is_allowed(tmp_path: Path) -> None:
@@ -382,13 +395,13 @@ def test_symlink_loop_refused(tmp_path: Path) -> None:
     cfg = _config_with_file(tmp_path / "p", "agents/loop.md")
     (cfg.parent / "agents" / "loop.md").symlink_to("loop.md")
     with pytest.raises(UnsafePathError):
-        AgentRegistry.load(cfg)
+        load_entry(cfg)
 
 
 def test_missing_agent_file_is_a_clear_error(tmp_path: Path) -> None:
     cfg = _config_with_file(tmp_path / "p", "agents/nope.md")
     with pytest.raises(AgentConfigError, match=r"'probe'.*does not exist"):
-        AgentRegistry.load(cfg)
+        load_entry(cfg)
 
 
 def test_fifo_agent_file_refused_without_blocking(tmp_path: Path) -> None:
@@ -398,7 +411,7 @@ def test_fifo_agent_file_refused_without_blocking(tmp_path: Path) -> None:
 
     def load() -> None:
         try:
-            AgentRegistry.load(cfg)
+            load_entry(cfg)
         except BaseException as exc:
             result.append(exc)
 
@@ -416,7 +429,7 @@ def test_oversized_agent_file_refused_with_its_size(tmp_path: Path) -> None:
     cfg = _config_with_file(tmp_path / "p", "agents/big.md")
     (cfg.parent / "agents" / "big.md").write_bytes(b"x" * 2_000_000)
     with pytest.raises(AgentConfigError, match=r"2,000,000 bytes.*1,000,000-byte limit"):
-        AgentRegistry.load(cfg, max_file_bytes=1_000_000)
+        load_entry(cfg, max_file_bytes=1_000_000)
 
 
 def test_size_limit_checked_before_reading_a_sparse_10gb_file(tmp_path: Path) -> None:
@@ -425,7 +438,7 @@ def test_size_limit_checked_before_reading_a_sparse_10gb_file(tmp_path: Path) ->
         fh.truncate(10_000_000_000)  # sparse: takes no disk space, reading it would take minutes
     start = time.perf_counter()
     with pytest.raises(AgentConfigError, match="10,000,000,000 bytes"):
-        AgentRegistry.load(cfg)
+        load_entry(cfg)
     assert time.perf_counter() - start < 5  # generous: reading 10 GB is far slower
 
 
@@ -434,7 +447,7 @@ def test_file_exactly_at_the_limit_is_accepted(tmp_path: Path) -> None:
     (cfg.parent / "agents" / "edge.md").write_bytes(b"y" * 1_000)
     assert len(_probe_text(AgentRegistry.load(cfg, max_file_bytes=1_000))) == 1_000
     with pytest.raises(AgentConfigError, match="limit"):
-        AgentRegistry.load(cfg, max_file_bytes=999)
+        load_entry(cfg, max_file_bytes=999)
 
 
 def test_oversized_claude_json_refused(tmp_path: Path) -> None:
@@ -455,7 +468,7 @@ def test_non_utf8_agent_file_refused_naming_the_file(tmp_path: Path) -> None:
     cfg = _config_with_file(tmp_path / "p", "agents/latin1.md")
     (cfg.parent / "agents" / "latin1.md").write_bytes("Café résumé".encode("latin-1"))
     with pytest.raises(AgentConfigError, match=r"latin1\.md is not valid UTF-8"):
-        AgentRegistry.load(cfg)
+        load_entry(cfg)
 
 
 def test_utf8_bom_is_dropped(tmp_path: Path) -> None:
@@ -467,7 +480,7 @@ def test_utf8_bom_is_dropped(tmp_path: Path) -> None:
 def test_empty_agent_file_refused(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "p", {"probe": "  \n\n"})
     with pytest.raises(AgentConfigError, match="empty"):
-        AgentRegistry.load(cfg)
+        load_entry(cfg)
 
 
 @pytest.mark.parametrize(
@@ -517,7 +530,7 @@ def test_wrong_field_types_name_agent_and_field(
 ) -> None:
     cfg = write_config(tmp_path / "p", {"probe": "x"}, entries={"probe": fields})
     with pytest.raises(AgentConfigError, match=f"'probe'.*'{field}'"):
-        AgentRegistry.load(cfg)
+        load_entry(cfg)
 
 
 def test_agent_entry_that_is_not_an_object_refused(tmp_path: Path) -> None:
@@ -525,7 +538,7 @@ def test_agent_entry_that_is_not_an_object_refused(tmp_path: Path) -> None:
     claude.mkdir(parents=True)
     (claude / "claude.json").write_text(json.dumps({"agents": {"probe": "agents/x.md"}}))
     with pytest.raises(AgentConfigError, match="'probe' must be an object"):
-        AgentRegistry.load(claude / "claude.json")
+        load_entry(claude / "claude.json")
 
 
 def test_definition_hash_is_sha256_of_prompt_and_changes_with_the_file(tmp_path: Path) -> None:
@@ -665,3 +678,45 @@ def test_unreadable_claude_dir_in_a_parent_is_skipped(
 
     monkeypatch.setattr(Path, "stat", stat)
     assert discover_config() == home_cfg
+
+
+# -- issue 8: one bad entry disables only itself ---------------------------------------------
+
+
+def test_one_bad_entry_in_a_parent_directory_disables_only_itself(tmp_path: Path) -> None:
+    parent = tmp_path / "work"  # the working directory of the autouse fixture
+    write_config(
+        parent,
+        {"good-agent": "a good prompt", "broken-agent": "x"},
+        entries={"broken-agent": {"priority": "high"}},
+        workflows={"good-flow": ["good-agent"], "broken-flow": ["good-agent", "broken-agent"]},
+    )
+    child = parent / "notebooks" / "deep"
+    child.mkdir(parents=True)
+    os.chdir(child)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        registry = AgentRegistry.load()
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 2, messages
+    assert "'broken-agent'" in messages[0] and "priority" in messages[0]
+    assert "'broken-flow'" in messages[1] and "disabled" in messages[1]
+    assert all("\n" not in m for m in messages)
+    assert set(registry.names()) >= REQUIRED_BUNDLED
+    assert registry.get("good-agent").system_prompt == "a good prompt"
+    assert registry.workflow("good-flow") == ("good-agent",)
+    assert "broken-agent" not in registry
+    with pytest.raises(AgentConfigError, match=r"'broken-agent' is disabled.*priority"):
+        registry.get("broken-agent")
+    with pytest.raises(AgentConfigError, match="'broken-flow' is disabled"):
+        registry.workflow("broken-flow")
+
+
+def test_a_broken_override_of_a_bundled_agent_hides_it_and_says_why(tmp_path: Path) -> None:
+    cfg = _config_with_file(tmp_path / "p", "agents/missing.md")
+    cfg.write_text(json.dumps({"agents": {"python-expert": {"file": "agents/missing.md"}}}))
+    with pytest.warns(UserWarning, match="'python-expert'"):
+        registry = AgentRegistry.load(cfg)
+    assert "python-expert" not in registry and "code-reviewer" in registry
+    with pytest.raises(AgentConfigError, match=r"disabled.*does not exist"):
+        registry.get("python-expert")

@@ -6,11 +6,14 @@ import math
 import random
 import statistics
 
+import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from claude_force_magic.bench import BenchResult, CallSample, percentile, run_benchmark
 from claude_force_magic.engine.orchestrator import AsyncAgentOrchestrator
-from claude_force_magic.metrics import Metrics
+from claude_force_magic.metrics import CallRecord, Metrics
 from claude_force_magic.simulator import Latency, Simulator
 
 
@@ -26,6 +29,31 @@ def test_percentile_matches_linear_interpolation() -> None:
         percentile([], 0.5)
     with pytest.raises(ValueError):
         percentile([1.0], 1.5)
+
+
+@given(
+    st.lists(st.floats(0.0, 600.0, allow_nan=False), min_size=1, max_size=80),
+    st.floats(0.0, 1.0),
+)
+def test_percentile_is_numpys_linear_percentile(values: list[float], q: float) -> None:
+    got = percentile(values, q)
+    assert got == pytest.approx(float(np.percentile(values, q * 100)), rel=1e-9, abs=1e-9)
+    assert min(values) <= got <= max(values)
+
+
+def test_bench_and_stats_agree_on_the_same_latencies() -> None:
+    """One definition: %agent bench and %agent stats report the same percentiles."""
+    rng = random.Random(7)
+    latencies = [rng.lognormvariate(-1.5, 0.9) for _ in range(14)]
+    samples = [CallSample(i, x, True) for i, x in enumerate(latencies)]
+    result = BenchResult("a", "m", n=14, concurrency=2, wall_s=1.0, samples=samples)
+    metrics = Metrics()
+    for x in latencies:
+        metrics.record(CallRecord(0.0, "a", "m", latency_s=x, input_tokens=1, output_tokens=1))
+    (row,) = metrics.latency_percentiles()
+    for label, value in result.percentiles().items():
+        assert row[label] == pytest.approx(value, rel=1e-12)
+    assert row["p99"] <= row["max"] == max(latencies)
 
 
 def test_result_summary_counts_errors_and_nan_without_successes() -> None:

@@ -272,3 +272,64 @@ def test_call_record_validation_and_dict() -> None:
         Metrics(history=0)
     with pytest.raises(ConfigurationError):
         Metrics().record("not a record")  # type: ignore[arg-type]
+
+
+# -- issue 9 §4: one percentile definition, exact while the values are held ----------------------
+
+
+def test_small_samples_match_numpy_and_stay_below_max() -> None:
+    """Two calls of 0.21 s and 5.94 s once gave p50 = p99 = 0.2122 beside max 5.944."""
+    metrics = Metrics()
+    for latency in (0.2122, 5.944):
+        metrics.record(rec(0, latency_s=latency, agent_name="a"))
+    (row,) = metrics.latency_percentiles()
+    assert row["p50"] == pytest.approx(float(np.percentile([0.2122, 5.944], 50)))
+    assert row["p99"] == pytest.approx(float(np.percentile([0.2122, 5.944], 99)))
+    assert row["p50"] < row["p99"] <= row["max"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sketch_is_exact_while_it_holds_the_values(seed: int) -> None:
+    rng = random.Random(seed)
+    n = rng.randint(1, 512)
+    data = [rng.lognormvariate(-1.0, 1.2) for _ in range(n)]
+    sketch = QuantileSketch()
+    for x in data:
+        sketch.add(x)
+    qs = (0.0, 0.5, 0.9, 0.95, 0.99, 1.0)
+    assert sketch.exact
+    got = sketch.quantiles(qs)
+    assert got == pytest.approx([float(np.percentile(data, q * 100)) for q in qs], rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sketch_past_its_exact_values_is_close_ordered_and_bounded(seed: int) -> None:
+    rng = random.Random(seed)
+    data = [rng.lognormvariate(-1.5, 0.6) for _ in range(rng.randint(513, 3000))]
+    data += [rng.uniform(5, 9) for _ in range(3)]  # a few slow outliers
+    sketch = QuantileSketch()
+    for x in data:
+        sketch.add(x)
+    assert not sketch.exact
+    qs = (0.5, 0.9, 0.95, 0.99)
+    got = sketch.quantiles(qs)
+    for q, value in zip(qs, got, strict=True):
+        expected = float(np.percentile(data, q * 100))
+        assert abs(value - expected) / expected <= 0.02
+    assert got == sorted(got)
+    assert got[0] >= sketch.min
+    assert got[-1] <= sketch.max
+
+
+def test_merge_keeps_exactness_only_while_both_are_held() -> None:
+    a, b = QuantileSketch(exact_values=4), QuantileSketch(exact_values=4)
+    for x in (1.0, 2.0):
+        a.add(x)
+    b.add(10.0)
+    a.merge(b)
+    assert a.exact
+    assert a.quantile(0.5) == 2.0
+    for x in (3.0, 4.0):
+        a.add(x)
+    assert not a.exact
+    assert a.quantile(1.0) == 10.0

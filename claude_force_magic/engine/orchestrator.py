@@ -1010,11 +1010,7 @@ class AsyncAgentOrchestrator:
         results: list[AgentResult] = []
         previous: AgentResult | None = None
         for agent_name in agents:
-            step = dict(options)
-            if previous is not None:
-                untrusted = dict(step.get("untrusted") or {})
-                untrusted[f"{previous.agent_name}-output"] = previous.output
-                step["untrusted"] = untrusted
+            step = workflow_step_options(options, previous)
             try:
                 previous = await self.execute_agent(agent_name, task, **step)
             except PromptInjectionError as exc:
@@ -1026,3 +1022,17 @@ class AsyncAgentOrchestrator:
             if not previous.success:
                 break
         return results
+
+
+def workflow_step_options(
+    options: Mapping[str, Any], previous: AgentResult | None
+) -> dict[str, Any]:
+    """The options of one workflow step: ``options`` plus the previous step's output (if any)
+    as the untrusted-data block ``"<agent>-output"``. Shared by :meth:`run_workflow` and the
+    notebook's ``%%agent --workflow`` so both chain steps the same way."""
+    step = dict(options)
+    if previous is not None:
+        untrusted = dict(step.get("untrusted") or {})
+        untrusted[f"{previous.agent_name}-output"] = previous.output
+        step["untrusted"] = untrusted
+    return step

@@ -27,7 +27,13 @@ if TYPE_CHECKING:
     from .options import CellRequest
     from .session import AgentSession
 
-__all__ = ["failure_of", "run_bench_command", "run_cell"]
+__all__ = [
+    "failure_of",
+    "prompt_api_key",
+    "run_bench_command",
+    "run_cell",
+    "run_workflow_cell",
+]
 
 
 def failure_of(outcome: AgentResult | BaseException) -> BaseException | None:
@@ -97,6 +103,57 @@ def _charged(result: AgentResult | None) -> bool:
     return result is not None and bool(result.cost_usd)
 
 
+def run_workflow_cell(
+    session: AgentSession,
+    request: CellRequest,
+    make_view: Callable[[str], StreamView],
+    *,
+    simulated: bool,
+) -> list[tuple[str, AgentResult | BaseException]]:
+    """``%%agent --workflow NAME``: run the workflow's agents in order, each streamed into its
+    own labelled output (``make_view(label)``), and return ``(agent, outcome)`` per step run.
+
+    Each step gets the cell's task and values plus the previous step's output as untrusted
+    data, chained exactly as :meth:`AsyncAgentOrchestrator.run_workflow` does, and screened
+    like the cell's own ``{name}`` values (``request.data_policy``: a flagged output stops the
+    workflow with ``UsageError`` under ``block``, prints one line under ``warn``). Stops after
+    the first failed step. Raises ``UsageError`` for an unknown workflow (listing the workflows)
+    before anything is sent; ``KeyboardInterrupt`` propagates.
+    """
+    from dataclasses import replace
+
+    from .options import screen_cell_data
+
+    from ..engine.orchestrator import workflow_step_options
+
+    orch = session.orchestrator(simulated)
+    workflow = request.workflow or ""
+    if workflow not in orch.registry.workflows:
+        if f"workflow {workflow}" in orch.registry.disabled:
+            orch.registry.workflow(workflow)  # raises why that entry was left out
+        known = ", ".join(sorted(orch.registry.workflows)) or "none"
+        raise UsageError(f"There is no workflow named {workflow!r}; the workflows: {known}.")
+    steps = orch.registry.workflow(workflow)
+    for name in steps:
+        orch.registry.get(name)
+    done: list[tuple[str, AgentResult | BaseException]] = []
+    previous: AgentResult | None = None
+    for number, name in enumerate(steps, 1):
+        if previous is not None:
+            earlier = {f"{previous.agent_name}-output": previous.output}
+            for note in screen_cell_data(earlier, request.data_policy):
+                print(note)
+        options = workflow_step_options({"untrusted": dict(request.untrusted)}, previous)
+        step = replace(request, agents=(name,), untrusted=options["untrusted"])
+        label = f"{workflow} · step {number}/{len(steps)}: {name}"
+        (outcome,) = run_cell(session, step, make_view(label), simulated=simulated)
+        done.append((name, outcome))
+        if failure_of(outcome) is not None or isinstance(outcome, BaseException):
+            break
+        previous = outcome
+    return done
+
+
 async def _run_all(
     orch: AsyncAgentOrchestrator,
     request: CellRequest,
@@ -145,6 +202,34 @@ async def _run_one(
     return final
 
 
+def prompt_api_key() -> str:
+    """Ask for the API key at a hidden prompt (``getpass``: never echoed, not in the history).
+
+    Raises ``UsageError`` when the front end cannot prompt, or when nothing usable was entered.
+    """
+    import getpass
+
+    from IPython.core.error import StdinNotImplementedError
+
+    try:
+        # Looked up at call time: ipykernel swaps getpass.getpass for its input_request.
+        key = getpass.getpass("Anthropic API key (hidden, kept in memory only): ")
+    except (StdinNotImplementedError, EOFError):
+        raise UsageError(
+            "This front end cannot show a prompt; set ANTHROPIC_API_KEY in the environment "
+            "the notebook server starts from instead."
+        ) from None
+    key = key.strip()
+    if not key:
+        raise UsageError("No key was entered; nothing changed. Run `%agent key` again.")
+    if not key.isprintable() or any(ch.isspace() for ch in key):
+        raise UsageError(
+            "That does not look like an API key (it has spaces or control characters); "
+            "nothing changed. Copy the key again and run `%agent key`."
+        )
+    return key
+
+
 def run_bench_command(magics: Any, args: argparse.Namespace) -> BenchResult:
     """``%agent bench``: build a cache-less orchestrator, run, show progress, plot, return.
 
@@ -162,7 +247,9 @@ def run_bench_command(magics: Any, args: argparse.Namespace) -> BenchResult:
     ):
         if value < 1:
             raise UsageError(f"{flag} must be at least 1, not {value}.")
-    check_variable_name(args.output)
+    shadowing = check_variable_name(args.output)
+    if shadowing:
+        print(shadowing)
     session = magics.session
     session.registry.get(args.agent)
     tasks, task_options = _bench_tasks(args, magics.shell.user_ns, magics.injection_policy)
@@ -264,7 +351,7 @@ def _bench_orchestrator(
     session: AgentSession, *, simulated: bool, concurrency: int
 ) -> AsyncAgentOrchestrator:
     cfg = session.config()
-    require_api_key(simulated)
+    require_api_key(simulated, session.api_key)
     base_url = session.simulator().base_url if simulated else None
     registry = session.registry
     # The session's own budget account: a bench run spends from it, never from a fresh one.
@@ -275,7 +362,7 @@ def _bench_orchestrator(
         from ..metrics import Metrics
 
         return AsyncAgentOrchestrator(
-            api_key=SIMULATED_KEY if simulated else None,
+            api_key=SIMULATED_KEY if simulated else session.api_key,
             base_url=base_url,
             model=cfg.model,
             max_concurrent=concurrency,

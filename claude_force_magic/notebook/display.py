@@ -127,11 +127,79 @@ def format_footer(result: AgentResult, *, simulated: bool = False, caching: bool
     return " · ".join(parts)
 
 
-def explain(exc: BaseException) -> tuple[str, str]:
-    """Return ``(cause, fix)`` for an error shown in a cell; both one line, key-free."""
+#: Library settings and calls that mean nothing in a notebook: advice naming them is dropped
+#: from an error's message (the fix line says what to do in the notebook instead).
+_LIBRARY_SPEAK = re.compile(
+    r"max_task_chars|timeout_seconds|deadline_seconds|set_budget|budget_usd|base_url|"
+    r"calls_per_minute|registry\.\w+|PriceTable|prices=|max_tokens"
+)
+_CLAUSE = re.compile(r"(?<=[.;!?])\s+")
+_NEGATIVE_ZERO = re.compile(r"-(0(?:\.0+)?)(?=\s?s\b)")
+
+
+def _user_cause(text: str) -> str:
+    """``text`` without the library advice it carries, as one line: the cause in user terms."""
+    text = " ".join(text.split())  # one line, whatever the message held
+    text = _NEGATIVE_ZERO.sub(r"\1", text)
+    text = re.sub(r"deadline_seconds=(\S+?)(?=[\s,;)]|$)", r"the \1 s deadline", text)
+    clauses = _CLAUSE.split(text)
+    kept = [c for i, c in enumerate(clauses) if i == 0 or not _LIBRARY_SPEAK.search(c)]
+    cause = " ".join(kept)
+    return cause[:-1] + "." if cause.endswith((";", ",")) else cause
+
+
+def _retries(attempts: int | None) -> str:
+    return f" after {attempts} attempts" if attempts is not None and attempts > 1 else ""
+
+
+def _unknown_agent(exc: errors.UnknownAgentError) -> str:
+    kind = "workflow" if str(exc).startswith("Unknown workflow") else "agent"
+    name = "".join(ch if ch.isprintable() else "?" for ch in exc.name[:60])
+    closest = ", ".join(exc.suggestions)
+    hint = f"; the closest: {closest}" if closest else ""
+    where = "`%agent list` shows every agent" if kind == "agent" else "`%agent list` shows them"
+    note = " (it has a non-ASCII character)" if not name.isascii() else ""
+    return f"There is no {kind} named {name!r}{note}{hint}. {where}."
+
+
+def _response_fix(exc: errors.ResponseError) -> str:
+    text = str(exc)
+    if getattr(exc, "stop_reason", None) == "max_tokens":
+        return "The answer hit the token limit before any text: raise --max-tokens."
+    if getattr(exc, "stop_reason", None) == "refusal":
+        return "Rephrase the task, or try another --model."
+    if "malformed JSON" in text or "does not match" in text or "error event" in text:
+        return "The answer could not be read; re-run the cell, or try another --model."
+    return "Rephrase the task, or try another --model."
+
+
+def _circuit_fix(exc: errors.CircuitOpenError) -> str:
+    wait = max(0.0, float(exc.retry_in))
+    if wait < 1:
+        return "Too many failures in a row; re-run the cell to try again."
+    return f"Too many failures in a row; the next try is allowed in about {wait:.0f} s."
+
+
+def _task_fix(cause: str) -> str:
+    if "the limit is" in cause:
+        return "Shorten the cell, or put the long text in a variable and write {name} in the cell."
+    if "control character" in cause:
+        return "Remove the control characters (often pasted terminal output)."
+    return ""
+
+
+def explain(exc: BaseException, *, attempts: int | None = None) -> tuple[str, str]:
+    """Return ``(cause, fix)`` for an error shown in a cell; both one line, key-free.
+
+    The cause is the error's message without advice about library settings the notebook does
+    not have; the fix says what to do in the notebook. ``attempts`` (how many requests were
+    made, when known) keeps the fix from claiming retries that did not happen.
+    """
     if isinstance(exc, KeyboardInterrupt):
         return "the request was cancelled; the next cell can run as usual.", ""
-    cause = _redact(str(exc)) or type(exc).__name__
+    if isinstance(exc, errors.UnknownAgentError):
+        return _redact(_unknown_agent(exc)), ""
+    cause = _user_cause(_redact(str(exc))) or type(exc).__name__
     fix = ""
     if isinstance(exc, errors.BudgetExceededError):
         fix = "Raise the budget with `%agent budget USD`, or remove it with `%agent budget off`."
@@ -143,28 +211,32 @@ def explain(exc: BaseException) -> tuple[str, str]:
             "..., 'cache_write_5m': ..., 'cache_write_1h': ..., 'cache_read': ...}}` (USD per "
             "million tokens), choose a priced --model, or `%agent budget off`."
         )
-    elif isinstance(exc, errors.UnknownAgentError):
-        fix = "`%agent list` shows the agents you can use."
     elif isinstance(exc, errors.AuthenticationError):
-        fix = "Check ANTHROPIC_API_KEY, or work offline with `%agent simulate on`."
+        fix = "Enter the key again with `%agent key`, or work offline with `%agent simulate on`."
     elif isinstance(exc, errors.RateLimitError):
         wait = f" about {exc.retry_after:.0f} s" if exc.retry_after else " a minute"
         fix = f"Wait{wait}, or lower `%config AgentMagics.calls_per_minute`."
     elif isinstance(exc, errors.CircuitOpenError):
-        fix = f"Too many failures in a row; the next try is allowed in {exc.retry_in:.0f} s."
-    elif isinstance(exc, (errors.APITimeoutError, errors.DeadlineExceededError, TimeoutError)):
+        fix = _circuit_fix(exc)
+    elif isinstance(exc, errors.DeadlineExceededError):
+        fix = "Raise `%config AgentMagics.deadline` (seconds across retries), or try later."
+    elif isinstance(exc, (errors.APITimeoutError, TimeoutError)):
         fix = "Raise --timeout (or `%config AgentMagics.timeout`), or ask for a shorter answer."
     elif isinstance(exc, (errors.OverloadedError, errors.ServerError, errors.APIConnectionError)):
-        fix = "The service failed after retries; re-run the cell in a moment."
+        fix = f"The service failed{_retries(attempts)}; re-run the cell in a moment."
     elif isinstance(exc, errors.IntegrityError):
         fix = "Run `%agent cache verify` to drop tampered entries."
     elif isinstance(exc, errors.ResponseError):
-        fix = "Rephrase the task, raise --max-tokens, or try another --model."
+        fix = _response_fix(exc)
+    elif isinstance(exc, errors.InvalidTaskError):
+        fix = _task_fix(cause)
     return cause, fix
 
 
-def _error_lines(exc: BaseException, label: str | None = None) -> list[str]:
-    cause, fix = explain(exc)
+def _error_lines(
+    exc: BaseException, label: str | None = None, attempts: int | None = None
+) -> list[str]:
+    cause, fix = explain(exc, attempts=attempts)
     head = f"{label}: " if label else ""
     lines = [f"{_RED}{head}{type(exc).__name__}: {cause}{_RESET}"]
     if fix and fix not in cause:
@@ -172,13 +244,43 @@ def _error_lines(exc: BaseException, label: str | None = None) -> list[str]:
     return lines
 
 
-def short_error(exc: BaseException, *, label: str | None = None) -> BaseException:
+def _full_traceback(exc: BaseException, cause: BaseException | None) -> list[str]:
+    """The complete traceback of ``exc`` (its original cause included), secrets redacted."""
+    from IPython.core.getipython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        import traceback
+
+        return [_redact("".join(traceback.format_exception(exc)))]
+    suppressed = exc.__cause__, exc.__suppress_context__
+    exc.__cause__ = exc.__cause__ or cause  # `raise short_error(exc) from None` dropped it
+    try:
+        lines = shell.InteractiveTB.structured_traceback(type(exc), exc, exc.__traceback__)
+    finally:
+        exc.__cause__, exc.__suppress_context__ = suppressed
+    return [_redact(line) for line in lines]
+
+
+def short_error(
+    exc: BaseException, *, label: str | None = None, attempts: int | None = None
+) -> BaseException:
     """Make IPython show ``exc`` as one short red message instead of a traceback; return it.
 
-    The cell still fails. ``%tb`` shows the full traceback when someone needs it.
+    The cell still fails. Only that first display is short: ``%tb`` afterwards shows the full
+    traceback, with the original cause (secrets redacted).
     """
-    lines = _error_lines(exc, label)
-    exc._render_traceback_ = lambda: lines  # type: ignore[attr-defined]
+    lines = _error_lines(exc, label, attempts)
+    cause = exc.__cause__
+    shown: list[bool] = []
+
+    def render() -> list[str]:
+        if shown:  # %tb (or any later display) gets the whole story
+            return _full_traceback(exc, cause)
+        shown.append(True)
+        return lines
+
+    exc._render_traceback_ = render  # type: ignore[attr-defined]
     return exc
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -73,6 +74,7 @@ LINE_HELP = """\
   budget USD [--per day|session|total] | budget off | budget reset
                             stop calls that would take spending past USD
   config                    the effective configuration (API key masked)
+  key | key --clear         enter the API key at a hidden prompt (memory only) / forget it
   simulate on|off           use the offline simulator for every cell
   bench AGENT [--n 50] [--concurrency 8] [--simulate] [--task TEXT | --tasks VAR]
 """
@@ -230,7 +232,7 @@ class AgentMagics(Magics):
     # ------------------------------------------------------------------ %%agent
 
     @magic_args("%agent")  # the usage line reads "%%agent ...", not "%agent_cell ..."
-    @argument("agents", nargs="+", metavar="AGENT", help="one or more agents, run concurrently")
+    @argument("agents", nargs="*", metavar="AGENT", help="one or more agents, run concurrently")
     @argument("--model", help="model for this cell (default: AgentMagics.model)")
     @argument("--max-tokens", type=int, help="upper bound on answer tokens")
     @argument("--timeout", type=float, help="seconds one attempt may take")
@@ -252,6 +254,11 @@ class AgentMagics(Magics):
     )
     @argument("--simulate", action="store_true", help="answer from the offline simulator")
     @argument("--no-interpolate", action="store_true", help="send {name} literally")
+    @argument(
+        "--workflow",
+        metavar="NAME",
+        help="run a workflow's agents in order, each given the previous output as data",
+    )
     @cell_magic("agent")
     def agent_cell(self, line: str, cell: str) -> None:
         """Ask one or more agents; the cell body is the task.
@@ -260,6 +267,8 @@ class AgentMagics(Magics):
         data (``{{`` and ``}}`` are literal braces). The answer streams in as Markdown, then a
         footer: agent, model, latency, tokens, cost and cache state. A failed call shows one
         red line naming the cause and the fix, and fails the cell (Run All stops).
+        ``--workflow NAME`` (instead of agents) runs a workflow's agents in order, each step in
+        its own output and given the previous step's answer as untrusted data.
 
         Example::
 
@@ -280,15 +289,22 @@ class AgentMagics(Magics):
         )
         if not self.stream:
             request = _replace(request, stream=False)
-        from .cells import failure_of, run_cell
+        from .cells import failure_of, run_cell, run_workflow_cell
 
         def interrupted(outcomes: list[AgentResult | BaseException]) -> None:
             self._deliver(request, outcomes, complete=False)
 
         try:
-            outcomes = run_cell(
-                self.session, request, view, simulated=simulated, on_interrupted=interrupted
-            )
+            if request.workflow:
+                steps = run_workflow_cell(
+                    self.session, request, partial(_step_view, view), simulated=simulated
+                )
+                request = _replace(request, agents=tuple(name for name, _ in steps))
+                outcomes = [outcome for _, outcome in steps]
+            else:
+                outcomes = run_cell(
+                    self.session, request, view, simulated=simulated, on_interrupted=interrupted
+                )
         except (ClaudeForceError, KeyboardInterrupt) as exc:
             raise short_error(exc) from None
         finally:
@@ -296,10 +312,15 @@ class AgentMagics(Magics):
         self._deliver(request, outcomes)
         failures = [(n, failure_of(o)) for n, o in zip(request.agents, outcomes, strict=True)]
         failed = [(n, e) for n, e in failures if e is not None]
-        if len(outcomes) == 1 and failed:
-            raise short_error(failed[0][1])
         if failed:
-            raise _summary_error(failed)
+            if len(failed) > 1:
+                raise _summary_error(failed)
+            name, error = failed[0]
+            outcome = outcomes[request.agents.index(name)]
+            meta = {} if isinstance(outcome, BaseException) else outcome.metadata
+            attempts = int(meta["attempts"]) if meta.get("attempts") is not None else None
+            label = name if len(outcomes) > 1 or request.workflow else None
+            raise short_error(error, label=label, attempts=attempts)
 
     def _deliver(
         self,
@@ -321,8 +342,9 @@ class AgentMagics(Magics):
             else AgentResult(agent_name=n, success=False, errors=[str(o) or type(o).__name__])
             for n, o in zip(request.agents, outcomes, strict=True)
         ]
-        if request.output_var:
-            self.ip.user_ns[request.output_var] = results[0] if len(results) == 1 else results
+        if request.output_var and not all(map(_refused_before_sending, outcomes)):
+            single = len(results) == 1 and not request.workflow  # a workflow: always a list
+            self.ip.user_ns[request.output_var] = results[0] if single else results
         if complete and request.fmt == "code":
             code = next((c for r in results if (c := first_code_block(r.output))), None)
             if code is not None:
@@ -481,10 +503,15 @@ class AgentMagics(Magics):
         return config_frame(self._effective_config())
 
     def _effective_config(self) -> dict[str, Any]:
-        key = os.environ.get(API_KEY_ENV, "")
-        masked = (
-            f"{key[:7]}…{key[-2:]} (set)" if len(key) > 12 else ("(set)" if key else "(not set)")
-        )
+        if self.session.api_key:  # never shown, not even in part
+            masked = "(set with %agent key)"
+        else:
+            key = os.environ.get(API_KEY_ENV, "")
+            masked = (
+                f"{key[:7]}…{key[-2:]} (set)"
+                if len(key) > 12
+                else ("(set)" if key else "(not set)")
+            )
         values: dict[str, Any] = {
             name: getattr(self, name) for name in self.trait_names(config=True)
         }
@@ -507,11 +534,33 @@ class AgentMagics(Magics):
             )
         else:
             print("Simulation off: cells call the Messages API.")
-            if not os.environ.get(API_KEY_ENV):
+            if not (self.session.api_key or os.environ.get(API_KEY_ENV)):
                 print(
-                    "ANTHROPIC_API_KEY is not set, so cells will fail until you set it "
-                    "(`%env ANTHROPIC_API_KEY=...`) or turn simulation back on."
+                    "No API key is set, so cells will fail until you run `%agent key` (a "
+                    "hidden prompt; the key stays out of the notebook) or turn simulation "
+                    "back on."
                 )
+        return None
+
+    def _cmd_key(self, rest: list[str], raw: str) -> Any:
+        if rest == ["--clear"]:
+            had = self.session.api_key is not None
+            self.session.set_api_key(None)
+            print("API key forgotten." if had else "No key was set with %agent key.")
+            return None
+        if rest:  # never echo what was typed: it may be the key itself
+            raise UsageError(
+                "Usage: %agent key   (then paste the key at the hidden prompt)   or   "
+                "%agent key --clear. Never type the key into a cell: it would be saved in the "
+                "notebook and its history."
+            )
+        from .cells import prompt_api_key
+
+        self.session.set_api_key(prompt_api_key())
+        print(
+            "API key set for this session: kept in memory only (not in the notebook, its "
+            "history or the environment). `%agent key --clear` forgets it."
+        )
         return None
 
     def _cmd_bench(self, rest: list[str], raw: str) -> Any:
@@ -554,6 +603,32 @@ def _summary_error(failed: list[tuple[str, BaseException]]) -> BaseException:
     first = failed[0][1]
     first._render_traceback_ = lambda: lines  # type: ignore[attr-defined]
     return first
+
+
+def _refused_before_sending(outcome: Any) -> bool:
+    """True when ``outcome`` is a call the caller's input stopped before anything was sent
+    (a bad setting, a blocked task, the budget): such a cell assigns nothing to ``-o``."""
+    from ..errors import (
+        BudgetExceededError,
+        ConfigurationError,
+        InvalidTaskError,
+        SecurityError,
+    )
+    from .cells import failure_of
+
+    refused = (BudgetExceededError, ConfigurationError, InvalidTaskError, SecurityError)
+    return isinstance(failure_of(outcome), refused)
+
+
+def _step_view(cell_view: StreamView, label: str) -> StreamView:
+    """The output of one workflow step: like the cell's, with its own label."""
+    return StreamView(
+        labels=[label],
+        notebook=cell_view.notebook,
+        quiet=cell_view.quiet,
+        fmt=cell_view.fmt,
+        caching=cell_view.caching,
+    )
 
 
 def _no_args(command: str, rest: list[str]) -> None:

@@ -8,6 +8,7 @@ anything is sent.
 from __future__ import annotations
 
 import argparse
+import builtins
 import keyword
 import re
 from collections.abc import Callable, Mapping
@@ -61,6 +62,8 @@ class CellRequest:
 
     agents: tuple[str, ...]
     task: str
+    #: ``--workflow NAME``: run that workflow's agents in order instead of ``agents``.
+    workflow: str | None = None
     untrusted: Mapping[str, str] = field(default_factory=dict)
     call_options: Mapping[str, Any] = field(default_factory=dict)
     output_var: str | None = None
@@ -70,13 +73,39 @@ class CellRequest:
     simulate: bool = False
     #: Things the user should know before the answer (a notebook value that was cut).
     notes: tuple[str, ...] = ()
+    #: The policy this cell's data is screened under (``off`` with ``--trust``); workflow
+    #: cells screen each step's input from the previous agent with it too.
+    data_policy: str = "block"
 
 
-def _describe(value: Any) -> str:
-    text = value if isinstance(value, str) else str(value)
+def _describe(value: Any, name: str = "value") -> str:
+    try:
+        text = value if isinstance(value, str) else str(value)
+    except Exception as exc:  # a __str__ that raises or returns a non-string
+        raise UsageError(
+            f"{{{name}}} could not be turned into text ({type(exc).__name__} in its "
+            f"__str__); pass a string instead, e.g. {{{name}_text}} with "
+            f"{name}_text = repr({name})."
+        ) from None
+    _check_encodable(text, f"{{{name}}}")
     if len(text) > MAX_VALUE_CHARS:
         text = text[:MAX_VALUE_CHARS] + f"\n…(cut: {len(text) - MAX_VALUE_CHARS:,} more chars)"
     return text
+
+
+def _check_encodable(text: str, where: str) -> None:
+    """UsageError when ``text`` holds a lone surrogate (it cannot be sent as UTF-8)."""
+    match = _SURROGATE.search(text)
+    if match is not None:
+        line = text.count("\n", 0, match.start()) + 1
+        raise UsageError(
+            f"{where} contains a lone surrogate character U+{ord(match.group()):04X} (line "
+            f"{line}), which cannot be sent; remove it, or clean the text with "
+            ".encode('utf-8', 'replace').decode()."
+        )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def interpolate(body: str, namespace: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
@@ -98,7 +127,7 @@ def interpolate(body: str, namespace: Mapping[str, Any]) -> tuple[str, dict[str,
                 f"{{{name}}} in the cell refers to a variable that is not defined. Define "
                 f"{name}, write {{{{{name}}}}} for literal braces, or add --no-interpolate."
             )
-        used[name] = _describe(namespace[name])
+        used[name] = _describe(namespace[name], name)
         return f'(the untrusted-data block "{name}" below)'
 
     return _FIELD.sub(replace, body), used
@@ -158,10 +187,59 @@ def parse_usd(text: str) -> float:
     return value
 
 
-def check_variable_name(name: str | None, flag: str = "-o/--output") -> None:
-    """UsageError unless ``name`` is None or a name a value can be stored under and read back."""
-    if name is not None and (not name.isidentifier() or keyword.iskeyword(name)):
+#: Names IPython keeps for itself in the notebook namespace; storing a result there breaks it.
+_IPYTHON_NAMES = frozenset(
+    [
+        "In",
+        "Out",
+        "get_ipython",
+        "exit",
+        "quit",
+        "_",
+        "__",
+        "___",
+        "_i",
+        "_ii",
+        "_iii",
+        "_oh",
+        "_dh",
+        "_ih",
+        "_sh",
+        "_exit_code",
+    ]
+)
+#: ``_i7`` (input of cell 7), ``_7`` (its output), ``_ih``-style history names.
+_IPYTHON_PATTERN = re.compile(r"_i?\d+")
+
+
+def check_variable_name(name: str | None, flag: str = "-o/--output") -> str | None:
+    """Refuse a name a result cannot safely be stored under; return a warning or None.
+
+    Raises ``UsageError`` for a non-identifier, a keyword, a dunder name (``__builtins__``)
+    and IPython's own names (``In``, ``Out``, ``get_ipython``, ``_``, ``_i3``, ``_3`` ...).
+    Returns a one-line warning when the name shadows a Python builtin (``list``, ``id``),
+    which works but hides the builtin in the notebook.
+    """
+    if name is None:
+        return None
+    if not name.isidentifier() or keyword.iskeyword(name):
         raise UsageError(f"{flag} needs a Python variable name, not {name!r}.")
+    if (name.startswith("__") and name.endswith("__")) or name in _IPYTHON_NAMES:
+        raise UsageError(
+            f"{flag} {name}: that name belongs to Python or IPython and storing a result there "
+            "would break the notebook; choose another name, e.g. answer."
+        )
+    if _IPYTHON_PATTERN.fullmatch(name):
+        raise UsageError(
+            f"{flag} {name}: IPython uses names like _i3 and _3 for its input and output "
+            "history; choose another name, e.g. answer."
+        )
+    if hasattr(builtins, name):
+        return (
+            f"Warning: {flag} {name} hides Python's builtin {name}() in this notebook "
+            f"(`del {name}` brings it back)."
+        )
+    return None
 
 
 def _positive(name: str, value: float | None, *, integer: bool = False) -> None:
@@ -186,6 +264,12 @@ def build_cell_request(
             "The cell is empty: write the task below the %%agent line, e.g.\n"
             "%%agent python-expert\nExplain asyncio.Semaphore with an example."
         )
+    workflow = getattr(args, "workflow", None)
+    if bool(workflow) == bool(args.agents):
+        raise UsageError(
+            "Name the AGENT(s) to ask, or --workflow NAME, on the %%agent line (not both), "
+            "e.g. %%agent python-expert   or   %%agent --workflow full-review"
+        )
     agents = tuple(dict.fromkeys(args.agents))
     if len(agents) != len(args.agents):
         raise UsageError("Each agent may appear only once in a %%agent line.")
@@ -194,10 +278,11 @@ def build_cell_request(
     _positive("--ttl", args.ttl)
     if args.no_cache and args.refresh:
         raise UsageError("--no-cache and --refresh contradict each other; choose one.")
-    check_variable_name(args.output)
+    shadowing = check_variable_name(args.output)
     fmt = args.format
     if fmt not in _FORMATS:
         raise UsageError(f"--format must be one of {', '.join(_FORMATS)}, not {fmt!r}.")
+    _check_encodable(body, "The cell")
     untrusted: dict[str, str] = {}
     if args.no_interpolate:
         task = body
@@ -209,7 +294,7 @@ def build_cell_request(
         f"{MAX_VALUE_CHARS:,} were sent (the model is told the rest was cut)."
         for name, text in untrusted.items()
         if len(text) > MAX_VALUE_CHARS  # only a cut value is longer (it carries the cut note)
-    )
+    ) + ((shadowing,) if shadowing else ())
     options: dict[str, Any] = {}
     if args.model:
         options["model"] = args.model
@@ -229,6 +314,7 @@ def build_cell_request(
     return CellRequest(
         agents=agents,
         task=task.strip("\n"),
+        workflow=workflow,
         untrusted=untrusted,
         call_options=options,
         output_var=args.output,
@@ -237,4 +323,5 @@ def build_cell_request(
         quiet=args.quiet,
         simulate=args.simulate,
         notes=notes,
+        data_policy="off" if args.trust else policy,
     )

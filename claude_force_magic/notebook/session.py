@@ -42,18 +42,20 @@ T = TypeVar("T")
 SIMULATED_KEY = "sk-simulated-offline"
 
 NO_KEY_MESSAGE = (
-    "No API key: set ANTHROPIC_API_KEY in the environment the notebook server was started from "
-    "(or `%env ANTHROPIC_API_KEY=...` in a cell, then re-run), or work offline against the "
-    "built-in simulator with `%agent simulate on` (or --simulate on this cell)."
+    "No API key: run `%agent key` and paste the key at the hidden prompt (kept in memory only, "
+    "never saved in the notebook), or set ANTHROPIC_API_KEY in the environment the notebook "
+    "server was started from; or work offline with `%agent simulate on` (or --simulate on "
+    "this cell)."
 )
 
 
-def require_api_key(simulated: bool) -> None:
+def require_api_key(simulated: bool, session_key: str | None = None) -> None:
     """Raise :class:`ConfigurationError` (:data:`NO_KEY_MESSAGE`) when live work has no key.
 
-    Checks only that ``$ANTHROPIC_API_KEY`` is set and not empty; the engine validates it.
+    Checks only that a key was given with ``%agent key`` (``session_key``) or that
+    ``$ANTHROPIC_API_KEY`` is set and not empty; the engine validates it.
     """
-    if not simulated and not os.environ.get(API_KEY_ENV):
+    if not simulated and not session_key and not os.environ.get(API_KEY_ENV):
         raise ConfigurationError(NO_KEY_MESSAGE)
 
 
@@ -101,6 +103,29 @@ class AgentSession:
         # One budget per mode, shared by every orchestrator of that mode (rebuilt ones and
         # %agent bench's), so changing a setting or benchmarking never resets it.
         self._budgets: dict[bool, Budget] = {}
+        # The key given with `%agent key`: in this process's memory only, never on disk.
+        self._api_key: str | None = None
+
+    # ------------------------------------------------------------------ API key
+
+    @property
+    def api_key(self) -> str | None:
+        """The key given with ``%agent key`` (None: the environment's is used)."""
+        return self._api_key
+
+    def set_api_key(self, key: str | None) -> None:
+        """Use ``key`` for live calls from now on (None forgets it); the live orchestrator is
+        rebuilt on next use. The key is registered with the secret redactor, kept in memory
+        only, and never written to the environment or to disk."""
+        if key is not None:
+            from ..guard.logs import SecretRedactor
+
+            SecretRedactor.register(key)
+        with self._lock:
+            self._api_key = key
+            live = self._orchestrators.pop(False, None)
+        if live is not None:
+            self._close_quietly(live)
 
     # ------------------------------------------------------------------ shared pieces
 
@@ -195,7 +220,7 @@ class AgentSession:
         """
         simulated = self.simulate if simulated is None else simulated
         if require_key:
-            require_api_key(simulated)
+            require_api_key(simulated, self._api_key)
         with self._lock:
             orch = self._orchestrators.get(simulated)
             if orch is not None:
@@ -260,7 +285,7 @@ class AgentSession:
         from ..engine.orchestrator import AsyncAgentOrchestrator
 
         cfg = self._config()
-        api_key = SIMULATED_KEY if simulated else None
+        api_key = SIMULATED_KEY if simulated else self._api_key  # None: $ANTHROPIC_API_KEY
         return AsyncAgentOrchestrator(
             api_key=api_key,
             base_url=base_url,

@@ -11,8 +11,10 @@ ipywidgets is imported only when a dashboard or progress bar is shown.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import sys
+import textwrap
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -44,6 +46,10 @@ _LATENCY_FIELDS = (
     "mean",
     "max",
 )
+#: Widest line of a text table (a terminal's default width); wider tables become records.
+TEXT_WIDTH = 80
+#: What an empty section says.
+_EMPTY = {"Cache": "no cache entries yet"}
 _TABLE_STYLE = "border-collapse:collapse;font-size:12px;margin:2px 0 8px 0"
 _CELL_STYLE = "padding:2px 8px;border-bottom:1px solid #ddd;text-align:right"
 
@@ -60,8 +66,10 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
-    """A small escaped HTML table; an em dash row when there is nothing to show."""
+def html_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str], empty: str = "no calls yet"
+) -> str:
+    """A small escaped HTML table; one row saying ``empty`` when there is nothing to show."""
     head = "".join(f"<th style='{_CELL_STYLE}'>{html.escape(c)}</th>" for c in columns)
     body = (
         "".join(
@@ -72,33 +80,87 @@ def html_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str
             + "</tr>"
             for r in rows
         )
-        or f"<tr><td colspan='{len(columns)}' style='{_CELL_STYLE}'>no calls yet</td></tr>"
+        or f"<tr><td colspan='{len(columns)}' style='{_CELL_STYLE}'>{html.escape(empty)}</td></tr>"
     )
     return f"<table style='{_TABLE_STYLE}'><tr>{head}</tr>{body}</table>"
 
 
-def _text_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
+def _text_table(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    empty: str = "no calls yet",
+    width: int = TEXT_WIDTH,
+) -> str:
+    """Rows as aligned text no wider than ``width``; a wider table becomes one record per row.
+
+    A record is the row's identifying values (the leading text columns) on one line, then
+    ``column=value`` pairs wrapped at ``width``; words and values are never broken.
+    """
     cells = [list(columns)] + [[_fmt(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
     lines = ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines if rows else [*lines, "(no calls yet)"])
+    if not rows:
+        return "\n".join([*lines[:1], f"({empty})"]) if len(lines[0]) <= width else f"({empty})"
+    if max(map(len, lines)) <= width:
+        return "\n".join(lines)
+    keys = _key_columns(rows, columns)
+    out: list[str] = []
+    for row in rows:
+        label = " · ".join(_label(c, row.get(c)) for c in columns[:keys])
+        pairs = "  ".join(f"{c}={_fmt(row.get(c))}" for c in columns[keys:])
+        out += _wrap(label, width, "")
+        out += _wrap(pairs, width, "    ")
+    return "\n".join(out)
+
+
+def _label(column: str, value: Any) -> str:
+    """A row's identifying value; a yes/no one says what it is ("cached", "not cached")."""
+    if isinstance(value, bool):
+        return column if value else f"not {column}"
+    return _fmt(value)
+
+
+def _key_columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> int:
+    """How many leading columns identify a row (text or yes/no values, not numbers)."""
+    for index, column in enumerate(columns):
+        values = [r.get(column) for r in rows]
+        if all(
+            v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in values
+        ):
+            return max(index, 1)
+    return 1
+
+
+def _wrap(text: str, width: int, indent: str) -> list[str]:
+    return textwrap.wrap(
+        text,
+        width,
+        initial_indent=indent,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    ) or [indent]
 
 
 def stats_sections(session: AgentSession) -> list[tuple[str, list[dict[str, Any]], Sequence[str]]]:
     """``(title, rows, columns)`` for the cache, latency, spend and budget sections.
 
     Live and simulated calls are recorded apart and shown apart (a ``mode`` column): spend is
-    one row per mode, never a sum of real and pretend dollars.
+    one row per mode, never a sum of real and pretend dollars. The cache rows come from the
+    cache's own statistics, so they show what is on disk before this session's first call.
     """
     from .session import MODES
 
     cache_rows: list[dict[str, Any]] = []
     spend_rows: list[dict[str, Any]] = []
-    for simulated, orch in sorted(session.live_orchestrators().items()):
-        mode = "simulated" if simulated else "live"
-        if orch.cache is not None:
-            stats = orch.cache.get_stats()
+    orchestrators = session.live_orchestrators()
+    for simulated, mode in MODES:
+        orch = orchestrators.get(simulated)
+        stats = _cache_stats(session, simulated, orch)
+        if stats is not None:
             cache_rows.append({"mode": mode, **{k: stats.get(k) for k in _CACHE_FIELDS}})
+        if orch is None:
+            continue
         spend_rows.append(
             {
                 "mode": mode,
@@ -131,6 +193,30 @@ def stats_sections(session: AgentSession) -> list[tuple[str, list[dict[str, Any]
     ]
 
 
+def _empty(title: str) -> str:
+    return _EMPTY.get(title, "no calls yet")
+
+
+def _cache_stats(session: AgentSession, simulated: bool, orch: Any) -> dict[str, Any] | None:
+    """The cache's own statistics (shared on disk, so they predate this session's calls).
+
+    Read from the orchestrator's cache when one is built; else from the cache directory when
+    it exists (opened read-only in effect: nothing is looked up or stored). None when there is
+    no cache, or it cannot be opened (the dashboard never fails because of the cache).
+    """
+    if orch is not None:
+        return None if orch.cache is None else dict(orch.cache.get_stats())
+    cfg = session.config()
+    directory = session.cache_dir(simulated)
+    if not cfg.enable_cache or not directory.is_dir():
+        return None
+    from ..cache.store import ResponseCache
+
+    with contextlib.suppress(Exception), ResponseCache(directory, ttl_hours=cfg.ttl_hours) as c:
+        return dict(c.get_stats())
+    return None
+
+
 class StatsDashboard:
     """A live view of the session's cache, latency and spend (refresh with :meth:`refresh`).
 
@@ -147,7 +233,7 @@ class StatsDashboard:
     def html(self) -> str:
         """The whole dashboard as HTML (the fallback and the widgets' content)."""
         parts = [
-            f"<b>{html.escape(title)}</b>" + html_table(rows, cols)
+            f"<b>{html.escape(title)}</b>" + html_table(rows, cols, _empty(title))
             for title, rows, cols in stats_sections(self._session)
         ]
         stamp = time.strftime("%H:%M:%S")
@@ -156,7 +242,7 @@ class StatsDashboard:
     def text(self) -> str:
         """The whole dashboard as plain text."""
         return "\n\n".join(
-            f"{title}\n{_text_table(rows, cols)}"
+            f"{title}\n{_text_table(rows, cols, _empty(title))}"
             for title, rows, cols in stats_sections(self._session)
         )
 
@@ -175,7 +261,8 @@ class StatsDashboard:
             self._handle = show({"text/html": content}, raw=True, display_id=True)
             return
         self._panes = [
-            widgets.HTML(f"<b>{html.escape(t)}</b>" + html_table(r, c)) for t, r, c in sections
+            widgets.HTML(f"<b>{html.escape(t)}</b>" + html_table(r, c, _empty(t)))
+            for t, r, c in sections
         ]
         self._box = widgets.VBox(self._panes)
         self._handle = show(self._bundle(content), raw=True, display_id=True)
@@ -196,7 +283,7 @@ class StatsDashboard:
             return
         sections = stats_sections(self._session)
         for pane, (title, rows, cols) in zip(self._panes, sections, strict=False):
-            pane.value = f"<b>{html.escape(title)}</b>" + html_table(rows, cols)
+            pane.value = f"<b>{html.escape(title)}</b>" + html_table(rows, cols, _empty(title))
         self._handle.update(self._bundle(self.html()), raw=True)
 
 

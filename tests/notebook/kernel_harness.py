@@ -129,6 +129,18 @@ class Kernel:
         self._idle.discard(msg_id)
         return CellRun(reply["content"]["status"], self._iopub.pop(msg_id, []), reply["content"])
 
+    def run_answering(
+        self, code: str, answer: str, timeout: float = 60.0
+    ) -> tuple[CellRun, dict[str, Any]]:
+        """Run a cell that asks for input (``input()``/``getpass``) and answer its first
+        ``input_request`` on the stdin channel, as a notebook front end does; return the
+        cell's outcome and the request's content (``prompt``, ``password``)."""
+        msg_id = str(self.client.execute(code, allow_stdin=True))
+        request = self.client.get_stdin_msg(timeout=timeout)
+        assert request["header"]["msg_type"] == "input_request", request
+        self.client.input(answer)
+        return self.collect(msg_id, timeout), dict(request["content"])
+
     def run(self, code: str, timeout: float = 60.0) -> CellRun:
         return self.collect(self.send(code), timeout)
 

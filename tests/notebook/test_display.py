@@ -62,11 +62,11 @@ def test_footer_marks_unknown_cost_truncation_and_retries() -> None:
         (errors.BudgetExceededError("over", spent=1, budget=1, estimate=0.1), "%agent budget"),
         (errors.PromptInjectionError("found override"), "--trust"),
         (errors.UnknownAgentError("no agent pyhton"), "%agent list"),
-        (errors.AuthenticationError("401"), "ANTHROPIC_API_KEY"),
+        (errors.AuthenticationError("401"), "%agent key"),
         (errors.RateLimitError("429", retry_after=12), "12 s"),
         (errors.CircuitOpenError("open", retry_in=9), "9 s"),
         (errors.APITimeoutError("slow"), "--timeout"),
-        (errors.DeadlineExceededError("deadline"), "--timeout"),
+        (errors.DeadlineExceededError("deadline"), "AgentMagics.deadline"),
         (errors.OverloadedError("529"), "re-run"),
         (errors.IntegrityError("bad sig"), "cache verify"),
         (errors.ResponseError("refusal"), "Rephrase"),
@@ -79,7 +79,7 @@ def test_footer_marks_unknown_cost_truncation_and_retries() -> None:
 def test_every_error_kind_names_a_fix(exc: Exception, fix_words: str) -> None:
     cause, fix = explain(exc)
     assert cause
-    assert fix_words in fix
+    assert fix_words in fix or (fix_words in cause and not fix)  # or one line saying it all
 
 
 def test_an_interrupt_is_explained_as_a_cancelled_request() -> None:

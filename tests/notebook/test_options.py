@@ -8,6 +8,7 @@ from IPython.core.error import UsageError
 from claude_force_magic.notebook.magics import AgentMagics
 from claude_force_magic.notebook.options import (
     build_cell_request,
+    check_variable_name,
     interpolate,
     parse_args,
     parse_usd,
@@ -166,3 +167,44 @@ def test_values_are_screened_as_data_with_template_tokens_and_encodings() -> Non
     ):
         with pytest.raises(UsageError, match=r"\{doc\}"):
             _request("a", "Parse {doc}", {"doc": value})
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "__builtins__",
+        "__name__",
+        "get_ipython",
+        "In",
+        "Out",
+        "exit",
+        "quit",
+        "_",
+        "__",
+        "___",
+        "_i",
+        "_ii",
+        "_iii",
+        "_oh",
+        "_dh",
+        "_ih",
+        "_i7",
+        "_12",
+        "1bad",
+        "class",
+        "a-b",
+    ],
+)
+def test_output_refuses_names_that_would_break_the_notebook(name: str) -> None:
+    with pytest.raises(UsageError, match=r"-o/--output") as info:
+        check_variable_name(name)
+    assert "\n" not in str(info.value)
+
+
+def test_output_warns_once_before_shadowing_a_builtin() -> None:
+    assert check_variable_name("answer") is None
+    assert check_variable_name("_answer") is None
+    warning = check_variable_name("list")
+    assert warning is not None and "list" in warning and "\n" not in warning
+    req = _request("a -o id")
+    assert any("builtin id()" in note for note in req.notes)

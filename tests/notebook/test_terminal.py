@@ -146,11 +146,12 @@ def test_simulate_off_without_a_key_warns_at_once(
     with capture_output() as out:
         shell.run_line_magic("agent", "simulate on")
         shell.run_line_magic("agent", "simulate off")
-    assert "ANTHROPIC_API_KEY is not set" in out.stdout
+    assert "No API key is set" in out.stdout
+    assert "%agent key" in out.stdout and "%env" not in out.stdout
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-0123456789abcdefghij")
     with capture_output() as out:
         shell.run_line_magic("agent", "simulate off")
-    assert "not set" not in out.stdout
+    assert "No API key" not in out.stdout
 
 
 def test_bench_spends_from_the_session_budget(shell: InteractiveShell) -> None:
@@ -271,3 +272,20 @@ def test_history_cost_and_stats_keep_live_and_simulated_calls_apart(
             shell.run_line_magic("config", "AgentMagics.timeout = 31.0")  # rebuilds both
             after = shell.run_line_magic("agent", "history")
         assert list(after["mode"]) == ["simulated", "live"], "kept across a rebuild"
+
+
+def test_stats_tables_fit_80_columns_without_breaking_words(shell: InteractiveShell) -> None:
+    agents = "document-writer-expert qc-automation-expert database-architect"
+    with capture_output() as out:
+        shell.run_line_magic("agent", "simulate on")
+        shell.run_cell(f"%%agent {agents} --quiet\nName three risks of wide tables.")
+        shell.run_cell(f"%%agent {agents} --quiet\nName three risks of wide tables.")
+        shell.run_line_magic("agent", "stats")
+    text = out.stdout
+    assert "Latency" in text
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    words = text.split()
+    for name in agents.split():
+        assert words.count(name) >= 2, text  # a miss and a hit row, each name whole
+    for column in ("p50", "p99", "integrity_failures", "hit_rate", "saved_usd"):
+        assert column in text

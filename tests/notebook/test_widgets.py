@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
@@ -136,3 +137,32 @@ def test_each_mode_has_its_own_metrics_closed_with_the_session() -> None:
     assert s.metrics(False) is live and s.metrics(True) is simulated
     s.close()
     assert live.closed and simulated.closed
+
+
+def test_dashboard_before_any_call_shows_the_cache_on_disk(tmp_path: Path) -> None:
+    """The cache's own statistics, not "no calls yet", while the disk holds entries."""
+    config = SessionConfig(simulator_latency=0.0, cache_dir=str(tmp_path / "cache"))
+    first = AgentSession(lambda: config)
+    first.simulate = True
+    try:
+        _one_call(first, "A question cached by an earlier session.")
+        _one_call(first, "A question cached by an earlier session.")
+    finally:
+        first.close()
+    second = AgentSession(lambda: config)
+    try:
+        board = StatsDashboard(second, notebook=False)
+        (cache,) = [rows for title, rows, _ in stats_sections(second) if title == "Cache"]
+        assert [row["mode"] for row in cache] == ["simulated"]
+        assert cache[0]["entries"] == 1
+        assert cache[0]["hit_rate"] == pytest.approx(0.5)
+        assert "no cache entries yet" not in board.text()
+        assert not second.live_orchestrators()  # shown without building an orchestrator
+    finally:
+        second.close()
+    empty = AgentSession(lambda: SessionConfig(cache_dir=str(tmp_path / "none")))
+    try:
+        assert "no cache entries yet" in StatsDashboard(empty, notebook=False).text()
+        assert not (tmp_path / "none").exists()  # looking creates nothing
+    finally:
+        empty.close()
