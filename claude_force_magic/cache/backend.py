@@ -489,10 +489,22 @@ class ReadOnlyBackend(_Reads):
                 for statement in _EMPTY_SCHEMA:
                     con.execute(statement)
             else:
-                path = self.directory / "cache.db"
-                uri = "file:" + urllib.parse.quote(path.as_posix()) + "?mode=ro"
-                con = sqlite3.connect(uri, uri=True, isolation_level=None)
+                con = self._connect_read_only()
             self._local.con = con
+        return con
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """``mode=ro``; if SQLite cannot create the WAL index beside a database closed cleanly
+        on a read-only file system, ``immutable=1`` (no -wal file exists to miss then)."""
+        base = "file:" + urllib.parse.quote((self.directory / "cache.db").as_posix())
+        con = sqlite3.connect(base + "?mode=ro", uri=True, isolation_level=None)
+        try:
+            con.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
+        except sqlite3.OperationalError:
+            con.close()
+            if (self.directory / "cache.db-wal").exists():
+                raise
+            con = sqlite3.connect(base + "?immutable=1", uri=True, isolation_level=None)
         return con
 
     def _query(self, statement: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
