@@ -7,15 +7,12 @@ stops nothing), a directory deleted or swapped for a symlink while the cache is 
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import logging
-import os
 import shutil
-import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -23,47 +20,12 @@ from claude_force_magic.cache import ResponseCache
 from claude_force_magic.errors import CacheError, ConfigurationError
 from claude_force_magic.settings import MAX_TTL_HOURS
 
+if TYPE_CHECKING:
+    from conftest import SmallFs
+
 from .conftest import SECRET, db_execute, fetch, put
 
 MakeCache = Callable[..., ResponseCache]
-
-
-def _mount(*args: str) -> bool:
-    done = subprocess.run(["mount", *args], capture_output=True, check=False)
-    return done.returncode == 0
-
-
-@pytest.fixture
-def small_fs(tmp_path: Path) -> Iterator[Path]:
-    """A real 512 KiB tmpfs: it can be filled, and remounted read-only."""
-    mount_point = tmp_path / "fs"
-    mount_point.mkdir()
-    if os.geteuid() != 0 or not _mount("-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount_point)):
-        pytest.skip("needs root and permission to mount a tmpfs")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
-def _read_only(mount_point: Path) -> None:
-    assert _mount("-o", "remount,ro", str(mount_point)), "could not remount read-only"
-
-
-def _fill(directory: Path) -> Path:
-    """Write a file until the file system has no block left; return it."""
-    filler = directory / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        with contextlib.suppress(OSError):
-            while True:
-                os.write(fd, b"\0" * 4096)
-    finally:
-        os.close(fd)
-    with pytest.raises(OSError) as info:
-        (directory / "probe").write_bytes(b"\0" * 8192)
-    assert info.value.errno == errno.ENOSPC
-    return filler
 
 
 def _warnings(caplog: pytest.LogCaptureFixture, word: str) -> list[str]:
@@ -134,18 +96,18 @@ def test_ten_years_is_accepted_and_listed(cache: ResponseCache) -> None:
 
 
 def test_disk_full_still_serves_hits_and_skips_stores_with_one_warning(
-    small_fs: Path, clock: Callable[[], float], caplog: pytest.LogCaptureFixture
+    small_fs: SmallFs, clock: Callable[[], float], caplog: pytest.LogCaptureFixture
 ) -> None:
-    cache = ResponseCache(small_fs / "cache", cache_secret=SECRET, clock=clock)
+    cache = ResponseCache(small_fs.path / "cache", cache_secret=SECRET, clock=clock)
     try:
         put(cache, "kept", "a valid answer")
-        filler = _fill(small_fs)
+        filler = small_fs.fill()
         for _ in range(3):  # every hit is a write (LRU time, hit count): they fail, hits don't
             hit = fetch(cache, "kept")
             assert hit is not None and hit["response"] == "a valid answer"
         for i in range(3):
             assert not cache.set("python-expert", f"new{i}", "m", "y" * 40_000, 1, 1, 0.0)
-        assert len(_warnings(caplog, str(small_fs))) == 1  # one line for the whole episode
+        assert len(_warnings(caplog, str(small_fs.path))) == 1  # one line for the whole episode
         assert fetch(cache, "new0") is None
         filler.unlink()
         put(cache, "after", "stored again")  # writing works again: no restart needed
@@ -155,13 +117,13 @@ def test_disk_full_still_serves_hits_and_skips_stores_with_one_warning(
 
 
 def test_a_read_only_directory_opens_read_only(
-    small_fs: Path, clock: Callable[[], float], caplog: pytest.LogCaptureFixture
+    small_fs: SmallFs, clock: Callable[[], float], caplog: pytest.LogCaptureFixture
 ) -> None:
-    directory = small_fs / "cache"
+    directory = small_fs.path / "cache"
     with ResponseCache(directory, cache_secret=SECRET, clock=clock) as writer:
         put(writer, "kept", "a valid answer")
         put(writer, "big", "z" * 40_000)  # in its own value file
-    _read_only(small_fs)
+    small_fs.read_only()
     with ResponseCache(directory, cache_secret=SECRET, clock=clock) as cache:
         assert cache.read_only
         assert "read_only=True" in repr(cache)
@@ -180,10 +142,10 @@ def test_a_read_only_directory_opens_read_only(
                 operation()
 
 
-def test_a_new_directory_on_a_read_only_path_is_a_clear_error(small_fs: Path) -> None:
-    _read_only(small_fs)
+def test_a_new_directory_on_a_read_only_path_is_a_clear_error(small_fs: SmallFs) -> None:
+    small_fs.read_only()
     with pytest.raises(ConfigurationError, match="Could not create the directory"):
-        ResponseCache(small_fs / "cache", cache_secret=SECRET)
+        ResponseCache(small_fs.path / "cache", cache_secret=SECRET)
 
 
 # -- the directory changed under an open cache ----------------------------------------------
