@@ -11,6 +11,7 @@ import math
 import os
 import re
 import stat
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -130,6 +131,7 @@ class ResponseCache:
         self._identity: Identity | None = None
         self._refused = ""  # why the directory is refused after it changed under us
         self._warned: set[str] = set()  # causes already warned about (one warning each)
+        self._reopen_lock = threading.Lock()
         if not self.enabled:
             if cache_secret is not None:
                 settings.load_cache_secret(cache_secret)  # validate; writes nothing
@@ -201,14 +203,20 @@ class ResponseCache:
         db = self._db
         if db is None or (self._current_identity() == self._identity and not self._refused):
             return db
+        with self._reopen_lock:  # one thread reopens; the others use what it opened
+            if self._current_identity() == self._identity and not self._refused:
+                return self._db
+            return self._reopen(db)
+
+    def _reopen(self, db: AnyBackend) -> AnyBackend | None:
         db.close()
         try:
             self._db = self._open()
         except ClaudeForceError as exc:
             self._refused = (
                 f"The cache directory {self.directory} changed while in use and is refused: "
-                f"{exc} Cached answers are not used until it is fixed (or turn the cache off "
-                "with %config AgentMagics.enable_cache = False)."
+                f"{exc} Cached answers are not used until it is fixed (or turn the cache "
+                "off: enable_cache=False)."
             )
             self._warn_once("refused", self._refused)
             return None
