@@ -132,6 +132,7 @@ class ResponseCache:
         self._refused = ""  # why the directory is refused after it changed under us
         self._warned: set[str] = set()  # causes already warned about (one warning each)
         self._reopen_lock = threading.Lock()
+        self._paths = ("", "")
         if not self.enabled:
             if cache_secret is not None:
                 settings.load_cache_secret(cache_secret)  # validate; writes nothing
@@ -175,18 +176,20 @@ class ResponseCache:
                 f"The response cache in {self.directory} is read-only ({exc}): stored answers "
                 "are served, new answers are not stored.",
             )
+        self._paths = (os.fspath(self.directory), os.path.join(self.directory, "cache.db"))
         self._identity = self._current_identity()
         return db
 
     def _current_identity(self) -> Identity | None:
+        directory, database = self._paths  # str paths: this runs on every operation
         try:
-            found = os.lstat(self.directory)
+            found = os.lstat(directory)
         except OSError:
             return None
         if not stat.S_ISDIR(found.st_mode):
             return None
         try:
-            db = os.lstat(self.directory / "cache.db")
+            db = os.lstat(database)
         except FileNotFoundError:
             return (found.st_dev, found.st_ino, 0, 0)
         except OSError:
