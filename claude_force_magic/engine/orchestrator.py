@@ -498,12 +498,13 @@ class AsyncAgentOrchestrator:
         self._record(result)
         return result
 
-    def _cache_store(self, call: _Call, answer: Answer, cost: float | None) -> None:
+    def _cache_store(self, call: _Call, answer: Answer, cost: float | None) -> bool:
+        """Store the answer; True if it was stored (a failed store never fails the call)."""
         cache = self.cache if call.use_cache else None
         if cache is None:
-            return
+            return False
         try:
-            cache.set(
+            return cache.set(
                 call.agent.name,
                 call.user_content,
                 call.model,
@@ -524,6 +525,7 @@ class AsyncAgentOrchestrator:
             )
         except CacheError as exc:
             self._log.warning("cache store failed; the answer is returned anyway: %s", exc)
+            return False
 
     # -- metrics -------------------------------------------------------------------------------
 
@@ -784,7 +786,7 @@ class AsyncAgentOrchestrator:
         )
         result = AgentResult(call.agent.name, True, answer.text, [], meta)
         self._record(result)
-        self._cache_store(call, answer, cost)
+        result.metadata["cache_stored"] = self._cache_store(call, answer, cost)
         return result
 
     # -- public calls --------------------------------------------------------------------------

@@ -108,6 +108,8 @@ def format_footer(result: AgentResult, *, simulated: bool = False, caching: bool
         parts += ["$0", f"cache hit (saved {saved}{age_text})"]
     else:
         state = "cache miss (stored)" if caching else "cache off"
+        if caching and meta.get("cache_stored") is False:  # read-only, full or unopenable cache
+            state = "cache miss (not stored)"
         parts += [_money(meta.get("cost_usd")), state if result.success else "failed"]
         if meta.get("attempts", 1) and int(meta.get("attempts", 1)) > 1:
             parts.append(f"{int(meta['attempts'])} attempts")
