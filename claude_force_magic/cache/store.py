@@ -53,10 +53,6 @@ def _count(name: str, value: object) -> int:
     return value
 
 
-def _first(value: float | None, default: float) -> object:
-    return default if value is None else value
-
-
 def _cost(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise TypeError(f"estimated_cost must be a number, not {type(value).__name__}")
@@ -91,7 +87,8 @@ class ResponseCache:
     the other operations raise :class:`CacheError` saying why.
 
     Safe to share between threads and to use from many processes on one directory: every
-    change and every statistic is one SQLite transaction; reads take no lock. A damaged
+    change and every statistic is one SQLite transaction; listings and statistics take no
+    lock. A damaged
     database raises :class:`CacheError`; a damaged or forged *entry* never raises, it is a
     miss. Raises :class:`ConfigurationError` at construction for a bad limit (including
     ``max_size_mb`` smaller than one ``max_entry_kb`` entry, or a ``ttl_hours`` over ten
@@ -452,7 +449,9 @@ class ResponseCache:
         if not isinstance(body["metadata"], dict):
             raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
         require_json(body["metadata"], "metadata")
-        ttl = settings.check_ttl_hours("ttl_hours", _first(ttl_hours, self.ttl_hours))
+        ttl = settings.check_ttl_hours(
+            "ttl_hours", self.ttl_hours if ttl_hours is None else ttl_hours
+        )
         if self._db is None or agent_name in self._exclude:
             why = "the cache is disabled" if self._db is None else "the agent is excluded"
             return self._skip(why, agent_name)
