@@ -218,6 +218,11 @@ class AsyncAgentOrchestrator:
         self._prices = prices
         self._owns_metrics = metrics is None
         self._metrics = metrics
+        if cache is not None and cache_dir is not None:
+            raise ConfigurationError(
+                "Pass cache= (an open ResponseCache) or cache_dir=, not both: with cache= the "
+                "directory is the cache's own and cache_dir would be ignored."
+            )
         self._cache: ResponseCache | None = cache
         self._owns_cache = cache is None
         self._cache_enabled = check_flag("enable_cache", enable_cache)

@@ -83,3 +83,12 @@ def test_settings_are_read_only_and_unknown_attributes_refused() -> None:
     with pytest.raises(AttributeError, match="cannot be set"):
         orch.timeout = 10  # type: ignore[attr-defined]  # a misspelling is not silently kept
     assert orch.timeout_seconds == 7
+
+
+def test_cache_and_cache_dir_together_are_refused(tmp_path: Path) -> None:
+    from claude_force_magic.cache import ResponseCache
+
+    with ResponseCache(tmp_path / "c", cache_secret="test-secret-0123456789abcdef-XYZ") as cache:
+        with pytest.raises(ConfigurationError, match="not both"):
+            AsyncAgentOrchestrator(cache=cache, cache_dir=tmp_path / "other")
+        assert AsyncAgentOrchestrator(cache=cache).cache is cache
