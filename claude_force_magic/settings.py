@@ -24,9 +24,10 @@ import os
 import secrets
 import stat
 from pathlib import Path
-from typing import NoReturn
+from typing import Literal, NoReturn, overload
 
-from .errors import SecretError, UnsafePathError
+from .errors import ConfigurationError, SecretError, UnsafePathError
+from .validation import check_number
 
 __all__ = [
     "API_KEY_ENV",
@@ -34,9 +35,11 @@ __all__ = [
     "CACHE_SECRET_ENV",
     "CONFIG_DIR_ENV",
     "FORCE_CONFIG_ENV",
+    "MAX_TTL_HOURS",
     "MIN_SECRET_BYTES",
     "Secret",
     "cache_dir",
+    "check_ttl_hours",
     "config_dir",
     "ensure_private_dir",
     "load_cache_secret",
@@ -50,6 +53,8 @@ CONFIG_DIR_ENV = "CLAUDE_FORCE_MAGIC_CONFIG_DIR"
 FORCE_CONFIG_ENV = "CLAUDE_FORCE_CONFIG"
 KEY_FILE_NAME = "cache.key"
 MIN_SECRET_BYTES = 16
+#: The longest a cached answer may stay valid: ten years, in hours.
+MAX_TTL_HOURS = 24 * 3653
 
 #: Secrets that were published as defaults somewhere and therefore protect nothing.
 KNOWN_PLACEHOLDERS = frozenset(
@@ -116,6 +121,28 @@ class Secret:
         raise TypeError("Secret values cannot be pickled")
 
 
+@overload
+def check_ttl_hours(name: str, value: object, *, allow_none: Literal[False] = ...) -> float: ...
+@overload
+def check_ttl_hours(name: str, value: object, *, allow_none: bool) -> float | None: ...
+def check_ttl_hours(name: str, value: object, *, allow_none: bool = False) -> float | None:
+    """``value`` as a time-to-live in hours: finite, above 0, at most :data:`MAX_TTL_HOURS`.
+
+    Raises :class:`ConfigurationError` naming ``name``. An expiry further out than ten years
+    is refused rather than stored: dates that far away break date arithmetic in readers.
+
+    >>> check_ttl_hours("ttl_hours", 48)
+    48.0
+    """
+    number = check_number(name, value, allow_none=allow_none)
+    if number is not None and number > MAX_TTL_HOURS:
+        raise ConfigurationError(
+            f"{name} must be at most {MAX_TTL_HOURS} hours (ten years), got {value!r}. "
+            "Use a shorter time to live."
+        )
+    return number
+
+
 def _platform_dir(kind: str) -> Path:
     import platformdirs  # small, but only needed when a path is asked for
 
@@ -148,6 +175,11 @@ def _make_dirs_private(path: Path) -> None:
             os.mkdir(directory, 0o700)
         except FileExistsError:  # another process made it first
             continue
+        except OSError as exc:  # a read-only file system, no permission, a file in the way
+            raise ConfigurationError(
+                f"Could not create the directory {directory}: {exc.strerror}. Point the "
+                "setting at a directory you can write, or create it yourself."
+            ) from exc
 
 
 def ensure_private_dir(path: str | os.PathLike[str], *, create: bool = True) -> Path:
@@ -156,9 +188,11 @@ def ensure_private_dir(path: str | os.PathLike[str], *, create: bool = True) -> 
     Raises :class:`UnsafePathError` when the path (or the directory it names) is a symlink,
     is not a directory, is owned by another user, or is writable by group or others: such a
     directory lets someone else plant or change files we trust. Missing parents are created
-    with mode 0700 too. Does not follow a symlink at the final component.
+    with mode 0700 too; :class:`ConfigurationError` when one cannot be (read-only file
+    system, no permission). ``~`` is expanded. Does not follow a symlink at the final
+    component.
     """
-    p = Path(os.path.abspath(os.fspath(path)))
+    p = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
     if create and not os.path.lexists(p):
         _make_dirs_private(p)
     try:
@@ -223,9 +257,17 @@ def _read_or_create_key_file(directory: Path) -> bytes:
     except FileNotFoundError:
         key = secrets.token_bytes(32)
         tmp = directory / f".{KEY_FILE_NAME}.{os.getpid()}.{secrets.token_hex(4)}"
-        wfd = os.open(
-            tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600
-        )
+        try:
+            wfd = os.open(
+                tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600
+            )
+        except OSError as exc:  # a read-only or full config directory
+            raise SecretError(
+                f"Could not create the cache key file {key_path}: {exc.strerror}. Set "
+                f'{CACHE_SECRET_ENV} instead (make one with: python -c "import secrets; '
+                f'print(secrets.token_hex(32))"), or point {CONFIG_DIR_ENV} at a writable '
+                "directory."
+            ) from exc
         try:
             os.write(wfd, key)
             os.fsync(wfd)

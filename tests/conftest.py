@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,3 +33,51 @@ def isolated_env(
     ):
         monkeypatch.delenv(var, raising=False)
     yield home
+
+
+# -- broken file systems for the cache tests (issue 9 §3) ---------------------------------
+
+
+def _mount(*args: str) -> bool:
+    done = subprocess.run(["mount", *args], capture_output=True, check=False)
+    return done.returncode == 0
+
+
+class SmallFs:
+    """A mounted 512 KiB tmpfs at :attr:`path` that a test can fill or make read-only."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def read_only(self) -> None:
+        """Remount it read-only (nothing may hold a file open for writing on it)."""
+        assert _mount("-o", "remount,ro", str(self.path)), "could not remount read-only"
+
+    def fill(self) -> Path:
+        """Write a file until no block is left; return it (delete it to free the space)."""
+        filler = self.path / "filler"
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, b"\0" * 4096)
+        finally:
+            os.close(fd)
+        with pytest.raises(OSError) as info:
+            (self.path / "probe").write_bytes(b"\0" * 8192)
+        assert info.value.errno == errno.ENOSPC
+        return filler
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[SmallFs]:
+    """A real 512 KiB tmpfs (skipped where mounting is not allowed). The tests run as root,
+    where ``chmod`` stops nothing, so "full" and "read-only" are made for real."""
+    mount_point = tmp_path / "fs"
+    mount_point.mkdir()
+    if os.geteuid() != 0 or not _mount("-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount_point)):
+        pytest.skip("needs root and permission to mount a tmpfs")
+    try:
+        yield SmallFs(mount_point)
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)

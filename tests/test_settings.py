@@ -6,6 +6,7 @@ import os
 import pickle
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -241,4 +242,57 @@ def test_foreign_owned_key_file_refused(monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr(os, "fstat", fstat)
     with pytest.raises(UnsafePathError, match="owned by another user"):
+        load_cache_secret()
+
+
+# -- issue 9 §3: bounded TTLs, directories that cannot be created -----------------------------
+
+
+@pytest.mark.parametrize("ttl", [87_600_000, 1e308, float("inf"), float("nan"), 0, -3, True])
+def test_check_ttl_hours_refuses_what_cannot_be_stored(ttl: object) -> None:
+    from claude_force_magic.errors import ConfigurationError
+    from claude_force_magic.settings import check_ttl_hours
+
+    with pytest.raises(ConfigurationError, match="my_ttl"):
+        check_ttl_hours("my_ttl", ttl)
+
+
+def test_check_ttl_hours_accepts_up_to_ten_years() -> None:
+    from claude_force_magic.settings import MAX_TTL_HOURS, check_ttl_hours
+
+    assert check_ttl_hours("ttl_hours", MAX_TTL_HOURS) == MAX_TTL_HOURS
+    assert check_ttl_hours("ttl_hours", 0.5) == 0.5
+    assert check_ttl_hours("ttl_hours", None, allow_none=True) is None
+    assert MAX_TTL_HOURS >= 10 * 365 * 24
+
+
+def test_ensure_private_dir_that_cannot_be_created_is_a_clear_error(tmp_path: Path) -> None:
+    from claude_force_magic.errors import ConfigurationError
+    from claude_force_magic.settings import ensure_private_dir
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(ConfigurationError, match="Could not create the directory"):
+        ensure_private_dir(blocker / "cache")
+
+
+def test_ensure_private_dir_expands_tilde(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from claude_force_magic.settings import ensure_private_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert ensure_private_dir("~/made") == tmp_path / "made"
+    assert not (tmp_path / "~").exists()
+
+
+def test_key_file_that_cannot_be_created_says_to_set_the_secret(
+    small_fs: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from claude_force_magic.errors import SecretError
+    from claude_force_magic.settings import load_cache_secret
+
+    (small_fs.path / "config").mkdir(mode=0o700)
+    small_fs.read_only()
+    monkeypatch.setenv("CLAUDE_FORCE_MAGIC_CONFIG_DIR", str(small_fs.path / "config"))
+    with pytest.raises(SecretError, match="CLAUDE_CACHE_SECRET"):
         load_cache_secret()

@@ -29,7 +29,9 @@ import math
 import os
 import sqlite3
 import stat
+import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
@@ -40,9 +42,9 @@ from diskcache.core import DEFAULT_SETTINGS, ENOVAL, METADATA
 
 from ..errors import CacheError, UnsafePathError
 from ..guard.logs import get_logger
-from .disk import SafeDisk
+from .disk import CacheWriteError, SafeDisk
 
-__all__ = ["COUNTERS", "Backend", "Row"]
+__all__ = ["COUNTERS", "Backend", "CacheWriteError", "ReadOnlyBackend", "Row"]
 
 log = get_logger("claude_force_magic.cache")  # with the secret redactor (SEC-005)
 
@@ -86,7 +88,12 @@ _UPDATE = (
     "UPDATE Cache SET store_time = ?, expire_time = NULL, access_time = ?, access_count = 0,"
     " tag = ?, size = ?, mode = ?, filename = ?, value = ? WHERE rowid = ?"
 )
-_SELECT_LRU = "SELECT rowid, filename FROM Cache ORDER BY access_time LIMIT ?"
+# Rows to cull, least recently used first, never the row just written; the bytes each frees
+# (a value file's size, or the inline value's length).
+_SELECT_LRU = (
+    "SELECT rowid, filename, CASE WHEN filename IS NULL THEN COALESCE(length(value), 0)"
+    " ELSE size END FROM Cache WHERE rowid != ? ORDER BY access_time LIMIT ?"
+)
 _TOUCH = "UPDATE Cache SET access_time = ?, access_count = access_count + 1 WHERE rowid = ?"
 _DELETE = "DELETE FROM Cache WHERE rowid = ?"
 _SCHEMA = (
@@ -103,6 +110,13 @@ _SCHEMA = (
     "CREATE TRIGGER IF NOT EXISTS CfmStats_hit AFTER UPDATE OF access_count ON Cache"
     " FOR EACH ROW WHEN NEW.access_count > OLD.access_count"
     " BEGIN UPDATE CfmStats SET hits = hits + 1; END",
+)
+#: What a read-only backend reads when the directory holds no cache.db yet.
+_EMPTY_SCHEMA = (
+    "CREATE TABLE Cache (key TEXT, raw INTEGER, store_time REAL, access_time REAL,"
+    " access_count INTEGER, tag TEXT, size INTEGER, mode INTEGER, filename TEXT, value BLOB)",
+    "CREATE TABLE Settings (key TEXT, value)",
+    _SCHEMA[0],
 )
 #: SQLite's files in the cache directory; each must be a regular file if it exists.
 _DB_FILES = ("cache.db", "cache.db-wal", "cache.db-shm", "cache.db-journal")
@@ -154,11 +168,32 @@ def _bump_sql(names: tuple[str, ...]) -> str:
     return "UPDATE CfmStats SET " + assignments  # noqa: S608  # names checked against COUNTERS
 
 
+#: SQLite result codes (primary, the low byte) of a write that failed while reads still work.
+_WRITE_FAILURES = frozenset(
+    {
+        3,  # SQLITE_PERM
+        5,  # SQLITE_BUSY
+        6,  # SQLITE_LOCKED
+        8,  # SQLITE_READONLY
+        10,  # SQLITE_IOERR
+        13,  # SQLITE_FULL
+        14,  # SQLITE_CANTOPEN
+    }
+)
+
+
+def is_write_failure(exc: sqlite3.Error) -> bool:
+    """True when ``exc`` says the database cannot be written now (full, read-only, locked)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) in _WRITE_FAILURES
+
+
 def _translate(exc: BaseException, timeout: float) -> BaseException:
     if isinstance(exc, diskcache.Timeout):
-        return CacheError(f"The cache database stayed locked for more than {timeout:g} s.")
+        return CacheWriteError(f"The cache database stayed locked for more than {timeout:g} s.")
     if isinstance(exc, sqlite3.Error):
-        return CacheError(f"The cache database failed: {exc}")
+        kind = CacheWriteError if is_write_failure(exc) else CacheError
+        return kind(f"The cache database failed: {exc}")
     return exc
 
 
@@ -196,11 +231,82 @@ class _Transaction:
         return suppressed
 
 
-class Backend(diskcache.Cache):  # type: ignore[misc]  # diskcache ships no type hints
+class _Reads:
+    """Read-only queries shared by :class:`Backend` and :class:`ReadOnlyBackend`.
+
+    Each read is one autocommit statement on this thread's connection: it sees a committed
+    snapshot (WAL) and never waits for a writer's lock.
+    """
+
+    _page_size: int
+    read_only = False
+
+    def _query(self, statement: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        raise NotImplementedError  # each backend supplies its connection
+
+    def _read(self, statement: str, args: tuple[Any, ...] = ()) -> list[Any]:
+        try:
+            return self._query(statement, args).fetchall()
+        except sqlite3.Error as exc:
+            raise CacheError(f"The cache database failed: {exc}") from exc
+
+    def read_row(self, key: str) -> Row | None:
+        """The row stored under ``key``, or None, read without taking the write lock."""
+        rows = self._read(_SELECT_KEY, (key,))
+        return rows[0] if rows else None
+
+    def page(self, after_rowid: int, limit: int, sql: Sql | None = None) -> list[Row]:
+        """Up to ``limit`` rows with rowid greater than ``after_rowid``, in rowid order."""
+        if sql is not None:
+            rows: list[Row] = sql(_SELECT_PAGE, (after_rowid, limit)).fetchall()
+            return rows
+        return self._read(_SELECT_PAGE, (after_rowid, limit))
+
+    def referenced_files(self) -> set[str]:
+        """Names of all value files that rows refer to (for ``verify``'s orphan sweep)."""
+        rows = self._read("SELECT filename FROM Cache WHERE filename IS NOT NULL")
+        return {name for (name,) in rows if isinstance(name, str)}
+
+    def volume(self) -> int:
+        """Bytes on disk: database pages plus value sizes (diskcache's ``volume``, but a
+        missing, negative or non-numeric ``size`` in an edited Settings table is recounted
+        from the rows instead of raising TypeError). Raises :class:`CacheError`."""
+        ((page_count, stored),) = self._read(_READ_VOLUME)
+        if type(stored) is not int or stored < 0:
+            ((stored,),) = self._read("SELECT COALESCE(SUM(size), 0) FROM Cache")
+        return int(self._page_size * page_count + _count_or_zero(stored))
+
+    def _restore_stats_row(self) -> None:
+        """Re-create a deleted counter row (a read-only backend cannot: it reads zeros)."""
+
+    def read_stats(self) -> dict[str, int]:
+        """All counters and the entry count, read as one consistent snapshot.
+
+        Values edited into something other than a non-negative number read as 0, and a
+        deleted counter row is re-created, so an edited database never breaks statistics.
+        """
+        rows = self._read(_READ_STATS)
+        if not rows:  # the CfmStats row was deleted: start counting again
+            self._restore_stats_row()
+            rows = self._read(_READ_STATS) or [(0,) * (len(COUNTERS) + 1)]
+        values = dict(zip((*COUNTERS, "entries"), map(_count_or_zero, rows[0]), strict=True))
+        values["sets"] = values["entries"] + values["row_deletes"] + values["updates"]
+        values["evictions"] = values["row_deletes"] - (
+            values["deletes"]
+            + values["expirations"]
+            + values["integrity_failures"]
+            + values["cleared"]
+        )
+        return values
+
+
+class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no hints
     """diskcache with :class:`SafeDisk`, least-recently-used culling and exact counters.
 
-    Raises :class:`CacheError` when the database cannot be opened and
-    :class:`UnsafePathError` when ``cache.db`` (or its journal) is a symlink or not a file.
+    Raises :class:`CacheWriteError` when the database cannot be written (read-only, full,
+    locked: open it with :class:`ReadOnlyBackend` instead), :class:`CacheError` when it cannot
+    be opened at all and :class:`UnsafePathError` when ``cache.db`` (or its journal) is a
+    symlink or not a file.
     """
 
     def __init__(
@@ -228,6 +334,10 @@ class Backend(diskcache.Cache):  # type: ignore[misc]  # diskcache ships no type
             for statement in _SCHEMA:
                 self._sql_retry(statement)
         except (sqlite3.Error, diskcache.Timeout) as exc:
+            if isinstance(exc, diskcache.Timeout) or is_write_failure(exc):
+                raise CacheWriteError(
+                    f"Could not write the cache database in {directory}: {exc}."
+                ) from exc
             raise CacheError(
                 f"Could not open the cache database in {directory}: {exc}. If the file is "
                 "damaged, delete the directory (it only holds cached answers)."
@@ -295,14 +405,16 @@ class Backend(diskcache.Cache):  # type: ignore[misc]  # diskcache ships no type
         with self.transaction(filename) as (sql, cleanup):
             ((rowid, old_filename, page_count, stored),) = sql(_PREPARE_PUT, (key,)).fetchall()
             if rowid is None:
-                sql(_INSERT, (key, now, now, tag, size, mode, filename, db_value))
+                cursor = sql(_INSERT, (key, now, now, tag, size, mode, filename, db_value))
+                rowid = cursor.lastrowid
             else:
                 cleanup(old_filename)
                 sql(_UPDATE, (now, now, tag, size, mode, filename, db_value, rowid))
             if type(stored) is not int or stored < 0:  # edited (NULL, text, inf): recount
                 stored = self._recount_size(sql)
-            if self._page_size * page_count + stored + size >= self.size_limit:
-                self._cull_lru(sql, cleanup)
+            excess = self._page_size * page_count + stored + size - self.size_limit
+            if excess >= 0:
+                self._cull_lru(sql, cleanup, keep=rowid, excess=excess)
 
     @staticmethod
     def _recount_size(sql: Sql) -> int:
@@ -311,17 +423,17 @@ class Backend(diskcache.Cache):  # type: ignore[misc]  # diskcache ships no type
         sql("UPDATE Settings SET value = ? WHERE key = 'size'", (int(total),))
         return int(total)
 
-    def _cull_lru(self, sql: Sql, cleanup: Cleanup) -> None:
-        """Delete up to ``cull_limit`` least-recently-used rows (we are over ``size_limit``)."""
-        rows = sql(_SELECT_LRU, (self.cull_limit,)).fetchall()
-        for rowid, old_filename in rows:
+    def _cull_lru(self, sql: Sql, cleanup: Cleanup, *, keep: int, excess: int) -> None:
+        """Delete least-recently-used rows until about ``excess`` bytes are freed (we are that
+        far over ``size_limit``), at most ``cull_limit`` per call, never the row ``keep`` (the
+        one just written: a write must not evict itself)."""
+        rows = sql(_SELECT_LRU, (keep, self.cull_limit)).fetchall()
+        for rowid, old_filename, freed in rows:
             sql(_DELETE, (rowid,))
             cleanup(old_filename)
-
-    def page(self, after_rowid: int, limit: int, sql: Sql | None = None) -> list[Row]:
-        """Up to ``limit`` rows with rowid greater than ``after_rowid``, in rowid order."""
-        rows: list[Row] = (sql or self._sql)(_SELECT_PAGE, (after_rowid, limit)).fetchall()
-        return rows
+            excess -= freed if isinstance(freed, int) and freed > 0 else 0
+            if excess < 0:
+                return
 
     def select_for_clear(self, sql: Sql, after_rowid: int, tag: str | None) -> list[Any]:
         """Up to 100 ``(rowid, filename)`` pairs to clear, optionally only one agent's."""
@@ -333,42 +445,83 @@ class Backend(diskcache.Cache):  # type: ignore[misc]  # diskcache ships no type
         )
         return sql(query, (after_rowid, tag)).fetchall()
 
-    def referenced_files(self) -> set[str]:
-        """Names of all value files that rows refer to (for ``verify``'s orphan sweep)."""
-        rows = self._sql("SELECT filename FROM Cache WHERE filename IS NOT NULL").fetchall()
-        return {name for (name,) in rows if isinstance(name, str)}
+    def _query(self, statement: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        cursor: sqlite3.Cursor = self._sql(statement, args)
+        return cursor
 
-    def volume(self) -> int:
-        """Bytes on disk: database pages plus value sizes (diskcache's ``volume``, but a
-        missing, negative or non-numeric ``size`` in an edited Settings table is recounted
-        from the rows instead of raising TypeError). Raises :class:`CacheError`."""
+    def _restore_stats_row(self) -> None:
         try:
-            ((page_count, stored),) = self._sql(_READ_VOLUME).fetchall()
-            if type(stored) is not int or stored < 0:
-                ((stored,),) = self._sql("SELECT COALESCE(SUM(size), 0) FROM Cache").fetchall()
+            self._sql_retry(_SCHEMA[1])
         except sqlite3.Error as exc:
-            raise CacheError(f"The cache database failed: {exc}") from exc
-        return int(self._page_size * page_count + _count_or_zero(stored))
+            raise _translate(exc, self._timeout) from exc
 
-    def read_stats(self) -> dict[str, int]:
-        """All counters and the entry count, read as one consistent snapshot.
 
-        Values edited into something other than a non-negative number read as 0, and a
-        deleted counter row is re-created, so an edited database never breaks statistics.
-        """
+class ReadOnlyBackend(_Reads):
+    """The cache database opened for reading only (``mode=ro``): for a directory or a
+    ``cache.db`` that cannot be written (a read-only file system, a full disk at open, a
+    directory without write permission).
+
+    Every read works as in :class:`Backend`; :meth:`transaction` raises
+    :class:`CacheWriteError`, so every write is refused and nothing is changed. A directory
+    without ``cache.db`` reads as an empty cache. Thread-safe: one connection per thread.
+    """
+
+    read_only = True
+
+    def __init__(
+        self, directory: Path, *, min_file_size: int = 2**15, max_value_bytes: int = 16 * 2**20
+    ) -> None:
+        _check_db_files(directory)
+        self.directory = directory
+        self.disk = SafeDisk(str(directory), min_file_size=min_file_size)
+        self.disk.max_value_bytes = max_value_bytes
+        self._local = threading.local()
+        self._missing = not (directory / "cache.db").exists()
+        self._page_size = 4096
+        if not self._missing:
+            ((self._page_size,),) = self._read("PRAGMA page_size")
+
+    def _connection(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            if self._missing:  # nothing stored yet: an empty database of the same shape
+                con = sqlite3.connect(":memory:", isolation_level=None)
+                for statement in _EMPTY_SCHEMA:
+                    con.execute(statement)
+            else:
+                con = self._connect_read_only()
+            self._local.con = con
+        return con
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """``mode=ro``; if SQLite cannot create the WAL index beside a database closed cleanly
+        on a read-only file system, ``immutable=1`` (no -wal file exists to miss then)."""
+        base = "file:" + urllib.parse.quote((self.directory / "cache.db").as_posix())
+        con = sqlite3.connect(base + "?mode=ro", uri=True, isolation_level=None)
         try:
-            row = self._sql(_READ_STATS).fetchone()
-            if row is None:  # the CfmStats row was deleted: start counting again
-                self._sql_retry(_SCHEMA[1])
-                row = self._sql(_READ_STATS).fetchone()
-        except sqlite3.Error as exc:
-            raise CacheError(f"The cache database failed: {exc}") from exc
-        values = dict(zip((*COUNTERS, "entries"), map(_count_or_zero, row), strict=True))
-        values["sets"] = values["entries"] + values["row_deletes"] + values["updates"]
-        values["evictions"] = values["row_deletes"] - (
-            values["deletes"]
-            + values["expirations"]
-            + values["integrity_failures"]
-            + values["cleared"]
-        )
-        return values
+            con.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
+        except sqlite3.OperationalError:
+            con.close()
+            if (self.directory / "cache.db-wal").exists():
+                raise
+            con = sqlite3.connect(base + "?immutable=1", uri=True, isolation_level=None)
+        return con
+
+    def _query(self, statement: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        return self._connection().execute(statement, args)
+
+    def transaction(self, filename: str | None = None) -> _Transaction:
+        """Refused: raises :class:`CacheWriteError` (the cache is read-only)."""
+        raise CacheWriteError(f"The cache directory {self.directory} is read-only.")
+
+    def fetch_value(self, row: Row) -> bytes:
+        """The stored bytes of ``row`` (IntegrityError when the row is not our format)."""
+        value: bytes = self.disk.fetch(row[2], row[3], row[4], False)
+        return value
+
+    def close(self) -> None:
+        """Close this thread's connection; the next read reopens it."""
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            self._local.con = None
+            con.close()

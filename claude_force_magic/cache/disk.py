@@ -35,7 +35,7 @@ from diskcache.core import MODE_BINARY, MODE_RAW, UNKNOWN
 from ..errors import CacheError, IntegrityError
 from ..guard.logs import get_logger
 
-__all__ = ["VALUE_NAME", "SafeDisk", "split_value_name"]
+__all__ = ["VALUE_NAME", "CacheWriteError", "SafeDisk", "split_value_name"]
 
 log = get_logger("claude_force_magic.cache")  # with the secret redactor (SEC-005)
 
@@ -50,6 +50,21 @@ _READ_FLAGS = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC
 #: Default upper bound on one value read back (a forged huge file must not exhaust memory).
 DEFAULT_MAX_VALUE_BYTES = 16 * 2**20
+
+
+class CacheWriteError(CacheError):
+    """A cache write failed, but reads can go on: the disk is full, the file system or the
+    database is read-only, the database stayed locked, or a file could not be written.
+
+    :class:`ResponseCache` never lets this reach its caller: a hit is still served, a store is
+    skipped, and one warning says why.
+    """
+
+
+#: Errors of a value-file write that leave reads working.
+_WRITE_ERRNOS = frozenset(
+    {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, getattr(errno, "EDQUOT", errno.ENOSPC)}
+)
 
 
 def split_value_name(name: object) -> tuple[str, str, str]:
@@ -229,7 +244,8 @@ class SafeDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no type
                 why = exc.strerror
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                     why = "the cache directory or a sub-directory is a symlink or not a directory"
-                raise CacheError(f"could not write a cache value file: {why}") from exc
+                kind = CacheWriteError if exc.errno in _WRITE_ERRNOS else CacheError
+                raise kind(f"could not write a cache value file: {why}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _read_value(self, filename: object) -> bytes:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -19,11 +21,12 @@ from types import TracebackType
 from typing import Any
 
 from .. import settings
-from ..errors import IntegrityError
+from ..errors import CacheError, ClaudeForceError, ConfigurationError, IntegrityError
 from ..guard.logs import SecretRedactor, get_logger, sanitize_for_log
 from ..settings import Secret
 from ..validation import check_number
-from .backend import Backend, Row, Sql
+from .backend import Backend, Cleanup, ReadOnlyBackend, Row, Sql
+from .disk import CacheWriteError
 from .keys import key_for, require_json
 from .signing import Signer
 from .verify import VerifyReport
@@ -35,6 +38,9 @@ log = get_logger("claude_force_magic.cache")  # with the secret redactor (SEC-00
 _KEY_PATTERN = re.compile(r"\A[0-9a-f]{64}\Z")
 _PAGE = 100
 _MIN_READ_BOUND = 16 * 2**20
+#: (device, inode) of the directory and of cache.db ((0, 0) while it does not exist).
+Identity = tuple[int, int, int, int]
+AnyBackend = Backend | ReadOnlyBackend
 
 
 class CacheSkipWarning(UserWarning):
@@ -69,10 +75,24 @@ class ResponseCache:
     returns None and ``set`` returns False, and nothing is counted. ``clock`` (epoch seconds)
     decides creation and expiry and can be replaced in tests.
 
+    ``cache_dir`` may start with ``~``. A directory (or ``cache.db``) that cannot be written
+    is opened **read-only**: ``get`` serves what is stored, ``set`` stores nothing, and
+    :attr:`read_only`, ``repr`` and ``get_stats()`` say so. A write that fails later (disk
+    full, the file system turned read-only, the lock held for over 60 s) never fails ``get``
+    or ``set``: the hit is still returned, the answer is not stored, and one warning is logged
+    per episode. Before each operation the directory and ``cache.db`` are checked to be the
+    ones opened (device and inode, two ``lstat`` calls): a deleted directory is recreated
+    (safely, ``0700``) and reopened; one swapped for a symlink or made unsafe is refused (the
+    safety checks run again), and until it is fixed ``get`` misses, ``set`` stores nothing and
+    the other operations raise :class:`CacheError` saying why.
+
     Safe to share between threads and to use from many processes on one directory: every
-    change and every statistic is one SQLite transaction. Database failures (a lock held for
-    over 60 s, a damaged file) raise :class:`CacheError`; a damaged or forged *entry* never
-    raises, it is a miss.
+    change and every statistic is one SQLite transaction; listings and statistics take no
+    lock. A damaged
+    database raises :class:`CacheError`; a damaged or forged *entry* never raises, it is a
+    miss. Raises :class:`ConfigurationError` at construction for a bad limit (including
+    ``max_size_mb`` smaller than one ``max_entry_kb`` entry, or a ``ttl_hours`` over ten
+    years) and for a directory that cannot be created.
     """
 
     def __init__(
@@ -87,18 +107,29 @@ class ResponseCache:
         exclude_agents: Iterable[str] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.ttl_hours = check_number("ttl_hours", ttl_hours)
+        self.ttl_hours = settings.check_ttl_hours("ttl_hours", ttl_hours)
         self._max_size_bytes = int(check_number("max_size_mb", max_size_mb) * 2**20)
         self._max_entry_bytes = int(check_number("max_entry_kb", max_entry_kb) * 1024)
+        if self._max_size_bytes < self._max_entry_bytes:
+            raise ConfigurationError(
+                f"max_size_mb={max_size_mb!r} is smaller than one entry may be "
+                f"(max_entry_kb={max_entry_kb!r}): every large answer would evict the whole "
+                "cache. Raise max_size_mb or lower max_entry_kb."
+            )
         if isinstance(exclude_agents, str):
             exclude_agents = (exclude_agents,)
         self._exclude = frozenset(exclude_agents)
         self._clock = clock
         self.enabled = bool(enabled)
         target = cache_dir if cache_dir is not None else settings.cache_dir()
-        self.directory = Path(os.path.abspath(os.fspath(target)))
+        self.directory = Path(os.path.abspath(os.path.expanduser(os.fspath(target))))
         self._signer: Signer | None = None
-        self._db: Backend | None = None
+        self._db: AnyBackend | None = None
+        self._identity: Identity | None = None
+        self._refused = ""  # why the directory is refused after it changed under us
+        self._warned: set[str] = set()  # causes already warned about (one warning each)
+        self._reopen_lock = threading.Lock()
+        self._paths = ("", "")
         if not self.enabled:
             if cache_secret is not None:
                 settings.load_cache_secret(cache_secret)  # validate; writes nothing
@@ -106,19 +137,138 @@ class ResponseCache:
         secret = settings.load_cache_secret(cache_secret)
         SecretRedactor.register(secret)  # redacted from every package log record (SEC-005)
         self._signer = Signer(secret)
-        self.directory = settings.ensure_private_dir(self.directory)
-        self._db = Backend(
-            self.directory,
-            size_limit=self._max_size_bytes,
-            max_value_bytes=max(4 * self._max_entry_bytes, _MIN_READ_BOUND),
-        )
+        self._db = self._open()
 
     def __repr__(self) -> str:
+        state = ", read_only=True" if self.read_only else ""
         return (
-            f"ResponseCache(directory={str(self.directory)!r}, enabled={self.enabled}, "
+            f"ResponseCache(directory={str(self.directory)!r}, enabled={self.enabled}{state}, "
             f"ttl_hours={self.ttl_hours:g}, max_size_mb={self._max_size_bytes / 2**20:g}, "
             f"max_entry_kb={self._max_entry_bytes / 1024:g})"
         )
+
+    @property
+    def read_only(self) -> bool:
+        """True when the cache serves stored answers but cannot store new ones."""
+        return self._db is not None and self._db.read_only
+
+    # -- opening, and noticing a directory that changed under us -------------------------------
+
+    def _open(self) -> AnyBackend:
+        """Check the directory (creating it 0700), open its database, remember its identity.
+
+        A database that cannot be written is opened read-only, with one warning.
+        """
+        self.directory = settings.ensure_private_dir(self.directory)
+        bound = max(4 * self._max_entry_bytes, _MIN_READ_BOUND)
+        db: AnyBackend
+        try:
+            if not os.access(self.directory, os.W_OK):  # EROFS or no permission (not for root)
+                raise CacheWriteError(f"the directory {self.directory} is not writable")
+            db = Backend(self.directory, size_limit=self._max_size_bytes, max_value_bytes=bound)
+        except CacheWriteError as exc:
+            db = ReadOnlyBackend(self.directory, max_value_bytes=bound)
+            self._warn_once(
+                "read-only",
+                f"The response cache in {self.directory} is read-only ({exc}): stored answers "
+                "are served, new answers are not stored.",
+            )
+        self._paths = (os.fspath(self.directory), os.path.join(self.directory, "cache.db"))
+        self._identity = self._current_identity()
+        return db
+
+    def _current_identity(self) -> Identity | None:
+        directory, database = self._paths  # str paths: this runs on every operation
+        try:
+            found = os.lstat(directory)
+        except OSError:
+            return None
+        if not stat.S_ISDIR(found.st_mode):
+            return None
+        try:
+            db = os.lstat(database)
+        except FileNotFoundError:
+            return (found.st_dev, found.st_ino, 0, 0)
+        except OSError:
+            return None
+        return (found.st_dev, found.st_ino, db.st_dev, db.st_ino)
+
+    def _backend(self) -> AnyBackend | None:
+        """The open backend, reopened if the directory changed; None if disabled or refused.
+
+        Two ``lstat`` calls per operation: a deleted directory would otherwise keep serving and
+        storing into an unlinked database, and a directory swapped for a symlink would be
+        written through.
+        """
+        db = self._db
+        if db is None or (self._current_identity() == self._identity and not self._refused):
+            return db
+        with self._reopen_lock:  # one thread reopens; the others use what it opened
+            if self._current_identity() == self._identity and not self._refused:
+                return self._db
+            return self._reopen(db)
+
+    def _reopen(self, db: AnyBackend) -> AnyBackend | None:
+        db.close()
+        try:
+            self._db = self._open()
+        except ClaudeForceError as exc:
+            self._refused = (
+                f"The cache directory {self.directory} changed while in use and is refused: "
+                f"{exc} Cached answers are not used until it is fixed (or turn the cache "
+                "off: enable_cache=False)."
+            )
+            self._warn_once("refused", self._refused)
+            return None
+        log.warning(
+            "The cache directory %s was deleted or replaced while in use; reopened it.",
+            self.directory,
+        )
+        self._refused = ""
+        self._warned.discard("refused")
+        return self._db
+
+    def _warn_once(self, cause: str, message: str) -> None:
+        if cause not in self._warned:
+            self._warned.add(cause)
+            log.warning("%s", message)
+
+    def _write(self, db: AnyBackend, change: Callable[[Sql, Cleanup], Any]) -> bool:
+        """Run ``change`` in one transaction; a failed write is warned about once, not raised."""
+        try:
+            with db.transaction() as (sql, cleanup):
+                change(sql, cleanup)
+        except CacheWriteError as exc:
+            self._write_failed(db, exc)
+            return False
+        self._warned.discard("write")
+        return True
+
+    def _write_failed(self, db: AnyBackend, exc: CacheWriteError) -> None:
+        if db.read_only:
+            self._warn_once(
+                "read-only",
+                f"The response cache in {self.directory} is read-only: stored answers are "
+                "served, new answers are not stored.",
+            )
+            return
+        self._warn_once(
+            "write",
+            f"Could not write to the response cache in {self.directory} ({exc}); stored "
+            "answers are still served, new ones are not stored until writing works again.",
+        )
+
+    def _usable(self, for_what: str) -> AnyBackend | None:
+        """The backend for an operation other than get/set; raises CacheError if refused."""
+        db = self._backend()
+        if db is None and self._refused:
+            raise CacheError(self._refused)
+        if db is not None and db.read_only and for_what:
+            raise CacheError(
+                f"The response cache in {self.directory} is read-only: cannot {for_what}. "
+                "Make the directory writable, or use another cache_dir."
+            )
+        return db
 
     def __enter__(self) -> ResponseCache:
         return self
@@ -142,21 +292,31 @@ class ResponseCache:
         """The hex SHA-256 key of a request (see :func:`keys.key_for`); TypeError if not JSON."""
         return key_for(agent_name, task, model, **request)
 
-    def _active(self, agent_name: str) -> tuple[Backend, Signer] | None:
+    def _active(self, agent_name: str) -> tuple[AnyBackend, Signer] | None:
         if self._db is None or self._signer is None or agent_name in self._exclude:
             return None
-        return self._db, self._signer
+        db = self._backend()
+        return None if db is None else (db, self._signer)
 
     # -- get ---------------------------------------------------------------------------------
 
     def get(self, agent_name: str, task: str, model: str, **request: Any) -> dict[str, Any] | None:
         """Return the cached answer for this request, or None.
 
-        A hit refreshes the entry's least-recently-used position and counts one hit for it.
-        Expired, forged or damaged entries are deleted and reported as misses (counted as
-        ``expirations`` or ``integrity_failures``); they never raise. Disabled caches and
-        excluded agents return None without counting. Raises TypeError for non-JSON request
-        values and :class:`CacheError` when the database itself fails.
+        The returned dict has exactly these keys: ``response``, ``agent_name``, ``model``,
+        ``input_tokens``, ``output_tokens``, ``estimated_cost`` (what the answer cost when it
+        was bought), ``created_at`` and ``expires_at`` (epoch seconds), ``age_seconds``,
+        ``metadata`` (the dict given to :meth:`set`) and ``key``. Per-entry hit counts are in
+        :meth:`entries`.
+
+        A hit refreshes the entry's least-recently-used position and counts one hit for it, in
+        the transaction that reads it. Expired, forged or damaged entries are deleted and
+        reported as misses (counted as ``expirations`` or ``integrity_failures``); they never
+        raise. When that transaction cannot be written (disk full, read-only, locked), the
+        entry is read again without writing: a valid hit is still returned (uncounted) and one
+        warning is logged. Disabled caches, excluded agents and a refused directory return
+        None without counting. Raises TypeError for non-JSON request values and
+        :class:`CacheError` when the database cannot be read.
         """
         key = key_for(agent_name, task, model, **request)
         active = self._active(agent_name)
@@ -164,24 +324,12 @@ class ResponseCache:
             return None
         db, signer = active
         now = self._clock()
-        failure = ""
-        with db.transaction() as (sql, cleanup):
-            row = db.select_key(sql, key)
-            if row is None:
-                db.bump(sql, misses=1)
-                return None
-            try:
-                body = signer.open(key, db.fetch_value(row))
-            except IntegrityError as exc:
-                db.delete_row(sql, cleanup, row)
-                db.bump(sql, integrity_failures=1, misses=1)
-                failure = str(exc)
-            else:
-                if body["expires_at"] <= now:
-                    db.delete_row(sql, cleanup, row)
-                    db.bump(sql, expirations=1, misses=1)
-                    return None
-                db.touch(sql, row[0])  # counts the hit (trigger)
+        try:
+            body, failure = self._get_counted(db, signer, key, now)
+        except CacheWriteError as exc:
+            self._write_failed(db, exc)
+            return self._get_uncounted(db, signer, key, now)
+        self._warned.discard("write")
         if failure:
             log.warning(
                 "cache entry %s for agent %s failed its integrity check (%s); deleted",
@@ -189,8 +337,50 @@ class ResponseCache:
                 sanitize_for_log(agent_name, 64),
                 failure,
             )
+        return None if body is None else self._public(key, body, now)
+
+    @staticmethod
+    def _get_counted(
+        db: AnyBackend, signer: Signer, key: str, now: float
+    ) -> tuple[dict[str, Any] | None, str]:
+        """Look ``key`` up and do the bookkeeping in one write transaction (exact counts).
+
+        Returns ``(body or None, integrity failure or "")``; raises CacheWriteError when the
+        transaction cannot be written.
+        """
+        with db.transaction() as (sql, cleanup):
+            row = Backend.select_key(sql, key)
+            if row is None:
+                Backend.bump(sql, misses=1)
+                return None, ""
+            try:
+                body = signer.open(key, db.fetch_value(row))
+            except IntegrityError as exc:
+                Backend.delete_row(sql, cleanup, row)
+                Backend.bump(sql, integrity_failures=1, misses=1)
+                return None, str(exc)
+            if body["expires_at"] <= now:
+                Backend.delete_row(sql, cleanup, row)
+                Backend.bump(sql, expirations=1, misses=1)
+                return None, ""
+            Backend.touch(sql, row[0])  # counts the hit (trigger)
+        return body, ""
+
+    @staticmethod
+    def _get_uncounted(
+        db: AnyBackend, signer: Signer, key: str, now: float
+    ) -> dict[str, Any] | None:
+        """Look ``key`` up without writing anything (the cache cannot be written now)."""
+        row = db.read_row(key)
+        if row is None:
             return None
-        return self._public(key, body, now)
+        try:
+            body = signer.open(key, db.fetch_value(row))
+        except IntegrityError:
+            return None  # removed by the next get or verify that can write
+        if body["expires_at"] <= now:
+            return None
+        return ResponseCache._public(key, body, now)
 
     @staticmethod
     def _public(key: str, body: dict[str, Any], now: float) -> dict[str, Any]:
@@ -232,13 +422,15 @@ class ResponseCache:
     ) -> bool:
         """Store an answer; return True if stored, False (with a :class:`CacheSkipWarning`)
         when the cache is disabled, the agent is excluded, or the entry exceeds
-        ``max_entry_kb``.
+        ``max_entry_kb``. Also False, with one logged warning per episode instead, when the
+        cache is read-only, the write fails (disk full...), or the directory is refused.
 
         ``metadata`` (a JSON dict: stop reason, request id, cache tokens...) is signed and
         returned by ``get`` but is not part of the key. ``ttl_hours`` overrides the default for
         this entry. Replacing an entry and culling old ones happen in one transaction. Raises
         TypeError for wrongly typed arguments or non-JSON values, :class:`ConfigurationError`
-        for a non-positive ``ttl_hours``, :class:`CacheError` if the database fails.
+        for a ``ttl_hours`` that is not finite, above 0 and at most ten years (checked before
+        anything is written), :class:`CacheError` if the database is damaged.
         """
         key = key_for(agent_name, task, model, **request)
         if not isinstance(response, str):
@@ -257,11 +449,15 @@ class ResponseCache:
         if not isinstance(body["metadata"], dict):
             raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
         require_json(body["metadata"], "metadata")
-        ttl = self.ttl_hours if ttl_hours is None else check_number("ttl_hours", ttl_hours)
-        active = self._active(agent_name)
-        if active is None:
+        ttl = settings.check_ttl_hours(
+            "ttl_hours", self.ttl_hours if ttl_hours is None else ttl_hours
+        )
+        if self._db is None or agent_name in self._exclude:
             why = "the cache is disabled" if self._db is None else "the agent is excluded"
             return self._skip(why, agent_name)
+        active = self._active(agent_name)
+        if active is None:  # refused: already warned
+            return False
         db, signer = active
         if len(response) <= self._max_entry_bytes:
             now = self._clock()
@@ -269,35 +465,50 @@ class ResponseCache:
             body["expires_at"] = now + ttl * 3600.0
             blob = signer.seal(key, body)
             if len(blob) <= self._max_entry_bytes:
-                db.put(key, blob, tag=agent_name)
-                return True
-        with db.transaction() as (sql, _cleanup):
-            db.bump(sql, oversized_skipped=1)
+                return self._put(db, key, blob, agent_name)
+        self._write(db, lambda sql, _cleanup: Backend.bump(sql, oversized_skipped=1))
         limit = self._max_entry_bytes // 1024
         return self._skip(f"the entry is larger than max_entry_kb={limit}", agent_name)
 
-    def delete(self, agent_name: str, task: str, model: str, **request: Any) -> bool:
-        """Remove the entry for this request; True if one was removed. Atomic."""
-        key = key_for(agent_name, task, model, **request)
-        if self._db is None:
+    def _put(self, db: AnyBackend, key: str, blob: bytes, agent_name: str) -> bool:
+        if not isinstance(db, Backend):
+            self._write_failed(db, CacheWriteError("read-only"))
             return False
-        db = self._db
+        try:
+            db.put(key, blob, tag=agent_name)
+        except CacheWriteError as exc:
+            self._write_failed(db, exc)
+            return False
+        self._warned.discard("write")
+        return True
+
+    def delete(self, agent_name: str, task: str, model: str, **request: Any) -> bool:
+        """Remove the entry for this request; True if one was removed. Atomic.
+
+        Raises :class:`CacheError` when the cache is read-only or its directory is refused.
+        """
+        key = key_for(agent_name, task, model, **request)
+        db = self._usable("delete entries")
+        if db is None:
+            return False
         with db.transaction() as (sql, cleanup):
-            row = db.select_key(sql, key)
+            row = Backend.select_key(sql, key)
             if row is None:
                 return False
-            db.delete_row(sql, cleanup, row)
-            db.bump(sql, deletes=1)
+            Backend.delete_row(sql, cleanup, row)
+            Backend.bump(sql, deletes=1)
         return True
 
     def clear(self, agent_name: str | None = None) -> int:
         """Remove every entry (or only ``agent_name``'s); return how many were removed.
 
         Works in batches of 100, one transaction each, so other processes keep working.
+        Raises :class:`CacheError` when the cache is read-only or its directory is refused.
         """
-        if self._db is None:
+        db = self._usable("clear entries")
+        if not isinstance(db, Backend):
             return 0
-        db, removed, after = self._db, 0, 0
+        removed, after = 0, 0
         while True:
             with db.transaction() as (sql, cleanup):
                 pairs = db.select_for_clear(sql, after, agent_name)
@@ -305,7 +516,7 @@ class ResponseCache:
                     sql("DELETE FROM Cache WHERE rowid = ?", (rowid,))
                     cleanup(filename)
                 if pairs:
-                    db.bump(sql, cleared=len(pairs))
+                    Backend.bump(sql, cleared=len(pairs))
             if not pairs:
                 return removed
             removed += len(pairs)
@@ -318,7 +529,10 @@ class ResponseCache:
 
         Keys: hits, misses, sets, deletes, evictions, expirations, integrity_failures,
         oversized_skipped, cleared, entries, size_bytes (diskcache's ``volume()``),
-        max_size_bytes, max_entry_bytes, hit_rate, ttl_hours, enabled, directory.
+        max_size_bytes, max_entry_bytes, hit_rate, ttl_hours, enabled, directory, read_only
+        (stored answers are served, nothing is written or counted) and problem (why the
+        directory is refused, else None). Never raises for a refused directory: its counts
+        read as 0.
         """
         names = (
             "hits",
@@ -334,10 +548,11 @@ class ResponseCache:
         )
         counts = dict.fromkeys(names, 0)
         size = 0
-        if self._db is not None:
-            raw = self._db.read_stats()
+        db = self._backend()
+        if db is not None:
+            raw = db.read_stats()
             counts = {name: raw[name] for name in names}
-            size = int(self._db.volume())
+            size = int(db.volume())
         lookups = counts["hits"] + counts["misses"]
         return {
             **counts,
@@ -348,6 +563,8 @@ class ResponseCache:
             "ttl_hours": self.ttl_hours,
             "enabled": self.enabled,
             "directory": str(self.directory),
+            "read_only": self.read_only,
+            "problem": self._refused or None,
         }
 
     @staticmethod
@@ -361,7 +578,7 @@ class ResponseCache:
     def _verify_page(
         self, sql: Sql, cleanup: Callable[[Any], None], rows: list[Row], report: VerifyReport
     ) -> None:
-        assert self._db is not None and self._signer is not None
+        assert isinstance(self._db, Backend) and self._signer is not None
         now = self._clock()
         for row in rows:
             report.checked += 1
@@ -389,14 +606,14 @@ class ResponseCache:
         are removed too.
         """
         report = VerifyReport()
-        if self._db is None:
+        if self._usable("verify (it removes what fails)") is None:
             return report
         self._verify_entries(report)
         report.orphans_removed = self._remove_orphans(orphan_grace_seconds)
         return report
 
     def _remove_orphans(self, grace_seconds: float) -> int:
-        assert self._db is not None
+        assert isinstance(self._db, Backend)
         disk = self._db.disk
         cutoff = time.time() - grace_seconds  # file times are wall-clock, not self._clock
         candidates = [name for name, mtime in disk.value_files() if mtime <= cutoff]
@@ -409,7 +626,7 @@ class ResponseCache:
         return len(orphans)
 
     def _verify_entries(self, report: VerifyReport) -> None:
-        assert self._db is not None
+        assert isinstance(self._db, Backend)
         after = 0
         while True:
             with self._db.transaction() as (sql, cleanup):
@@ -427,17 +644,19 @@ class ResponseCache:
 
         Keys: key, agent_name, model, created_at, expires_at, size_bytes, hits, input_tokens,
         output_tokens, estimated_cost. Entries that fail their check are skipped here (call
-        :meth:`verify` to remove them). Reads a consistent page at a time; holds no lock.
+        :meth:`verify` to remove them). Reads a consistent page at a time; holds no lock;
+        works on a read-only cache. Raises :class:`CacheError` when the directory is refused.
         """
-        if self._db is None or self._signer is None:
+        db = self._usable("")
+        if db is None or self._signer is None:
             return []
         found: list[dict[str, Any]] = []
         now, after = self._clock(), 0
-        while rows := self._db.page(after, _PAGE):
+        while rows := db.page(after, _PAGE):
             after = rows[-1][0]
             for row in rows:
                 try:
-                    data = self._db.fetch_value(row)
+                    data = db.fetch_value(row)
                     body = self._check_row(self._signer, row, data)
                 except IntegrityError:
                     continue

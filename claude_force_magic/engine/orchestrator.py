@@ -32,7 +32,7 @@ from ..errors import (
     PromptInjectionError,
     RateLimitError,
 )
-from ..settings import Secret
+from ..settings import Secret, check_ttl_hours
 from ..validation import check_flag, check_int, check_number
 from .breaker import CircuitBreaker
 from .budget import Budget, Reservation
@@ -263,7 +263,7 @@ class AsyncAgentOrchestrator:
         self._retry = RetryPolicy(max_retries=max_retries)
         self._policy = InjectionPolicy.parse(injection_policy)
         self._max_task_chars = check_int("max_task_chars", max_task_chars)
-        self._cache_ttl_hours = check_number("cache_ttl_hours", cache_ttl_hours)
+        self._cache_ttl_hours = check_ttl_hours("cache_ttl_hours", cache_ttl_hours)
         self._client = ClientHandle(api_key=api_key, base_url=base_url, http_client=http_client)
         self._key_registered = self._client.api_key is not None
         if self._client.api_key is not None:
@@ -291,10 +291,16 @@ class AsyncAgentOrchestrator:
         self._prices = prices
         self._owns_metrics = metrics is None
         self._metrics = metrics
+        if cache is not None and cache_dir is not None:
+            raise ConfigurationError(
+                "Pass cache= (an open ResponseCache) or cache_dir=, not both: with cache= the "
+                "directory is the cache's own and cache_dir would be ignored."
+            )
         self._cache: ResponseCache | None = cache
         self._owns_cache = cache is None
         self._cache_enabled = check_flag("enable_cache", enable_cache)
         self._cache_dir = cache_dir
+        self._cache_problem: str | None = None
         self._closed = False
         from ..guard import get_logger
 
@@ -337,17 +343,72 @@ class AsyncAgentOrchestrator:
             self._metrics = Metrics()
         return self._metrics
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Settings are fixed at construction: `orch.timeout_seconds = 10` used to be accepted
+        # and ignored. Only the orchestrator's own (private) state may be assigned.
+        if not name.startswith("_"):
+            raise AttributeError(
+                f"AsyncAgentOrchestrator.{name} cannot be set: settings are fixed when the "
+                f"orchestrator is built. Pass {name}=... to AsyncAgentOrchestrator(...), or "
+                "per call where it is a call option (run(..., timeout_seconds=...)), or build "
+                "a new orchestrator."
+            )
+        object.__setattr__(self, name, value)
+
     @property
     def cache(self) -> ResponseCache | None:
-        """The response cache, or None when caching is off. Opened on first use; may raise
-        :class:`SecretError` / :class:`UnsafePathError` for a bad secret or directory."""
-        if not self._cache_enabled:
+        """The response cache, or None when caching is off or the cache cannot be opened.
+
+        Opened on first use. When opening fails (a bad secret, an unsafe or unwritable
+        directory...) calls run without the cache: one warning is logged and
+        :attr:`cache_problem` says why and how to fix it.
+        """
+        if not self._cache_enabled or self._cache_problem is not None:
             return None
         if self._cache is None:
             from ..cache.store import ResponseCache
 
-            self._cache = ResponseCache(self._cache_dir, ttl_hours=self._cache_ttl_hours)
+            try:
+                self._cache = ResponseCache(self._cache_dir, ttl_hours=self._cache_ttl_hours)
+            except ClaudeForceError as exc:
+                self._cache_problem = (
+                    f"The response cache could not be opened, so calls run without it: {exc} "
+                    "Fix that, or turn the cache off (enable_cache=False; in a notebook "
+                    "%config AgentMagics.enable_cache = False)."
+                )
+                self._log.warning("%s", self._cache_problem)
+                return None
         return self._cache
+
+    @property
+    def cache_problem(self) -> str | None:
+        """Why the response cache could not be opened (calls run without it), else None."""
+        return self._cache_problem
+
+    @property
+    def cache_ttl_hours(self) -> float:
+        """Hours a stored answer stays valid unless a call passes ``ttl_hours``."""
+        return self._cache_ttl_hours
+
+    @property
+    def max_tokens(self) -> int:
+        """The default upper bound on answer tokens."""
+        return self._max_tokens
+
+    @property
+    def max_concurrent(self) -> int:
+        """Requests in flight at once."""
+        return self._max_concurrent
+
+    @property
+    def timeout_seconds(self) -> float:
+        """Seconds one attempt may take (per call: the ``timeout_seconds`` option)."""
+        return self._timeout
+
+    @property
+    def deadline_seconds(self) -> float | None:
+        """Seconds a whole call may take, retries included, or None."""
+        return self._deadline
 
     @property
     def model(self) -> str:
@@ -436,7 +497,7 @@ class AsyncAgentOrchestrator:
         timeout = check_number(
             "timeout_seconds", _first(options.get("timeout_seconds"), self._timeout)
         )
-        ttl = check_number("ttl_hours", options.get("ttl_hours"), allow_none=True)
+        ttl = check_ttl_hours("ttl_hours", options.get("ttl_hours"), allow_none=True)
         stop = options.get("stop_sequences")
         if stop is not None and (
             not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) and s for s in stop)
@@ -526,12 +587,13 @@ class AsyncAgentOrchestrator:
         self._record(result)
         return result
 
-    def _cache_store(self, call: _Call, answer: Answer, cost: float | None) -> None:
+    def _cache_store(self, call: _Call, answer: Answer, cost: float | None) -> bool:
+        """Store the answer; True if it was stored (a failed store never fails the call)."""
         cache = self.cache if call.use_cache else None
         if cache is None:
-            return
+            return False
         try:
-            cache.set(
+            return cache.set(
                 call.agent.name,
                 call.user_content,
                 call.model,
@@ -552,6 +614,7 @@ class AsyncAgentOrchestrator:
             )
         except CacheError as exc:
             self._log.warning("cache store failed; the answer is returned anyway: %s", exc)
+            return False
 
     # -- metrics -------------------------------------------------------------------------------
 
@@ -815,7 +878,7 @@ class AsyncAgentOrchestrator:
         )
         result = AgentResult(call.agent.name, True, answer.text, [], meta)
         self._record(result)
-        self._cache_store(call, answer, answer_cost)
+        result.metadata["cache_stored"] = self._cache_store(call, answer, answer_cost)
         return result
 
     def _settle_failure(

@@ -115,6 +115,8 @@ def format_footer(result: AgentResult, *, simulated: bool = False, caching: bool
         parts += ["$0", f"cache hit (saved {saved}{age_text})"]
     else:
         state = "cache miss (stored)" if caching else "cache off"
+        if caching and meta.get("cache_stored") is False:  # read-only, full or unopenable cache
+            state = "cache miss (not stored)"
         ended = {"cancelled": "interrupted, answer cut off", "timeout": "timed out"}
         failed = ended.get(str(meta.get("status")), "failed")
         parts += [_money(meta.get("cost_usd")), state if result.success else failed]

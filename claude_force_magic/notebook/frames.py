@@ -78,9 +78,14 @@ def _as_dict(record: Any) -> dict[str, Any]:
 
 
 def _when(epoch: Any) -> dt.datetime | None:
+    """Epoch seconds as a local datetime; None for a missing time or one no datetime can hold
+    (an expiry stored before TTLs were bounded, year 12020, must not break the table)."""
     if epoch is None:
         return None
-    return dt.datetime.fromtimestamp(float(epoch)).replace(microsecond=0)
+    try:
+        return dt.datetime.fromtimestamp(float(epoch)).replace(microsecond=0)
+    except (OverflowError, OSError, ValueError, TypeError):
+        return None
 
 
 def agents_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, magics_class, no_var_expand
-from traitlets import Bool, Dict, Float, Int, Unicode, default, observe
+from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, default, observe, validate
 from traitlets import Enum as EnumTrait
 
 from ..errors import ClaudeForceError
-from ..settings import API_KEY_ENV
+from ..settings import API_KEY_ENV, check_ttl_hours
 from .display import StreamView, first_code_block, short_error
 from .options import (
     argument,
@@ -203,6 +203,14 @@ class AgentMagics(Magics):
             simulator_per_token=self.simulator_per_token,
             prices=dict(self.prices),
         )
+
+    @validate("ttl_hours")
+    def _check_ttl_hours(self, proposal: Any) -> float:
+        # Refused at %config, before anything is sent or stored (87600000 broke %agent cache).
+        try:
+            return check_ttl_hours("AgentMagics.ttl_hours", proposal["value"])
+        except ClaudeForceError as exc:
+            raise TraitError(str(exc)) from None
 
     @observe(*_REBUILD)
     def _settings_changed(self, change: Any) -> None:
@@ -424,9 +432,17 @@ class AgentMagics(Magics):
                 "Usage: %agent cache | %agent cache clear [AGENT] | %agent cache verify"
             )
         # The cache is local: inspecting or clearing it needs no API key.
-        cache = self.session.orchestrator(require_key=False).cache
+        orch = self.session.orchestrator(require_key=False)
+        cache = orch.cache
         if cache is None:
-            raise UsageError("The response cache is off (AgentMagics.enable_cache = False).")
+            raise UsageError(
+                orch.cache_problem
+                or "The response cache is off (AgentMagics.enable_cache = False)."
+            )
+        if cache.read_only and not rest:
+            print(
+                f"(read-only: {cache.directory} cannot be written; answers are served, not stored)"
+            )
         if not rest:
             from .frames import cache_frame
 

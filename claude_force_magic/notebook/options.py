@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from IPython.core import magic, magic_arguments
 from IPython.core.error import UsageError
 
+from ..settings import MAX_TTL_HOURS
 from .display import OutputFormat
 
 __all__ = [
@@ -276,6 +277,10 @@ def build_cell_request(
     _positive("--max-tokens", args.max_tokens, integer=True)
     _positive("--timeout", args.timeout)
     _positive("--ttl", args.ttl)
+    if args.ttl is not None and args.ttl > MAX_TTL_HOURS:  # 87600000 broke `%agent cache`
+        raise UsageError(
+            f"--ttl must be at most {MAX_TTL_HOURS} hours (ten years), not {args.ttl}."
+        )
     if args.no_cache and args.refresh:
         raise UsageError("--no-cache and --refresh contradict each other; choose one.")
     shadowing = check_variable_name(args.output)

@@ -78,9 +78,11 @@ def test_8_processes_x_4_threads_mixed_heavy(tmp_path: Path) -> None:
 def test_evictions_counted_exactly_across_processes(tmp_path: Path) -> None:
     """Unique keys: every set inserts a row, so rows removed by culling = sets - deletes - left."""
     directory = tmp_path / "small"
-    ResponseCache(directory, cache_secret=SECRET, max_size_mb=0.5).close()
-    results = run_workers(directory, 8, mode="unique", threads=4, ops=40, max_size_mb=0.5)
-    with ResponseCache(directory, cache_secret=SECRET, max_size_mb=0.5) as cache:
+    ResponseCache(directory, cache_secret=SECRET, max_size_mb=0.5, max_entry_kb=64).close()
+    results = run_workers(
+        directory, 8, mode="unique", threads=4, ops=40, max_size_mb=0.5, max_entry_kb=64
+    )
+    with ResponseCache(directory, cache_secret=SECRET, max_size_mb=0.5, max_entry_kb=64) as cache:
         stats = check_exact(cache, results)
     assert stats["evictions"] > 0
     assert stats["evictions"] == stats["sets"] - stats["deletes"] - stats["entries"]

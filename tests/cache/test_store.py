@@ -124,7 +124,7 @@ def test_oversized_responses_are_skipped_with_a_warning(
 
 
 def test_lru_eviction_drops_least_recently_read_first(make_cache: MakeCache) -> None:
-    cache = make_cache(max_size_mb=0.25)
+    cache = make_cache(max_size_mb=0.25, max_entry_kb=64)
     text = "y" * 9000  # inline in SQLite: about three 4 KiB pages per entry
     for i in range(20):
         put(cache, f"t{i}", text)

@@ -313,7 +313,7 @@ def test_tampered_size_metadata_cannot_switch_off_culling(
     # diskcache keeps the total value size in Settings('size'); a huge negative (or non-number)
     # value there must neither stop least-recently-used culling (the directory would grow
     # without bound) nor make every set fail.
-    small = make_cache(max_size_mb=0.25)
+    small = make_cache(max_size_mb=0.25, max_entry_kb=128)
     put(small, "first", BIG)
     db_execute(small.directory, "UPDATE Settings SET value = ? WHERE key = 'size'", (forged,))
     for i in range(20):
@@ -362,11 +362,12 @@ def test_cache_log_records_pass_the_secret_redactor(
 
 
 def test_directory_swapped_for_a_symlink_after_open(
-    cache: ResponseCache, tmp_path: Path, outside: Path
+    cache: ResponseCache, tmp_path: Path, outside: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # TOCTOU: the directory was checked at open; later writes and reads must still refuse to
-    # follow a symlink, and a refused write is a CacheError (which the engine tolerates: the
-    # answer was paid for), not a raw OSError that fails the call.
+    # follow a symlink. The swap is noticed (its identity changed), the safety checks run
+    # again and refuse it: the write is skipped with one warning naming the cause (the engine
+    # goes on: the answer was paid for), never a raw OSError, never a write through the link.
     from claude_force_magic.errors import CacheError
 
     put(cache, "t", BIG)
@@ -374,10 +375,14 @@ def test_directory_swapped_for_a_symlink_after_open(
     cache.directory.rename(moved)
     cache.directory.symlink_to(outside.parent)
     before = sorted(p.name for p in outside.parent.iterdir())
-    with pytest.raises(CacheError, match="symlink"):
-        cache.set("python-expert", "u", "m", BIG, 1, 1, 0.0)
+    assert cache.set("python-expert", "u", "m", BIG, 1, 1, 0.0) is False
     assert fetch(cache, "t") is None  # its value file is not reached through the link
     assert sorted(p.name for p in outside.parent.iterdir()) == before
+    refusals = [r for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refusals) == 1 and "symlink" in refusals[0].getMessage()
+    assert cache.get_stats()["problem"] is not None
+    with pytest.raises(CacheError, match="symlink"):
+        cache.clear()
 
 
 @pytest.mark.parametrize(

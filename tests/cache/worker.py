@@ -56,7 +56,10 @@ def unique(cache: ResponseCache, prefix: str, ops: int, counts: dict[str, int]) 
 
 def run(args: dict[str, Any]) -> dict[str, Any]:
     cache = ResponseCache(
-        args["dir"], cache_secret=args["secret"], max_size_mb=args.get("max_size_mb", 100)
+        args["dir"],
+        cache_secret=args["secret"],
+        max_size_mb=args.get("max_size_mb", 100),
+        max_entry_kb=args.get("max_entry_kb", 1024),
     )
     names = ("hits", "misses", "sets", "deletes")
     per_thread = [dict.fromkeys(names, 0) for _ in range(args["threads"])]
