@@ -122,9 +122,8 @@ def run_workflow_cell(
     """
     from dataclasses import replace
 
-    from .options import screen_cell_data
-
     from ..engine.orchestrator import workflow_step_options
+    from .options import screen_cell_data
 
     orch = session.orchestrator(simulated)
     workflow = request.workflow or ""

@@ -294,12 +294,16 @@ def build_cell_request(
     else:
         task, untrusted = interpolate(body, namespace)
     screen_notes = screen_cell_data(untrusted, policy, trusted=args.trust)
-    notes = screen_notes + tuple(
-        f"Note: {{{name}}} is longer than {MAX_VALUE_CHARS:,} characters; only the first "
-        f"{MAX_VALUE_CHARS:,} were sent (the model is told the rest was cut)."
-        for name, text in untrusted.items()
-        if len(text) > MAX_VALUE_CHARS  # only a cut value is longer (it carries the cut note)
-    ) + ((shadowing,) if shadowing else ())
+    notes = (
+        screen_notes
+        + tuple(
+            f"Note: {{{name}}} is longer than {MAX_VALUE_CHARS:,} characters; only the first "
+            f"{MAX_VALUE_CHARS:,} were sent (the model is told the rest was cut)."
+            for name, text in untrusted.items()
+            if len(text) > MAX_VALUE_CHARS  # only a cut value is longer (it carries the cut note)
+        )
+        + ((shadowing,) if shadowing else ())
+    )
     options: dict[str, Any] = {}
     if args.model:
         options["model"] = args.model
