@@ -8,8 +8,8 @@ list is one. The prefix up to and including a breakpoint's segment is what that 
 caches, keyed by API key (a SHA-256 fingerprint, never the key itself), model and the exact
 prefix content (``cache_control`` itself excluded).
 
-For a request, :meth:`PromptCache.apply` finds the longest live prefix ending at one of its
-breakpoints and reads it (``cache_read_input_tokens``; the read refreshes the entry for its
+For a request, :meth:`PromptCache.apply` finds the longest live prefix ending within
+:data:`LOOKBACK_BLOCKS` blocks before (or at) one of its breakpoints and reads it (``cache_read_input_tokens``; the read refreshes the entry for its
 TTL), then writes every later breakpoint whose prefix reaches the model's minimum cacheable
 length (``cache_creation_input_tokens``, split 5m/1h by the ttl of the breakpoint that closes
 each span). The remaining tokens are plain ``input_tokens``. Token counts use the same
@@ -23,6 +23,7 @@ import hashlib
 import itertools
 import json
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from .validation import InvalidRequest
 
 __all__ = [
     "DEFAULT_MIN_TOKENS",
+    "LOOKBACK_BLOCKS",
     "MAX_BREAKPOINTS",
     "TTL_SECONDS",
     "Breakpoint",
@@ -41,6 +43,9 @@ __all__ = [
 ]
 
 MAX_BREAKPOINTS = 4
+# How many blocks, counting its own, a breakpoint looks back for a cached prefix (the API
+# documents "about 20"): moving the breakpoint to the newest turn still reads the older prefix.
+LOOKBACK_BLOCKS = 20
 TTL_SECONDS: dict[str, float] = {"5m": 300.0, "1h": 3600.0}
 # Minimum cacheable prefix length in tokens, by model-name prefix (the longest matching prefix
 # wins; "*" is the fallback). From the API's prompt-caching documentation.
@@ -59,13 +64,29 @@ _dumps = json.JSONEncoder(separators=(",", ":"), sort_keys=True, ensure_ascii=Fa
 
 
 @dataclass(frozen=True)
+class Boundary:
+    """The end of one block in the prompt: its ordinal, where, the prefix's tokens and digest."""
+
+    index: int
+    where: str
+    tokens: int
+    digest: bytes
+
+
+@dataclass(frozen=True)
 class Breakpoint:
-    """A ``cache_control`` mark: where it is, the prefix's tokens and digest, and its ttl."""
+    """A ``cache_control`` mark: where it is, the prefix's tokens and digest, and its ttl.
+
+    ``window`` holds the boundaries a cache lookup checks for this breakpoint, newest first:
+    its own (always ``window[0]``) and those of up to :data:`LOOKBACK_BLOCKS` - 1 blocks
+    before it.
+    """
 
     where: str
     tokens: int
     ttl: str
     digest: bytes
+    window: tuple[Boundary, ...]
 
 
 @dataclass(frozen=True)
@@ -137,16 +158,16 @@ def find_breakpoints(system: str | list[Any] | None, messages: Sequence[Any]) ->
     found: list[Breakpoint] = []
     running = hashlib.sha256()
     tokens = 0
-    for where, piece in _segments(system, messages):
+    recent: deque[Boundary] = deque(maxlen=LOOKBACK_BLOCKS)
+    for index, (where, piece) in enumerate(_segments(system, messages)):
         running.update(_canonical(where, piece))
         tokens += _piece_tokens(piece)
+        recent.appendleft(Boundary(index, where, tokens, running.copy().digest()))
         block = piece[1] if isinstance(piece, tuple) else piece
-        if not isinstance(block, dict) or "cache_control" not in block:
-            continue
-        if block["cache_control"] is None:
+        if not isinstance(block, dict) or block.get("cache_control") is None:
             continue
         ttl = _ttl_of(block["cache_control"], f"{where}.cache_control")
-        found.append(Breakpoint(where, tokens, ttl, running.copy().digest()))
+        found.append(Breakpoint(where, tokens, ttl, recent[0].digest, tuple(recent)))
     if len(found) > MAX_BREAKPOINTS:
         raise InvalidRequest(
             f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. "
@@ -226,14 +247,7 @@ class PromptCache:
         with self._lock:
             now = self._clock()
             self._purge(now)
-            start, read = 0, 0
-            for n in range(len(breakpoints) - 1, -1, -1):
-                entry = self._entries.get((fingerprint, model, breakpoints[n].digest))
-                if entry is not None:
-                    entry.expires_at = now + TTL_SECONDS[entry.ttl]
-                    entry.reads += 1
-                    start, read = n + 1, entry.tokens
-                    break
+            start, read = self._read(fingerprint, model, breakpoints, now)
             written = {"5m": 0, "1h": 0}
             cursor = read
             for point in breakpoints[start:]:
@@ -254,6 +268,24 @@ class PromptCache:
             self._stats["read_tokens"] += read
             self._stats["written_tokens"] += written["5m"] + written["1h"]
         return CacheUsage(read, written["5m"], written["1h"])
+
+    def _read(
+        self, fingerprint: str, model: str, breakpoints: Sequence[Breakpoint], now: float
+    ) -> tuple[int, int]:
+        """Refresh the longest live prefix in the breakpoints' windows.
+
+        Returns how many breakpoints the read covers (the rest are still to write) and the
+        tokens read.
+        """
+        for point in reversed(breakpoints):
+            for boundary in point.window:
+                entry = self._entries.get((fingerprint, model, boundary.digest))
+                if entry is not None:
+                    entry.expires_at = now + TTL_SECONDS[entry.ttl]
+                    entry.reads += 1
+                    covered = sum(1 for p in breakpoints if p.window[0].index <= boundary.index)
+                    return covered, entry.tokens
+        return 0, 0
 
     def _purge(self, now: float) -> None:
         for key in [k for k, e in self._entries.items() if e.expires_at <= now]:

@@ -165,6 +165,54 @@ def test_a_string_system_prompt_is_part_of_the_prefix(
     )
 
 
+def conversation(*turns: Any) -> dict[str, Any]:
+    """Request kwargs with no system prompt and these messages (user first, alternating)."""
+    roles = ("user", "assistant")
+    messages = [{"role": roles[n % 2], "content": c} for n, c in enumerate(turns)]
+    return {"model": MODEL, "max_tokens": 64, "messages": messages}
+
+
+def test_moving_the_breakpoint_to_the_newest_turn_still_reads_the_old_prefix(
+    csim: Simulator, cclient: anthropic.Anthropic
+) -> None:
+    usage_of(cclient, **conversation([block(BIG, "5m")]))
+    # Turn 2: the old breakpoint is gone; the new one looks back and finds the cached prefix.
+    usage = usage_of(cclient, **conversation([block(BIG)], "Noted.", [block(QUESTION, "5m")]))
+    assert usage.cache_read_input_tokens == estimate_tokens(BIG)
+    assert usage.cache_creation_input_tokens == 2 + estimate_tokens(QUESTION)
+    assert usage.input_tokens == 0
+
+
+@pytest.mark.parametrize(("blocks", "hit"), [(18, True), (19, False)])
+def test_the_lookback_reaches_20_blocks(
+    cclient: anthropic.Anthropic, blocks: int, hit: bool
+) -> None:
+    usage_of(cclient, **conversation([block(BIG, "5m")]))
+    tail = [block(f"Part {n}.") for n in range(blocks - 1)] + [block(QUESTION, "5m")]
+    # The window is the breakpoint's block, the tail before it and the assistant turn: with 18
+    # tail blocks the cached block is the 20th looked at, with 19 it is the 21st.
+    usage = usage_of(cclient, **conversation([block(BIG)], "Noted.", tail))
+    assert (usage.cache_read_input_tokens == estimate_tokens(BIG)) is hit
+    assert (usage.cache_read_input_tokens == 0) is not hit
+
+
+def test_a_lookback_hit_still_writes_the_breakpoints_after_it(
+    csim: Simulator, cclient: anthropic.Anthropic
+) -> None:
+    usage_of(cclient, **conversation([block(BIG, "5m")]))
+    request = conversation([block(BIG), block(OTHER, "5m")], "Noted.", [block(QUESTION, "5m")])
+    usage = usage_of(cclient, **request)
+    assert usage.cache_read_input_tokens == estimate_tokens(BIG)
+    assert usage.cache_creation_input_tokens == (
+        estimate_tokens(OTHER) + 2 + estimate_tokens(QUESTION)
+    )
+    assert sorted(e["ends_at"] for e in csim.prompt_cache) == [
+        "messages.0.content.0",
+        "messages.0.content.1",
+        "messages.2.content.0",
+    ]
+
+
 # ---------------------------------------------------------------- minimum length
 
 
