@@ -9,8 +9,9 @@ caches, keyed by API key (a SHA-256 fingerprint, never the key itself), model an
 prefix content (``cache_control`` itself excluded).
 
 For a request, :meth:`PromptCache.apply` finds the longest live prefix ending within
-:data:`LOOKBACK_BLOCKS` blocks before (or at) one of its breakpoints and reads it (``cache_read_input_tokens``; the read refreshes the entry for its
-TTL), then writes every later breakpoint whose prefix reaches the model's minimum cacheable
+:data:`LOOKBACK_BLOCKS` blocks before (or at) one of its breakpoints and reads it
+(``cache_read_input_tokens``; the read refreshes the entry for its TTL), then writes every
+later breakpoint whose prefix reaches the model's minimum cacheable
 length (``cache_creation_input_tokens``, split 5m/1h by the ttl of the breakpoint that closes
 each span). The remaining tokens are plain ``input_tokens``. Token counts use the same
 estimator as the rest of the simulator, so read + written + input equals the request's input
@@ -36,10 +37,13 @@ __all__ = [
     "LOOKBACK_BLOCKS",
     "MAX_BREAKPOINTS",
     "TTL_SECONDS",
+    "Boundary",
     "Breakpoint",
     "CacheUsage",
     "PromptCache",
+    "check_min_tokens",
     "find_breakpoints",
+    "key_fingerprint",
 ]
 
 MAX_BREAKPOINTS = 4

@@ -25,9 +25,9 @@ from typing import Any
 
 from aiohttp import web
 
-from .batches import BatchSettings, BatchStore, NotFound, result_chunks
+from .batches import Batch, BatchSettings, BatchStore, NotFound, result_chunks
 from .behaviour import Behaviour, Fault, Latency
-from .prompt_cache import PromptCache, find_breakpoints, key_fingerprint
+from .prompt_cache import PromptCache, check_min_tokens, find_breakpoints, key_fingerprint
 from .ratelimit import RateLimits
 from .text import answer_digest, compose_answer, count_input_tokens, shape_answer, task_text
 from .validation import InvalidRequest, parse_count_tokens, parse_create
@@ -346,6 +346,8 @@ class Simulator:
             batch_max_requests,
             batch_max_bytes,
         )
+        if prompt_cache_min_tokens is not _UNSET:
+            check_min_tokens(prompt_cache_min_tokens)
         limits: RateLimits | None = None
         if not (rpm is _UNSET and input_tpm is _UNSET and output_tpm is _UNSET):
             old = self._limits.limits
@@ -828,7 +830,7 @@ class Simulator:
         headers = {"Content-Type": "application/json", "request-id": request_id}
         return web.Response(body=json.dumps(data).encode(), headers=headers)
 
-    def _batch_wire(self, batch: Any) -> dict[str, Any]:
+    def _batch_wire(self, batch: Batch) -> dict[str, Any]:
         url = f"{self.base_url}/v1/messages/batches/{batch.id}/results"
         return self._batches.wire(batch, url)
 

@@ -402,3 +402,14 @@ async def test_async_client_sees_the_cache(clock: FakeClock) -> None:
         first = await client.messages.create(**cached_system())
         second = await client.messages.create(**cached_system())
     assert first.usage.cache_creation_input_tokens == second.usage.cache_read_input_tokens > 0
+
+
+def test_configure_checks_the_minimum_table_before_changing_anything(csim: Simulator) -> None:
+    with pytest.raises(ValueError, match=r"prompt_cache_min_tokens\['claude'\]"):
+        csim.configure(rpm=5, prompt_cache_min_tokens={"claude": "many"})  # type: ignore[dict-item]
+    assert "anthropic-ratelimit-requests-limit" not in csim_headers(csim)
+
+
+def csim_headers(sim: Simulator) -> dict[str, str]:
+    with anthropic.Anthropic(api_key="k", base_url=sim.base_url, max_retries=0) as client:
+        return dict(client.messages.with_raw_response.create(**cached_system()).headers)
