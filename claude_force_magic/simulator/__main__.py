@@ -47,6 +47,27 @@ def _latency(spec: str) -> Latency:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _pairs(spec: str, convert: type[int] | type[float]) -> dict[str, float]:
+    pairs: dict[str, float] = {}
+    for item in filter(None, spec.split(",")):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {item!r}")
+        try:
+            pairs[name.strip()] = convert(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r}: {value!r} is not a number") from None
+    return pairs
+
+
+def _batch_faults(spec: str) -> dict[str, float]:
+    return _pairs(spec, float)
+
+
+def _min_tokens(spec: str) -> dict[str, int]:
+    return {name: int(value) for name, value in _pairs(spec, int).items()}
+
+
 def _seconds(spec: str) -> float:
     try:
         value = float(spec)
@@ -109,6 +130,42 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="seconds the rate_limit fault advertises in retry-after (default 1)",
     )
+    parser.add_argument(
+        "--prompt-cache-min-tokens",
+        type=_min_tokens,
+        default=None,
+        help="minimum cacheable prefix per model prefix, e.g. claude-haiku-4-5=4096,*=1024",
+    )
+    parser.add_argument(
+        "--batch-seconds",
+        type=_seconds,
+        default=2.0,
+        help="how long a Message Batch takes to process (default 2)",
+    )
+    parser.add_argument(
+        "--batch-cancel-seconds",
+        type=_seconds,
+        default=0.5,
+        help="how long a cancelled batch stays 'canceling' (default 0.5)",
+    )
+    parser.add_argument(
+        "--batch-retention-seconds",
+        type=_seconds,
+        default=29 * 24 * 3600.0,
+        help="a batch and its results vanish this long after creation (default 29 days)",
+    )
+    parser.add_argument(
+        "--batch-faults",
+        type=_batch_faults,
+        default={},
+        help="per-item outcome probabilities in batches, e.g. errored=0.05,expired=0.01",
+    )
+    parser.add_argument(
+        "--batch-max-requests",
+        type=int,
+        default=100_000,
+        help="most requests in one batch (default 100000)",
+    )
     return parser
 
 
@@ -130,6 +187,12 @@ async def _serve(args: argparse.Namespace) -> None:
             api_key=args.api_key,
             stall_seconds=args.stall_seconds,
             retry_after=args.retry_after,
+            prompt_cache_min_tokens=args.prompt_cache_min_tokens,
+            batch_seconds=args.batch_seconds,
+            batch_cancel_seconds=args.batch_cancel_seconds,
+            batch_retention_seconds=args.batch_retention_seconds,
+            batch_fault_rates=args.batch_faults,
+            batch_max_requests=args.batch_max_requests,
             host=args.host,
             port=args.port,
         )

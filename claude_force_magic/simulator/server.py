@@ -7,6 +7,7 @@ loop in a daemon thread (``with``). See ``docs/simulator.md`` for the behaviours
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import hmac
 import itertools
@@ -24,7 +25,9 @@ from typing import Any
 
 from aiohttp import web
 
+from .batches import Batch, BatchSettings, BatchStore, NotFound, result_chunks
 from .behaviour import Behaviour, Fault, Latency
+from .prompt_cache import PromptCache, check_min_tokens, find_breakpoints, key_fingerprint
 from .ratelimit import RateLimits
 from .text import answer_digest, compose_answer, count_input_tokens, shape_answer, task_text
 from .validation import InvalidRequest, parse_count_tokens, parse_create
@@ -83,6 +86,8 @@ class _Exchange:
 
 
 _Handler = Callable[[web.Request, _Exchange], Awaitable[web.StreamResponse]]
+# A batch endpoint's work after auth and rate limiting: (request, exchange, owner, request_id).
+_BatchAction = Callable[[web.Request, "_Exchange", str, str], Awaitable[web.StreamResponse]]
 
 
 class _ClientGone(Exception):
@@ -95,6 +100,39 @@ class _ClientGone(Exception):
 
 class _TooLarge(Exception):
     """The request body is larger than the server accepts."""
+
+
+def _batch_settings(
+    old: BatchSettings,
+    seconds: float | _Unset,
+    cancel_seconds: float | _Unset,
+    retention_seconds: float | _Unset,
+    fault_rates: Mapping[str, float] | _Unset | None,
+    max_requests: int | _Unset,
+    max_bytes: int | _Unset,
+) -> BatchSettings:
+    """``old`` with the given values replaced, validated (``ValueError`` names the bad one)."""
+    changes: dict[str, Any] = {}
+    for name, value in (
+        ("seconds", seconds),
+        ("cancel_seconds", cancel_seconds),
+        ("retention_seconds", retention_seconds),
+        ("max_requests", max_requests),
+        ("max_bytes", max_bytes),
+    ):
+        if value is not _UNSET:
+            changes[name] = value
+    if fault_rates is not _UNSET:
+        rates = dict(fault_rates or {})
+        unknown = set(rates) - {"errored", "expired"}
+        if unknown:
+            raise ValueError(
+                f"batch_fault_rates: unknown outcome(s) {sorted(unknown)}; use 'errored' or "
+                "'expired'"
+            )
+        changes["errored_rate"] = rates.get("errored", 0.0)
+        changes["expired_rate"] = rates.get("expired", 0.0)
+    return dataclasses.replace(old, **changes).check()
 
 
 def _masked_headers(request: web.Request) -> dict[str, str]:
@@ -125,6 +163,14 @@ class Simulator:
         api_key: str | None = None,
         stall_seconds: float = 30.0,
         retry_after: float = 1.0,
+        prompt_cache_min_tokens: Mapping[str, int] | None = None,
+        batch_seconds: float = 2.0,
+        batch_cancel_seconds: float = 0.5,
+        batch_retention_seconds: float = 29 * 24 * 3600.0,
+        batch_fault_rates: Mapping[str, float] | None = None,
+        batch_max_requests: int = 100_000,
+        batch_max_bytes: int = 256 * 1024 * 1024,
+        clock: Callable[[], float] | None = None,
         port: int = 0,
         host: str = "127.0.0.1",
     ) -> None:
@@ -138,6 +184,19 @@ class Simulator:
         )
         self._limits = RateLimits(rpm, input_tpm, output_tpm)
         self._api_key = api_key
+        self._clock = clock or time.monotonic
+        self._clock0, self._wall0 = self._clock(), time.time()
+        self._prompt_cache = PromptCache(self._clock, prompt_cache_min_tokens)
+        settings = _batch_settings(
+            BatchSettings(),
+            batch_seconds,
+            batch_cancel_seconds,
+            batch_retention_seconds,
+            batch_fault_rates,
+            batch_max_requests,
+            batch_max_bytes,
+        )
+        self._batches = BatchStore(self._clock, self._wall, settings, seed)
         self._host = host
         self._port = port
         self._lock = threading.Lock()
@@ -177,7 +236,12 @@ class Simulator:
 
     @property
     def stats(self) -> dict[str, Any]:
-        """A snapshot: requests, in_flight, max_in_flight, disconnects, by_status."""
+        """A snapshot: requests, in_flight, max_in_flight, disconnects, by_status, prompt_cache.
+
+        ``prompt_cache`` counts requests with breakpoints that read (``hits``) or did not read
+        (``misses``) a cached prefix, entries ``writes``, and ``read_tokens``/``written_tokens``.
+        """
+        cache = self._prompt_cache.stats()
         with self._lock:
             return {
                 "requests": self._count,
@@ -185,7 +249,27 @@ class Simulator:
                 "max_in_flight": self._max_in_flight,
                 "disconnects": self._disconnects,
                 "by_status": dict(self._by_status),
+                "prompt_cache": cache,
             }
+
+    @property
+    def prompt_cache(self) -> list[dict[str, Any]]:
+        """The live prompt-cache entries (a snapshot).
+
+        Each is a dict: ``api_key_sha256`` (a fingerprint, never the key), ``model``,
+        ``ends_at`` (where the prefix ends, e.g. ``"system.0"``), ``tokens``, ``ttl``
+        (``"5m"``/``"1h"``), ``expires_at`` (on the simulator's clock), ``expires_in`` and
+        ``reads``.
+        """
+        return self._prompt_cache.entries()
+
+    def clear_prompt_cache(self) -> None:
+        """Forget every prompt-cache entry and reset ``stats["prompt_cache"]``."""
+        self._prompt_cache.clear()
+
+    def _wall(self, when: float) -> float:
+        """Wall-clock epoch seconds for a time on the simulator's clock."""
+        return self._wall0 + (when - self._clock0)
 
     @property
     def script(self) -> list[str]:
@@ -193,7 +277,9 @@ class Simulator:
         return self._behaviour.script
 
     def reset(self) -> None:
-        """Clear the request log and the statistics (behaviour and rate-limit state stay)."""
+        """Clear the request log and the statistics (behaviour, rate-limit state, prompt-cache
+        entries and batches stay)."""
+        self._prompt_cache.reset_stats()
         with self._lock:
             self._log.clear()
             self._count = 0
@@ -221,6 +307,13 @@ class Simulator:
         api_key: str | _Unset | None = _UNSET,
         stall_seconds: float | _Unset = _UNSET,
         retry_after: float | _Unset = _UNSET,
+        prompt_cache_min_tokens: Mapping[str, int] | _Unset | None = _UNSET,
+        batch_seconds: float | _Unset = _UNSET,
+        batch_cancel_seconds: float | _Unset = _UNSET,
+        batch_retention_seconds: float | _Unset = _UNSET,
+        batch_fault_rates: Mapping[str, float] | _Unset | None = _UNSET,
+        batch_max_requests: int | _Unset = _UNSET,
+        batch_max_bytes: int | _Unset = _UNSET,
     ) -> None:
         """Change the given behaviours of a running (or not yet started) simulator.
 
@@ -233,9 +326,28 @@ class Simulator:
         - ``api_key``: the only accepted key, or ``None`` for any non-empty key.
         - ``stall_seconds``: how long the ``stall`` fault hangs.
         - ``retry_after``: seconds advertised by the ``rate_limit`` fault's ``retry-after``.
+        - ``prompt_cache_min_tokens``: ``{model prefix: tokens}`` merged over the defaults
+          (``"*"`` is the fallback); shorter prefixes are not cached.
+        - ``batch_seconds``: how long a Message Batch takes to process (on the clock).
+        - ``batch_cancel_seconds``: how long a cancelled batch stays ``canceling``.
+        - ``batch_retention_seconds``: a batch and its results vanish this long after creation.
+        - ``batch_fault_rates``: ``{"errored": p, "expired": p}`` per batch item (seeded RNG).
+        - ``batch_max_requests``, ``batch_max_bytes``: the batch size limits.
 
+        The batch settings apply to batches created afterwards (the retention applies to all).
         Validates everything before changing anything; raises ``ValueError`` on a bad value.
         """
+        batch_settings = _batch_settings(
+            self._batches.settings,
+            batch_seconds,
+            batch_cancel_seconds,
+            batch_retention_seconds,
+            batch_fault_rates,
+            batch_max_requests,
+            batch_max_bytes,
+        )
+        if prompt_cache_min_tokens is not _UNSET:
+            check_min_tokens(prompt_cache_min_tokens)
         limits: RateLimits | None = None
         if not (rpm is _UNSET and input_tpm is _UNSET and output_tpm is _UNSET):
             old = self._limits.limits
@@ -260,6 +372,9 @@ class Simulator:
             self._limits = limits
         if api_key is not _UNSET:
             self._api_key = api_key
+        if prompt_cache_min_tokens is not _UNSET:
+            self._prompt_cache.set_min_tokens(prompt_cache_min_tokens)
+        self._batches.configure(batch_settings, None if seed is _UNSET else seed)
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -270,6 +385,7 @@ class Simulator:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
+        self._add_batch_routes(app)
         app.router.add_route("*", "/{tail:.*}", self._not_found)
         runner = web.AppRunner(
             app,
@@ -406,11 +522,16 @@ class Simulator:
             status=status, body=error_body(kind, message, request_id), headers=headers
         )
 
-    def _check_headers(self, request: web.Request, request_id: str) -> web.Response | None:
+    @staticmethod
+    def _api_key_of(request: web.Request) -> str:
         key = request.headers.get("x-api-key")
         if not key:
             scheme, _, token = request.headers.get("authorization", "").partition(" ")
             key = token.strip() if scheme.lower() == "bearer" else ""
+        return key
+
+    def _check_headers(self, request: web.Request, request_id: str) -> web.Response | None:
+        key = self._api_key_of(request)
         if not key:
             return self._error(
                 401,
@@ -427,7 +548,11 @@ class Simulator:
             )
         return None
 
-    async def _read_json(self, request: web.Request, exchange: _Exchange) -> Any:
+    async def _read_json(
+        self, request: web.Request, exchange: _Exchange, max_bytes: int | None = None
+    ) -> Any:
+        if max_bytes is not None:
+            request = request.clone(client_max_size=max_bytes)
         try:
             raw = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -515,8 +640,8 @@ class Simulator:
         exchange.status = response.status
         return response
 
-    def _too_large(self, request_id: str) -> web.Response:
-        message = f"Request exceeds the maximum allowed size of {MAX_BODY_BYTES} bytes"
+    def _too_large(self, request_id: str, limit: int = MAX_BODY_BYTES) -> web.Response:
+        message = f"Request exceeds the maximum allowed size of {limit} bytes"
         return self._error(413, "request_too_large", message, request_id)
 
     async def _handle_messages(
@@ -528,6 +653,7 @@ class Simulator:
         if response is None:
             try:
                 parsed = parse_create(await self._read_json(request, exchange))
+                breakpoints = find_breakpoints(parsed.system, parsed.messages)
             except InvalidRequest as exc:
                 response = self._error(400, "invalid_request_error", str(exc), request_id)
             except _TooLarge:
@@ -562,6 +688,7 @@ class Simulator:
         if fault == Fault.STALL:
             await asyncio.sleep(behaviour.stall_seconds)
 
+        cache = self._prompt_cache.apply(self._api_key_of(request), parsed.model, breakpoints)
         digest = answer_digest(behaviour.seed, parsed.model, parsed.system, parsed.messages)
         full = compose_answer(digest, task_text(parsed.messages))
         answer = shape_answer(full, parsed.max_tokens, parsed.stop_sequences)
@@ -570,12 +697,12 @@ class Simulator:
         headers.update(admission.headers)
 
         if parsed.stream:
-            plan = stream_plan(msg_id, parsed.model, fault, answer, input_tokens, request_id)
+            plan = stream_plan(msg_id, parsed.model, fault, answer, input_tokens, request_id, cache)
             limits.refund_output(parsed.max_tokens - plan.answer.output_tokens)
             return await self._stream(request, exchange, plan, headers)
 
         await self._sleep(behaviour.sample_latency())
-        body, given = message_body(msg_id, parsed.model, fault, answer, input_tokens)
+        body, given = message_body(msg_id, parsed.model, fault, answer, input_tokens, cache)
         limits.refund_output(parsed.max_tokens - given.output_tokens)
         headers["Content-Type"] = "application/json"
         if fault == Fault.DISCONNECT:
@@ -640,6 +767,137 @@ class Simulator:
             if plan.abort:
                 self._abort(request)
                 return response
+            await response.write_eof()
+        except ConnectionResetError:
+            raise _ClientGone(response) from None
+        return response
+
+    # ----------------------------------------------------------------- Message Batches
+
+    def _add_batch_routes(self, app: web.Application) -> None:
+        root = "/v1/messages/batches"
+        routes: list[tuple[str, str, _BatchAction]] = [
+            ("POST", root, self._batch_create),
+            ("GET", root, self._batch_list),
+            ("GET", root + "/{batch_id}", self._batch_retrieve),
+            ("DELETE", root + "/{batch_id}", self._batch_delete),
+            ("POST", root + "/{batch_id}/cancel", self._batch_cancel),
+            ("GET", root + "/{batch_id}/results", self._batch_results),
+        ]
+        for method, path, action in routes:
+            app.router.add_route(method, path, self._batch_endpoint(action))
+
+    def _batch_endpoint(
+        self, action: _BatchAction
+    ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def endpoint(request: web.Request) -> web.StreamResponse:
+            async def handle(request: web.Request, exchange: _Exchange) -> web.StreamResponse:
+                return await self._handle_batch(request, exchange, action)
+
+            return await self._tracked(request, handle)
+
+        return endpoint
+
+    async def _handle_batch(
+        self, request: web.Request, exchange: _Exchange, action: _BatchAction
+    ) -> web.StreamResponse:
+        """Auth, the request-rate limit, then ``action``; its errors become API error bodies."""
+        request_id = self._next_id("req")
+        response: web.StreamResponse | None = self._check_headers(request, request_id)
+        if response is None:
+            admission = self._limits.admit(0, 0)
+            if not admission.admitted:
+                headers = dict(admission.headers)
+                headers["retry-after"] = str(admission.retry_after)
+                response = self._error(
+                    429, "rate_limit_error", admission.message, request_id, headers
+                )
+        if response is None:
+            owner = key_fingerprint(self._api_key_of(request))
+            try:
+                response = await action(request, exchange, owner, request_id)
+            except InvalidRequest as exc:
+                response = self._error(400, "invalid_request_error", str(exc), request_id)
+            except NotFound as exc:
+                message = f"Message Batch {exc.args[0]!r} not found (or past its retention)"
+                response = self._error(404, "not_found_error", message, request_id)
+            except _TooLarge:
+                response = self._too_large(request_id, self._batches.settings.max_bytes)
+        exchange.status = response.status
+        return response
+
+    def _json(self, data: Any, request_id: str) -> web.Response:
+        headers = {"Content-Type": "application/json", "request-id": request_id}
+        return web.Response(body=json.dumps(data).encode(), headers=headers)
+
+    def _batch_wire(self, batch: Batch) -> dict[str, Any]:
+        url = f"{self.base_url}/v1/messages/batches/{batch.id}/results"
+        return self._batches.wire(batch, url)
+
+    async def _batch_create(
+        self, request: web.Request, exchange: _Exchange, owner: str, request_id: str
+    ) -> web.StreamResponse:
+        limit = self._batches.settings.max_bytes
+        body = await self._read_json(request, exchange, max_bytes=limit)
+        batch = self._batches.create(owner, body)
+        return self._json(self._batch_wire(batch), request_id)
+
+    async def _batch_retrieve(
+        self, request: web.Request, exchange: _Exchange, owner: str, request_id: str
+    ) -> web.StreamResponse:
+        batch = self._batches.get(owner, request.match_info["batch_id"])
+        return self._json(self._batch_wire(batch), request_id)
+
+    async def _batch_cancel(
+        self, request: web.Request, exchange: _Exchange, owner: str, request_id: str
+    ) -> web.StreamResponse:
+        batch = self._batches.cancel(owner, request.match_info["batch_id"])
+        return self._json(self._batch_wire(batch), request_id)
+
+    async def _batch_delete(
+        self, request: web.Request, exchange: _Exchange, owner: str, request_id: str
+    ) -> web.StreamResponse:
+        batch_id = request.match_info["batch_id"]
+        self._batches.delete(owner, batch_id)
+        return self._json({"id": batch_id, "type": "message_batch_deleted"}, request_id)
+
+    async def _batch_list(
+        self, request: web.Request, exchange: _Exchange, owner: str, request_id: str
+    ) -> web.StreamResponse:
+        query = request.query
+        raw_limit = query.get("limit", "20")
+        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= 1000:
+            raise InvalidRequest(f"limit: must be an integer from 1 to 1000, got {raw_limit!r}")
+        after_id, before_id = query.get("after_id"), query.get("before_id")
+        if after_id is not None and before_id is not None:
+            raise InvalidRequest("after_id, before_id: give at most one of the two cursors")
+        batches, has_more = self._batches.page(owner, int(raw_limit), after_id, before_id)
+        data = [self._batch_wire(b) for b in batches]
+        page = {
+            "data": data,
+            "has_more": has_more,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+        return self._json(page, request_id)
+
+    async def _batch_results(
+        self, request: web.Request, exchange: _Exchange, owner: str, request_id: str
+    ) -> web.StreamResponse:
+        """Stream the results as JSONL, a chunk of lines per write (never one big string)."""
+        batch = self._batches.get(owner, request.match_info["batch_id"])
+        if not self._batches.is_ended(batch):
+            raise InvalidRequest(
+                f"Message Batch {batch.id} has not finished processing; its results are "
+                "available once processing_status is 'ended'"
+            )
+        headers = {"Content-Type": "application/binary", "request-id": request_id}
+        response = web.StreamResponse(headers=headers)
+        exchange.status = 200
+        try:
+            await response.prepare(request)
+            for chunk in result_chunks(batch, self._behaviour.seed):
+                await response.write(chunk)
             await response.write_eof()
         except ConnectionResetError:
             raise _ClientGone(response) from None

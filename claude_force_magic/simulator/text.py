@@ -23,6 +23,7 @@ from typing import Any
 __all__ = [
     "Answer",
     "answer_digest",
+    "block_tokens",
     "chunk_text",
     "compose_answer",
     "count_input_tokens",
@@ -113,7 +114,8 @@ def _is_text_block(block: dict[str, Any]) -> bool:
     return block.get("type") == "text" and isinstance(block.get("text"), str)
 
 
-def _block_tokens(block: Any) -> int:
+def block_tokens(block: Any) -> int:
+    """Input tokens of one content block: its text if a text block, else its compact JSON."""
     if isinstance(block, dict):
         if _is_text_block(block):
             return estimate_tokens(block["text"])
@@ -131,13 +133,13 @@ def count_input_tokens(system: str | Sequence[Any] | None, messages: Sequence[An
     if isinstance(system, str):
         total += estimate_tokens(system)
     elif system:
-        total += sum(_block_tokens(b) for b in system)
+        total += sum(block_tokens(b) for b in system)
     for message in messages:
         content = message.get("content")
         if isinstance(content, str):
             total += estimate_tokens(content)
         elif isinstance(content, list):
-            total += sum(_block_tokens(b) for b in content)
+            total += sum(block_tokens(b) for b in content)
     return max(total, 1)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .behaviour import Fault
+from .prompt_cache import CacheUsage
 from .text import REFUSAL_TEXT, Answer, chunk_text, estimate_tokens
 
 __all__ = [
@@ -33,13 +34,17 @@ def error_body(kind: str, message: str, request_id: str) -> bytes:
     ).encode()
 
 
-def usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:
-    """A ``usage`` object as the API sends it (no prompt caching in the simulator)."""
+def usage(input_tokens: int, output_tokens: int, cache: CacheUsage | None = None) -> dict[str, Any]:
+    """A ``usage`` object as the API sends it; ``input_tokens`` excludes cached tokens."""
+    cache = cache or CacheUsage()
     return {
-        "input_tokens": input_tokens,
-        "cache_creation_input_tokens": 0,
-        "cache_read_input_tokens": 0,
-        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+        "input_tokens": max(0, input_tokens - cache.read - cache.written),
+        "cache_creation_input_tokens": cache.written,
+        "cache_read_input_tokens": cache.read,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": cache.written_5m,
+            "ephemeral_1h_input_tokens": cache.written_1h,
+        },
         "output_tokens": output_tokens,
         "service_tier": "standard",
     }
@@ -69,6 +74,7 @@ def _message(
     stop_sequence: str | None,
     input_tokens: int,
     output_tokens: int,
+    cache: CacheUsage | None = None,
 ) -> dict[str, Any]:
     return {
         "id": msg_id,
@@ -79,14 +85,23 @@ def _message(
         "stop_reason": stop_reason,
         "stop_sequence": stop_sequence,
         "stop_details": REFUSAL_DETAILS if stop_reason == "refusal" else None,
-        "usage": usage(input_tokens, output_tokens),
+        "usage": usage(input_tokens, output_tokens, cache),
     }
 
 
 def message_body(
-    msg_id: str, model: str, fault: str, answer: Answer, input_tokens: int
+    msg_id: str,
+    model: str,
+    fault: str,
+    answer: Answer,
+    input_tokens: int,
+    cache: CacheUsage | None = None,
 ) -> tuple[bytes, Answer]:
-    """The JSON body of a non-streaming answer (``malformed_json``: cut in the middle)."""
+    """The JSON body of a non-streaming answer (``malformed_json``: cut in the middle).
+
+    ``input_tokens`` is the request's whole input; ``cache`` says how much of it was read from
+    or written to the prompt cache.
+    """
     content, given = build_content(fault, answer)
     body = _dumps(
         _message(
@@ -97,6 +112,7 @@ def message_body(
             given.stop_sequence,
             input_tokens,
             given.output_tokens,
+            cache,
         )
     ).encode()
     if fault == Fault.MALFORMED_JSON:
@@ -153,6 +169,7 @@ def stream_plan(
     answer: Answer,
     input_tokens: int,
     request_id: str,
+    cache: CacheUsage | None = None,
 ) -> StreamPlan:
     """The Server-Sent Events of a streamed answer, in the real service's order.
 
@@ -163,7 +180,9 @@ def stream_plan(
     delta (or of ``message_delta`` when there is no text).
     """
     content, given = build_content(fault, answer)
-    start = _message(msg_id, model, None if content is None else [], None, None, input_tokens, 1)
+    start = _message(
+        msg_id, model, None if content is None else [], None, None, input_tokens, 1, cache
+    )
     events: list[tuple[bytes, int]] = [
         (_event("message_start", {"type": "message_start", "message": start}), 0)
     ]

@@ -103,3 +103,42 @@ def test_cli_sets_stream_pacing() -> None:
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
     ).stdout
     assert "--ttft" in help_text and "--per-token" in help_text
+
+
+def test_cli_sets_prompt_caching_and_batches() -> None:
+    process = launch(
+        "--prompt-cache-min-tokens",
+        "*=5",
+        "--batch-seconds",
+        "0",
+        "--batch-faults",
+        "errored=1",
+    )
+    try:
+        url = first_line(process)
+        with anthropic.Anthropic(api_key="k", base_url=url, max_retries=0) as client:
+            system = [{"type": "text", "text": "x" * 40, "cache_control": {"type": "ephemeral"}}]
+            usage = client.messages.create(**ask(system=system)).usage
+            assert usage.cache_creation_input_tokens == 10  # over the minimum of 5
+            batch = client.messages.batches.create(requests=[{"custom_id": "a", "params": ask()}])
+            assert batch.processing_status == "ended"  # --batch-seconds 0
+            (line,) = client.messages.batches.results(batch.id)
+            assert line.result.type == "errored"  # --batch-faults errored=1
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=15)
+
+
+def test_cli_rejects_bad_batch_options() -> None:
+    process = launch("--batch-faults", "errored")
+    _, err = process.communicate(timeout=15)
+    assert process.returncode == 2
+    assert "expected NAME=VALUE" in err
+    process = launch("--batch-faults", "errored=0.7,expired=0.7")
+    _, err = process.communicate(timeout=15)
+    assert process.returncode == 1
+    assert "must not exceed 1" in err
+    process = launch("--prompt-cache-min-tokens", "claude=lots")
+    _, err = process.communicate(timeout=15)
+    assert process.returncode == 2
+    assert "is not a number" in err

@@ -287,6 +287,13 @@ def test_stats_and_reset(sim: Simulator, client: anthropic.Anthropic) -> None:
         "max_in_flight": 1,
         "disconnects": 0,
         "by_status": {200: 1, 400: 1},
+        "prompt_cache": {
+            "hits": 0,
+            "misses": 0,
+            "writes": 0,
+            "read_tokens": 0,
+            "written_tokens": 0,
+        },
     }
     sim.reset()
     assert sim.requests == []
