@@ -388,7 +388,7 @@ class StreamView:
         boundary += slot.start
         allowance = STREAM_BUDGET * slot.received + STREAM_SLACK - slot.sent
         if slot.tail is not None and boundary > max(slot.shown, slot.start):
-            cost = len(self._piece(slot, slot.start, boundary)) + len(
+            cost = _bytes(self._piece(slot, slot.start, boundary)) + _bytes(
                 self._piece(slot, boundary, end)
             )
             if cost > allowance:
@@ -396,7 +396,7 @@ class StreamView:
             else:
                 self._put(slot, self._piece(slot, slot.start, boundary))
                 self._freeze(slot, boundary)
-        elif slot.tail is not None and len(self._piece(slot, slot.start, end)) > allowance:
+        elif slot.tail is not None and _bytes(self._piece(slot, slot.start, end)) > allowance:
             self._freeze(slot, slot.shown)
         if end > slot.start:
             self._put(slot, self._piece(slot, slot.start, end))
@@ -407,26 +407,31 @@ class StreamView:
         _, fence = scan_blocks(slot.output.text[slot.start : at], slot.fence)
         slot.start, slot.fence, slot.tail = at, fence, None
 
-    def _piece(self, slot: _Slot, start: int, end: int) -> str:
-        from .render import NO_MATH, chrome_html, markdown_to_html, plain_html
+    def _piece(self, slot: _Slot, start: int, end: int) -> dict[str, str]:
+        """The display data of ``output.text[start:end]`` shown as one piece.
+
+        With several agents the live piece is a plain-text preview under the agent's name
+        (its display is replaced, not appended to, so rendering would only cost bytes).
+        """
+        from .render import NO_MATH, markdown_to_html, plain_html
 
         text = slot.output.text[start:end]
+        if len(self.slots) > 1:
+            return {"text/plain": f"{slot.output.label} · …{text}"}
         if self.fmt == "text":
             fragment = plain_html(text)
         else:
             fence = _FENCE_MARK.match(slot.fence) if start == slot.start else None
             body = f"{fence.group(0)}\n{text}" if fence else text.lstrip(" \t")
             fragment = markdown_to_html(body, math=self.math).strip()
-        label = slot.output.label
-        head = chrome_html(label, kind="label") if label else ""
         if self.math or not _MATHY.search(text):
-            return head + fragment  # nothing MathJax could typeset: no wrapper bytes to send
-        return f'<div class="{NO_MATH.split()[-1]}">{head}{fragment}</div>'
+            return {"text/html": fragment}  # nothing MathJax could typeset: no wrapper to send
+        # live pieces never reach nbconvert (they are consolidated), so MathJax 3's class does
+        return {"text/html": f'<div class="{NO_MATH.split()[-1]}">{fragment}</div>'}
 
-    def _put(self, slot: _Slot, html: str) -> None:
-        """Show ``html`` as the live piece: a new display, or an update of the live one."""
-        bundle = {"text/html": html}
-        slot.sent += len(html.encode())
+    def _put(self, slot: _Slot, bundle: dict[str, str]) -> None:
+        """Show ``bundle`` as the live piece: a new display, or an update of the live one."""
+        slot.sent += _bytes(bundle)
         if slot.tail is not None:
             slot.tail.update(bundle, raw=True)
         elif slot.head_free or len(self.slots) > 1:
@@ -514,6 +519,10 @@ class StreamView:
             sys.stdout.write(repr(out) + "\n")
         sys.stdout.flush()
         slot.printed, slot.dirty = len(out.text), False
+
+
+def _bytes(bundle: Mapping[str, str]) -> int:
+    return sum(len(value.encode()) for value in bundle.values())
 
 
 def _clear_output() -> None:

@@ -429,16 +429,39 @@ def test_several_agents_keep_one_labelled_output_each_while_streaming(
         clock[0] += 0.01
         pump.put((i % 2, f"word{i} "))
         pump.drain(0.0)
-    assert len(screen.outputs) == 2
-    assert "<strong>a</strong>" in screen.outputs[0]["text/html"]
+    assert len(screen.outputs) == 2  # no pieces of two agents interleaving
+    assert screen.outputs[0]["text/plain"].startswith("a · …")  # a live preview under the name
+    assert screen.outputs[1]["text/plain"].startswith("b · …")
+    clock[0] += display.STREAM_LAG
+    pump.drain(0.0)
+    assert "word399" in screen.outputs[1]["text/plain"]
+    pump.put(display.Finished(1, _result("B's **answer**"), None))
+    pump.drain(0.0)  # b finished first: shown at once, whole and rendered, in its own place
     assert "<strong>b</strong>" in screen.outputs[1]["text/html"]
-    pump.put(display.Finished(1, _result("B's answer"), None))
-    pump.drain(0.0)  # b finished first: shown at once, in its own place
-    assert (
-        "B&#x27;s answer" in screen.outputs[1]["text/html"]
-        or "B's answer" in (screen.outputs[1]["text/html"])
-    )
+    assert "<strong>answer</strong>" in screen.outputs[1]["text/html"]
     assert "cache miss" in screen.outputs[1]["text/html"]
+    assert screen.outputs[0]["text/plain"].startswith("a · …")
+
+
+def test_several_agents_streaming_at_once_stay_within_a_few_times_their_answers(
+    screen: _Screen, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import claude_force_magic.notebook.display as display
+
+    clock = [0.0]
+    monkeypatch.setattr(display.time, "monotonic", lambda: clock[0])
+    texts = [_answer(20_000, seed=1), _answer(20_000, seed=2)]
+    view = StreamView(labels=["python-expert", "code-reviewer"])
+    view.open()
+    for start in range(0, 20_000, 4):  # each agent at 300 characters a second
+        clock[0] += 4 / 300
+        for index, text in enumerate(texts):
+            view.add_chunk(index, text[start : start + 4])
+        view.flush()
+    for index, text in enumerate(texts):
+        view.finish(index, _result(text), simulated=False)
+    assert screen.bytes <= 4 * sum(len(t.encode()) for t in texts)
+    assert len(screen.outputs) == 2
 
 
 def test_math_mode_leaves_the_answer_typesettable_but_not_the_footer(screen: _Screen) -> None:
