@@ -290,8 +290,9 @@ class StreamView:
     screen is never more than about 0.25 s behind. When the agent finishes, its pieces are
     consolidated into one output (``clear_output(wait=True)``, the cell's notes printed
     again, one final display), so the saved notebook holds one clean output with its footer.
-    With several agents each keeps its one labelled display, which shows the live piece only
-    (pieces of several agents would interleave), and the whole answer when it finishes.
+    With several agents each keeps its one labelled display (pieces of several agents would
+    interleave), which shows the live piece as a plain-text preview under the agent's name,
+    then the whole rendered answer as soon as that agent finishes.
     """
 
     labels: Sequence[str | None]
