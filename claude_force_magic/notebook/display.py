@@ -510,6 +510,24 @@ class StreamView:
                 slot.output.placeholder = "no answer"
                 slot.handle.update(slot.output)
 
+    def interrupted(self) -> None:
+        """The cell was stopped: no "waiting" line stays above the "cancelled" message.
+
+        Agents with text are left to :meth:`finish` (which marks them cut); a single agent's
+        placeholder is removed, several agents' placeholders say the request was cancelled.
+        """
+        for slot in self.slots:
+            if slot.finished or slot.output.text or slot.handle is None:
+                continue
+            slot.finished = True
+            if len(self.slots) == 1:
+                _clear_output()
+                for note in self.notes:
+                    print(note)
+            else:
+                slot.output.placeholder = "cancelled"
+                slot.handle.update(slot.output)
+
     def _print_final(self, slot: _Slot) -> None:
         out = slot.output
         if self._live_print:
@@ -575,6 +593,9 @@ class Pump:
         except queue.Empty:
             self.view.flush()  # text held back by the update rules, while the stream pauses
             return
+        except KeyboardInterrupt:  # the stop button, nearly always seen while waiting here
+            self.view.interrupted()
+            raise
         self._apply(item)
         self.drain_queued()
 

@@ -493,3 +493,31 @@ def display_finished(index: int, text: str) -> object:
     from claude_force_magic.notebook.display import Finished
 
     return Finished(index, _result(text), None)
+
+
+def test_stopping_before_the_first_tokens_leaves_no_placeholder(
+    screen: _Screen, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    view = StreamView(labels=[None], notes=("note",))
+    view.open()
+    pump = Pump(view)
+
+    def stopped(timeout: float) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pump, "_queue", type("Q", (), {"get": staticmethod(stopped)})())
+    with pytest.raises(KeyboardInterrupt):
+        pump.drain(0.1)
+    assert screen.clears == 1 and screen.outputs == []
+
+
+def test_stopping_several_agents_says_cancelled_where_nothing_arrived(
+    screen: _Screen, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    view = StreamView(labels=["a", "b"])
+    view.open()
+    view.add_chunk(0, "partial")
+    view.interrupted()
+    assert "waiting" in screen.outputs[0]["text/plain"]  # a has text: finish() marks it cut
+    assert "cancelled" in screen.outputs[1]["text/plain"]
+    assert "waiting" not in screen.outputs[1]["text/html"]

@@ -71,3 +71,20 @@ def test_a_long_streamed_answer_costs_a_few_times_its_size(kernel: Kernel) -> No
         "$5" in final["text/html"]
         and 'class="cfm-body tex2jax_ignore mathjax_ignore"' in (final["text/html"])
     )
+
+
+def test_the_placeholder_shows_at_once_and_never_stays_above_an_error(kernel: Kernel) -> None:
+    kernel.ok("%config AgentMagics.simulator_latency = 5.0")
+    msg_id = kernel.send("%%agent python-expert --no-cache\nA question stopped while waiting.")
+    kernel.wait_for(msg_id, lambda run: bool(run.of_type("display_data")))
+    kernel.manager.interrupt_kernel()
+    run = kernel.collect(msg_id, timeout=20)
+    kernel.ok("%config AgentMagics.simulator_latency = 0.0")
+    placeholder = run.of_type("display_data")[0]["data"]
+    assert "waiting for the first tokens" in placeholder["text/plain"]
+    assert "mathjax_ignore" in placeholder["text/html"]
+    assert run.status == "error" and run.ename == "KeyboardInterrupt"
+    kinds = [m["header"]["msg_type"] for m in run.messages]
+    assert "clear_output" in kinds, "the placeholder must be removed"
+    assert kinds.index("clear_output") < kinds.index("error")
+    assert "display_data" not in kinds[kinds.index("clear_output") :]
