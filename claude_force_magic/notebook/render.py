@@ -10,8 +10,10 @@ Why we render the Markdown ourselves instead of sending ``text/markdown``:
   server API, which runs code). nbconvert's HTML export keeps such HTML live as well.
 * So the answer is parsed with markdown-it-py with ``html`` **disabled** (raw HTML in an answer
   becomes visible text: an answer that discusses ``<script>`` shows the tag), tables and
-  strikethrough on. Images are rendered as plain links (a Markdown image is a classic way to
-  leak data to a remote server the moment it renders). markdown-it already refuses
+  strikethrough on (bare URLs stay text: linkify needs linkify-it-py, which is not a
+  dependency; ``<https://...>`` autolinks and ``[text](url)`` links work). Images are
+  rendered as plain links (a Markdown image is a classic way to leak data to a remote server
+  the moment it renders). markdown-it already refuses
   ``javascript:``/``vbscript:``/``data:`` links; the HTML is then sanitised a second time with
   ``nh3`` (ammonia) against an allow-list: structural tags only, no ``style``, no event
   handlers, URL schemes ``http``/``https``/``mailto`` only, every link gets
