@@ -306,12 +306,21 @@ class StreamView:
     slots: list[_Slot] = field(default_factory=list)
 
     def open(self) -> None:
-        """Prepare one slot per agent and show each a "waiting for the first tokens" line."""
+        """Prepare one slot per agent (nothing is shown yet: see :meth:`show_waiting`)."""
         self.slots = [
             _Slot(AgentOutput(label, fmt=self.fmt, math=self.math)) for label in self.labels
         ]
-        if self._displays:
-            for slot in self.slots:
+
+    def show_waiting(self) -> None:
+        """Show each agent a "waiting for the first tokens" line, once.
+
+        :class:`Pump` calls this when the kernel thread starts waiting, so a stop in that wait
+        can take the lines away again (:meth:`interrupted`).
+        """
+        if not self._displays:
+            return
+        for slot in self.slots:
+            if slot.handle is None and not slot.finished:
                 slot.handle = show(slot.output, display_id=True)
                 slot.head_free, slot.displays = True, 1
 
@@ -441,6 +450,7 @@ class StreamView:
         else:
             slot.tail = show(bundle, raw=True, display_id=True)
             slot.displays += 1
+            slot.handle = slot.handle or slot.tail
 
     # ------------------------------------------------------------------ the end
 
@@ -587,17 +597,19 @@ class Pump:
         Also flushes when nothing arrived, so text held back while the stream pauses shows
         up within ``STREAM_LAG`` (the wait is cut short when held-back text falls due).
         """
-        due = self.view.next_due()
         try:
-            item = self._queue.get(timeout=timeout if due is None else min(timeout, due))
-        except queue.Empty:
-            self.view.flush()  # text held back by the update rules, while the stream pauses
-            return
+            self.view.show_waiting()
+            due = self.view.next_due()
+            try:
+                item = self._queue.get(timeout=timeout if due is None else min(timeout, due))
+            except queue.Empty:
+                self.view.flush()  # text held back by the update rules, while the stream pauses
+                return
+            self._apply(item)
+            self.drain_queued()
         except KeyboardInterrupt:  # the stop button, nearly always seen while waiting here
             self.view.interrupted()
             raise
-        self._apply(item)
-        self.drain_queued()
 
     def drain_queued(self) -> None:
         """Apply every queued event without waiting, then flush the displays."""

@@ -341,6 +341,7 @@ def test_streaming_traffic_is_linear_in_the_answer_and_never_lags(
     text = _answer(size)
     view = StreamView(labels=[None])
     view.open()
+    view.show_waiting()
     worst_lag = _stream(view, text, clock, pace=300.0)
     view.finish(0, _result(text), simulated=True)
     ratio = screen.bytes / len(text.encode())
@@ -365,6 +366,7 @@ def test_a_long_code_fence_is_split_into_pieces_that_stay_code(
     text = f"Intro.\n\n```python\n{code}\n```\n\nDone."
     view = StreamView(labels=[None])
     view.open()
+    view.show_waiting()
     _stream(view, text, clock, pace=300.0)
     pieces = [o["text/html"] for o in screen.outputs]
     assert len(pieces) > 10
@@ -383,6 +385,7 @@ def test_streamed_text_is_shown_even_when_the_stream_pauses(
     monkeypatch.setattr(display.time, "monotonic", lambda: clock[0])
     view = StreamView(labels=[None])
     view.open()
+    view.show_waiting()
     pump = Pump(view)
     pump.put((0, "Hello wor"))
     pump.drain(0.0)
@@ -400,6 +403,7 @@ def test_a_single_agent_shows_a_placeholder_at_once_and_never_leaves_it(
 ) -> None:
     view = StreamView(labels=[None], notes=("note: value cut",))
     view.open()
+    view.show_waiting()
     assert "waiting for the first tokens" in screen.outputs[0]["text/plain"]
     view.close()  # the call failed before any text: the error will stand alone
     assert screen.clears == 1 and screen.outputs == []
@@ -408,6 +412,7 @@ def test_a_single_agent_shows_a_placeholder_at_once_and_never_leaves_it(
 def test_the_placeholder_becomes_the_answer(screen: _Screen) -> None:
     view = StreamView(labels=[None])
     view.open()
+    view.show_waiting()
     view.finish(0, _result("Short **answer**."), simulated=False)
     assert len(screen.outputs) == 1
     assert "<strong>answer</strong>" in screen.outputs[0]["text/html"]
@@ -424,6 +429,7 @@ def test_several_agents_keep_one_labelled_output_each_while_streaming(
     monkeypatch.setattr(display.time, "monotonic", lambda: clock[0])
     view = StreamView(labels=["a", "b"])
     view.open()
+    view.show_waiting()
     pump = Pump(view)
     for i in range(400):
         clock[0] += 0.01
@@ -453,6 +459,7 @@ def test_several_agents_streaming_at_once_stay_within_a_few_times_their_answers(
     texts = [_answer(20_000, seed=1), _answer(20_000, seed=2)]
     view = StreamView(labels=["python-expert", "code-reviewer"])
     view.open()
+    view.show_waiting()
     for start in range(0, 20_000, 4):  # each agent at 300 characters a second
         clock[0] += 4 / 300
         for index, text in enumerate(texts):
@@ -467,6 +474,7 @@ def test_several_agents_streaming_at_once_stay_within_a_few_times_their_answers(
 def test_math_mode_leaves_the_answer_typesettable_but_not_the_footer(screen: _Screen) -> None:
     view = StreamView(labels=[None], math=True)
     view.open()
+    view.show_waiting()
     view.finish(0, _result("Euler: $e^{i\\pi}+1=0$", cached=True, saved_usd=0.01), simulated=False)
     html = screen.outputs[0]["text/html"]
     assert '<div class="cfm-body">' in html
@@ -478,6 +486,7 @@ def test_terminal_prints_each_of_several_answers_as_soon_as_it_finishes(
 ) -> None:
     view = StreamView(labels=["slow", "fast"], notebook=False)
     view.open()
+    view.show_waiting()
     pump = Pump(view)
     pump.put((1, "fast answer"))
     pump.put(display_finished(1, "fast answer"))
@@ -500,6 +509,7 @@ def test_stopping_before_the_first_tokens_leaves_no_placeholder(
 ) -> None:
     view = StreamView(labels=[None], notes=("note",))
     view.open()
+    view.show_waiting()
     pump = Pump(view)
 
     def stopped(timeout: float) -> object:
@@ -516,6 +526,7 @@ def test_stopping_several_agents_says_cancelled_where_nothing_arrived(
 ) -> None:
     view = StreamView(labels=["a", "b"])
     view.open()
+    view.show_waiting()
     view.add_chunk(0, "partial")
     view.interrupted()
     assert "waiting" in screen.outputs[0]["text/plain"]  # a has text: finish() marks it cut
