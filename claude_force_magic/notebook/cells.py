@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from ..errors import ClaudeForceError, ResponseError
-from .display import DONE, Pump, StreamView
+from .display import DONE, Finished, Pump, StreamView
 from .options import check_variable_name, interpolate, screen_cell_data
 from .session import SIMULATED_KEY, price_table, require_api_key
 from .widgets import Progress
@@ -70,6 +70,7 @@ def run_cell(
     for name in request.agents:
         orch.registry.get(name)
     pump = Pump(view)
+    view.simulated = simulated
     view.open()
     partials: dict[int, AgentResult] = {}  # filled on the loop thread by on_cancelled
     try:
@@ -90,11 +91,13 @@ def run_cell(
         raise
     finally:
         view.flush(force=True)
+    pump.drain_queued()  # agents that finished last are shown as they finished
     for index, outcome in enumerate(outcomes):
         result = None if isinstance(outcome, BaseException) else outcome
         error = failure_of(outcome) if len(outcomes) > 1 else None
         if result is not None or error is not None:
             view.finish(index, result, simulated=simulated, error=error)
+    view.close()
     return outcomes
 
 
@@ -171,6 +174,24 @@ async def _run_all(
 
 
 async def _run_one(
+    orch: AsyncAgentOrchestrator,
+    index: int,
+    name: str,
+    request: CellRequest,
+    pump: Pump,
+    keep_partial: Callable[[int, AgentResult], None],
+) -> AgentResult:
+    """One agent's call; its outcome is also put on the pump so it is shown when it ends."""
+    try:
+        result = await _call_one(orch, index, name, request, pump, keep_partial)
+    except Exception as exc:
+        pump.put(Finished(index, None, exc))
+        raise
+    pump.put(Finished(index, result, failure_of(result)))
+    return result
+
+
+async def _call_one(
     orch: AsyncAgentOrchestrator,
     index: int,
     name: str,

@@ -139,6 +139,9 @@ class AgentMagics(Magics):
     stream = Bool(True, help="Stream answers into the cell (--no-stream per cell).").tag(
         config=True
     )
+    math = Bool(
+        False, help="Typeset $...$ in answers as math (--math per cell); footers never are."
+    ).tag(config=True)
     config_path = Unicode("", help="An explicit .claude/claude.json for agents.").tag(config=True)
     simulator_latency = Float(0.2, help="Seconds the offline simulator takes per answer.").tag(
         config=True
@@ -262,6 +265,7 @@ class AgentMagics(Magics):
     )
     @argument("--simulate", action="store_true", help="answer from the offline simulator")
     @argument("--no-interpolate", action="store_true", help="send {name} literally")
+    @argument("--math", action="store_true", help="typeset $...$ in the answer as math")
     @argument(
         "--workflow",
         metavar="NAME",
@@ -294,6 +298,8 @@ class AgentMagics(Magics):
             quiet=request.quiet,
             fmt=request.fmt,
             caching=self.enable_cache and request.call_options.get("use_cache", True),
+            math=bool(self.math or args.math),
+            notes=request.notes,
         )
         if not self.stream:
             request = _replace(request, stream=False)
@@ -644,6 +650,8 @@ def _step_view(cell_view: StreamView, label: str) -> StreamView:
         quiet=cell_view.quiet,
         fmt=cell_view.fmt,
         caching=cell_view.caching,
+        math=cell_view.math,
+        shared_cell=True,  # the other steps' outputs stay: never clear the cell
     )
 
 
