@@ -36,7 +36,7 @@ def test_interrupted_stream_is_billed_shown_once_and_kept_in_o(kernel: Kernel) -
     before = _spent(kernel)
     kernel.ok("%config AgentMagics.simulator_per_token = 0.05")
     msg_id = kernel.send("%%agent python-expert --no-cache -o cut\nA long answer to stop early.")
-    kernel.wait_for(msg_id, lambda run: len(run.texts("text/markdown")) >= 2)
+    kernel.wait_for(msg_id, lambda run: len(run.texts("text/html")) >= 2)
     kernel.manager.interrupt_kernel()
     run = kernel.collect(msg_id, timeout=10)
     kernel.ok("%config AgentMagics.simulator_per_token = 0.0")
@@ -44,7 +44,7 @@ def test_interrupted_stream_is_billed_shown_once_and_kept_in_o(kernel: Kernel) -
     assert run.error is not None and run.error["ename"] == "KeyboardInterrupt"
     red = "\n".join(run.error["traceback"])
     assert "cancelled" in red
-    final = run.texts("text/markdown")[-1]
+    final = run.texts("text/html")[-1]
     # exactly one message: the answer area keeps the text and a footer, not the error again
     assert "cancelled" not in final and "KeyboardInterrupt" not in final, final
     assert "interrupted, answer cut off" in final
@@ -98,7 +98,7 @@ def test_multi_agent_budget_stop_names_every_agent_and_leaves_no_placeholder(
     assert red.count("→") == 1, "the shared fix is shown once"
     finals: dict[str, str] = {}
     for content in run.of_type("display_data", "update_display_data"):
-        text = content.get("data", {}).get("text/markdown")
+        text = content.get("data", {}).get("text/html")
         if text is not None:
             finals[content.get("transient", {}).get("display_id", "")] = text
     assert len(finals) == 2

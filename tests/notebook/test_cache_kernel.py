@@ -61,13 +61,13 @@ def test_read_only_cache_serves_hits_and_every_subcommand_works(
     _set_dir(kernel, small_fs.path / "c")
     before = _requests(kernel)
     hit = kernel.ok(cell)
-    assert "cache hit" in hit.texts("text/markdown")[-1]
+    assert "cache hit" in hit.texts("text/html")[-1]
     assert _requests(kernel) == before  # the stored answer was not bought again
     assert hit.stderr.count("read-only") == 1, hit.stderr
     new = kernel.ok("%%agent python-expert\nWhat does functools.reduce do? One sentence.")
     assert _requests(kernel) == before + 1
     assert "read-only" not in new.stderr  # one warning, not one per cell
-    assert "cache miss (not stored)" in new.texts("text/markdown")[-1]
+    assert "cache miss (not stored)" in new.texts("text/html")[-1]
     listing = kernel.ok("%agent cache")
     assert "read-only" in listing.stdout and "python-expert" in listing.result_text
     for command in ("%agent cache clear", "%agent cache verify"):

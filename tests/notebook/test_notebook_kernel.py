@@ -241,7 +241,7 @@ def test_workflow_runs_each_step_in_order_streamed_in_its_own_labelled_output(
     assert json.dumps(first_output)[1:-1][:30] in second_user
     assert "code-reviewer-output" not in json.dumps(bodies[0]["messages"])
     # three displays, one per step, each labelled, each with its own footer
-    texts = [t for t in run.texts("text/markdown")]
+    texts = [t for t in run.texts("text/html")]
     for number, name in enumerate(("code-reviewer", "security-specialist"), 1):
         assert any(f"step {number}/3: {name}" in t for t in texts), texts
     first = run.of_type("display_data")
