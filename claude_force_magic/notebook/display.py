@@ -3,10 +3,11 @@
 Rendering always happens on the kernel thread (the thread that runs the cell), so output lands
 in the cell that asked; the background loop only puts chunks on a queue (see :class:`Pump`).
 
-In a notebook each agent gets one display whose Markdown is updated in place as chunks arrive
-(``display_data`` then ``update_display_data`` with the same ``display_id``). In a terminal
-IPython, a single agent's chunks are printed as they arrive and several agents are printed one
-after another when each finishes.
+In a notebook an answer is shown as safe HTML made by :mod:`.render` (never ``text/markdown``);
+it streams in pieces whose display traffic is a few times the answer's size, and ends as one
+output with its footer (see :class:`StreamView`). In a terminal IPython, a single agent's
+chunks are printed as they arrive and several agents' answers are each printed as soon as
+that agent finishes.
 
 Errors never show a traceback: :func:`short_error` attaches ``_render_traceback_`` to the
 exception (IPython's hook for custom tracebacks), so the cell shows one red message naming the

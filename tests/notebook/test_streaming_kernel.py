@@ -88,3 +88,17 @@ def test_the_placeholder_shows_at_once_and_never_stays_above_an_error(kernel: Ke
     assert "clear_output" in kinds, "the placeholder must be removed"
     assert kinds.index("clear_output") < kinds.index("error")
     assert "display_data" not in kinds[kinds.index("clear_output") :]
+
+
+def test_math_is_off_by_default_and_on_per_cell_or_by_config(kernel: Kernel) -> None:
+    def body_classes(run: CellRun) -> str:
+        html = run.of_type("display_data", "update_display_data")[-1]["data"]["text/html"]
+        assert 'class="cfm-footer tex2jax_ignore mathjax_ignore"' in html  # never math
+        return html.split('<div class="cfm-body')[1].split('"')[0]
+
+    task = "\nExplain sums of prices."
+    assert "mathjax_ignore" in body_classes(kernel.ok("%%agent python-expert" + task))
+    assert body_classes(kernel.ok("%%agent python-expert --math" + task)) == ""
+    kernel.ok("%config AgentMagics.math = True")
+    assert body_classes(kernel.ok("%%agent python-expert" + task)) == ""
+    kernel.ok("%config AgentMagics.math = False")
