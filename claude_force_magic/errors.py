@@ -10,7 +10,7 @@
     │   └── PricingError                  the price table or an override is invalid
     ├── SecurityError                     refused on purpose; do not retry blindly
     │   ├── UnsafePathError               symlink, foreign owner, loose permissions, path escape
-    │   └── PromptInjectionError          the screening policy blocked a task
+    │   └── PromptInjectionError          the screening policy blocked untrusted data (or a task)
     ├── InvalidTaskError                  the task is too long or has control characters
     ├── CacheError                        the response cache could not do its job
     │   └── IntegrityError                an entry failed its signature check (served as a miss)
@@ -107,7 +107,9 @@ class UnsafePathError(SecurityError):
 
 
 class PromptInjectionError(SecurityError):
-    """The injection screen found override phrases or chat-template tokens in a task.
+    """The injection screen found an override in untrusted data (or in a task the caller
+    asked to screen): override phrases, requests for the system prompt or secrets, role
+    markers or chat-template tokens.
 
     ``findings`` names what was found; pass ``injection_policy="warn"`` or ``"off"`` for one
     call (``--trust`` in a notebook cell) to send it anyway.

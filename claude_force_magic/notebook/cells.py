@@ -78,6 +78,7 @@ def run_cell(
             _run_all(orch, request, pump, partials), pump=pump.drain, wake=lambda: pump.put(DONE)
         )
     except KeyboardInterrupt as exc:
+        view.interrupted()  # no "waiting" line left, also when the stop came outside the pump
         view.flush(force=True)
         cut: list[AgentResult | BaseException] = []
         for index, slot in enumerate(view.slots):
