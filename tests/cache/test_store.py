@@ -377,6 +377,10 @@ def test_sec_006_secret_never_shown(make_cache: MakeCache, cache_path: Path) -> 
 def test_damaged_database_raises_cache_error(cache: ResponseCache, make_cache: MakeCache) -> None:
     put(cache, "t")
     db_execute(cache.directory, "DROP TABLE CfmStats")
+    fetch(cache, "t")  # a lookup only reads the Cache table (its count waits in memory)
+    with pytest.raises(CacheError, match="database failed"):
+        cache.get_stats()  # writing the gathered count, then reading them, both fail
+    db_execute(cache.directory, "DROP TABLE Cache")
     with pytest.raises(CacheError, match="database failed"):
         fetch(cache, "t")
     cache.close()
