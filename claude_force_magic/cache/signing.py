@@ -65,11 +65,13 @@ def _signed_message(key: str, body: bytes) -> bytes:
 def _check_fields(body: object) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise IntegrityError("envelope body is not a JSON object")
+    # Exact types (the JSON decoder makes no subclasses): rejects bool where int is wanted.
     for name, types in _FIELDS.items():
         value = body.get(name)
-        if not isinstance(value, types) or isinstance(value, bool):
+        kind = type(value)
+        if kind not in types:
             raise IntegrityError(f"envelope field {name!r} is missing or has the wrong type")
-        if isinstance(value, float) and not math.isfinite(value):
+        if kind is float and not math.isfinite(value):
             raise IntegrityError(f"envelope field {name!r} is not a finite number")
     return body
 
