@@ -67,7 +67,7 @@ def _check_fields(body: object) -> dict[str, Any]:
         raise IntegrityError("envelope body is not a JSON object")
     # Exact types (the JSON decoder makes no subclasses): rejects bool where int is wanted.
     for name, types in _FIELDS.items():
-        value = body.get(name)
+        value: Any = body.get(name)
         kind = type(value)
         if kind not in types:
             raise IntegrityError(f"envelope field {name!r} is missing or has the wrong type")

@@ -45,6 +45,8 @@ _MIN_READ_BOUND = 16 * 2**20
 FLUSH_SECONDS = 1.0
 #: …and after at most this many lookups.
 FLUSH_OPS = 1000
+#: A lookup re-checks ``cache.db``'s identity at most this often (seconds; writes always do).
+IDENTITY_SECONDS = 0.1
 #: (device, inode) of the directory and of cache.db ((0, 0) while it does not exist).
 Identity = tuple[int, int, int, int]
 AnyBackend = Backend | ReadOnlyBackend
@@ -151,6 +153,7 @@ class ResponseCache:
         self._reopen_lock = threading.Lock()
         self._paths = ("", "")
         self._pending = PendingCounts(interval=FLUSH_SECONDS, max_ops=FLUSH_OPS)
+        self._checked_until = 0.0  # cache.db's identity is checked again after this
         if not self.enabled:
             if cache_secret is not None:
                 settings.load_cache_secret(cache_secret)  # validate; writes nothing
@@ -197,6 +200,7 @@ class ResponseCache:
             )
         self._paths = (os.fspath(self.directory), os.path.join(self.directory, "cache.db"))
         self._identity = self._current_identity()
+        self._checked_until = time.monotonic() + IDENTITY_SECONDS
         return db
 
     def _current_identity(self) -> Identity | None:
@@ -215,20 +219,45 @@ class ResponseCache:
             return None
         return (found.st_dev, found.st_ino, db.st_dev, db.st_ino)
 
-    def _backend(self) -> AnyBackend | None:
+    def _backend(self, *, full: bool = True) -> AnyBackend | None:
         """The open backend, reopened if the directory changed; None if disabled or refused.
 
-        Two ``lstat`` calls per operation: a deleted directory would otherwise keep serving and
-        storing into an unlinked database, and a directory swapped for a symlink would be
-        written through.
+        A deleted directory would otherwise keep serving and storing into an unlinked
+        database, and a directory swapped for a symlink would be written through. Every write
+        checks the directory and ``cache.db`` (two ``lstat`` calls); a lookup (``full=False``)
+        checks the directory every time and ``cache.db`` at most every
+        :data:`IDENTITY_SECONDS` (see :meth:`_unchanged`).
         """
         db = self._db
-        if db is None or (self._current_identity() == self._identity and not self._refused):
+        if db is None or self._unchanged(full):
             return db
         with self._reopen_lock:  # one thread reopens; the others use what it opened
-            if self._current_identity() == self._identity and not self._refused:
+            if self._unchanged(True):
                 return self._db
             return self._reopen(db)
+
+    def _unchanged(self, full: bool) -> bool:
+        """True when the directory (and, if ``full`` or due, ``cache.db``) is the one opened.
+
+        Why a lookup may skip the ``cache.db`` check for a moment: the directory itself is
+        still checked (deleted, swapped for a symlink: noticed at once), and a lookup writes
+        nothing, so the only effect of a ``cache.db`` replaced inside an unchanged directory is
+        that lookups in the next :data:`IDENTITY_SECONDS` still read the old file's signed,
+        verified entries. Every write checks both first.
+        """
+        if self._refused:
+            return False
+        identity = self._identity
+        if not full and time.monotonic() < self._checked_until and identity is not None:
+            try:
+                found = os.lstat(self._paths[0])
+            except OSError:
+                return False
+            return found.st_ino == identity[1] and found.st_dev == identity[0]
+        if self._current_identity() != identity:
+            return False
+        self._checked_until = time.monotonic() + IDENTITY_SECONDS
+        return True
 
     def _reopen(self, db: AnyBackend) -> AnyBackend | None:
         self._pending.take()  # rowids of a database that is gone: never written elsewhere
@@ -319,10 +348,10 @@ class ResponseCache:
         """The hex SHA-256 key of a request (see :func:`keys.key_for`); TypeError if not JSON."""
         return key_for(agent_name, task, model, **request)
 
-    def _active(self, agent_name: str) -> tuple[AnyBackend, Signer] | None:
+    def _active(self, agent_name: str, *, full: bool = True) -> tuple[AnyBackend, Signer] | None:
         if self._db is None or self._signer is None or agent_name in self._exclude:
             return None
-        db = self._backend()
+        db = self._backend(full=full)
         return None if db is None else (db, self._signer)
 
     # -- get ---------------------------------------------------------------------------------
@@ -348,7 +377,7 @@ class ResponseCache:
         :class:`CacheError` when the database cannot be read.
         """
         key = key_for(agent_name, task, model, **request)
-        active = self._active(agent_name)
+        active = self._active(agent_name, full=False)
         if active is None:
             return None
         db, signer = active
@@ -379,7 +408,7 @@ class ResponseCache:
         if db.read_only:
             return  # nothing is counted on a read-only cache
         due = self._pending.miss() if row is None else self._pending.hit(row[0], row[6])
-        if due:
+        if due and self._backend() is db:  # a write: the full directory check first
             self._flush(db)
 
     def _discard(self, db: AnyBackend, row: Row, counter: str) -> None:
@@ -398,7 +427,9 @@ class ResponseCache:
             else:
                 Backend.bump(sql, misses=1)
 
-        if not db.read_only and not self._write(db, change):
+        if db.read_only or self._backend() is not db:  # a write: the full check first
+            return
+        if not self._write(db, change):
             self._count(db, None)
 
     def flush(self) -> None:

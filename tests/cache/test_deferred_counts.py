@@ -184,3 +184,28 @@ def test_a_forged_entry_is_deleted_and_counted_at_once(
     assert fetch(cache, "t") is None  # deleted in its own transaction, counted there
     stats = cache.get_stats()
     assert (stats["integrity_failures"], stats["misses"], stats["entries"]) == (1, 1, 0)
+
+
+def test_a_lookup_notices_a_directory_swapped_for_a_symlink_at_once(
+    make_cache: MakeCache, tmp_path: Path
+) -> None:
+    # Lookups check cache.db's identity at most every IDENTITY_SECONDS, the directory always.
+    cache = make_cache()
+    put(cache, "t")
+    assert fetch(cache, "t") is not None  # within the window from here on
+    elsewhere = tmp_path / "elsewhere"
+    cache.directory.rename(elsewhere)
+    cache.directory.symlink_to(elsewhere)
+    assert fetch(cache, "t") is None
+    assert "symlink" in (cache.get_stats()["problem"] or "")
+
+
+def test_a_write_notices_a_replaced_cache_db_at_once(make_cache: MakeCache) -> None:
+    cache = make_cache()
+    put(cache, "t")
+    assert fetch(cache, "t") is not None  # within the lookup window from here on
+    for name in ("cache.db", "cache.db-wal", "cache.db-shm"):
+        (cache.directory / name).unlink(missing_ok=True)
+    put(cache, "u", "stored in the new database")  # the write reopens first
+    with ResponseCache(cache.directory, cache_secret=SECRET) as fresh:
+        assert fresh.get("python-expert", "u", "m") is not None
