@@ -73,11 +73,21 @@ class Workload:
         )
 
 
-def make_workload(tasks: int, requests: int, zipf_s: float, seed: int) -> Workload:
-    """A reproducible repeated-task workload (see the module docstring)."""
+def make_workload(
+    tasks: int, requests: int, zipf_s: float, seed: int, drift_every: int = 0
+) -> Workload:
+    """A reproducible repeated-task workload (see the module docstring).
+
+    ``drift_every`` > 0: every that many requests the popularity ranking moves on by a tenth of
+    the tasks (the work of the week changes: yesterday's favourites fade, new ones appear).
+    """
     rng = np.random.default_rng(seed)
     weights = 1.0 / np.arange(1, tasks + 1) ** zipf_s
-    order = rng.choice(tasks, size=requests, p=weights / weights.sum())
+    ranks = rng.choice(tasks, size=requests, p=weights / weights.sum())
+    order = ranks
+    if drift_every > 0:
+        phase = np.arange(requests) // drift_every
+        order = (ranks + phase * max(1, tasks // 10)) % tasks
     output = np.clip(rng.lognormal(np.log(600), 0.9, tasks), 20, 8192).astype(int)
     prompt = np.clip(rng.lognormal(np.log(1500), 0.6, tasks), 100, 50_000).astype(int)
     return Workload(order, output * 4, prompt, output)
@@ -178,11 +188,13 @@ def _replay_real(w: Workload, directory: Path, mb: int) -> float:
     return hits / len(w.requests)
 
 
-def print_table(sizes: Sequence[float], results: dict[str, list[Outcome]], w: Workload) -> None:
+def print_table(
+    sizes: Sequence[float], results: dict[str, list[Outcome]], w: Workload, title: str
+) -> None:
     spend = results["LRU"][0].spend_without_cache
     footprint = (w.chars[np.unique(w.requests)] + OUR_OVERHEAD).sum() / 2**20
-    print(f"\n{len(w.requests):,} requests over {len(w.chars):,} tasks; without a cache they "
-          f"cost ${spend:,.2f}; every answer asked for fits in {footprint:,.0f} MB")  # fmt: skip
+    print(f"\n{title}: {len(w.requests):,} requests over {len(w.chars):,} tasks; without")
+    print(f"a cache they cost ${spend:,.2f}; every answer asked for fits in {footprint:,.0f} MB")
     print(f"{'max_size_mb':>12}" + "".join(f"{name + ' hits':>12}{name + ' saved':>14}"
                                           for name in results))  # fmt: skip
     for i, mb in enumerate(sizes):
@@ -194,23 +206,29 @@ def print_table(sizes: Sequence[float], results: dict[str, list[Outcome]], w: Wo
     print(f"LRU reaches 95% of its best hit rate ({best:.1%}) at max_size_mb={enough:g}")
 
 
-def plot(sizes: Sequence[float], results: dict[str, list[Outcome]], path: Path) -> None:
+def plot(
+    sizes: Sequence[float], scenarios: dict[str, dict[str, list[Outcome]]], path: Path
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for name, outcomes in results.items():
-        label = "least recently used (ours)" if name == "LRU" else "fewest hits, oldest (old)"
-        left.plot(sizes, [o.hit_rate * 100 for o in outcomes], marker="o", label=label)
-        right.plot(sizes, [o.saved for o in outcomes], marker="o", label=label)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for (scenario, results), style in zip(scenarios.items(), ("-", "--"), strict=False):
+        for name, outcomes in results.items():
+            policy = "LRU (ours)" if name == "LRU" else "fewest hits (old)"
+            label = f"{policy}, {scenario}"
+            color = "tab:blue" if name == "LRU" else "tab:orange"
+            kw = {"marker": "o", "linestyle": style, "color": color, "label": label}
+            left.plot(sizes, [o.hit_rate * 100 for o in outcomes], **kw)
+            right.plot(sizes, [o.saved for o in outcomes], **kw)
     for axis, title in ((left, "hit rate (%)"), (right, "saved (USD)")):
         axis.set_xscale("log")
         axis.set_xlabel("max_size_mb")
         axis.set_title(title)
         axis.grid(True, which="both", alpha=0.3)
-    left.legend(loc="lower right")
+    left.legend(loc="lower right", fontsize=8)
     fig.suptitle("Response cache size against hit rate and savings (Zipf repeated tasks)")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -223,20 +241,26 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200_000, help="requests replayed")
     parser.add_argument("--zipf", type=float, default=1.0, help="Zipf exponent of task choice")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--drift-every", type=int, default=20_000, help="requests per popularity shift (drifting)"
+    )
     parser.add_argument("--plot", type=Path, default=Path("cache_efficiency.png"))
     parser.add_argument("--no-check", action="store_true", help="skip the real-cache check")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     args = parser.parse_args()
     if args.quick:
-        args.tasks, args.requests = 2000, 20_000
-    w = make_workload(args.tasks, args.requests, args.zipf, args.seed)
-    results = sweep(w, SIZES_MB)
-    print_table(SIZES_MB, results, w)
-    if not args.no_check:
-        check_against_real_cache(w, min(args.requests, 20_000), (2, 10))
-    plot(SIZES_MB, results, args.plot)
-    rates = [o.hit_rate for o in results["LRU"]]
-    assert rates == sorted(rates) or statistics.pstdev(rates) < 1e-9, "hit rate fell with size"
+        args.tasks, args.requests, args.drift_every = 2000, 20_000, 2000
+    scenarios: dict[str, dict[str, list[Outcome]]] = {}
+    for scenario, drift in (("stationary", 0), ("drifting", args.drift_every)):
+        w = make_workload(args.tasks, args.requests, args.zipf, args.seed, drift)
+        scenarios[scenario] = results = sweep(w, SIZES_MB)
+        title = scenario if not drift else f"drifting (popularity moves every {drift:,} requests)"
+        print_table(SIZES_MB, results, w, title)
+        if not args.no_check:
+            check_against_real_cache(w, min(args.requests, 20_000), (2, 10))
+        rates = [o.hit_rate for o in results["LRU"]]
+        assert rates == sorted(rates) or statistics.pstdev(rates) < 1e-9, "hit rate fell"
+    plot(SIZES_MB, scenarios, args.plot)
 
 
 if __name__ == "__main__":

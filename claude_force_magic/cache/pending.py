@@ -51,7 +51,7 @@ class PendingCounts:
         self,
         *,
         interval: float = 1.0,
-        max_ops: int = 1000,
+        max_ops: int = 10_000,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.interval = interval

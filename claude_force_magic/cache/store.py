@@ -44,7 +44,7 @@ _MIN_READ_BOUND = 16 * 2**20
 #: Gathered hits and misses are written at least this often (seconds) while the cache is used…
 FLUSH_SECONDS = 1.0
 #: …and after at most this many lookups.
-FLUSH_OPS = 1000
+FLUSH_OPS = 10_000
 #: A lookup re-checks ``cache.db``'s identity at most this often (seconds; writes always do).
 IDENTITY_SECONDS = 0.1
 #: (device, inode) of the directory and of cache.db ((0, 0) while it does not exist).
