@@ -103,14 +103,18 @@ class ResponseCache:
     full, the file system turned read-only, the lock held for over 60 s) never fails ``get``
     or ``set``: the hit is still returned, the answer is not stored, and one warning is logged
     per episode. Before each operation the directory and ``cache.db`` are checked to be the
-    ones opened (device and inode, two ``lstat`` calls): a deleted directory is recreated
+    ones opened (device and inode, ``lstat``; a lookup checks ``cache.db`` at most every
+    :data:`IDENTITY_SECONDS`, every write checks both): a deleted directory is recreated
     (safely, ``0700``) and reopened; one swapped for a symlink or made unsafe is refused (the
     safety checks run again), and until it is fixed ``get`` misses, ``set`` stores nothing and
     the other operations raise :class:`CacheError` saying why.
 
     Safe to share between threads and to use from many processes on one directory: every
-    change and every statistic is one SQLite transaction; listings and statistics take no
-    lock. A damaged
+    change is one SQLite transaction; listings and statistics take no lock. A lookup writes
+    nothing: hits, misses and least-recently-used times are gathered in memory and written in
+    batches (see :meth:`flush`), so statistics are exact in this process and, in another
+    process, once this one has written its batch (within :data:`FLUSH_SECONDS` while it is
+    used). A damaged
     database raises :class:`CacheError`; a damaged or forged *entry* never raises, it is a
     miss. Raises :class:`ConfigurationError` at construction for a bad limit (including
     ``max_size_mb`` smaller than one ``max_entry_kb`` entry, or a ``ttl_hours`` over ten
@@ -602,6 +606,9 @@ class ResponseCache:
 
     def get_stats(self) -> dict[str, Any]:
         """Counters shared by every process using this directory, plus size and settings.
+
+        This process's pending lookups are written first, so its own counts are exact; another
+        process's lookups are included once that process has written them (see :meth:`flush`).
 
         Keys: hits, misses, sets, deletes, evictions, expirations, integrity_failures,
         oversized_skipped, cleared, entries, size_bytes (diskcache's ``volume()``),
