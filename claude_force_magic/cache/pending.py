@@ -81,6 +81,19 @@ class PendingCounts:
             self._ops += 1
             return self._ops >= self.max_ops or self._monotonic() >= self._due
 
+    @property
+    def empty(self) -> bool:
+        """True when no lookup is waiting to be written."""
+        return not self._ops
+
+    def reset(self) -> None:
+        """Forget the batch without taking the lock (in a forked child, where another thread
+        of the parent may have held it at the fork)."""
+        self._lock = threading.Lock()
+        self._batch = Batch()
+        self._ops = 0
+        self._due = self._monotonic() + self.interval
+
     def take(self) -> Batch:
         """Return the gathered batch (possibly empty) and start a new one."""
         with self._lock:

@@ -65,6 +65,16 @@ def _flush_open_caches() -> None:
             log.warning("Could not write the cache statistics at exit: %s", exc)
 
 
+def _forget_pending_in_child() -> None:
+    """A forked child starts with no pending lookups: they are its parent's to write."""
+    for cache in list(_OPEN):
+        cache._pending.reset()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pending_in_child)
+
+
 class CacheSkipWarning(UserWarning):
     """A response was not stored: the cache is disabled, the agent excluded, or it was too big."""
 
@@ -447,7 +457,9 @@ class ResponseCache:
         dropped. Raises :class:`CacheError` when the database is damaged (the batch is
         dropped too); never raises for a disabled, read-only or refused cache.
         """
-        db = self._backend() if self._db is not None else None
+        if self._db is None or self._pending.empty:  # nothing to write: no directory check
+            return
+        db = self._backend()
         if db is not None:
             self._flush(db)
 

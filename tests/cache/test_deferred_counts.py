@@ -209,3 +209,27 @@ def test_a_write_notices_a_replaced_cache_db_at_once(make_cache: MakeCache) -> N
     put(cache, "u", "stored in the new database")  # the write reopens first
     with ResponseCache(cache.directory, cache_secret=SECRET) as fresh:
         assert fresh.get("python-expert", "u", "m") is not None
+
+
+@pytest.mark.usefixtures("slow_batches")
+def test_a_forked_child_does_not_write_its_parents_pending_lookups_again(
+    make_cache: MakeCache,
+) -> None:
+    import os
+
+    cache = make_cache()
+    put(cache, "t")
+    for _ in range(3):
+        assert fetch(cache, "t") is not None  # pending in this process
+    pid = os.fork()
+    if pid == 0:  # the child: one lookup of its own, then close (which writes its batch)
+        code = 0
+        try:
+            fetch(cache, "t")
+            cache.close()
+        except BaseException:
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert cache.get_stats()["hits"] == 4  # 3 here + 1 in the child, not 3 + 3 + 1
