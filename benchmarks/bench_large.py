@@ -168,7 +168,8 @@ async def bench_engine(base: Path, repeat: int) -> None:
                 await call()
                 _, peak = tracemalloc.get_traced_memory()
                 tracemalloc.stop()
-                print(f"   {label}: first call (miss) {first_s * 1e3:,.1f} ms")
+                note = " (and the client's start-up)" if name == next(iter(agents)) else ""
+                print(f"   {label}: first call (miss{note}) {first_s * 1e3:,.1f} ms")
                 show(f"{label}: cached call", statistics.median(times), peak)
         cache.close()
 
