@@ -113,7 +113,7 @@ _SCHEMA = (
     "CREATE TRIGGER IF NOT EXISTS CfmStats_row_delete AFTER DELETE ON Cache FOR EACH ROW"
     " BEGIN UPDATE CfmStats SET row_deletes = row_deletes + 1; END",
     # A set either inserts a row (counted by diskcache's own row count, see read_stats) or
-    # rewrites an existing row's store_time; a hit raises a row's access_count.
+    # rewrites an existing row's store_time.
     "CREATE TRIGGER IF NOT EXISTS CfmStats_set_update AFTER UPDATE OF store_time ON Cache"
     " FOR EACH ROW BEGIN UPDATE CfmStats SET updates = updates + 1; END",
     # Hits are added by write_counts now (a hit on a row deleted before the batch is written
