@@ -455,13 +455,17 @@ class ResponseCache:
         only need this to make this process's counts visible to *another* process sooner. A
         write that fails (disk full, read-only, locked) is warned about once and the batch is
         dropped. Raises :class:`CacheError` when the database is damaged (the batch is
-        dropped too); never raises for a disabled, read-only or refused cache.
+        dropped too); never raises for a disabled, read-only or refused cache. If the
+        directory was deleted or replaced meanwhile, the batch is dropped (the next cache
+        operation reopens the directory; a flush, ``close()`` or exit never recreates it).
         """
-        if self._db is None or self._pending.empty:  # nothing to write: no directory check
+        db = self._db
+        if db is None or self._pending.empty:  # nothing to write: no directory check
             return
-        db = self._backend()
-        if db is not None:
-            self._flush(db)
+        if not self._unchanged(True):  # deleted, swapped or refused: the batch belongs to a
+            self._pending.take()  # database that is gone; never recreate a directory for it
+            return
+        self._flush(db)
 
     def _flush(self, db: AnyBackend) -> None:
         batch = self._pending.take()

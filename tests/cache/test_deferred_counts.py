@@ -233,3 +233,17 @@ def test_a_forked_child_does_not_write_its_parents_pending_lookups_again(
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert cache.get_stats()["hits"] == 4  # 3 here + 1 in the child, not 3 + 3 + 1
+
+
+@pytest.mark.usefixtures("slow_batches")
+def test_closing_after_the_directory_was_deleted_does_not_recreate_it(
+    make_cache: MakeCache,
+) -> None:
+    import shutil
+
+    cache = make_cache()
+    put(cache, "t")
+    assert fetch(cache, "t") is not None  # a pending hit
+    shutil.rmtree(cache.directory)
+    cache.close()  # writes nothing: the database it counted in is gone
+    assert not cache.directory.exists()
