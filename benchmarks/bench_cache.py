@@ -1,47 +1,93 @@
-"""Benchmark: ResponseCache against raw ``diskcache.Cache`` on the same bytes.
+"""Benchmark: ResponseCache against raw ``diskcache.Cache`` and the old project's cache.
 
 Run::
 
     .venv/bin/python benchmarks/bench_cache.py          # 2,000 entries of 2 KiB; 100k-entry open
     .venv/bin/python benchmarks/bench_cache.py --quick  # a smaller smoke run
+    .venv/bin/python benchmarks/bench_cache.py --no-old # without the old project's cache
 
-Both caches use the same directory settings (least-recently-used culling, the same size limit,
-diskcache defaults otherwise) and store the same envelope bytes, so the ratios show what key
-derivation, signing, verification and the exact statistics cost. The two sides run in short
-alternating blocks so that both see the same machine load; each figure is a median.
-Goals: get-hit within 1.5x of raw diskcache, set within 1.3x, and opening a 100,000-entry
-cache plus its first hit in milliseconds.
+Sides, all on the same answers in the same run:
+
+* ``ours``: :class:`ResponseCache` (key derivation, signing, verification, statistics);
+* ``raw LRU``: diskcache with the settings ResponseCache uses (least-recently-used culling:
+  its ``get`` writes the access time);
+* ``raw default``: diskcache with its default policy (least-recently-stored: ``get`` only
+  reads), storing our envelope bytes;
+* ``old 1.3.2``: the old project's JSON-file ``ResponseCache`` (``claude-force==1.3.2`` from
+  PyPI, installed by this script into a temporary directory; skipped with a message when it
+  cannot be installed).
+
+The sides run in short alternating blocks so that all see the same machine load; each figure
+is a median. Goals: get-hit at most 2x raw default and faster than the old cache, get-miss at
+most 1.5x raw default, set within 1.3x raw LRU, and opening a 100,000-entry cache plus its
+first hit in milliseconds.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import diskcache
 
 from claude_force_magic.cache import ResponseCache
 
-SECRET = "benchmark-secret-0123456789abcdef"
+SECRET = "benchmark-secret-0123456789abcdef"  # 33 characters: the old cache wants >= 32
 AGENT, MODEL = "python-expert", "claude-sonnet-5"
 SIZE_LIMIT_MB = 1024
-GOALS = {"set": 1.3, "get (hit)": 1.5}
+OLD_RELEASE = "claude-force==1.3.2"
+#: (operation, side compared with, the most ours may take relative to it)
+GOALS = (
+    ("set", "raw LRU", 1.3),
+    ("get (hit)", "raw default", 2.0),
+    ("get (hit)", "old 1.3.2", 1.0),
+    ("get (miss)", "raw default", 1.5),
+)
 Op = Callable[[int], object]
 
 
-def raw_cache(directory: Path) -> diskcache.Cache:
+def install_old_cache(target: Path) -> type | None:
+    """The old project's ``ResponseCache`` class, pip-installed into ``target``, or None.
+
+    Prints why when it cannot be installed (offline, no pip): the benchmark then runs without
+    that baseline.
+    """
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+               "--disable-pip-version-check", "--target", str(target), OLD_RELEASE]  # fmt: skip
+    try:
+        subprocess.run(command, check=True, capture_output=True, timeout=300)
+    except (OSError, subprocess.SubprocessError) as exc:
+        print(f"(skipping the old cache: could not install {OLD_RELEASE}: {exc})")
+        return None
+    sys.path.insert(0, str(target))
+    try:
+        module = importlib.import_module("claude_force.response_cache")
+    except ImportError as exc:
+        print(f"(skipping the old cache: {OLD_RELEASE} does not import: {exc})")
+        return None
+    old_class: type = module.ResponseCache
+    return old_class
+
+
+def old_cache(old_class: type, directory: Path, size_mb: int = SIZE_LIMIT_MB) -> Any:
+    """The old cache in ``directory`` (it accepts only /tmp, ~/.claude or the working dir)."""
+    return old_class(cache_dir=directory, cache_secret=SECRET, max_size_mb=size_mb)
+
+
+def raw_cache(directory: Path, policy: str = "least-recently-used") -> diskcache.Cache:
     """diskcache with the settings ResponseCache uses (see cache/backend.py)."""
     return diskcache.Cache(
-        str(directory),
-        eviction_policy="least-recently-used",
-        size_limit=SIZE_LIMIT_MB * 2**20,
-        statistics=0,
+        str(directory), eviction_policy=policy, size_limit=SIZE_LIMIT_MB * 2**20, statistics=0
     )
 
 
@@ -56,7 +102,7 @@ def answer(i: int, size: int) -> str:
 
 @dataclass
 class Data:
-    """The same tasks, answers, keys and stored bytes for both sides."""
+    """The same tasks, answers, keys and stored bytes for every side."""
 
     tasks: list[str]
     texts: list[str]
@@ -78,9 +124,7 @@ def make_data(ours: ResponseCache, n: int, size: int) -> Data:
     return Data(tasks, texts, keys, envelopes)
 
 
-def operations(ours: ResponseCache, raw: diskcache.Cache, d: Data) -> dict[str, tuple[Op, Op]]:
-    """(ours, raw) callables per operation, each taking an entry index."""
-
+def our_ops(ours: ResponseCache, d: Data) -> dict[str, Op]:
     def our_set(i: int) -> object:
         return ours.set(
             AGENT, d.tasks[i], MODEL, d.texts[i], 100, 500, 0.0051,
@@ -88,60 +132,81 @@ def operations(ours: ResponseCache, raw: diskcache.Cache, d: Data) -> dict[str, 
         )  # fmt: skip
 
     return {
-        "set": (our_set, lambda i: raw.set(d.keys[i], d.envelopes[i])),
-        "get (hit)": (
-            lambda i: ours.get(AGENT, d.tasks[i], MODEL, max_tokens=1024),
-            lambda i: raw.get(d.keys[i]),
-        ),
-        "get (miss)": (
-            lambda i: ours.get(AGENT, d.tasks[i], MODEL, max_tokens=7),
-            lambda i: raw.get(d.keys[i][::-1]),
-        ),
+        "set": our_set,
+        "get (hit)": lambda i: ours.get(AGENT, d.tasks[i], MODEL, max_tokens=1024),
+        "get (miss)": lambda i: ours.get(AGENT, d.tasks[i], MODEL, max_tokens=7),
+    }
+
+
+def raw_ops(raw: diskcache.Cache, d: Data) -> dict[str, Op]:
+    return {
+        "set": lambda i: raw.set(d.keys[i], d.envelopes[i]),
+        "get (hit)": lambda i: raw.get(d.keys[i]),
+        "get (miss)": lambda i: raw.get(d.keys[i][::-1]),
+    }
+
+
+def old_ops(old: Any, d: Data) -> dict[str, Op]:
+    return {
+        "set": lambda i: old.set(AGENT, d.tasks[i], MODEL, d.texts[i], 100, 500, 0.0051),
+        "get (hit)": lambda i: old.get(AGENT, d.tasks[i], MODEL),
+        "get (miss)": lambda i: old.get(AGENT, d.tasks[i] + " (other)", MODEL),
     }
 
 
 def interleaved(
-    mine: Op, theirs: Op, n: int, block: int, timer: Callable[[], float]
-) -> list[float]:
-    """Run both sides over ``range(n)`` in alternating blocks; return [ours, raw, ratio] medians.
+    sides: dict[str, Op], n: int, block: int, timer: Callable[[], float]
+) -> dict[str, float]:
+    """Run every side over ``range(n)`` in alternating blocks; the median seconds per call of
+    each side, and ``"ours/<side>"``: the median of the per-block ratios.
 
-    Short alternating blocks keep both sides under the same machine load: on a shared machine a
-    long run of one side and then the other measures the load, not the code.
+    Short alternating blocks keep all sides under the same machine load: on a shared machine a
+    long run of one side and then another measures the load, not the code.
     """
-    ours_t: list[float] = []
-    raw_t: list[float] = []
-    ratios: list[float] = []
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    names = list(sides)
     for b, lo in enumerate(range(0, n, block)):
         idx = range(lo, min(lo + block, n))
-        order = [(mine, ours_t), (theirs, raw_t)]
-        if b % 2:
-            order.reverse()
-        for fn, sink in order:
+        shift = b % len(names)
+        for name in names[shift:] + names[:shift]:
+            fn = sides[name]
             start = timer()
             for i in idx:
                 fn(i)
-            sink.append((timer() - start) / len(idx))
-        if raw_t[-1] > 0:
-            ratios.append(ours_t[-1] / raw_t[-1])
-    return [statistics.median(ours_t), statistics.median(raw_t), statistics.median(ratios)]
+            times[name].append((timer() - start) / len(idx))
+    result = {name: statistics.median(ts) for name, ts in times.items()}
+    for name in names[1:]:
+        ratios = [o / t for o, t in zip(times["ours"], times[name], strict=True) if t > 0]
+        result[f"ours/{name}"] = statistics.median(ratios)
+    return result
 
 
 def bench_ops(
-    base: Path, n: int, size: int, rounds: int, timer: Callable[[], float]
-) -> dict[str, list[float]]:
-    """Median (ours, raw, ratio) per operation over ``rounds`` fresh pairs of caches."""
-    runs: dict[str, list[list[float]]] = {"set": [], "get (hit)": [], "get (miss)": []}
+    base: Path, n: int, size: int, rounds: int, timer: Callable[[], float], old: type | None
+) -> dict[str, dict[str, float]]:
+    """Median figures per operation over ``rounds`` fresh sets of caches."""
+    runs: dict[str, list[dict[str, float]]] = {"set": [], "get (hit)": [], "get (miss)": []}
     for r in range(rounds):
-        ours, raw = our_cache(base / f"ours{r}"), raw_cache(base / f"raw{r}")
+        ours = our_cache(base / f"ours{r}")
+        raw_lru, raw_default = (
+            raw_cache(base / f"lru{r}"),
+            raw_cache(base / f"def{r}", "least-recently-stored"),
+        )
         data = make_data(ours, n, size)
-        for name, (mine, theirs) in operations(ours, raw, data).items():
-            runs[name].append(interleaved(mine, theirs, n, 50, timer))
+        sides = {"ours": our_ops(ours, data), "raw LRU": raw_ops(raw_lru, data),
+                 "raw default": raw_ops(raw_default, data)}  # fmt: skip
+        if old is not None:
+            sides["old 1.3.2"] = old_ops(old_cache(old, base / f"old{r}"), data)
+        for op in runs:
+            runs[op].append(interleaved({s: ops[op] for s, ops in sides.items()}, n, 50, timer))
         stats = ours.get_stats()
         assert stats["hits"] == n and stats["integrity_failures"] == 0
         ours.close()
-        raw.close()
+        raw_lru.close()
+        raw_default.close()
     return {
-        name: [statistics.median(col) for col in zip(*rs, strict=True)] for name, rs in runs.items()
+        op: {name: statistics.median(r[name] for r in rs) for name in rs[0]}
+        for op, rs in runs.items()
     }
 
 
@@ -180,24 +245,27 @@ def bench_open(ours_dir: Path, raw_dir: Path, first_key: str, rounds: int) -> tu
     return statistics.median(mine), statistics.median(theirs)
 
 
-def report(args: argparse.Namespace, ops: dict[str, list[float]], opened: tuple[float, float],
-           build_s: float) -> None:  # fmt: skip
+def report(args: argparse.Namespace, ops: dict[str, dict[str, float]],
+           opened: tuple[float, float], build_s: float) -> None:  # fmt: skip
     clock = "CPU time" if args.cpu else "wall time"
-    print(f"\nResponseCache vs raw diskcache.Cache ({clock}): {args.entries} entries x "
-          f"{args.size} chars, median of {args.rounds} rounds")  # fmt: skip
-    print(f"{'operation':<28}{'ours':>12}{'raw':>12}{'ratio':>9}{'goal':>8}  result")
-    for name, (mine, theirs, ratio) in ops.items():
-        goal = GOALS.get(name)
-        verdict = "" if goal is None else ("met" if ratio <= goal else "MISSED")
-        goal_text = "-" if goal is None else f"{goal:.1f}x"
-        print(f"{name:<28}{mine * 1e6:>10.1f}us{theirs * 1e6:>10.1f}us{ratio:>8.2f}x"
-              f"{goal_text:>8}  {verdict}")  # fmt: skip
+    print(f"\nResponseCache vs raw diskcache and the old cache ({clock}): {args.entries} "
+          f"entries x {args.size} chars, median of {args.rounds} rounds")  # fmt: skip
+    sides = [name for name in next(iter(ops.values())) if "/" not in name]
+    print(f"{'operation':<14}" + "".join(f"{name:>13}" for name in sides)
+          + "".join(f"{'/' + name:>14}" for name in sides[1:]))  # fmt: skip
+    for op, figures in ops.items():
+        print(f"{op:<14}" + "".join(f"{figures[n] * 1e6:>11.1f}us" for n in sides)
+              + "".join(f"{figures['ours/' + n]:>13.2f}x" for n in sides[1:]))  # fmt: skip
+    for op, other, goal in GOALS:
+        ratio = ops[op].get(f"ours/{other}")
+        if ratio is not None:
+            verdict = "met" if ratio <= goal else "MISSED"
+            print(f"goal: {op} <= {goal:g}x {other}: {ratio:.2f}x {verdict}")
     mine, theirs = opened
     label = f"open + first hit @ {args.big:,}"
     verdict = "met" if mine < 0.05 else "slow"
-    print(f"{label:<28}{mine * 1e3:>10.2f}ms{theirs * 1e3:>10.2f}ms{mine / theirs:>8.2f}x"
-          f"{'<50ms':>8}  {verdict}")  # fmt: skip
-    print(f"(built the two {args.big:,}-entry caches in {build_s:.1f} s; open is wall time)")
+    print(f"{label}: ours {mine * 1e3:.2f} ms, raw LRU {theirs * 1e3:.2f} ms (goal <50 ms: "
+          f"{verdict}); built in {build_s:.1f} s")  # fmt: skip
 
 
 def main() -> None:
@@ -208,6 +276,7 @@ def main() -> None:
     parser.add_argument("--big", type=int, default=100_000, help="entries for the open test")
     parser.add_argument("--cpu", action="store_true", help="time with process CPU time")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    parser.add_argument("--no-old", action="store_true", help="skip the old project's cache")
     args = parser.parse_args()
     if args.quick:
         args.entries, args.rounds, args.big = 300, 3, 5000
@@ -215,7 +284,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
         base = Path(tmp)
         os.chmod(base, 0o700)
-        ops = bench_ops(base, args.entries, args.size, args.rounds, timer)
+        old = None if args.no_old else install_old_cache(base / "old-release")
+        ops = bench_ops(base, args.entries, args.size, args.rounds, timer, old)
         start = time.perf_counter()
         ours_dir, raw_dir, first_key = build_big(base, args.big, 512)
         build_s = time.perf_counter() - start

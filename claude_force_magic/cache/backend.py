@@ -6,16 +6,20 @@ exact, process-safe counters.
   pragmas, the eviction policy or the Disk; unknown settings are ignored.
 * Counters live in a one-row table ``CfmStats`` in the same database and are updated by the
   same SQLite transaction as the change they count, so they stay exact across threads and
-  processes and survive a crash consistently. Triggers count hits (``access_count`` raised),
-  rewrites of existing rows and every row deletion, without an extra statement per call.
+  processes and survive a crash consistently. Triggers count rewrites of existing rows and
+  every row deletion, without an extra statement per call. Hits and misses are the exception:
+  a lookup writes nothing; each process gathers them in memory (:mod:`.pending`) and adds them
+  with :meth:`Backend.write_counts`, one transaction per batch, so the totals are exact once
+  every process has written its batch.
   Two totals follow from invariants instead of a write per call:
   ``sets = entries + row_deletes + updates`` (every row ever inserted is either still there
   or was deleted; diskcache's own triggers keep ``entries`` exact), and evictions by
   diskcache's size culling are the deletions the cache did not make itself:
   ``evictions = row_deletes - deletes - expirations - integrity_failures - cleared``.
 * The per-entry hit count is diskcache's ``access_count`` column (unused by the
-  least-recently-used policy), incremented in the same statement that refreshes
-  ``access_time``.
+  least-recently-used policy), raised by the same batched statement that moves
+  ``access_time`` forward (only for the version of the row that was read: a row rewritten
+  since keeps its fresh count).
 
 Thread- and process-safe: each thread uses its own SQLite connection; writes run in
 ``BEGIN IMMEDIATE`` transactions.
@@ -43,6 +47,7 @@ from diskcache.core import DEFAULT_SETTINGS, ENOVAL, METADATA
 from ..errors import CacheError, UnsafePathError
 from ..guard.logs import get_logger
 from .disk import CacheWriteError, SafeDisk
+from .pending import Batch
 
 __all__ = ["COUNTERS", "Backend", "CacheWriteError", "ReadOnlyBackend", "Row"]
 
@@ -94,7 +99,11 @@ _SELECT_LRU = (
     "SELECT rowid, filename, CASE WHEN filename IS NULL THEN COALESCE(length(value), 0)"
     " ELSE size END FROM Cache WHERE rowid != ? ORDER BY access_time LIMIT ?"
 )
-_TOUCH = "UPDATE Cache SET access_time = ?, access_count = access_count + 1 WHERE rowid = ?"
+# A batch of hits: the latest access time wins; a row rewritten since the read is left alone.
+_TOUCH_BATCH = (
+    "UPDATE Cache SET access_time = MAX(access_time, ?), access_count = access_count + ?"
+    " WHERE rowid = ? AND store_time = ?"
+)
 _DELETE = "DELETE FROM Cache WHERE rowid = ?"
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS CfmStats (id INTEGER PRIMARY KEY CHECK (id = 0), "
@@ -104,12 +113,12 @@ _SCHEMA = (
     "CREATE TRIGGER IF NOT EXISTS CfmStats_row_delete AFTER DELETE ON Cache FOR EACH ROW"
     " BEGIN UPDATE CfmStats SET row_deletes = row_deletes + 1; END",
     # A set either inserts a row (counted by diskcache's own row count, see read_stats) or
-    # rewrites an existing row's store_time; a hit raises a row's access_count.
+    # rewrites an existing row's store_time.
     "CREATE TRIGGER IF NOT EXISTS CfmStats_set_update AFTER UPDATE OF store_time ON Cache"
     " FOR EACH ROW BEGIN UPDATE CfmStats SET updates = updates + 1; END",
-    "CREATE TRIGGER IF NOT EXISTS CfmStats_hit AFTER UPDATE OF access_count ON Cache"
-    " FOR EACH ROW WHEN NEW.access_count > OLD.access_count"
-    " BEGIN UPDATE CfmStats SET hits = hits + 1; END",
+    # Hits are added by write_counts now (a hit on a row deleted before the batch is written
+    # still counts); a database made by an older version loses its per-row hit trigger.
+    "DROP TRIGGER IF EXISTS CfmStats_hit",
 )
 #: What a read-only backend reads when the directory holds no cache.db yet.
 _EMPTY_SCHEMA = (
@@ -375,10 +384,19 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
         row: Row | None = sql(_SELECT_KEY, (key,)).fetchone()
         return row
 
-    @staticmethod
-    def touch(sql: Sql, rowid: int) -> None:
-        """Mark a row as just read: its LRU position, its hit count and (by trigger) ``hits``."""
-        sql(_TOUCH, (time.time(), rowid))
+    def write_counts(self, batch: Batch) -> None:
+        """Add a batch of lookups in one transaction: each touched row's access time and hit
+        count, and the ``hits`` and ``misses`` counters. Raises :class:`CacheWriteError` when
+        the database cannot be written (the batch is then lost, not half-written)."""
+        with self.transaction() as (sql, _cleanup):
+            self._apply(sql, batch)
+
+    def _apply(self, sql: Sql, batch: Batch) -> None:
+        touched = batch.touch_rows()
+        if touched:
+            self._con.executemany(_TOUCH_BATCH, touched)
+        if batch:
+            self.bump(sql, hits=batch.hits, misses=batch.misses)
 
     @staticmethod
     def delete_row(sql: Sql, cleanup: Cleanup, row: Row) -> None:
@@ -391,11 +409,13 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
         value: bytes = self._disk.fetch(row[2], row[3], row[4], False)
         return value
 
-    def put(self, key: str, value: bytes, tag: str) -> None:
+    def put(self, key: str, value: bytes, tag: str, batch: Batch | None = None) -> None:
         """Store ``value`` under ``key`` (no diskcache expiry) and count one set, atomically.
 
         Large values are written to their file before the lock is taken; old files are removed
-        after the commit. Least-recently-used culling runs in the same transaction.
+        after the commit. ``batch`` (this process's gathered lookups) is written first, in the
+        same transaction, so least-recently-used culling, which runs in it too, sees every
+        read this process made.
         """
         # diskcache's Cache.set, leaner: one statement finds the old row *and* the volume, we
         # never set expire_time (expiry is signed into the entry) so there is no expired-rows
@@ -403,6 +423,8 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
         size, mode, filename, db_value = self._disk.store(value, False)
         now = time.time()
         with self.transaction(filename) as (sql, cleanup):
+            if batch is not None:
+                self._apply(sql, batch)
             ((rowid, old_filename, page_count, stored),) = sql(_PREPARE_PUT, (key,)).fetchall()
             if rowid is None:
                 cursor = sql(_INSERT, (key, now, now, tag, size, mode, filename, db_value))

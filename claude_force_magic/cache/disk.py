@@ -263,7 +263,9 @@ class SafeDisk(diskcache.Disk):  # type: ignore[misc]  # diskcache ships no type
                     raise IntegrityError("value file is not a regular file")
                 if st.st_size > self.max_value_bytes:
                     raise IntegrityError("value file is larger than any entry the cache writes")
-                return handle.read(self.max_value_bytes + 1)
+                # The file's own size (+1: a file that grew since reads long and fails its
+                # signature), not the bound: read(n) allocates n bytes before it reads.
+                return handle.read(st.st_size + 1)
         except FileNotFoundError as exc:
             raise IntegrityError("value file is missing") from exc
         except OSError as exc:

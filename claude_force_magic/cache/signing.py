@@ -57,19 +57,16 @@ _FIELDS: dict[str, tuple[type, ...]] = {
 }
 
 
-def _signed_message(key: str, body: bytes) -> bytes:
-    key_bytes = key.encode("ascii")
-    return b"".join((_DOMAIN, len(key_bytes).to_bytes(2, "big"), key_bytes, body))
-
-
 def _check_fields(body: object) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise IntegrityError("envelope body is not a JSON object")
+    # Exact types (the JSON decoder makes no subclasses): rejects bool where int is wanted.
     for name, types in _FIELDS.items():
-        value = body.get(name)
-        if not isinstance(value, types) or isinstance(value, bool):
+        value: Any = body.get(name)
+        kind = type(value)
+        if kind not in types:
             raise IntegrityError(f"envelope field {name!r} is missing or has the wrong type")
-        if isinstance(value, float) and not math.isfinite(value):
+        if kind is float and not math.isfinite(value):
             raise IntegrityError(f"envelope field {name!r} is not a finite number")
     return body
 
@@ -80,10 +77,20 @@ class Signer:
     The secret is held privately and never appears in ``repr``, ``str`` or error messages.
     """
 
-    __slots__ = ("_secret",)
+    __slots__ = ("_mac", "_secret")
 
     def __init__(self, secret: Secret) -> None:
         self._secret = secret.as_bytes()
+        self._mac = hmac.new(self._secret, _DOMAIN, "sha256")  # keyed once; copied per use
+
+    def _tag(self, key: str, body: bytes | memoryview) -> bytes:
+        """HMAC-SHA256 over domain | key length | key | body, without joining them (a large
+        body is hashed where it lies, not copied)."""
+        key_bytes = key.encode("ascii")
+        mac = self._mac.copy()
+        mac.update(len(key_bytes).to_bytes(2, "big") + key_bytes)
+        mac.update(body)
+        return mac.digest()
 
     def __repr__(self) -> str:
         return "Signer(secret=Secret('**********'))"
@@ -102,8 +109,7 @@ class Signer:
         payload = b"".join(
             (len(head).to_bytes(4, "big"), head, response.encode("utf-8", "surrogatepass"))
         )
-        tag = hmac.digest(self._secret, _signed_message(key, payload), "sha256")
-        return b"".join((_HEADER, tag, payload))
+        return b"".join((_HEADER, self._tag(key, payload), payload))
 
     def open(self, key: str, data: bytes) -> dict[str, Any]:
         """Verify ``data`` for ``key`` and return its body (header fields plus ``response``).
@@ -118,16 +124,16 @@ class Signer:
             raise IntegrityError("not a signed envelope")
         if data[len(MAGIC)] != ENVELOPE_VERSION:
             raise IntegrityError(f"unsupported envelope version {data[len(MAGIC)]}")
-        payload = data[_BODY_START:]
-        expected = hmac.digest(self._secret, _signed_message(key, payload), "sha256")
+        payload = memoryview(data)[_BODY_START:]  # no copy of a large answer
+        expected = self._tag(key, payload)
         if not hmac.compare_digest(expected, data[len(_HEADER) : _BODY_START]):
             raise IntegrityError("signature mismatch")
         end = 4 + int.from_bytes(payload[:4], "big")
         if end > len(payload):
             raise IntegrityError("signed header length is out of range")
         try:
-            body = _DECODER.decode(payload[4:end].decode("utf-8", "surrogatepass"))
-            response = payload[end:].decode("utf-8", "surrogatepass")
+            body = _DECODER.decode(str(payload[4:end], "utf-8", "surrogatepass"))
+            response = str(payload[end:], "utf-8", "surrogatepass")
         except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError
             raise IntegrityError("signed body is not valid UTF-8 JSON") from exc
         if isinstance(body, dict):

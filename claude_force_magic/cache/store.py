@@ -7,6 +7,7 @@ check is counted as an integrity failure, deleted, and served as a miss.
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import re
@@ -14,6 +15,7 @@ import stat
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
@@ -28,6 +30,7 @@ from ..validation import check_number
 from .backend import Backend, Cleanup, ReadOnlyBackend, Row, Sql
 from .disk import CacheWriteError
 from .keys import key_for, require_json
+from .pending import PendingCounts
 from .signing import Signer
 from .verify import VerifyReport
 
@@ -38,9 +41,38 @@ log = get_logger("claude_force_magic.cache")  # with the secret redactor (SEC-00
 _KEY_PATTERN = re.compile(r"\A[0-9a-f]{64}\Z")
 _PAGE = 100
 _MIN_READ_BOUND = 16 * 2**20
+#: Gathered hits and misses are written at least this often (seconds) while the cache is used…
+FLUSH_SECONDS = 1.0
+#: …and after at most this many lookups.
+FLUSH_OPS = 10_000
+#: A lookup re-checks ``cache.db``'s identity at most this often (seconds; writes always do).
+IDENTITY_SECONDS = 0.1
 #: (device, inode) of the directory and of cache.db ((0, 0) while it does not exist).
 Identity = tuple[int, int, int, int]
 AnyBackend = Backend | ReadOnlyBackend
+
+
+#: Open caches, so that their gathered counts are written at interpreter exit.
+_OPEN: weakref.WeakSet[ResponseCache] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_open_caches() -> None:
+    for cache in list(_OPEN):
+        try:
+            cache.flush()
+        except CacheError as exc:  # a damaged database: say so, let the interpreter exit
+            log.warning("Could not write the cache statistics at exit: %s", exc)
+
+
+def _forget_pending_in_child() -> None:
+    """A forked child starts with no pending lookups: they are its parent's to write."""
+    for cache in list(_OPEN):
+        cache._pending.reset()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pending_in_child)
 
 
 class CacheSkipWarning(UserWarning):
@@ -81,14 +113,18 @@ class ResponseCache:
     full, the file system turned read-only, the lock held for over 60 s) never fails ``get``
     or ``set``: the hit is still returned, the answer is not stored, and one warning is logged
     per episode. Before each operation the directory and ``cache.db`` are checked to be the
-    ones opened (device and inode, two ``lstat`` calls): a deleted directory is recreated
+    ones opened (device and inode, ``lstat``; a lookup checks ``cache.db`` at most every
+    :data:`IDENTITY_SECONDS`, every write checks both): a deleted directory is recreated
     (safely, ``0700``) and reopened; one swapped for a symlink or made unsafe is refused (the
     safety checks run again), and until it is fixed ``get`` misses, ``set`` stores nothing and
     the other operations raise :class:`CacheError` saying why.
 
     Safe to share between threads and to use from many processes on one directory: every
-    change and every statistic is one SQLite transaction; listings and statistics take no
-    lock. A damaged
+    change is one SQLite transaction; listings and statistics take no lock. A lookup writes
+    nothing: hits, misses and least-recently-used times are gathered in memory and written in
+    batches (see :meth:`flush`), so statistics are exact in this process and, in another
+    process, once this one has written its batch (within :data:`FLUSH_SECONDS` while it is
+    used). A damaged
     database raises :class:`CacheError`; a damaged or forged *entry* never raises, it is a
     miss. Raises :class:`ConfigurationError` at construction for a bad limit (including
     ``max_size_mb`` smaller than one ``max_entry_kb`` entry, or a ``ttl_hours`` over ten
@@ -130,6 +166,8 @@ class ResponseCache:
         self._warned: set[str] = set()  # causes already warned about (one warning each)
         self._reopen_lock = threading.Lock()
         self._paths = ("", "")
+        self._pending = PendingCounts(interval=FLUSH_SECONDS, max_ops=FLUSH_OPS)
+        self._checked_until = 0.0  # cache.db's identity is checked again after this
         if not self.enabled:
             if cache_secret is not None:
                 settings.load_cache_secret(cache_secret)  # validate; writes nothing
@@ -138,6 +176,7 @@ class ResponseCache:
         SecretRedactor.register(secret)  # redacted from every package log record (SEC-005)
         self._signer = Signer(secret)
         self._db = self._open()
+        _OPEN.add(self)
 
     def __repr__(self) -> str:
         state = ", read_only=True" if self.read_only else ""
@@ -175,6 +214,7 @@ class ResponseCache:
             )
         self._paths = (os.fspath(self.directory), os.path.join(self.directory, "cache.db"))
         self._identity = self._current_identity()
+        self._checked_until = time.monotonic() + IDENTITY_SECONDS
         return db
 
     def _current_identity(self) -> Identity | None:
@@ -193,22 +233,48 @@ class ResponseCache:
             return None
         return (found.st_dev, found.st_ino, db.st_dev, db.st_ino)
 
-    def _backend(self) -> AnyBackend | None:
+    def _backend(self, *, full: bool = True) -> AnyBackend | None:
         """The open backend, reopened if the directory changed; None if disabled or refused.
 
-        Two ``lstat`` calls per operation: a deleted directory would otherwise keep serving and
-        storing into an unlinked database, and a directory swapped for a symlink would be
-        written through.
+        A deleted directory would otherwise keep serving and storing into an unlinked
+        database, and a directory swapped for a symlink would be written through. Every write
+        checks the directory and ``cache.db`` (two ``lstat`` calls); a lookup (``full=False``)
+        checks the directory every time and ``cache.db`` at most every
+        :data:`IDENTITY_SECONDS` (see :meth:`_unchanged`).
         """
         db = self._db
-        if db is None or (self._current_identity() == self._identity and not self._refused):
+        if db is None or self._unchanged(full):
             return db
         with self._reopen_lock:  # one thread reopens; the others use what it opened
-            if self._current_identity() == self._identity and not self._refused:
+            if self._unchanged(True):
                 return self._db
             return self._reopen(db)
 
+    def _unchanged(self, full: bool) -> bool:
+        """True when the directory (and, if ``full`` or due, ``cache.db``) is the one opened.
+
+        Why a lookup may skip the ``cache.db`` check for a moment: the directory itself is
+        still checked (deleted, swapped for a symlink: noticed at once), and a lookup writes
+        nothing, so the only effect of a ``cache.db`` replaced inside an unchanged directory is
+        that lookups in the next :data:`IDENTITY_SECONDS` still read the old file's signed,
+        verified entries. Every write checks both first.
+        """
+        if self._refused:
+            return False
+        identity = self._identity
+        if not full and time.monotonic() < self._checked_until and identity is not None:
+            try:
+                found = os.lstat(self._paths[0])
+            except OSError:
+                return False
+            return found.st_ino == identity[1] and found.st_dev == identity[0]
+        if self._current_identity() != identity:
+            return False
+        self._checked_until = time.monotonic() + IDENTITY_SECONDS
+        return True
+
     def _reopen(self, db: AnyBackend) -> AnyBackend | None:
+        self._pending.take()  # rowids of a database that is gone: never written elsewhere
         db.close()
         try:
             self._db = self._open()
@@ -282,9 +348,13 @@ class ResponseCache:
         self.close()
 
     def close(self) -> None:
-        """Close this thread's database connection; using the cache again reopens it."""
+        """Write the gathered counts, then close this thread's database connection; using the
+        cache again reopens it."""
         if self._db is not None:
-            self._db.close()
+            try:
+                self.flush()
+            finally:
+                self._db.close()
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -292,10 +362,10 @@ class ResponseCache:
         """The hex SHA-256 key of a request (see :func:`keys.key_for`); TypeError if not JSON."""
         return key_for(agent_name, task, model, **request)
 
-    def _active(self, agent_name: str) -> tuple[AnyBackend, Signer] | None:
+    def _active(self, agent_name: str, *, full: bool = True) -> tuple[AnyBackend, Signer] | None:
         if self._db is None or self._signer is None or agent_name in self._exclude:
             return None
-        db = self._backend()
+        db = self._backend(full=full)
         return None if db is None else (db, self._signer)
 
     # -- get ---------------------------------------------------------------------------------
@@ -309,78 +379,104 @@ class ResponseCache:
         ``metadata`` (the dict given to :meth:`set`) and ``key``. Per-entry hit counts are in
         :meth:`entries`.
 
-        A hit refreshes the entry's least-recently-used position and counts one hit for it, in
-        the transaction that reads it. Expired, forged or damaged entries are deleted and
-        reported as misses (counted as ``expirations`` or ``integrity_failures``); they never
-        raise. When that transaction cannot be written (disk full, read-only, locked), the
-        entry is read again without writing: a valid hit is still returned (uncounted) and one
-        warning is logged. Disabled caches, excluded agents and a refused directory return
-        None without counting. Raises TypeError for non-JSON request values and
+        A hit or a miss writes nothing: the lookup is one read, and the hit (the entry's
+        least-recently-used position and hit count) or the miss is gathered in memory and
+        written in a batch (see :meth:`flush`). Expired, forged or damaged entries are
+        deleted and reported as misses (counted as ``expirations`` or
+        ``integrity_failures``, in the transaction that deletes them); they never raise. When
+        that deletion cannot be written (disk full, read-only, locked) the miss is still
+        returned and one warning is logged. Nothing is counted on a read-only cache.
+        Disabled caches, excluded agents and a refused directory return None without
+        counting. Raises TypeError for non-JSON request values and
         :class:`CacheError` when the database cannot be read.
         """
         key = key_for(agent_name, task, model, **request)
-        active = self._active(agent_name)
+        active = self._active(agent_name, full=False)
         if active is None:
             return None
         db, signer = active
         now = self._clock()
+        row = db.read_row(key)  # no write lock, no write
+        if row is None:
+            self._count(db, None)
+            return None
         try:
-            body, failure = self._get_counted(db, signer, key, now)
-        except CacheWriteError as exc:
-            self._write_failed(db, exc)
-            return self._get_uncounted(db, signer, key, now)
-        self._warned.discard("write")
-        if failure:
+            body = signer.open(key, db.fetch_value(row))
+        except IntegrityError as exc:
+            self._discard(db, row, "integrity_failures")
             log.warning(
                 "cache entry %s for agent %s failed its integrity check (%s); deleted",
                 key[:12],
                 sanitize_for_log(agent_name, 64),
-                failure,
+                exc,
             )
-        return None if body is None else self._public(key, body, now)
-
-    @staticmethod
-    def _get_counted(
-        db: AnyBackend, signer: Signer, key: str, now: float
-    ) -> tuple[dict[str, Any] | None, str]:
-        """Look ``key`` up and do the bookkeeping in one write transaction (exact counts).
-
-        Returns ``(body or None, integrity failure or "")``; raises CacheWriteError when the
-        transaction cannot be written.
-        """
-        with db.transaction() as (sql, cleanup):
-            row = Backend.select_key(sql, key)
-            if row is None:
-                Backend.bump(sql, misses=1)
-                return None, ""
-            try:
-                body = signer.open(key, db.fetch_value(row))
-            except IntegrityError as exc:
-                Backend.delete_row(sql, cleanup, row)
-                Backend.bump(sql, integrity_failures=1, misses=1)
-                return None, str(exc)
-            if body["expires_at"] <= now:
-                Backend.delete_row(sql, cleanup, row)
-                Backend.bump(sql, expirations=1, misses=1)
-                return None, ""
-            Backend.touch(sql, row[0])  # counts the hit (trigger)
-        return body, ""
-
-    @staticmethod
-    def _get_uncounted(
-        db: AnyBackend, signer: Signer, key: str, now: float
-    ) -> dict[str, Any] | None:
-        """Look ``key`` up without writing anything (the cache cannot be written now)."""
-        row = db.read_row(key)
-        if row is None:
             return None
-        try:
-            body = signer.open(key, db.fetch_value(row))
-        except IntegrityError:
-            return None  # removed by the next get or verify that can write
         if body["expires_at"] <= now:
+            self._discard(db, row, "expirations")
             return None
-        return ResponseCache._public(key, body, now)
+        self._count(db, row)
+        return self._public(key, body, now)
+
+    def _count(self, db: AnyBackend, row: Row | None) -> None:
+        """Gather a hit on ``row`` (or a miss) in memory; write the batch when it is due."""
+        if db.read_only:
+            return  # nothing is counted on a read-only cache
+        due = self._pending.miss() if row is None else self._pending.hit(row[0], row[6])
+        if due and self._backend() is db:  # a write: the full directory check first
+            self._flush(db)
+
+    def _discard(self, db: AnyBackend, row: Row, counter: str) -> None:
+        """Delete a failed or expired ``row`` and count it and the miss, in one transaction.
+
+        The row is looked up again under the write lock and deleted only if it is still the
+        version that was read (another process may have replaced it with a valid entry). A
+        write that fails is warned about once; the miss is then counted in memory.
+        """
+
+        def change(sql: Sql, cleanup: Cleanup) -> None:
+            current = Backend.select_key(sql, row[1])
+            if current is not None and current[0] == row[0] and current[6] == row[6]:
+                Backend.delete_row(sql, cleanup, current)
+                Backend.bump(sql, misses=1, **{counter: 1})
+            else:
+                Backend.bump(sql, misses=1)
+
+        if db.read_only or self._backend() is not db:  # a write: the full check first
+            return
+        if not self._write(db, change):
+            self._count(db, None)
+
+    def flush(self) -> None:
+        """Write this process's gathered hits, misses and access times now.
+
+        Lookups are counted in memory and written in batches (at most ``FLUSH_SECONDS``
+        apart while the cache is used, or every ``FLUSH_OPS`` lookups), at :meth:`close`, at
+        interpreter exit and before :meth:`get_stats` or :meth:`entries` read them, so you
+        only need this to make this process's counts visible to *another* process sooner. A
+        write that fails (disk full, read-only, locked) is warned about once and the batch is
+        dropped. Raises :class:`CacheError` when the database is damaged (the batch is
+        dropped too); never raises for a disabled, read-only or refused cache. If the
+        directory was deleted or replaced meanwhile, the batch is dropped (the next cache
+        operation reopens the directory; a flush, ``close()`` or exit never recreates it).
+        """
+        db = self._db
+        if db is None or self._pending.empty:  # nothing to write: no directory check
+            return
+        if not self._unchanged(True):  # deleted, swapped or refused: the batch belongs to a
+            self._pending.take()  # database that is gone; never recreate a directory for it
+            return
+        self._flush(db)
+
+    def _flush(self, db: AnyBackend) -> None:
+        batch = self._pending.take()
+        if not batch or not isinstance(db, Backend):
+            return
+        try:
+            db.write_counts(batch)
+        except CacheWriteError as exc:
+            self._write_failed(db, exc)
+        else:
+            self._warned.discard("write")
 
     @staticmethod
     def _public(key: str, body: dict[str, Any], now: float) -> dict[str, Any]:
@@ -475,7 +571,7 @@ class ResponseCache:
             self._write_failed(db, CacheWriteError("read-only"))
             return False
         try:
-            db.put(key, blob, tag=agent_name)
+            db.put(key, blob, tag=agent_name, batch=self._pending.take())
         except CacheWriteError as exc:
             self._write_failed(db, exc)
             return False
@@ -527,6 +623,9 @@ class ResponseCache:
     def get_stats(self) -> dict[str, Any]:
         """Counters shared by every process using this directory, plus size and settings.
 
+        This process's pending lookups are written first, so its own counts are exact; another
+        process's lookups are included once that process has written them (see :meth:`flush`).
+
         Keys: hits, misses, sets, deletes, evictions, expirations, integrity_failures,
         oversized_skipped, cleared, entries, size_bytes (diskcache's ``volume()``),
         max_size_bytes, max_entry_bytes, hit_rate, ttl_hours, enabled, directory, read_only
@@ -550,6 +649,7 @@ class ResponseCache:
         size = 0
         db = self._backend()
         if db is not None:
+            self._flush(db)
             raw = db.read_stats()
             counts = {name: raw[name] for name in names}
             size = int(db.volume())
@@ -606,8 +706,10 @@ class ResponseCache:
         are removed too.
         """
         report = VerifyReport()
-        if self._usable("verify (it removes what fails)") is None:
+        db = self._usable("verify (it removes what fails)")
+        if db is None:
             return report
+        self._flush(db)
         self._verify_entries(report)
         report.orphans_removed = self._remove_orphans(orphan_grace_seconds)
         return report
@@ -650,6 +752,7 @@ class ResponseCache:
         db = self._usable("")
         if db is None or self._signer is None:
             return []
+        self._flush(db)
         found: list[dict[str, Any]] = []
         now, after = self._clock(), 0
         while rows := db.page(after, _PAGE):

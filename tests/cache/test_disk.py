@@ -185,3 +185,20 @@ def test_value_files_tolerates_files_and_directories_removed_while_listing(
             (root / name).unlink()
             (root / name).parent.rmdir()
     assert list(listing) == []
+
+
+def test_reading_a_value_file_allocates_its_size_not_the_bound(tmp_path: Path) -> None:
+    import tracemalloc
+
+    disk = SafeDisk(str(tmp_path), min_file_size=1024)
+    disk.max_value_bytes = 16 * 2**20
+    value = b"v" * 100_000
+    _size, mode, filename, db_value = disk.store(value, False)
+    assert mode == MODE_BINARY
+    tracemalloc.start()
+    try:
+        assert disk.fetch(mode, filename, db_value, False) == value
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * len(value), f"reading 100 KB peaked at {peak:,} bytes"  # was 16 MiB

@@ -377,6 +377,10 @@ def test_sec_006_secret_never_shown(make_cache: MakeCache, cache_path: Path) -> 
 def test_damaged_database_raises_cache_error(cache: ResponseCache, make_cache: MakeCache) -> None:
     put(cache, "t")
     db_execute(cache.directory, "DROP TABLE CfmStats")
+    fetch(cache, "t")  # a lookup only reads the Cache table (its count waits in memory)
+    with pytest.raises(CacheError, match="database failed"):
+        cache.get_stats()  # writing the gathered count, then reading them, both fail
+    db_execute(cache.directory, "DROP TABLE Cache")
     with pytest.raises(CacheError, match="database failed"):
         fetch(cache, "t")
     cache.close()
@@ -402,3 +406,24 @@ def test_sec_005_cache_secret_is_redacted_from_package_logs(
     finally:
         SecretRedactor.forget_all()
     assert caplog.records and secret not in caplog.text
+
+
+def test_a_large_hit_allocates_about_twice_the_entry_not_four_times(
+    make_cache: MakeCache,
+) -> None:
+    import tracemalloc
+
+    cache = make_cache(max_entry_kb=2048)
+    text = "large answer line\n" * 58_000  # ~1 MB: stored in its own value file
+    put(cache, "big", text)
+    assert fetch(cache, "big") is not None  # warm: connections, statement caches
+    tracemalloc.start()
+    try:
+        hit = fetch(cache, "big")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert hit is not None and hit["response"] == text
+    # The bytes read and the decoded answer; the signed body is hashed and decoded where it
+    # lies (it used to be copied twice more: 4x the entry).
+    assert peak < 2.6 * len(text), f"a {len(text):,}-byte hit peaked at {peak:,} bytes"
