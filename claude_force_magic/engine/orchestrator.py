@@ -34,6 +34,7 @@ from ..errors import (
 )
 from ..settings import Secret, check_ttl_hours
 from ..validation import check_flag, check_int, check_number
+from . import defaults
 from .breaker import CircuitBreaker
 from .budget import Budget, Reservation
 from .client import (
@@ -65,9 +66,8 @@ __all__ = ["DEFAULT_MODEL", "AsyncAgentOrchestrator", "OnCancelled"]
 #: event loop, just before the ``CancelledError`` propagates. Exceptions it raises are logged.
 OnCancelled = Callable[[AgentResult], None]
 
-DEFAULT_MODEL = "claude-sonnet-5-5"
-#: Above this ``max_tokens`` the SDK refuses non-streaming calls; such calls stream internally.
-STREAMING_REQUIRED_ABOVE = 21_333
+DEFAULT_MODEL = defaults.MODEL
+STREAMING_REQUIRED_ABOVE = defaults.STREAMING_REQUIRED_ABOVE
 _OPTIONS = frozenset(
     {
         "model",
@@ -220,26 +220,26 @@ class AsyncAgentOrchestrator:
         api_key: str | Secret | None = None,
         base_url: str | None = None,
         model: str = DEFAULT_MODEL,
-        max_tokens: int = 4096,
-        max_concurrent: int = 10,
-        timeout_seconds: float = 30,
-        deadline_seconds: float | None = 120,
-        max_retries: int = 3,
-        calls_per_minute: float | None = 50,
-        input_tokens_per_minute: float | None = None,
-        output_tokens_per_minute: float | None = None,
+        max_tokens: int = defaults.MAX_TOKENS,
+        max_concurrent: int = defaults.MAX_CONCURRENT,
+        timeout_seconds: float = defaults.TIMEOUT_SECONDS,
+        deadline_seconds: float | None = defaults.DEADLINE_SECONDS,
+        max_retries: int = defaults.MAX_RETRIES,
+        calls_per_minute: float | None = defaults.CALLS_PER_MINUTE,
+        input_tokens_per_minute: float | None = defaults.INPUT_TOKENS_PER_MINUTE,
+        output_tokens_per_minute: float | None = defaults.OUTPUT_TOKENS_PER_MINUTE,
         budget_usd: float | None = None,
         enable_cache: bool = True,
         cache: ResponseCache | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
-        cache_ttl_hours: float = 24,
-        injection_policy: str = "block",
-        max_task_chars: int = 100_000,
+        cache_ttl_hours: float = defaults.CACHE_TTL_HOURS,
+        injection_policy: str = defaults.INJECTION_POLICY,
+        max_task_chars: int = defaults.MAX_TASK_CHARS,
         registry: AgentRegistry | None = None,
         prices: PriceTable | None = None,
         metrics: Metrics | None = None,
-        breaker_threshold: int = 5,
-        breaker_cooldown_seconds: float = 30,
+        breaker_threshold: int = defaults.BREAKER_THRESHOLD,
+        breaker_cooldown_seconds: float = defaults.BREAKER_COOLDOWN_SECONDS,
         http_client: httpx2.AsyncClient | None = None,
         budget: Budget | None = None,
     ) -> None:
