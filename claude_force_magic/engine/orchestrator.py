@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -45,8 +45,9 @@ from .client import (
     parse_rate_limit_headers,
     stream_message,
 )
-from .estimate import estimate_input_tokens, estimate_text_tokens
+from .estimate import estimate_text_tokens
 from .limits import RateLimiter, Ticket
+from .request import CallOptions, PreparedCall, RequestBuilder
 from .response import Answer, Usage, check_message
 from .result import AgentResult, empty_metadata
 from .retry import RetryPolicy, call_with_retries
@@ -54,7 +55,7 @@ from .retry import RetryPolicy, call_with_retries
 if TYPE_CHECKING:
     import httpx2
 
-    from ..agents import AgentDefinition, AgentRegistry
+    from ..agents import AgentRegistry
     from ..cache.store import ResponseCache
     from ..metrics import Metrics
     from ..pricing import PriceTable
@@ -68,20 +69,6 @@ OnCancelled = Callable[[AgentResult], None]
 
 DEFAULT_MODEL = defaults.MODEL
 STREAMING_REQUIRED_ABOVE = defaults.STREAMING_REQUIRED_ABOVE
-_OPTIONS = frozenset(
-    {
-        "model",
-        "max_tokens",
-        "timeout_seconds",
-        "use_cache",
-        "refresh",
-        "ttl_hours",
-        "injection_policy",
-        "untrusted",
-        "screen_task",
-        "stop_sequences",
-    }
-)
 _STOP = object()
 
 
@@ -92,29 +79,6 @@ def _usage_metadata(usage: Usage) -> dict[str, int]:
         "cache_creation_input_tokens": usage.cache_creation_input_tokens,
         "cache_read_input_tokens": usage.cache_read_input_tokens,
     }
-
-
-def _first(*values: Any) -> Any:
-    """The first value that is not None (0 and "" count: they are validated, not skipped)."""
-    return next((v for v in values if v is not None), None)
-
-
-@dataclass
-class _Call:
-    """Everything one call needs, checked and built before anything is sent."""
-
-    agent: AgentDefinition
-    model: str
-    max_tokens: int
-    timeout: float
-    params: dict[str, Any]
-    user_content: str
-    cache_request: dict[str, Any]
-    use_cache: bool
-    refresh: bool
-    ttl_hours: float | None
-    input_estimate: int
-    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -137,7 +101,9 @@ def _is_cancel_or_timeout(exc: BaseException) -> bool:
     return isinstance(exc, (asyncio.CancelledError, TimeoutError))
 
 
-def _attempt_usage(call: _Call, state: StreamState | None, exc: BaseException) -> Usage | None:
+def _attempt_usage(
+    call: PreparedCall, state: StreamState | None, exc: BaseException
+) -> Usage | None:
     """What the API bills for one sent attempt that ended with ``exc`` (None: nothing).
 
     Input: the stream's ``message_start`` count, else the request's estimate. Output: the
@@ -264,6 +230,13 @@ class AsyncAgentOrchestrator:
         self._policy = InjectionPolicy.parse(injection_policy)
         self._max_task_chars = check_int("max_task_chars", max_task_chars)
         self._cache_ttl_hours = check_ttl_hours("cache_ttl_hours", cache_ttl_hours)
+        self._builder = RequestBuilder(
+            model=self._model,
+            max_tokens=self._max_tokens,
+            timeout_seconds=self._timeout,
+            injection_policy=self._policy,
+            max_task_chars=self._max_task_chars,
+        )
         self._client = ClientHandle(api_key=api_key, base_url=base_url, http_client=http_client)
         self._key_registered = self._client.api_key is not None
         if self._client.api_key is not None:
@@ -473,93 +446,29 @@ class AsyncAgentOrchestrator:
 
     # -- preparation (no I/O except the registry's first load) -----------------------------------
 
-    def _prepare(self, agent_name: str, task: str, options: Mapping[str, Any]) -> _Call:
-        from ..guard import InjectionPolicy, build_request, screen, screen_untrusted, validate_task
-
+    def _prepare(
+        self,
+        agent_name: str,
+        task: str,
+        options: CallOptions | Mapping[str, Any],
+        history: Sequence[Mapping[str, Any]] = (),
+    ) -> PreparedCall:
         if self._closed:
             raise ConfigurationError("This orchestrator is closed; create a new one.")
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise ConfigurationError(
-                f"Unknown option(s) {', '.join(map(repr, unknown))}; "
-                f"valid options: {', '.join(sorted(_OPTIONS))}."
-            )
+        if not isinstance(options, CallOptions):
+            options = CallOptions.from_kwargs(**options)
         agent = self.registry.get(agent_name)
-        task = validate_task(task, max_chars=self._max_task_chars)
-        model = _first(options.get("model"), agent.model, self._model)
-        if not isinstance(model, str) or not model.strip():
-            raise ConfigurationError(
-                f"model must be a model id such as 'claude-sonnet-5-5', got {model!r}."
-            )
-        max_tokens = check_int(
-            "max_tokens", _first(options.get("max_tokens"), agent.max_tokens, self._max_tokens)
-        )
-        timeout = check_number(
-            "timeout_seconds", _first(options.get("timeout_seconds"), self._timeout)
-        )
-        ttl = check_ttl_hours("ttl_hours", options.get("ttl_hours"), allow_none=True)
-        stop = options.get("stop_sequences")
-        if stop is not None and (
-            not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) and s for s in stop)
-        ):
-            raise ConfigurationError("stop_sequences must be a list of non-empty strings.")
-        stop_list = list(stop) if stop else None
-        untrusted = options.get("untrusted")
-        if untrusted is not None and not isinstance(untrusted, Mapping):
-            raise ConfigurationError("untrusted must be a mapping of name -> text.")
-        policy = InjectionPolicy.parse(_first(options.get("injection_policy"), self._policy))
-        # Data is always screened; the task only if the caller does not vouch for it.
-        findings = (
-            screen(task, policy)
-            if check_flag("screen_task", options.get("screen_task", True))
-            else ()
-        )
-        findings += screen_untrusted(untrusted or {}, policy)
-        extra: dict[str, Any] = {"stop_sequences": stop_list} if stop_list else {}
-        params = build_request(
-            agent.system_prompt,
-            task,
-            model=model,
-            max_tokens=max_tokens,
-            untrusted=dict(untrusted) if untrusted else None,
-            **extra,
-        )
-        user_content: str = params["messages"][0]["content"]
-        warnings = [
-            f"Possible prompt injection ({f.rule}"
-            + (f" in {f.source!r}" if f.source is not None else "")
-            + ") sent anyway."
-            for f in findings
-        ]
-        return _Call(
-            agent=agent,
-            model=model,
-            max_tokens=max_tokens,
-            timeout=timeout or self._timeout,
-            params=params,
-            user_content=user_content,
-            cache_request={
-                "definition_hash": agent.definition_hash,
-                "system": agent.system_prompt,
-                "max_tokens": max_tokens,
-                "stop_sequences": stop_list,
-            },
-            use_cache=check_flag("use_cache", options.get("use_cache", True)),
-            refresh=check_flag("refresh", options.get("refresh", False)),
-            ttl_hours=ttl,
-            input_estimate=estimate_input_tokens(agent.system_prompt, user_content),
-            warnings=warnings,
-        )
+        return self._builder.build(agent, task, options, history)
 
     # -- cache ---------------------------------------------------------------------------------
 
-    def _cache_lookup(self, call: _Call) -> AgentResult | None:
+    def _cache_lookup(self, call: PreparedCall) -> AgentResult | None:
         cache = self.cache if call.use_cache else None
         if cache is None or call.refresh:
             return None
         started = time.perf_counter()
         try:
-            entry = cache.get(call.agent.name, call.user_content, call.model, **call.cache_request)
+            entry = cache.get(call.agent.name, call.cache_task, call.model, **call.cache_request)
         except CacheError as exc:
             self._log.warning("cache lookup failed, calling live: %s", exc)
             return None
@@ -587,7 +496,7 @@ class AsyncAgentOrchestrator:
         self._record(result)
         return result
 
-    def _cache_store(self, call: _Call, answer: Answer, cost: float | None) -> bool:
+    def _cache_store(self, call: PreparedCall, answer: Answer, cost: float | None) -> bool:
         """Store the answer; True if it was stored (a failed store never fails the call)."""
         cache = self.cache if call.use_cache else None
         if cache is None:
@@ -595,7 +504,7 @@ class AsyncAgentOrchestrator:
         try:
             return cache.set(
                 call.agent.name,
-                call.user_content,
+                call.cache_task,
                 call.model,
                 answer.text,
                 answer.usage.input_tokens,
@@ -665,7 +574,7 @@ class AsyncAgentOrchestrator:
 
     async def _attempt(
         self,
-        call: _Call,
+        call: PreparedCall,
         progress: _Progress,
         on_text: Callable[[str], None] | None,
         deadline_at: float | None = None,
@@ -734,7 +643,7 @@ class AsyncAgentOrchestrator:
     async def _send(
         self,
         client: Any,
-        call: _Call,
+        call: PreparedCall,
         progress: _Progress,
         on_text: Callable[[str], None] | None,
         ticket: Ticket,
@@ -771,7 +680,7 @@ class AsyncAgentOrchestrator:
         return check_message(state.message, max_tokens=call.max_tokens, request_id=state.request_id)
 
     async def _live(
-        self, call: _Call, progress: _Progress, on_text: Callable[[str], None] | None
+        self, call: PreparedCall, progress: _Progress, on_text: Callable[[str], None] | None
     ) -> Answer:
         """All attempts with retries, bounded by the overall deadline (no asyncio.timeout)."""
         deadline_at = None if self._deadline is None else time.monotonic() + self._deadline
@@ -804,7 +713,7 @@ class AsyncAgentOrchestrator:
 
     async def _execute(
         self,
-        call: _Call,
+        call: PreparedCall,
         on_text: Callable[[str], None] | None = None,
         on_cancelled: OnCancelled | None = None,
     ) -> AgentResult:
@@ -826,7 +735,7 @@ class AsyncAgentOrchestrator:
 
     async def _execute_live(
         self,
-        call: _Call,
+        call: PreparedCall,
         reservation: Reservation,
         on_text: Callable[[str], None] | None,
         on_cancelled: OnCancelled | None = None,
@@ -883,7 +792,7 @@ class AsyncAgentOrchestrator:
 
     def _settle_failure(
         self,
-        call: _Call,
+        call: PreparedCall,
         reservation: Reservation,
         progress: _Progress,
         exc: BaseException,
@@ -944,6 +853,7 @@ class AsyncAgentOrchestrator:
         task: str,
         *,
         on_cancelled: OnCancelled | None = None,
+        history: Sequence[Mapping[str, Any]] = (),
         **options: Any,
     ) -> AgentResult:
         """Run one agent on ``task`` and return its :class:`AgentResult`.
@@ -953,7 +863,9 @@ class AsyncAgentOrchestrator:
         ``injection_policy`` (``block``/``warn``/``off`` for this call), ``untrusted``
         (name -> text: wrapped as data and always screened under the policy),
         ``screen_task`` (default True; False when the task is your own text, as a notebook
-        cell is: the task is then sent unscreened), ``stop_sequences``.
+        cell is: the task is then sent unscreened), ``stop_sequences`` (see
+        :class:`~.request.CallOptions`). ``history``: the prior turns of a conversation, as
+        in :meth:`execute`.
 
         Raises, before anything is sent: :class:`UnknownAgentError`, :class:`InvalidTaskError`,
         :class:`PromptInjectionError`, :class:`ConfigurationError` (bad option, missing API
@@ -966,8 +878,34 @@ class AsyncAgentOrchestrator:
         ``on_cancelled(result)`` receives that settled result before the cancellation
         propagates. Safe to run concurrently on one loop.
         """
-        call = self._prepare(agent_name, task, options)
-        return await self._execute(call, on_cancelled=on_cancelled)
+        return await self.execute(
+            agent_name,
+            task,
+            CallOptions.from_kwargs(**options),
+            history=history,
+            on_cancelled=on_cancelled,
+        )
+
+    async def execute(
+        self,
+        agent_name: str,
+        task: str,
+        options: CallOptions | None = None,
+        *,
+        history: Sequence[Mapping[str, Any]] = (),
+        on_text: Callable[[str], None] | None = None,
+        on_cancelled: OnCancelled | None = None,
+    ) -> AgentResult:
+        """The typed form of :meth:`execute_agent`: ``options`` is a :class:`CallOptions`.
+
+        ``history`` holds the prior turns of a conversation (Messages API ``{"role",
+        "content"}`` dicts, oldest first, ending with an assistant turn); ``task`` is the new
+        user turn. The cache identity covers the whole history. ``on_text`` receives each
+        piece of text as it arrives (the call then streams). Same errors and outcomes as
+        :meth:`execute_agent`.
+        """
+        call = self._prepare(agent_name, task, options or CallOptions(), history)
+        return await self._execute(call, on_text=on_text, on_cancelled=on_cancelled)
 
     async def stream_agent(
         self,
@@ -975,6 +913,7 @@ class AsyncAgentOrchestrator:
         task: str,
         *,
         on_cancelled: OnCancelled | None = None,
+        history: Sequence[Mapping[str, Any]] = (),
         **options: Any,
     ) -> AsyncIterator[str | AgentResult]:
         """Yield the answer's text pieces as they arrive, then exactly one :class:`AgentResult`.
@@ -986,7 +925,7 @@ class AsyncAgentOrchestrator:
         cancels the request; it is charged and reported to ``on_cancelled`` as in
         :meth:`execute_agent`.
         """
-        call = self._prepare(agent_name, task, options)
+        call = self._prepare(agent_name, task, options, history)
         queue: asyncio.Queue[object] = asyncio.Queue()
         task_ = asyncio.ensure_future(
             self._execute(call, on_text=queue.put_nowait, on_cancelled=on_cancelled)
