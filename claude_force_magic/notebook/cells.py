@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from ..errors import ClaudeForceError, ResponseError
+from ..errors import ResponseError
 from .display import DONE, Finished, Pump, StreamView
 from .options import check_variable_name, interpolate, screen_cell_data
 from .session import Mode, require_api_key
@@ -201,27 +201,20 @@ async def _call_one(
     pump: Pump,
     keep_partial: Callable[[int, AgentResult], None],
 ) -> AgentResult:
-    options: dict[str, Any] = dict(request.call_options)
-    if request.untrusted:
-        options["untrusted"] = dict(request.untrusted)
-
     def on_cancelled(result: AgentResult) -> None:
         keep_partial(index, result)
 
-    if not request.stream:
-        result: AgentResult = await orch.execute_agent(
-            name, request.task, on_cancelled=on_cancelled, **options
-        )
-        return result
-    final: AgentResult | None = None
-    async for item in orch.stream_agent(name, request.task, on_cancelled=on_cancelled, **options):
-        if isinstance(item, str):
-            pump.put((index, item))
-        else:
-            final = item
-    if final is None:
-        raise ClaudeForceError(f"{name}: the stream ended without a result.")
-    return final
+    def on_text(piece: str) -> None:
+        pump.put((index, piece))
+
+    result: AgentResult = await orch.execute(
+        name,
+        request.task,
+        request.options,
+        on_text=on_text if request.stream else None,
+        on_cancelled=on_cancelled,
+    )
+    return result
 
 
 def prompt_api_key() -> str:

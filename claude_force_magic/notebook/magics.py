@@ -23,6 +23,7 @@ from IPython.core.magic import Magics, magics_class, no_var_expand
 from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, default, observe, validate
 from traitlets import Enum as EnumTrait
 
+from ..engine import defaults
 from ..errors import ClaudeForceError
 from ..settings import check_ttl_hours
 from .commands import COMMANDS
@@ -90,14 +91,18 @@ class AgentMagics(Magics):
 
     model = Unicode(help="Model for every call unless --model says otherwise.").tag(config=True)
     max_tokens = Int(help="Upper bound on answer tokens (--max-tokens per cell).").tag(config=True)
-    timeout = Float(30.0, help="Seconds one attempt may take (--timeout per cell).").tag(
+    timeout = Float(
+        defaults.TIMEOUT_SECONDS, help="Seconds one attempt may take (--timeout per cell)."
+    ).tag(config=True)
+    deadline = Float(
+        defaults.DEADLINE_SECONDS, help="Seconds a call may take across all its retries."
+    ).tag(config=True)
+    max_concurrent = Int(defaults.MAX_CONCURRENT, help="Requests in flight at once.").tag(
         config=True
     )
-    deadline = Float(120.0, help="Seconds a call may take across all its retries.").tag(config=True)
-    max_concurrent = Int(10, help="Requests in flight at once.").tag(config=True)
-    calls_per_minute = Float(50.0, allow_none=True, help="Client-side request rate limit.").tag(
-        config=True
-    )
+    calls_per_minute = Float(
+        defaults.CALLS_PER_MINUTE, allow_none=True, help="Client-side request rate limit."
+    ).tag(config=True)
     budget_usd = Float(None, allow_none=True, help="Refuse calls past this spend (USD).").tag(
         config=True
     )
@@ -110,12 +115,14 @@ class AgentMagics(Magics):
     cache_dir = Unicode("", help="Response cache directory (default: $CLAUDE_CACHE_DIR).").tag(
         config=True
     )
-    ttl_hours = Float(24.0, help="How long cached answers stay valid (--ttl per cell).").tag(
-        config=True
-    )
+    ttl_hours = Float(
+        defaults.CACHE_TTL_HOURS, help="How long cached answers stay valid (--ttl per cell)."
+    ).tag(config=True)
     enable_cache = Bool(True, help="Read and write the response cache.").tag(config=True)
     injection_policy = EnumTrait(
-        ["block", "warn", "off"], "block", help="Prompt-injection screening (--trust: off)."
+        ["block", "warn", "off"],
+        defaults.INJECTION_POLICY,
+        help="Prompt-injection screening (--trust: off).",
     ).tag(config=True)
     simulate = Bool(help="Answer every cell from the offline simulator.").tag(config=True)
     stream = Bool(True, help="Stream answers into the cell (--no-stream per cell).").tag(
@@ -153,12 +160,16 @@ class AgentMagics(Magics):
 
     @default("model")
     def _default_model(self) -> str:
-        return _env("model") or "claude-sonnet-5-5"
+        return _env("model") or defaults.MODEL
 
     @default("max_tokens")
     def _default_max_tokens(self) -> int:
         value = _env("max_tokens")
-        return 4096 if value is None else int(_env_number("max_tokens", value, integer=True))
+        return (
+            defaults.MAX_TOKENS
+            if value is None
+            else int(_env_number("max_tokens", value, integer=True))
+        )
 
     @default("budget_usd")
     def _default_budget(self) -> float | None:
@@ -280,7 +291,7 @@ class AgentMagics(Magics):
             notebook=in_kernel(self.shell),
             quiet=request.quiet,
             fmt=request.fmt,
-            caching=self.enable_cache and request.call_options.get("use_cache", True),
+            caching=self.enable_cache and request.options.use_cache,
             math=bool(self.math or args.math),
             notes=request.notes,
         )

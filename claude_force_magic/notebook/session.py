@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..engine import defaults
 from ..errors import ConfigurationError
 from ..settings import API_KEY_ENV
 from .runner import BackgroundLoop
@@ -95,20 +96,23 @@ def require_api_key(mode: Mode | bool, session_key: str | None = None) -> None:
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """The settings an orchestrator is built from (a snapshot of the ``AgentMagics`` traits)."""
+    """The settings an orchestrator is built from (a snapshot of the ``AgentMagics`` traits).
 
-    model: str = "claude-sonnet-5-5"
-    max_tokens: int = 4096
-    timeout: float = 30.0
-    deadline: float = 120.0
-    max_concurrent: int = 10
-    calls_per_minute: float | None = 50.0
+    The defaults are the engine's (:mod:`~..engine.defaults`), as are the traits'.
+    """
+
+    model: str = defaults.MODEL
+    max_tokens: int = defaults.MAX_TOKENS
+    timeout: float = defaults.TIMEOUT_SECONDS
+    deadline: float = defaults.DEADLINE_SECONDS
+    max_concurrent: int = defaults.MAX_CONCURRENT
+    calls_per_minute: float | None = defaults.CALLS_PER_MINUTE
     budget_usd: float | None = None
     budget_window: str = "total"
     cache_dir: str = ""
-    ttl_hours: float = 24.0
+    ttl_hours: float = defaults.CACHE_TTL_HOURS
     enable_cache: bool = True
-    injection_policy: str = "block"
+    injection_policy: str = defaults.INJECTION_POLICY
     config_path: str = ""
     simulator_latency: float = 0.2
     simulator_per_token: float = 0.0

@@ -147,3 +147,44 @@ def test_one_factory_builds_the_session_and_bench_orchestrators(session: AgentSe
     finally:
         session.run(bench.close())
     assert session.live_orchestrators() == {Mode.SIMULATED: own}
+
+
+def test_traits_and_session_config_take_the_engine_defaults(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from claude_force_magic.engine import defaults
+    from claude_force_magic.notebook.magics import AgentMagics
+
+    for name in ("MODEL", "MAX_TOKENS"):
+        monkeypatch.delenv(f"CLAUDE_FORCE_MAGIC_{name}", raising=False)
+    magics = AgentMagics(shell=None)
+    try:
+        config = magics.session.config()
+    finally:
+        magics.session.close()
+    expected = {
+        "model": defaults.MODEL,
+        "max_tokens": defaults.MAX_TOKENS,
+        "timeout": defaults.TIMEOUT_SECONDS,
+        "deadline": defaults.DEADLINE_SECONDS,
+        "max_concurrent": defaults.MAX_CONCURRENT,
+        "calls_per_minute": defaults.CALLS_PER_MINUTE,
+        "ttl_hours": defaults.CACHE_TTL_HOURS,
+        "injection_policy": defaults.INJECTION_POLICY,
+    }
+    assert {name: getattr(config, name) for name in expected} == expected
+    assert {name: getattr(SessionConfig(), name) for name in expected} == expected
+
+
+def test_a_cells_flags_and_values_become_one_call_options() -> None:
+    from claude_force_magic.engine.request import CallOptions
+    from claude_force_magic.notebook.magics import AgentMagics
+    from claude_force_magic.notebook.options import build_cell_request, parse_args
+
+    args = parse_args(AgentMagics.agent_cell, "python-expert --max-tokens 99 --no-cache --ttl 2")
+    request = build_cell_request(args, "Explain {topic}.", {"topic": "slots"})
+    options = request.options
+    assert isinstance(options, CallOptions)
+    assert (options.max_tokens, options.use_cache, options.ttl_hours) == (99, False, 2.0)
+    assert options.untrusted == {"topic": "slots"}
+    assert not options.screen_task and options.injection_policy == "off"  # the body is the user's
