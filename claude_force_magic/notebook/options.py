@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ..engine.request import CallOptions
 
 __all__ = [
+    "MAX_VALUE_CHARS",
     "CellRequest",
     "argument",
     "build_cell_request",

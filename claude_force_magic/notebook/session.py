@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ..simulator import Simulator
 
 __all__ = [
+    "NO_KEY_MESSAGE",
     "SIMULATED_KEY",
     "AgentSession",
     "Mode",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .session import AgentSession, Mode
 
-__all__ = ["Progress", "StatsDashboard", "html_table", "stats_sections"]
+__all__ = ["TEXT_WIDTH", "Progress", "StatsDashboard", "html_table", "stats_sections"]
 
 _CACHE_FIELDS = (
     "entries",

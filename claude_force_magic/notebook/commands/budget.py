@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = ["budget", "budget_summary"]
 
-WINDOWS = ("day", "session", "total")
+_WINDOWS = ("day", "session", "total")
 
 
 @command(
@@ -35,7 +35,7 @@ def budget(magics: AgentMagics, args: argparse.Namespace) -> Any:
     spend over from $0, ``--per`` sets the window (since local midnight, since this kernel
     started, or in total since the last reset)."""
     if args.per is not None:
-        if args.per not in WINDOWS:
+        if args.per not in _WINDOWS:
             raise UsageError(
                 f"--per {args.per}: use day (since local midnight), session (since this "
                 "kernel started) or total (since `%agent budget reset`)."

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ["cache"]
 
-USAGE = "Usage: %agent cache | %agent cache clear [AGENT] | %agent cache verify"
+_USAGE = "Usage: %agent cache | %agent cache clear [AGENT] | %agent cache verify"
 
 
 @command(
@@ -32,7 +32,7 @@ def cache(magics: AgentMagics, args: argparse.Namespace) -> Any:
     checks every signature and removes tampered entries."""
     action, agent = args.action, args.agent
     if action not in (None, "clear", "verify") or (agent is not None and action != "clear"):
-        raise UsageError(USAGE)
+        raise UsageError(_USAGE)
     # The cache is local: inspecting or clearing it needs no API key.
     orch = magics.session.orchestrator(require_key=False)
     store = orch.cache

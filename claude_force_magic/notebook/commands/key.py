@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ["key"]
 
-USAGE = (
+_USAGE = (
     "Usage: %agent key   (then paste the key at the hidden prompt)   or   %agent key --clear. "
     "Never type the key into a cell: it would be saved in the notebook and its history."
 )
@@ -34,7 +34,7 @@ def key(magics: AgentMagics, args: argparse.Namespace) -> Any:
     """Ask for the API key at a hidden prompt; it is kept in this kernel's memory only."""
     session = magics.session
     if args.typed:  # never echo what was typed: it may be the key itself
-        raise UsageError(USAGE)
+        raise UsageError(_USAGE)
     if args.clear:
         had = session.api_key is not None
         session.set_api_key(None)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["simulate"]
 
-USAGE = "Usage: %agent simulate on   or   %agent simulate off"
+_USAGE = "Usage: %agent simulate on   or   %agent simulate off"
 
 
 @command("simulate", ("simulate on|off", "use the offline simulator for every cell"))
@@ -27,7 +27,7 @@ def simulate(magics: AgentMagics, args: argparse.Namespace) -> Any:
     """Answer every cell from the offline simulator (``on``) or the Messages API (``off``)."""
     state = (args.state or "").lower()
     if state not in ("on", "off"):
-        raise UsageError(USAGE)
+        raise UsageError(_USAGE)
     magics.simulate = state == "on"
     session = magics.session
     if magics.simulate:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 __all__ = ["show_stats"]
 
 #: Dashboards kept up to date after each cell (the newest ones; older ones stop refreshing).
-MAX_DASHBOARDS = 5
+_MAX_DASHBOARDS = 5
 
 
 @command("stats", ("stats", "live dashboard: cache, latency percentiles, spend and savings"))
@@ -25,7 +25,7 @@ def show_stats(magics: AgentMagics, args: argparse.Namespace) -> Any:
 
     board = StatsDashboard(magics.session, notebook=in_kernel(magics.shell))
     board.show()
-    magics.dashboards = [*magics.dashboards[-(MAX_DASHBOARDS - 1) :], board]
+    magics.dashboards = [*magics.dashboards[-(_MAX_DASHBOARDS - 1) :], board]
     if len(magics.dashboards) == 1:
         magics.session.add_listener(lambda: _refresh(magics))
     return None
