@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from ..options import argument, magic_args
-from .registry import command, in_kernel
+from ..options import argument
+from .registry import command, in_kernel, subcommand_args
 
 if TYPE_CHECKING:
     from ..magics import AgentMagics
@@ -15,7 +15,7 @@ __all__ = ["list_agents", "show_agent"]
 
 
 @command("list", ("list", "agents: name, description, domains, priority, source"))
-@magic_args("agent list")
+@subcommand_args("agent list")
 def list_agents(magics: AgentMagics, args: argparse.Namespace) -> Any:
     """The agents: name, description, domains, priority and source, as a DataFrame."""
     from ..frames import agents_frame
@@ -24,7 +24,7 @@ def list_agents(magics: AgentMagics, args: argparse.Namespace) -> Any:
 
 
 @command("show", ("show NAME", "one agent's definition"))
-@magic_args("agent show")
+@subcommand_args("agent show")
 @argument("name", metavar="NAME", help="the agent to show")
 def show_agent(magics: AgentMagics, args: argparse.Namespace) -> Any:
     """One agent's definition: description, domains, priority, source and system prompt.

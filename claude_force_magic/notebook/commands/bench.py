@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from ..options import argument, magic_args
-from .registry import command, in_kernel
+from ..options import argument
+from .registry import command, in_kernel, subcommand_args
 
 if TYPE_CHECKING:
     from ..magics import AgentMagics
@@ -19,7 +19,7 @@ __all__ = ["bench"]
     ("bench AGENT [--n 50] [--concurrency 8] [--simulate] [--task TEXT | --tasks VAR]", ""),
     manual=True,
 )
-@magic_args("agent bench")
+@subcommand_args("agent bench")
 @argument("agent", help="the agent to benchmark")
 @argument("--n", type=int, default=50, help="number of calls (default 50)")
 @argument("--concurrency", type=int, default=8, help="calls in flight at once (default 8)")

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from ..options import argument, magic_args, parse_usd
+from ..options import argument, parse_usd
 from ..session import Mode
-from .registry import command
+from .registry import command, subcommand_args
 
 if TYPE_CHECKING:
     from ..magics import AgentMagics
@@ -27,7 +27,7 @@ _WINDOWS = ("day", "session", "total")
         "stop calls that would take spending past USD",
     ),
 )
-@magic_args("agent budget")
+@subcommand_args("agent budget")
 @argument("value", nargs="?", metavar="USD|off|reset", help="the limit in USD, off, or reset")
 @argument("--per", metavar="day|session|total", help="what counts against the limit")
 def budget(magics: AgentMagics, args: argparse.Namespace) -> Any:

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from ..options import argument, magic_args
-from .registry import command
+from ..options import argument
+from .registry import command, subcommand_args
 
 if TYPE_CHECKING:
     from ..magics import AgentMagics
@@ -24,7 +24,7 @@ _USAGE = "Usage: %agent cache | %agent cache clear [AGENT] | %agent cache verify
     ("cache clear [AGENT]", "remove all entries, or one agent's"),
     ("cache verify", "check every signature; tampered entries are removed"),
 )
-@magic_args("agent cache")
+@subcommand_args("agent cache")
 @argument("action", nargs="?", metavar="clear|verify", help="clear or verify (default: list)")
 @argument("agent", nargs="?", metavar="AGENT", help="with clear: only this agent's entries")
 def cache(magics: AgentMagics, args: argparse.Namespace) -> Any:

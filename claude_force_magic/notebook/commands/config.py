@@ -7,9 +7,8 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ...settings import API_KEY_ENV
-from ..options import magic_args
 from ..session import Mode
-from .registry import command
+from .registry import command, subcommand_args
 
 if TYPE_CHECKING:
     from ..magics import AgentMagics
@@ -18,7 +17,7 @@ __all__ = ["config", "effective_config"]
 
 
 @command("config", ("config", "the effective configuration (API key masked)"))
-@magic_args("agent config")
+@subcommand_args("agent config")
 def config(magics: AgentMagics, args: argparse.Namespace) -> Any:
     """Every setting's effective value as a DataFrame (the API key masked)."""
     from ..frames import config_frame

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from ..options import magic_args
 from ..session import Mode
-from .registry import command
+from .registry import command, subcommand_args
 
 if TYPE_CHECKING:
     from ..magics import AgentMagics
@@ -16,7 +15,7 @@ __all__ = ["cost", "history"]
 
 
 @command("history", ("history", "this session's calls, live and simulated (a mode column)"))
-@magic_args("agent history")
+@subcommand_args("agent history")
 def history(magics: AgentMagics, args: argparse.Namespace) -> Any:
     """This session's calls, live and simulated, as a DataFrame with a ``mode`` column."""
     from ..frames import mode_history_frame
@@ -26,7 +25,7 @@ def history(magics: AgentMagics, args: argparse.Namespace) -> Any:
 
 
 @command("cost", ("cost", "spend and savings by mode, agent and model"))
-@magic_args("agent cost")
+@subcommand_args("agent cost")
 def cost(magics: AgentMagics, args: argparse.Namespace) -> Any:
     """Spend and savings by mode, agent and model, as a DataFrame."""
     from ..frames import cost_frame

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from ..options import argument, magic_args
-from .registry import command
+from ..options import argument
+from .registry import command, subcommand_args
 
 if TYPE_CHECKING:
     from ..magics import AgentMagics
@@ -27,7 +27,7 @@ _USAGE = (
     ("key | key --clear", "enter the API key at a hidden prompt (memory only) / forget it"),
     secret=True,
 )
-@magic_args("agent key")
+@subcommand_args("agent key")
 @argument("--clear", action="store_true", help="forget the key given with %%agent key")
 @argument("typed", nargs="*", help=argparse.SUPPRESS)
 def key(magics: AgentMagics, args: argparse.Namespace) -> Any:

@@ -1,7 +1,8 @@
 """The ``%agent`` subcommand table: each subcommand is one :class:`Command`.
 
-A subcommand is a handler function declared with IPython's ``magic_arguments`` (its parser)
-and wrapped by :func:`command` with the lines it adds to ``%agent help``. ``%agent`` looks the
+A subcommand is a handler function declared with IPython's ``magic_arguments`` (its parser:
+``@subcommand_args`` + ``@argument``) and wrapped by :func:`command` with the lines it adds to
+``%agent help``. ``%agent`` looks the
 first word up in a :class:`CommandTable`, parses the rest with that command's parser (a mistake
 is a ``UsageError`` with the command's usage line) and calls the handler with the magics
 object and the parsed arguments.
@@ -12,9 +13,9 @@ from __future__ import annotations
 import argparse
 import shlex
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from IPython.core import magic_arguments
 from IPython.core.error import UsageError
 
 from ..options import parse_args
@@ -22,7 +23,7 @@ from ..options import parse_args
 if TYPE_CHECKING:
     from ..magics import AgentMagics
 
-__all__ = ["Command", "CommandTable", "Handler", "command", "in_kernel"]
+__all__ = ["Command", "CommandTable", "Handler", "command", "in_kernel", "subcommand_args"]
 
 #: A subcommand's handler: the magics object and the parsed arguments -> what ``%agent`` returns.
 Handler = Callable[["AgentMagics", argparse.Namespace], Any]
@@ -32,25 +33,48 @@ _SYNOPSIS_WIDTH = 25
 _QUOTES = "'\""
 
 
-@dataclass(frozen=True)
 class Command:
     """One ``%agent`` subcommand: its name, its handler (which carries the parser) and help.
 
     ``help`` holds ``(synopsis, summary)`` lines for ``%agent help``; ``manual`` adds the
     parser's full help to ``%agent?``; ``secret`` keeps what was typed out of error messages
-    (``%agent key``: it may be the key itself).
+    (``%agent key``: it may be the key itself). (A plain class, not a dataclass: building a
+    dataclass at import costs ``%load_ext`` about a millisecond.)
     """
 
-    name: str
-    handler: Handler
-    help: tuple[tuple[str, str], ...]
-    manual: bool = False
-    secret: bool = False
+    __slots__ = ("handler", "help", "manual", "name", "secret")
+
+    def __init__(
+        self,
+        name: str,
+        handler: Handler,
+        help: tuple[tuple[str, str], ...],
+        *,
+        manual: bool = False,
+        secret: bool = False,
+    ) -> None:
+        self.name = name
+        self.handler = handler
+        self.help = help
+        self.manual = manual
+        self.secret = secret
+
+    def __repr__(self) -> str:
+        return f"<Command %agent {self.name}>"
+
+    @property
+    def parser(self) -> Any:
+        """The handler's ``magic_arguments`` parser (built on first use)."""
+        parser = getattr(self.handler, "parser", None)
+        if parser is None:
+            parser = magic_arguments.construct_parser(self.handler)  # type: ignore[no-untyped-call]
+            self.handler.parser = parser  # type: ignore[attr-defined]
+        return parser
 
     @property
     def usage(self) -> str:
         """The usage line argparse writes, e.g. ``%agent show NAME``."""
-        parser = self.handler.parser  # type: ignore[attr-defined]
+        parser = self.parser
         words: list[str] = parser.format_usage().split()
         # IPython's formatter writes "::" (reST) before the usage line; drop it and "usage:"
         return " ".join(w for w in words if w not in ("::", "usage:"))
@@ -62,7 +86,7 @@ class Command:
         lose one pair of surrounding quotes (``magic_arguments`` splits like a non-POSIX
         shell, so ``--task "two words"`` would keep them).
         """
-        parser = self.handler.parser  # type: ignore[attr-defined]
+        parser = self.parser  # built now if this is the subcommand's first run
         if line.strip() and not parser._actions:
             got = " ".join(shlex.split(line))
             raise UsageError(f"%agent {self.name} takes no arguments (got {got!r}).")
@@ -77,7 +101,7 @@ class Command:
 
     def manual_text(self) -> str:
         """The parser's full help (usage, description, options)."""
-        return self.handler.__doc__ or ""
+        return str(self.parser.format_help())
 
 
 def _unquote(value: Any) -> Any:
@@ -100,11 +124,27 @@ def command(
     """
 
     def wrap(handler: Handler) -> Command:
-        if not hasattr(handler, "parser"):
-            raise TypeError(f"%agent {name}: declare the handler with @magic_args first.")
+        if not hasattr(handler, "argcmd_name"):
+            raise TypeError(f"%agent {name}: declare the handler with @subcommand_args first.")
         return Command(name, handler, tuple(help_lines), manual=manual, secret=secret)
 
     return wrap
+
+
+class subcommand_args(magic_arguments.magic_arguments):
+    """IPython's ``@magic_arguments(name)``, except that the parser is built when the
+    subcommand first runs (or its manual is shown) rather than at import: a dozen parsers
+    built at ``%load_ext`` would cost it several milliseconds."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)  # type: ignore[no-untyped-call]
+
+    def __call__(self, func: Handler) -> Handler:
+        if not getattr(func, "has_arguments", False):
+            func.has_arguments = True  # type: ignore[attr-defined]
+            func.decorators = []  # type: ignore[attr-defined]
+        func.argcmd_name = self.name  # type: ignore[attr-defined]
+        return func
 
 
 class CommandTable:

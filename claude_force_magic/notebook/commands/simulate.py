@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from ...settings import API_KEY_ENV
-from ..options import argument, magic_args
-from .registry import command
+from ..options import argument
+from .registry import command, subcommand_args
 
 if TYPE_CHECKING:
     from ..magics import AgentMagics
@@ -21,7 +21,7 @@ _USAGE = "Usage: %agent simulate on   or   %agent simulate off"
 
 
 @command("simulate", ("simulate on|off", "use the offline simulator for every cell"))
-@magic_args("agent simulate")
+@subcommand_args("agent simulate")
 @argument("state", nargs="?", metavar="on|off", help="on: the offline simulator; off: the API")
 def simulate(magics: AgentMagics, args: argparse.Namespace) -> Any:
     """Answer every cell from the offline simulator (``on``) or the Messages API (``off``)."""

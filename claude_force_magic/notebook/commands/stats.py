@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from ..options import magic_args
-from .registry import command, in_kernel
+from .registry import command, in_kernel, subcommand_args
 
 if TYPE_CHECKING:
     from ..magics import AgentMagics
@@ -18,7 +17,7 @@ _MAX_DASHBOARDS = 5
 
 
 @command("stats", ("stats", "live dashboard: cache, latency percentiles, spend and savings"))
-@magic_args("agent stats")
+@subcommand_args("agent stats")
 def show_stats(magics: AgentMagics, args: argparse.Namespace) -> Any:
     """Show a dashboard that refreshes after every cell that runs agents."""
     from ..widgets import StatsDashboard
