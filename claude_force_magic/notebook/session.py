@@ -7,6 +7,7 @@ simulator). Simulated answers are cached in a sibling directory, ``<cache_dir>-s
 simulated answer is never served as a real one. Each mode records into its own
 :class:`~..metrics.Metrics` (:meth:`AgentSession.metrics`), so pretend dollars are never added to
 real ones: ``%agent history``, ``%agent cost`` and ``%agent stats`` show both, labelled by mode.
+The modes are :class:`Mode`; every orchestrator comes from :meth:`AgentSession.build_orchestrator`.
 """
 
 from __future__ import annotations

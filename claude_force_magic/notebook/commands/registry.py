@@ -118,7 +118,8 @@ def command(
     manual: bool = False,
     secret: bool = False,
 ) -> Callable[[Handler], Command]:
-    """Make a handler declared with ``@magic_args``/``@argument`` into a :class:`Command`.
+    """Make a handler declared with ``@subcommand_args`` (or IPython's ``@magic_arguments``)
+    and ``@argument`` into a :class:`Command`.
 
     ``help_lines`` are ``(synopsis, summary)`` pairs shown by ``%agent help``.
     """
