@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import (
     APIError,
@@ -37,20 +37,15 @@ from ..validation import check_flag, check_int, check_number
 from . import defaults
 from .breaker import CircuitBreaker
 from .budget import Budget, Reservation
-from .client import (
-    ClientHandle,
-    StreamState,
-    create_message,
-    map_api_error,
-    parse_rate_limit_headers,
-    stream_message,
-)
+from .client import ClientHandle
 from .estimate import estimate_text_tokens
-from .limits import RateLimiter, Ticket
+from .gate import Admission, AttemptBreaker, AttemptGate, AttemptLimiter
+from .limits import RateLimiter
 from .request import CallOptions, PreparedCall, RequestBuilder
-from .response import Answer, Usage, check_message
+from .response import Answer, Usage
 from .result import AgentResult, empty_metadata
 from .retry import RetryPolicy, call_with_retries
+from .transport import AttemptState, MessagesTransport, SDKTransport
 
 if TYPE_CHECKING:
     import httpx2
@@ -70,6 +65,17 @@ OnCancelled = Callable[[AgentResult], None]
 DEFAULT_MODEL = defaults.MODEL
 STREAMING_REQUIRED_ABOVE = defaults.STREAMING_REQUIRED_ABOVE
 _STOP = object()
+_T = TypeVar("_T")
+
+
+def _require(value: _T, protocol: type, name: str) -> _T:
+    """``value`` if it has the methods of ``protocol``; :class:`ConfigurationError` otherwise."""
+    if not isinstance(value, protocol):
+        raise ConfigurationError(
+            f"{name} must implement claude_force_magic.engine.{protocol.__module__.split('.')[-1]}"
+            f".{protocol.__name__}, got {type(value).__name__}."
+        )
+    return value
 
 
 def _usage_metadata(usage: Usage) -> dict[str, int]:
@@ -93,7 +99,7 @@ class _Progress:
     emitted: list[str] = field(default_factory=list)
     request_id: str | None = None
     sent: bool = False
-    stream: StreamState | None = None
+    stream: AttemptState | None = None
     billed: list[Usage] = field(default_factory=list)
 
 
@@ -102,7 +108,7 @@ def _is_cancel_or_timeout(exc: BaseException) -> bool:
 
 
 def _attempt_usage(
-    call: PreparedCall, state: StreamState | None, exc: BaseException
+    call: PreparedCall, state: AttemptState | None, exc: BaseException
 ) -> Usage | None:
     """What the API bills for one sent attempt that ended with ``exc`` (None: nothing).
 
@@ -144,6 +150,31 @@ def _sum_usage(usages: Iterable[Usage]) -> Usage:
             cache_read_input_tokens=total.cache_read_input_tokens + u.cache_read_input_tokens,
         )
     return total
+
+
+def _emitter(progress: _Progress, on_text: Callable[[str], None]) -> Callable[[str], None]:
+    """``on_text`` that also keeps what reached the caller (the output of a cut call)."""
+
+    def emit(piece: str) -> None:
+        progress.emitted.append(piece)
+        on_text(piece)
+
+    return emit
+
+
+def _learn_from_failure(
+    admission: Admission, state: AttemptState, exc: APIError, progress: _Progress
+) -> None:
+    """Tell the limiter what a failed attempt showed: the headers of a whole answer that
+    failed its checks, else of the error response, else a 429's ``retry_after``."""
+    if exc.request_id:
+        progress.request_id = exc.request_id
+    if state.message is not None:
+        admission.observe(state.headers)
+    if state.error_headers is not None:
+        admission.observe(state.error_headers)
+    elif isinstance(exc, RateLimitError):
+        admission.refused(exc)
 
 
 def call_status(exc: BaseException | None) -> str:
@@ -208,6 +239,9 @@ class AsyncAgentOrchestrator:
         breaker_cooldown_seconds: float = defaults.BREAKER_COOLDOWN_SECONDS,
         http_client: httpx2.AsyncClient | None = None,
         budget: Budget | None = None,
+        transport: MessagesTransport | None = None,
+        limiter: AttemptLimiter | None = None,
+        breaker: AttemptBreaker | None = None,
     ) -> None:
         from ..guard import InjectionPolicy, SecretRedactor
 
@@ -241,15 +275,25 @@ class AsyncAgentOrchestrator:
         self._key_registered = self._client.api_key is not None
         if self._client.api_key is not None:
             SecretRedactor.register(self._client.api_key)
-        # BUG-002: created eagerly; asyncio primitives bind to a loop on first contention only.
-        self._semaphore = asyncio.Semaphore(self._max_concurrent)
-        self._semaphore_loop: asyncio.AbstractEventLoop | None = None
-        self._limiter = RateLimiter(
+        self._owns_transport = transport is None
+        self._transport: MessagesTransport = (
+            SDKTransport(self._client)
+            if transport is None
+            else _require(transport, MessagesTransport, "transport")
+        )
+        rates = (
             check_number("calls_per_minute", calls_per_minute, allow_none=True),
             check_number("input_tokens_per_minute", input_tokens_per_minute, allow_none=True),
             check_number("output_tokens_per_minute", output_tokens_per_minute, allow_none=True),
         )
-        self._breaker = CircuitBreaker(breaker_threshold, breaker_cooldown_seconds)
+        checked_breaker = CircuitBreaker(breaker_threshold, breaker_cooldown_seconds)
+        self._gate = AttemptGate(
+            self._max_concurrent,
+            RateLimiter(*rates)
+            if limiter is None
+            else _require(limiter, AttemptLimiter, "limiter"),
+            checked_breaker if breaker is None else _require(breaker, AttemptBreaker, "breaker"),
+        )
         if budget is None:
             self._budget = Budget(budget_usd)
         elif isinstance(budget, Budget):
@@ -404,14 +448,14 @@ class AsyncAgentOrchestrator:
         return self._budget.remaining
 
     @property
-    def breaker(self) -> CircuitBreaker:
+    def breaker(self) -> AttemptBreaker:
         """The circuit breaker (``state``, ``times_opened``)."""
-        return self._breaker
+        return self._gate.breaker
 
     @property
-    def limiter(self) -> RateLimiter:
+    def limiter(self) -> AttemptLimiter:
         """The client-side rate limiter."""
-        return self._limiter
+        return self._gate.limiter
 
     def set_budget(self, usd: float | None) -> None:
         """Set or remove (None) the spending cap; raises :class:`ConfigurationError` if invalid."""
@@ -427,7 +471,8 @@ class AsyncAgentOrchestrator:
         their attempt fails or a retry is due (no new client is opened for them).
         """
         self._closed = True
-        await self._client.aclose()
+        if self._owns_transport:
+            await self._transport.aclose()
         if self._owns_metrics and self._metrics is not None:
             self._metrics.close()
         if self._owns_cache and self._cache is not None:
@@ -564,14 +609,6 @@ class AsyncAgentOrchestrator:
 
     # -- the live call -------------------------------------------------------------------------
 
-    def _bind_semaphore(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        if self._semaphore_loop is not loop:
-            if self._semaphore_loop is not None:
-                self._semaphore = asyncio.Semaphore(self._max_concurrent)
-            self._semaphore_loop = loop
-        return self._semaphore
-
     async def _attempt(
         self,
         call: PreparedCall,
@@ -579,105 +616,38 @@ class AsyncAgentOrchestrator:
         on_text: Callable[[str], None] | None,
         deadline_at: float | None = None,
     ) -> Answer:
-        """One attempt: slot, limiter, breaker, SDK call under the per-attempt timeout."""
+        """One attempt through the gate (breaker, slot, limiter) and the transport."""
         if self._closed:  # closed while this call waited or retried: never open a new client
             raise ConfigurationError(
                 "The orchestrator was closed while this call was in flight; it was not retried."
             )
         progress.attempts += 1
-        client = self._client.get()
-        semaphore = self._bind_semaphore()
-        probe = self._breaker.before_call()
-        ticket: Ticket | None = None
-        sent = False
+        emit = None if on_text is None else _emitter(progress, on_text)
+        state: AttemptState | None = None
         try:
-            async with semaphore:
-                ticket = await self._limiter.acquire(
-                    call.input_estimate, call.max_tokens, deadline=deadline_at
-                )
-                sent = progress.sent = True
-                progress.stream = None
+            async with self._gate.attempt(
+                call.input_estimate, call.max_tokens, deadline=deadline_at
+            ) as admission:
+                progress.sent = True
+                state = progress.stream = AttemptState()
                 try:
-                    answer = await self._send(client, call, progress, on_text, ticket)
-                except Exception as exc:
-                    mapped = self._failed_attempt(exc, ticket, progress)
-                    if mapped is exc:
-                        raise
-                    raise mapped from exc
+                    answer = await self._transport.send(
+                        call.params, timeout=call.timeout, on_text=emit, state=state
+                    )
+                except APIError as exc:
+                    _learn_from_failure(admission, state, exc, progress)
+                    raise
+                admission.observe(state.headers)
+                admission.settle(answer.usage.output_tokens)
         except BaseException as exc:
-            self._breaker_outcome(exc, probe)
-            if ticket is not None and not sent:
-                self._limiter.cancel(ticket)
-            if sent:  # the request went out: bill what the API bills for it
-                usage = _attempt_usage(call, progress.stream, exc)
+            if state is not None:  # the request went out: bill what the API bills for it
+                usage = _attempt_usage(call, state, exc)
                 if usage is not None:
                     progress.billed.append(usage)
             if isinstance(exc, APIError) and progress.emitted and exc.retryable:
                 exc.retryable = False  # text already reached the caller: a retry would repeat it
             raise
-        self._breaker.on_success(probe)
-        self._limiter.settle(ticket, output_tokens=answer.usage.output_tokens)
         return answer
-
-    def _breaker_outcome(self, exc: BaseException, probe: bool) -> None:
-        from .breaker import counts_as_failure
-
-        if counts_as_failure(exc):
-            self._breaker.on_failure(probe)
-        elif isinstance(exc, APIError):
-            self._breaker.on_success(probe)
-        else:
-            self._breaker.on_cancel(probe)
-
-    def _failed_attempt(self, exc: Exception, ticket: Ticket, progress: _Progress) -> APIError:
-        mapped = map_api_error(exc)
-        if mapped.request_id:
-            progress.request_id = mapped.request_id
-        headers = getattr(getattr(exc, "response", None), "headers", None)
-        if headers is not None:
-            self._limiter.observe(parse_rate_limit_headers(headers), ticket)
-        elif isinstance(mapped, RateLimitError) and mapped.retry_after:
-            self._limiter.pause(mapped.retry_after)
-        return mapped
-
-    async def _send(
-        self,
-        client: Any,
-        call: PreparedCall,
-        progress: _Progress,
-        on_text: Callable[[str], None] | None,
-        ticket: Ticket,
-    ) -> Answer:
-        if on_text is None and call.max_tokens <= STREAMING_REQUIRED_ABOVE:
-            try:
-                raw = await asyncio.wait_for(
-                    create_message(client, call.params, timeout=call.timeout + 5),
-                    call.timeout,
-                )
-            except asyncio.TimeoutError as exc:
-                raise map_api_error(exc) from exc
-            progress.request_id = raw.request_id
-            self._limiter.observe(parse_rate_limit_headers(raw.headers), ticket)
-            return check_message(raw.message, max_tokens=call.max_tokens, request_id=raw.request_id)
-        state = progress.stream = StreamState()
-        chunks = stream_message(client, call.params, state, timeout=call.timeout + 5)
-        try:
-            while True:
-                try:
-                    piece = await asyncio.wait_for(chunks.__anext__(), call.timeout)
-                except StopAsyncIteration:
-                    break
-                except asyncio.TimeoutError as exc:
-                    raise map_api_error(exc) from exc
-                if on_text is not None:
-                    progress.emitted.append(piece)
-                    on_text(piece)
-        finally:
-            await chunks.aclose()
-        progress.request_id = state.request_id
-        if state.headers is not None:
-            self._limiter.observe(parse_rate_limit_headers(state.headers), ticket)
-        return check_message(state.message, max_tokens=call.max_tokens, request_id=state.request_id)
 
     async def _live(
         self, call: PreparedCall, progress: _Progress, on_text: Callable[[str], None] | None
@@ -722,13 +692,13 @@ class AsyncAgentOrchestrator:
             if on_text is not None:
                 on_text(cached.output)
             return cached
-        self._client.get()  # a missing API key is a caller mistake: raise before the budget
-        if not self._key_registered:  # a key from the environment, read at the first call
-            from ..guard import SecretRedactor
+        self._transport.ready()  # a missing API key is a caller mistake: raise before the budget
+        if not self._key_registered and self._client.api_key is not None:
+            from ..guard import SecretRedactor  # a key from the environment, read at first use
 
             SecretRedactor.register(self._client.api_key)
             self._key_registered = True
-        self._limiter.check_admissible(call.max_tokens)
+        self._gate.limiter.check_admissible(call.max_tokens)
         estimate = self.prices.estimate(call.model, call.input_estimate, call.max_tokens)
         reservation = self._budget.reserve(estimate, model=call.model)
         return await self._execute_live(call, reservation, on_text, on_cancelled)
