@@ -21,6 +21,7 @@ from typing import Literal
 
 from ..errors import APIError, CircuitOpenError, RateLimitError
 from ..validation import check_int, check_number
+from . import defaults
 
 __all__ = ["CircuitBreaker", "counts_as_failure"]
 
@@ -53,8 +54,8 @@ class CircuitBreaker:
 
     def __init__(
         self,
-        threshold: int = 5,
-        cooldown_seconds: float = 30.0,
+        threshold: int = defaults.BREAKER_THRESHOLD,
+        cooldown_seconds: float = defaults.BREAKER_COOLDOWN_SECONDS,
         *,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

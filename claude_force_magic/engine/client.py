@@ -1,8 +1,9 @@
 """The SDK boundary: one ``AsyncAnthropic`` per orchestrator and event loop, and error mapping.
 
 Everything that touches ``anthropic`` lives here, imported inside functions so that
-``import claude_force_magic`` stays light. :func:`map_api_error` is the one place where the
-SDK's exceptions become ours (``raise map_api_error(exc) from exc``).
+``import claude_force_magic`` stays light. :func:`map_api_error` turns the SDK's exceptions
+into ours; the pipeline calls it in exactly one place, :class:`~.transport.SDKTransport`
+(``create_message`` and ``stream_message`` let SDK errors propagate unmapped to it).
 
 The SDK's own retries are switched off (``max_retries=0``): :mod:`.retry` owns retries, so the
 attempts of the two layers never multiply.
@@ -428,7 +429,8 @@ class StreamState:
     ``input_tokens`` (and the prompt-cache counts) come from the ``message_start`` event,
     ``output_tokens`` from the last ``usage`` seen in a ``message_delta`` (None until then), and
     ``text_chars`` / ``text`` count the text received: enough to bill an answer that was
-    interrupted, timed out or failed before its final message.
+    interrupted, timed out or failed before its final message. A transport fills one per
+    attempt (:class:`~.transport.AttemptState` is this class).
     """
 
     headers: Mapping[str, str] | None = None
@@ -440,6 +442,10 @@ class StreamState:
     cache_read_input_tokens: int = 0
     output_tokens: int | None = None
     text: list[str] = field(default_factory=list)
+    #: True once the attempt was sent as a stream.
+    streamed: bool = False
+    #: The headers of an error response (for the rate limiter), else None.
+    error_headers: Mapping[str, str] | None = None
 
     def observe(self, event: Any) -> None:
         """Record the usage carried by one stream event (never raises on odd shapes)."""

@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import (
     APIError,
@@ -34,26 +34,23 @@ from ..errors import (
 )
 from ..settings import Secret, check_ttl_hours
 from ..validation import check_flag, check_int, check_number
+from . import defaults
 from .breaker import CircuitBreaker
 from .budget import Budget, Reservation
-from .client import (
-    ClientHandle,
-    StreamState,
-    create_message,
-    map_api_error,
-    parse_rate_limit_headers,
-    stream_message,
-)
-from .estimate import estimate_input_tokens, estimate_text_tokens
-from .limits import RateLimiter, Ticket
-from .response import Answer, Usage, check_message
+from .client import ClientHandle
+from .estimate import estimate_text_tokens
+from .gate import Admission, AttemptBreaker, AttemptGate, AttemptLimiter
+from .limits import RateLimiter
+from .request import CallOptions, PreparedCall, RequestBuilder
+from .response import Answer, Usage
 from .result import AgentResult, empty_metadata
 from .retry import RetryPolicy, call_with_retries
+from .transport import AttemptState, MessagesTransport, SDKTransport
 
 if TYPE_CHECKING:
     import httpx2
 
-    from ..agents import AgentDefinition, AgentRegistry
+    from ..agents import AgentRegistry
     from ..cache.store import ResponseCache
     from ..metrics import Metrics
     from ..pricing import PriceTable
@@ -65,24 +62,20 @@ __all__ = ["DEFAULT_MODEL", "AsyncAgentOrchestrator", "OnCancelled"]
 #: event loop, just before the ``CancelledError`` propagates. Exceptions it raises are logged.
 OnCancelled = Callable[[AgentResult], None]
 
-DEFAULT_MODEL = "claude-sonnet-5-5"
-#: Above this ``max_tokens`` the SDK refuses non-streaming calls; such calls stream internally.
-STREAMING_REQUIRED_ABOVE = 21_333
-_OPTIONS = frozenset(
-    {
-        "model",
-        "max_tokens",
-        "timeout_seconds",
-        "use_cache",
-        "refresh",
-        "ttl_hours",
-        "injection_policy",
-        "untrusted",
-        "screen_task",
-        "stop_sequences",
-    }
-)
+DEFAULT_MODEL = defaults.MODEL
+STREAMING_REQUIRED_ABOVE = defaults.STREAMING_REQUIRED_ABOVE
 _STOP = object()
+_T = TypeVar("_T")
+
+
+def _require(value: _T, protocol: type, name: str) -> _T:
+    """``value`` if it has the methods of ``protocol``; :class:`ConfigurationError` otherwise."""
+    if not isinstance(value, protocol):
+        raise ConfigurationError(
+            f"{name} must implement claude_force_magic.engine.{protocol.__module__.split('.')[-1]}"
+            f".{protocol.__name__}, got {type(value).__name__}."
+        )
+    return value
 
 
 def _usage_metadata(usage: Usage) -> dict[str, int]:
@@ -92,29 +85,6 @@ def _usage_metadata(usage: Usage) -> dict[str, int]:
         "cache_creation_input_tokens": usage.cache_creation_input_tokens,
         "cache_read_input_tokens": usage.cache_read_input_tokens,
     }
-
-
-def _first(*values: Any) -> Any:
-    """The first value that is not None (0 and "" count: they are validated, not skipped)."""
-    return next((v for v in values if v is not None), None)
-
-
-@dataclass
-class _Call:
-    """Everything one call needs, checked and built before anything is sent."""
-
-    agent: AgentDefinition
-    model: str
-    max_tokens: int
-    timeout: float
-    params: dict[str, Any]
-    user_content: str
-    cache_request: dict[str, Any]
-    use_cache: bool
-    refresh: bool
-    ttl_hours: float | None
-    input_estimate: int
-    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -129,7 +99,7 @@ class _Progress:
     emitted: list[str] = field(default_factory=list)
     request_id: str | None = None
     sent: bool = False
-    stream: StreamState | None = None
+    stream: AttemptState | None = None
     billed: list[Usage] = field(default_factory=list)
 
 
@@ -137,7 +107,9 @@ def _is_cancel_or_timeout(exc: BaseException) -> bool:
     return isinstance(exc, (asyncio.CancelledError, TimeoutError))
 
 
-def _attempt_usage(call: _Call, state: StreamState | None, exc: BaseException) -> Usage | None:
+def _attempt_usage(
+    call: PreparedCall, state: AttemptState | None, exc: BaseException
+) -> Usage | None:
     """What the API bills for one sent attempt that ended with ``exc`` (None: nothing).
 
     Input: the stream's ``message_start`` count, else the request's estimate. Output: the
@@ -180,6 +152,31 @@ def _sum_usage(usages: Iterable[Usage]) -> Usage:
     return total
 
 
+def _emitter(progress: _Progress, on_text: Callable[[str], None]) -> Callable[[str], None]:
+    """``on_text`` that also keeps what reached the caller (the output of a cut call)."""
+
+    def emit(piece: str) -> None:
+        progress.emitted.append(piece)
+        on_text(piece)
+
+    return emit
+
+
+def _learn_from_failure(
+    admission: Admission, state: AttemptState, exc: APIError, progress: _Progress
+) -> None:
+    """Tell the limiter what a failed attempt showed: the headers of a whole answer that
+    failed its checks, else of the error response, else a 429's ``retry_after``."""
+    if exc.request_id:
+        progress.request_id = exc.request_id
+    if state.message is not None:
+        admission.observe(state.headers)
+    if state.error_headers is not None:
+        admission.observe(state.error_headers)
+    elif isinstance(exc, RateLimitError):
+        admission.refused(exc)
+
+
 def call_status(exc: BaseException | None) -> str:
     """The status recorded for a call that ended with ``exc``: ``ok`` (None), ``cancelled``,
     ``timeout`` (per-attempt timeout or the overall deadline) or ``error``."""
@@ -220,28 +217,31 @@ class AsyncAgentOrchestrator:
         api_key: str | Secret | None = None,
         base_url: str | None = None,
         model: str = DEFAULT_MODEL,
-        max_tokens: int = 4096,
-        max_concurrent: int = 10,
-        timeout_seconds: float = 30,
-        deadline_seconds: float | None = 120,
-        max_retries: int = 3,
-        calls_per_minute: float | None = 50,
-        input_tokens_per_minute: float | None = None,
-        output_tokens_per_minute: float | None = None,
+        max_tokens: int = defaults.MAX_TOKENS,
+        max_concurrent: int = defaults.MAX_CONCURRENT,
+        timeout_seconds: float = defaults.TIMEOUT_SECONDS,
+        deadline_seconds: float | None = defaults.DEADLINE_SECONDS,
+        max_retries: int = defaults.MAX_RETRIES,
+        calls_per_minute: float | None = defaults.CALLS_PER_MINUTE,
+        input_tokens_per_minute: float | None = defaults.INPUT_TOKENS_PER_MINUTE,
+        output_tokens_per_minute: float | None = defaults.OUTPUT_TOKENS_PER_MINUTE,
         budget_usd: float | None = None,
         enable_cache: bool = True,
         cache: ResponseCache | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
-        cache_ttl_hours: float = 24,
-        injection_policy: str = "block",
-        max_task_chars: int = 100_000,
+        cache_ttl_hours: float = defaults.CACHE_TTL_HOURS,
+        injection_policy: str = defaults.INJECTION_POLICY,
+        max_task_chars: int = defaults.MAX_TASK_CHARS,
         registry: AgentRegistry | None = None,
         prices: PriceTable | None = None,
         metrics: Metrics | None = None,
-        breaker_threshold: int = 5,
-        breaker_cooldown_seconds: float = 30,
+        breaker_threshold: int = defaults.BREAKER_THRESHOLD,
+        breaker_cooldown_seconds: float = defaults.BREAKER_COOLDOWN_SECONDS,
         http_client: httpx2.AsyncClient | None = None,
         budget: Budget | None = None,
+        transport: MessagesTransport | None = None,
+        limiter: AttemptLimiter | None = None,
+        breaker: AttemptBreaker | None = None,
     ) -> None:
         from ..guard import InjectionPolicy, SecretRedactor
 
@@ -264,19 +264,36 @@ class AsyncAgentOrchestrator:
         self._policy = InjectionPolicy.parse(injection_policy)
         self._max_task_chars = check_int("max_task_chars", max_task_chars)
         self._cache_ttl_hours = check_ttl_hours("cache_ttl_hours", cache_ttl_hours)
+        self._builder = RequestBuilder(
+            model=self._model,
+            max_tokens=self._max_tokens,
+            timeout_seconds=self._timeout,
+            injection_policy=self._policy,
+            max_task_chars=self._max_task_chars,
+        )
         self._client = ClientHandle(api_key=api_key, base_url=base_url, http_client=http_client)
         self._key_registered = self._client.api_key is not None
         if self._client.api_key is not None:
             SecretRedactor.register(self._client.api_key)
-        # BUG-002: created eagerly; asyncio primitives bind to a loop on first contention only.
-        self._semaphore = asyncio.Semaphore(self._max_concurrent)
-        self._semaphore_loop: asyncio.AbstractEventLoop | None = None
-        self._limiter = RateLimiter(
+        self._owns_transport = transport is None
+        self._transport: MessagesTransport = (
+            SDKTransport(self._client)
+            if transport is None
+            else _require(transport, MessagesTransport, "transport")
+        )
+        rates = (
             check_number("calls_per_minute", calls_per_minute, allow_none=True),
             check_number("input_tokens_per_minute", input_tokens_per_minute, allow_none=True),
             check_number("output_tokens_per_minute", output_tokens_per_minute, allow_none=True),
         )
-        self._breaker = CircuitBreaker(breaker_threshold, breaker_cooldown_seconds)
+        checked_breaker = CircuitBreaker(breaker_threshold, breaker_cooldown_seconds)
+        self._gate = AttemptGate(
+            self._max_concurrent,
+            RateLimiter(*rates)
+            if limiter is None
+            else _require(limiter, AttemptLimiter, "limiter"),
+            checked_breaker if breaker is None else _require(breaker, AttemptBreaker, "breaker"),
+        )
         if budget is None:
             self._budget = Budget(budget_usd)
         elif isinstance(budget, Budget):
@@ -431,14 +448,14 @@ class AsyncAgentOrchestrator:
         return self._budget.remaining
 
     @property
-    def breaker(self) -> CircuitBreaker:
+    def breaker(self) -> AttemptBreaker:
         """The circuit breaker (``state``, ``times_opened``)."""
-        return self._breaker
+        return self._gate.breaker
 
     @property
-    def limiter(self) -> RateLimiter:
+    def limiter(self) -> AttemptLimiter:
         """The client-side rate limiter."""
-        return self._limiter
+        return self._gate.limiter
 
     def set_budget(self, usd: float | None) -> None:
         """Set or remove (None) the spending cap; raises :class:`ConfigurationError` if invalid."""
@@ -454,7 +471,8 @@ class AsyncAgentOrchestrator:
         their attempt fails or a retry is due (no new client is opened for them).
         """
         self._closed = True
-        await self._client.aclose()
+        if self._owns_transport:
+            await self._transport.aclose()
         if self._owns_metrics and self._metrics is not None:
             self._metrics.close()
         if self._owns_cache and self._cache is not None:
@@ -473,93 +491,29 @@ class AsyncAgentOrchestrator:
 
     # -- preparation (no I/O except the registry's first load) -----------------------------------
 
-    def _prepare(self, agent_name: str, task: str, options: Mapping[str, Any]) -> _Call:
-        from ..guard import InjectionPolicy, build_request, screen, screen_untrusted, validate_task
-
+    def _prepare(
+        self,
+        agent_name: str,
+        task: str,
+        options: CallOptions | Mapping[str, Any],
+        history: Sequence[Mapping[str, Any]] = (),
+    ) -> PreparedCall:
         if self._closed:
             raise ConfigurationError("This orchestrator is closed; create a new one.")
-        unknown = sorted(set(options) - _OPTIONS)
-        if unknown:
-            raise ConfigurationError(
-                f"Unknown option(s) {', '.join(map(repr, unknown))}; "
-                f"valid options: {', '.join(sorted(_OPTIONS))}."
-            )
+        if not isinstance(options, CallOptions):
+            options = CallOptions.from_kwargs(**options)
         agent = self.registry.get(agent_name)
-        task = validate_task(task, max_chars=self._max_task_chars)
-        model = _first(options.get("model"), agent.model, self._model)
-        if not isinstance(model, str) or not model.strip():
-            raise ConfigurationError(
-                f"model must be a model id such as 'claude-sonnet-5-5', got {model!r}."
-            )
-        max_tokens = check_int(
-            "max_tokens", _first(options.get("max_tokens"), agent.max_tokens, self._max_tokens)
-        )
-        timeout = check_number(
-            "timeout_seconds", _first(options.get("timeout_seconds"), self._timeout)
-        )
-        ttl = check_ttl_hours("ttl_hours", options.get("ttl_hours"), allow_none=True)
-        stop = options.get("stop_sequences")
-        if stop is not None and (
-            not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) and s for s in stop)
-        ):
-            raise ConfigurationError("stop_sequences must be a list of non-empty strings.")
-        stop_list = list(stop) if stop else None
-        untrusted = options.get("untrusted")
-        if untrusted is not None and not isinstance(untrusted, Mapping):
-            raise ConfigurationError("untrusted must be a mapping of name -> text.")
-        policy = InjectionPolicy.parse(_first(options.get("injection_policy"), self._policy))
-        # Data is always screened; the task only if the caller does not vouch for it.
-        findings = (
-            screen(task, policy)
-            if check_flag("screen_task", options.get("screen_task", True))
-            else ()
-        )
-        findings += screen_untrusted(untrusted or {}, policy)
-        extra: dict[str, Any] = {"stop_sequences": stop_list} if stop_list else {}
-        params = build_request(
-            agent.system_prompt,
-            task,
-            model=model,
-            max_tokens=max_tokens,
-            untrusted=dict(untrusted) if untrusted else None,
-            **extra,
-        )
-        user_content: str = params["messages"][0]["content"]
-        warnings = [
-            f"Possible prompt injection ({f.rule}"
-            + (f" in {f.source!r}" if f.source is not None else "")
-            + ") sent anyway."
-            for f in findings
-        ]
-        return _Call(
-            agent=agent,
-            model=model,
-            max_tokens=max_tokens,
-            timeout=timeout or self._timeout,
-            params=params,
-            user_content=user_content,
-            cache_request={
-                "definition_hash": agent.definition_hash,
-                "system": agent.system_prompt,
-                "max_tokens": max_tokens,
-                "stop_sequences": stop_list,
-            },
-            use_cache=check_flag("use_cache", options.get("use_cache", True)),
-            refresh=check_flag("refresh", options.get("refresh", False)),
-            ttl_hours=ttl,
-            input_estimate=estimate_input_tokens(agent.system_prompt, user_content),
-            warnings=warnings,
-        )
+        return self._builder.build(agent, task, options, history)
 
     # -- cache ---------------------------------------------------------------------------------
 
-    def _cache_lookup(self, call: _Call) -> AgentResult | None:
+    def _cache_lookup(self, call: PreparedCall) -> AgentResult | None:
         cache = self.cache if call.use_cache else None
         if cache is None or call.refresh:
             return None
         started = time.perf_counter()
         try:
-            entry = cache.get(call.agent.name, call.user_content, call.model, **call.cache_request)
+            entry = cache.get(call.agent.name, call.cache_task, call.model, **call.cache_request)
         except CacheError as exc:
             self._log.warning("cache lookup failed, calling live: %s", exc)
             return None
@@ -587,7 +541,7 @@ class AsyncAgentOrchestrator:
         self._record(result)
         return result
 
-    def _cache_store(self, call: _Call, answer: Answer, cost: float | None) -> bool:
+    def _cache_store(self, call: PreparedCall, answer: Answer, cost: float | None) -> bool:
         """Store the answer; True if it was stored (a failed store never fails the call)."""
         cache = self.cache if call.use_cache else None
         if cache is None:
@@ -595,7 +549,7 @@ class AsyncAgentOrchestrator:
         try:
             return cache.set(
                 call.agent.name,
-                call.user_content,
+                call.cache_task,
                 call.model,
                 answer.text,
                 answer.usage.input_tokens,
@@ -655,123 +609,48 @@ class AsyncAgentOrchestrator:
 
     # -- the live call -------------------------------------------------------------------------
 
-    def _bind_semaphore(self) -> asyncio.Semaphore:
-        loop = asyncio.get_running_loop()
-        if self._semaphore_loop is not loop:
-            if self._semaphore_loop is not None:
-                self._semaphore = asyncio.Semaphore(self._max_concurrent)
-            self._semaphore_loop = loop
-        return self._semaphore
-
     async def _attempt(
         self,
-        call: _Call,
+        call: PreparedCall,
         progress: _Progress,
         on_text: Callable[[str], None] | None,
         deadline_at: float | None = None,
     ) -> Answer:
-        """One attempt: slot, limiter, breaker, SDK call under the per-attempt timeout."""
+        """One attempt through the gate (breaker, slot, limiter) and the transport."""
         if self._closed:  # closed while this call waited or retried: never open a new client
             raise ConfigurationError(
                 "The orchestrator was closed while this call was in flight; it was not retried."
             )
         progress.attempts += 1
-        client = self._client.get()
-        semaphore = self._bind_semaphore()
-        probe = self._breaker.before_call()
-        ticket: Ticket | None = None
-        sent = False
+        emit = None if on_text is None else _emitter(progress, on_text)
+        state: AttemptState | None = None
         try:
-            async with semaphore:
-                ticket = await self._limiter.acquire(
-                    call.input_estimate, call.max_tokens, deadline=deadline_at
-                )
-                sent = progress.sent = True
-                progress.stream = None
+            async with self._gate.attempt(
+                call.input_estimate, call.max_tokens, deadline=deadline_at
+            ) as admission:
+                progress.sent = True
+                state = progress.stream = AttemptState()
                 try:
-                    answer = await self._send(client, call, progress, on_text, ticket)
-                except Exception as exc:
-                    mapped = self._failed_attempt(exc, ticket, progress)
-                    if mapped is exc:
-                        raise
-                    raise mapped from exc
+                    answer = await self._transport.send(
+                        call.params, timeout=call.timeout, on_text=emit, state=state
+                    )
+                except APIError as exc:
+                    _learn_from_failure(admission, state, exc, progress)
+                    raise
+                admission.observe(state.headers)
+                admission.settle(answer.usage.output_tokens)
         except BaseException as exc:
-            self._breaker_outcome(exc, probe)
-            if ticket is not None and not sent:
-                self._limiter.cancel(ticket)
-            if sent:  # the request went out: bill what the API bills for it
-                usage = _attempt_usage(call, progress.stream, exc)
+            if state is not None:  # the request went out: bill what the API bills for it
+                usage = _attempt_usage(call, state, exc)
                 if usage is not None:
                     progress.billed.append(usage)
             if isinstance(exc, APIError) and progress.emitted and exc.retryable:
                 exc.retryable = False  # text already reached the caller: a retry would repeat it
             raise
-        self._breaker.on_success(probe)
-        self._limiter.settle(ticket, output_tokens=answer.usage.output_tokens)
         return answer
 
-    def _breaker_outcome(self, exc: BaseException, probe: bool) -> None:
-        from .breaker import counts_as_failure
-
-        if counts_as_failure(exc):
-            self._breaker.on_failure(probe)
-        elif isinstance(exc, APIError):
-            self._breaker.on_success(probe)
-        else:
-            self._breaker.on_cancel(probe)
-
-    def _failed_attempt(self, exc: Exception, ticket: Ticket, progress: _Progress) -> APIError:
-        mapped = map_api_error(exc)
-        if mapped.request_id:
-            progress.request_id = mapped.request_id
-        headers = getattr(getattr(exc, "response", None), "headers", None)
-        if headers is not None:
-            self._limiter.observe(parse_rate_limit_headers(headers), ticket)
-        elif isinstance(mapped, RateLimitError) and mapped.retry_after:
-            self._limiter.pause(mapped.retry_after)
-        return mapped
-
-    async def _send(
-        self,
-        client: Any,
-        call: _Call,
-        progress: _Progress,
-        on_text: Callable[[str], None] | None,
-        ticket: Ticket,
-    ) -> Answer:
-        if on_text is None and call.max_tokens <= STREAMING_REQUIRED_ABOVE:
-            try:
-                raw = await asyncio.wait_for(
-                    create_message(client, call.params, timeout=call.timeout + 5),
-                    call.timeout,
-                )
-            except asyncio.TimeoutError as exc:
-                raise map_api_error(exc) from exc
-            progress.request_id = raw.request_id
-            self._limiter.observe(parse_rate_limit_headers(raw.headers), ticket)
-            return check_message(raw.message, max_tokens=call.max_tokens, request_id=raw.request_id)
-        state = progress.stream = StreamState()
-        chunks = stream_message(client, call.params, state, timeout=call.timeout + 5)
-        try:
-            while True:
-                try:
-                    piece = await asyncio.wait_for(chunks.__anext__(), call.timeout)
-                except StopAsyncIteration:
-                    break
-                except asyncio.TimeoutError as exc:
-                    raise map_api_error(exc) from exc
-                if on_text is not None:
-                    progress.emitted.append(piece)
-                    on_text(piece)
-        finally:
-            await chunks.aclose()
-        progress.request_id = state.request_id
-        if state.headers is not None:
-            self._limiter.observe(parse_rate_limit_headers(state.headers), ticket)
-        return check_message(state.message, max_tokens=call.max_tokens, request_id=state.request_id)
-
     async def _live(
-        self, call: _Call, progress: _Progress, on_text: Callable[[str], None] | None
+        self, call: PreparedCall, progress: _Progress, on_text: Callable[[str], None] | None
     ) -> Answer:
         """All attempts with retries, bounded by the overall deadline (no asyncio.timeout)."""
         deadline_at = None if self._deadline is None else time.monotonic() + self._deadline
@@ -804,7 +683,7 @@ class AsyncAgentOrchestrator:
 
     async def _execute(
         self,
-        call: _Call,
+        call: PreparedCall,
         on_text: Callable[[str], None] | None = None,
         on_cancelled: OnCancelled | None = None,
     ) -> AgentResult:
@@ -813,20 +692,20 @@ class AsyncAgentOrchestrator:
             if on_text is not None:
                 on_text(cached.output)
             return cached
-        self._client.get()  # a missing API key is a caller mistake: raise before the budget
-        if not self._key_registered:  # a key from the environment, read at the first call
-            from ..guard import SecretRedactor
+        self._transport.ready()  # a missing API key is a caller mistake: raise before the budget
+        if not self._key_registered and self._client.api_key is not None:
+            from ..guard import SecretRedactor  # a key from the environment, read at first use
 
             SecretRedactor.register(self._client.api_key)
             self._key_registered = True
-        self._limiter.check_admissible(call.max_tokens)
+        self._gate.limiter.check_admissible(call.max_tokens)
         estimate = self.prices.estimate(call.model, call.input_estimate, call.max_tokens)
         reservation = self._budget.reserve(estimate, model=call.model)
         return await self._execute_live(call, reservation, on_text, on_cancelled)
 
     async def _execute_live(
         self,
-        call: _Call,
+        call: PreparedCall,
         reservation: Reservation,
         on_text: Callable[[str], None] | None,
         on_cancelled: OnCancelled | None = None,
@@ -883,7 +762,7 @@ class AsyncAgentOrchestrator:
 
     def _settle_failure(
         self,
-        call: _Call,
+        call: PreparedCall,
         reservation: Reservation,
         progress: _Progress,
         exc: BaseException,
@@ -944,6 +823,7 @@ class AsyncAgentOrchestrator:
         task: str,
         *,
         on_cancelled: OnCancelled | None = None,
+        history: Sequence[Mapping[str, Any]] = (),
         **options: Any,
     ) -> AgentResult:
         """Run one agent on ``task`` and return its :class:`AgentResult`.
@@ -953,7 +833,9 @@ class AsyncAgentOrchestrator:
         ``injection_policy`` (``block``/``warn``/``off`` for this call), ``untrusted``
         (name -> text: wrapped as data and always screened under the policy),
         ``screen_task`` (default True; False when the task is your own text, as a notebook
-        cell is: the task is then sent unscreened), ``stop_sequences``.
+        cell is: the task is then sent unscreened), ``stop_sequences`` (see
+        :class:`~.request.CallOptions`). ``history``: the prior turns of a conversation, as
+        in :meth:`execute`.
 
         Raises, before anything is sent: :class:`UnknownAgentError`, :class:`InvalidTaskError`,
         :class:`PromptInjectionError`, :class:`ConfigurationError` (bad option, missing API
@@ -966,8 +848,34 @@ class AsyncAgentOrchestrator:
         ``on_cancelled(result)`` receives that settled result before the cancellation
         propagates. Safe to run concurrently on one loop.
         """
-        call = self._prepare(agent_name, task, options)
-        return await self._execute(call, on_cancelled=on_cancelled)
+        return await self.execute(
+            agent_name,
+            task,
+            CallOptions.from_kwargs(**options),
+            history=history,
+            on_cancelled=on_cancelled,
+        )
+
+    async def execute(
+        self,
+        agent_name: str,
+        task: str,
+        options: CallOptions | None = None,
+        *,
+        history: Sequence[Mapping[str, Any]] = (),
+        on_text: Callable[[str], None] | None = None,
+        on_cancelled: OnCancelled | None = None,
+    ) -> AgentResult:
+        """The typed form of :meth:`execute_agent`: ``options`` is a :class:`CallOptions`.
+
+        ``history`` holds the prior turns of a conversation (Messages API ``{"role",
+        "content"}`` dicts, oldest first, ending with an assistant turn); ``task`` is the new
+        user turn. The cache identity covers the whole history. ``on_text`` receives each
+        piece of text as it arrives (the call then streams). Same errors and outcomes as
+        :meth:`execute_agent`.
+        """
+        call = self._prepare(agent_name, task, options or CallOptions(), history)
+        return await self._execute(call, on_text=on_text, on_cancelled=on_cancelled)
 
     async def stream_agent(
         self,
@@ -975,6 +883,7 @@ class AsyncAgentOrchestrator:
         task: str,
         *,
         on_cancelled: OnCancelled | None = None,
+        history: Sequence[Mapping[str, Any]] = (),
         **options: Any,
     ) -> AsyncIterator[str | AgentResult]:
         """Yield the answer's text pieces as they arrive, then exactly one :class:`AgentResult`.
@@ -986,7 +895,7 @@ class AsyncAgentOrchestrator:
         cancels the request; it is charged and reported to ``on_cancelled`` as in
         :meth:`execute_agent`.
         """
-        call = self._prepare(agent_name, task, options)
+        call = self._prepare(agent_name, task, options, history)
         queue: asyncio.Queue[object] = asyncio.Queue()
         task_ = asyncio.ensure_future(
             self._execute(call, on_text=queue.put_nowait, on_cancelled=on_cancelled)

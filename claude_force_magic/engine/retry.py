@@ -17,6 +17,7 @@ from typing import Literal, TypeVar
 
 from ..errors import ClaudeForceError, ConfigurationError, DeadlineExceededError, RateLimitError
 from ..validation import check_int, check_number
+from . import defaults
 
 __all__ = ["RetryPolicy", "call_with_retries", "is_retryable"]
 
@@ -41,7 +42,7 @@ class RetryPolicy:
     Raises :class:`ConfigurationError` for negative or non-finite settings.
     """
 
-    max_retries: int = 3
+    max_retries: int = defaults.MAX_RETRIES
     base_seconds: float = 0.5
     max_backoff_seconds: float = 20.0
     jitter: Literal["full", "equal"] = "full"

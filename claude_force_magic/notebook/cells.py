@@ -10,14 +10,15 @@ import argparse
 import asyncio
 import queue
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from ..errors import ClaudeForceError, ResponseError
+from ..errors import ResponseError
 from .display import DONE, Finished, Pump, StreamView
 from .options import check_variable_name, interpolate, screen_cell_data
-from .session import SIMULATED_KEY, price_table, require_api_key
+from .session import Mode, require_api_key
 from .widgets import Progress
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from .session import AgentSession
 
 __all__ = [
+    "BenchRequest",
     "failure_of",
     "prompt_api_key",
     "run_bench_command",
@@ -200,27 +202,20 @@ async def _call_one(
     pump: Pump,
     keep_partial: Callable[[int, AgentResult], None],
 ) -> AgentResult:
-    options: dict[str, Any] = dict(request.call_options)
-    if request.untrusted:
-        options["untrusted"] = dict(request.untrusted)
-
     def on_cancelled(result: AgentResult) -> None:
         keep_partial(index, result)
 
-    if not request.stream:
-        result: AgentResult = await orch.execute_agent(
-            name, request.task, on_cancelled=on_cancelled, **options
-        )
-        return result
-    final: AgentResult | None = None
-    async for item in orch.stream_agent(name, request.task, on_cancelled=on_cancelled, **options):
-        if isinstance(item, str):
-            pump.put((index, item))
-        else:
-            final = item
-    if final is None:
-        raise ClaudeForceError(f"{name}: the stream ended without a result.")
-    return final
+    def on_text(piece: str) -> None:
+        pump.put((index, piece))
+
+    result: AgentResult = await orch.execute(
+        name,
+        request.task,
+        request.options,
+        on_text=on_text if request.stream else None,
+        on_cancelled=on_cancelled,
+    )
+    return result
 
 
 def prompt_api_key() -> str:
@@ -251,7 +246,21 @@ def prompt_api_key() -> str:
     return key
 
 
-def run_bench_command(magics: Any, args: argparse.Namespace) -> BenchResult:
+@dataclass(frozen=True)
+class BenchRequest:
+    """What ``%agent bench`` needs besides the session."""
+
+    #: The parsed ``%agent bench`` arguments.
+    args: argparse.Namespace
+    #: The notebook's variables: ``--tasks VAR`` and the ``{name}`` values of ``--task``.
+    namespace: Mapping[str, Any]
+    #: The injection policy ``{name}`` values of ``--task`` are screened under.
+    policy: str
+    #: True in a kernel (progress widget, latency plot); False in a terminal.
+    notebook: bool
+
+
+def run_bench_command(session: AgentSession, request: BenchRequest) -> BenchResult:
     """``%agent bench``: build a cache-less orchestrator, run, show progress, plot, return.
 
     The bench orchestrator is separate from the session's (its calls stay out of ``%agent
@@ -261,6 +270,7 @@ def run_bench_command(magics: Any, args: argparse.Namespace) -> BenchResult:
     """
     from ..bench import run_benchmark
 
+    args, notebook = request.args, request.notebook
     for flag, value in (
         ("--n", args.n),
         ("--concurrency", args.concurrency),
@@ -271,12 +281,10 @@ def run_bench_command(magics: Any, args: argparse.Namespace) -> BenchResult:
     shadowing = check_variable_name(args.output)
     if shadowing:
         print(shadowing)
-    session = magics.session
     session.registry.get(args.agent)
-    tasks, task_options = _bench_tasks(args, magics.shell.user_ns, magics.injection_policy)
-    simulated = bool(args.simulate or session.simulate)
-    orch = _bench_orchestrator(session, simulated=simulated, concurrency=args.concurrency)
-    notebook = getattr(magics.shell, "kernel", None) is not None
+    tasks, task_options = _bench_tasks(args, request.namespace, request.policy)
+    mode = Mode.SIMULATED if args.simulate else session.mode
+    orch = _bench_orchestrator(session, mode, concurrency=args.concurrency)
     progress = Progress(args.n, notebook=notebook, label=f"{args.agent}")
     progress.show()
     events: queue.SimpleQueue[int] = queue.SimpleQueue()
@@ -345,11 +353,7 @@ def _bench_tasks(
     if args.task and args.tasks:
         raise UsageError("Use either --task TEXT or --tasks VAR, not both.")
     if args.task:
-        text = args.task
-        # magic_arguments splits like a non-POSIX shell: a quoted --task keeps its quotes
-        if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-            text = text[1:-1]
-        task, untrusted = interpolate(text, namespace)
+        task, untrusted = interpolate(args.task, namespace)
         for note in screen_cell_data(untrusted, policy, cell=False):
             print(note)
         options: dict[str, Any] = {"screen_task": False, "injection_policy": "off"}
@@ -369,33 +373,19 @@ def _bench_tasks(
 
 
 def _bench_orchestrator(
-    session: AgentSession, *, simulated: bool, concurrency: int
+    session: AgentSession, mode: Mode, *, concurrency: int
 ) -> AsyncAgentOrchestrator:
+    """The bench's own orchestrator: no cache, ``concurrency`` calls in flight, its own metrics
+    (out of ``%agent history``), the session's budget, no client-side rate limit against the
+    simulator."""
+    from ..metrics import Metrics
+
+    require_api_key(mode, session.api_key)
     cfg = session.config()
-    require_api_key(simulated, session.api_key)
-    base_url = session.simulator().base_url if simulated else None
-    registry = session.registry
-    # The session's own budget account: a bench run spends from it, never from a fresh one.
-    budget = session.budget(simulated)
-
-    async def build() -> AsyncAgentOrchestrator:
-        from ..engine.orchestrator import AsyncAgentOrchestrator
-        from ..metrics import Metrics
-
-        return AsyncAgentOrchestrator(
-            api_key=SIMULATED_KEY if simulated else session.api_key,
-            base_url=base_url,
-            model=cfg.model,
-            max_concurrent=concurrency,
-            timeout_seconds=cfg.timeout,
-            deadline_seconds=cfg.deadline,
-            calls_per_minute=None if simulated else cfg.calls_per_minute,
-            budget=budget,
-            enable_cache=False,
-            injection_policy=cfg.injection_policy,
-            registry=registry,
-            prices=price_table(cfg),
-            metrics=Metrics(),
-        )
-
-    return session.run(build())
+    return session.build_orchestrator(
+        mode,
+        max_concurrent=concurrency,
+        calls_per_minute=None if mode.simulated else cfg.calls_per_minute,
+        enable_cache=False,
+        metrics=Metrics(),
+    )

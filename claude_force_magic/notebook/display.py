@@ -35,6 +35,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DONE",
+    "HOLD",
+    "PLACEHOLDER",
+    "STREAM_BUDGET",
+    "STREAM_LAG",
+    "STREAM_SLACK",
+    "UPDATE_INTERVAL",
     "AgentOutput",
     "Finished",
     "OutputFormat",

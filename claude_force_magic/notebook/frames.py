@@ -16,6 +16,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = [
+    "AGENT_COLUMNS",
+    "CACHE_COLUMNS",
+    "HISTORY_COLUMNS",
     "agents_frame",
     "cache_frame",
     "config_frame",

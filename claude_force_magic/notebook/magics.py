@@ -1,8 +1,10 @@
 """``%%agent`` and ``%agent``: the IPython magics, thin by design.
 
 Each magic parses its arguments (``magic_arguments``, so ``%%agent?`` is the manual), validates
-them, calls one helper, and displays. The work lives in :mod:`.cells`, :mod:`.session`,
-:mod:`.display`, :mod:`.widgets`, :mod:`.frames` and :mod:`..bench`.
+them, calls one helper, and displays. ``%agent`` only dispatches: its subcommands live in
+:mod:`.commands` (one module per family, one table; ``%agent help`` and ``%agent?`` are
+generated from it). The work lives in :mod:`.cells`, :mod:`.session`, :mod:`.display`,
+:mod:`.widgets`, :mod:`.frames` and :mod:`..bench`.
 
 Loading (``%load_ext claude_force_magic``) only registers the magics: anthropic, pandas,
 ipywidgets and aiohttp are imported on first use. ``%unload_ext`` closes the orchestrators and
@@ -21,8 +23,11 @@ from IPython.core.magic import Magics, magics_class, no_var_expand
 from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, default, observe, validate
 from traitlets import Enum as EnumTrait
 
+from ..engine import defaults
 from ..errors import ClaudeForceError
-from ..settings import API_KEY_ENV, check_ttl_hours
+from ..settings import check_ttl_hours
+from .commands import COMMANDS
+from .commands.registry import in_kernel
 from .display import StreamView, first_code_block, short_error
 from .options import (
     argument,
@@ -31,14 +36,12 @@ from .options import (
     line_magic,
     magic_args,
     parse_args,
-    parse_usd,
 )
-from .session import MODES, AgentSession, SessionConfig
+from .session import AgentSession, SessionConfig
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-    from ..bench import BenchResult
     from ..engine.result import AgentResult
 
 __all__ = ["AgentMagics", "load_ipython_extension", "unload_ipython_extension"]
@@ -58,26 +61,6 @@ _REBUILD = (
     "config_path",
     "prices",
 )
-
-LINE_HELP = """\
-%agent SUBCOMMAND ...   (every table is returned, so `df = %agent history` works)
-
-  list                      agents: name, description, domains, priority, source
-  show NAME                 one agent's definition
-  stats                     live dashboard: cache, latency percentiles, spend and savings
-  cache                     cache entries (no response text)
-  cache clear [AGENT]       remove all entries, or one agent's
-  cache verify              check every signature; tampered entries are removed
-  history                   this session's calls, live and simulated (a mode column)
-  cost                      spend and savings by mode, agent and model
-  budget                    limit, window, spent and remaining (live and simulated)
-  budget USD [--per day|session|total] | budget off | budget reset
-                            stop calls that would take spending past USD
-  config                    the effective configuration (API key masked)
-  key | key --clear         enter the API key at a hidden prompt (memory only) / forget it
-  simulate on|off           use the offline simulator for every cell
-  bench AGENT [--n 50] [--concurrency 8] [--simulate] [--task TEXT | --tasks VAR]
-"""
 
 
 def _env(name: str) -> str | None:
@@ -108,14 +91,18 @@ class AgentMagics(Magics):
 
     model = Unicode(help="Model for every call unless --model says otherwise.").tag(config=True)
     max_tokens = Int(help="Upper bound on answer tokens (--max-tokens per cell).").tag(config=True)
-    timeout = Float(30.0, help="Seconds one attempt may take (--timeout per cell).").tag(
+    timeout = Float(
+        defaults.TIMEOUT_SECONDS, help="Seconds one attempt may take (--timeout per cell)."
+    ).tag(config=True)
+    deadline = Float(
+        defaults.DEADLINE_SECONDS, help="Seconds a call may take across all its retries."
+    ).tag(config=True)
+    max_concurrent = Int(defaults.MAX_CONCURRENT, help="Requests in flight at once.").tag(
         config=True
     )
-    deadline = Float(120.0, help="Seconds a call may take across all its retries.").tag(config=True)
-    max_concurrent = Int(10, help="Requests in flight at once.").tag(config=True)
-    calls_per_minute = Float(50.0, allow_none=True, help="Client-side request rate limit.").tag(
-        config=True
-    )
+    calls_per_minute = Float(
+        defaults.CALLS_PER_MINUTE, allow_none=True, help="Client-side request rate limit."
+    ).tag(config=True)
     budget_usd = Float(None, allow_none=True, help="Refuse calls past this spend (USD).").tag(
         config=True
     )
@@ -128,12 +115,14 @@ class AgentMagics(Magics):
     cache_dir = Unicode("", help="Response cache directory (default: $CLAUDE_CACHE_DIR).").tag(
         config=True
     )
-    ttl_hours = Float(24.0, help="How long cached answers stay valid (--ttl per cell).").tag(
-        config=True
-    )
+    ttl_hours = Float(
+        defaults.CACHE_TTL_HOURS, help="How long cached answers stay valid (--ttl per cell)."
+    ).tag(config=True)
     enable_cache = Bool(True, help="Read and write the response cache.").tag(config=True)
     injection_policy = EnumTrait(
-        ["block", "warn", "off"], "block", help="Prompt-injection screening (--trust: off)."
+        ["block", "warn", "off"],
+        defaults.INJECTION_POLICY,
+        help="Prompt-injection screening (--trust: off).",
     ).tag(config=True)
     simulate = Bool(help="Answer every cell from the offline simulator.").tag(config=True)
     stream = Bool(True, help="Stream answers into the cell (--no-stream per cell).").tag(
@@ -171,12 +160,16 @@ class AgentMagics(Magics):
 
     @default("model")
     def _default_model(self) -> str:
-        return _env("model") or "claude-sonnet-5-5"
+        return _env("model") or defaults.MODEL
 
     @default("max_tokens")
     def _default_max_tokens(self) -> int:
         value = _env("max_tokens")
-        return 4096 if value is None else int(_env_number("max_tokens", value, integer=True))
+        return (
+            defaults.MAX_TOKENS
+            if value is None
+            else int(_env_number("max_tokens", value, integer=True))
+        )
 
     @default("budget_usd")
     def _default_budget(self) -> float | None:
@@ -276,8 +269,9 @@ class AgentMagics(Magics):
         """Ask one or more agents; the cell body is the task.
 
         ``{name}`` in the body is replaced by the notebook variable ``name``, sent as untrusted
-        data (``{{`` and ``}}`` are literal braces). The answer streams in as Markdown, then a
-        footer: agent, model, latency, tokens, cost and cache state. A failed call shows one
+        data (``{{`` and ``}}`` are literal braces). The answer streams in, its Markdown rendered
+        as safe HTML (raw HTML in an answer is shown as text, never run), then a footer:
+        agent, model, latency, tokens, cost and cache state. A failed call shows one
         red line naming the cause and the fix, and fails the cell (Run All stops).
         ``--workflow NAME`` (instead of agents) runs a workflow's agents in order, each step in
         its own output and given the previous step's answer as untrusted data.
@@ -294,10 +288,10 @@ class AgentMagics(Magics):
         simulated = request.simulate or self.session.simulate
         view = StreamView(
             labels=request.agents if len(request.agents) > 1 else [None],
-            notebook=_in_kernel(self.shell),
+            notebook=in_kernel(self.shell),
             quiet=request.quiet,
             fmt=request.fmt,
-            caching=self.enable_cache and request.call_options.get("use_cache", True),
+            caching=self.enable_cache and request.options.use_cache,
             math=bool(self.math or args.math),
             notes=request.notes,
         )
@@ -373,246 +367,26 @@ class AgentMagics(Magics):
     def agent_line(self, line: str) -> Any:
         """Inspect and control the extension; ``%agent`` alone lists the subcommands.
 
-        (Replaced below by the full manual: the subcommands and ``%agent bench``'s options.)
+        (Replaced below by the manual generated from the subcommand table.)
         """
         try:
             words = shlex.split(line)
         except ValueError as exc:  # an unclosed quote
             raise UsageError(f"%agent {line}: {exc}; check the quotes.") from None
         if not words or words[0] in ("help", "-h", "--help"):
-            print(LINE_HELP)
+            print(COMMANDS.help())
             return None
-        command, rest = words[0], words[1:]
-        handler = getattr(self, f"_cmd_{command}", None)
-        if handler is None:
-            raise UsageError(f"Unknown subcommand {command!r}.\n\n{LINE_HELP}")
+        command = COMMANDS.get(words[0])
+        args = command.parse(line.split(None, 1)[1] if len(words) > 1 else "")
         try:
-            return handler(rest, line.split(None, 1)[1] if len(words) > 1 else "")
+            return command.handler(self, args)
         except (ClaudeForceError, KeyboardInterrupt) as exc:
             raise short_error(exc) from None
 
-    def _cmd_list(self, rest: list[str], raw: str) -> Any:
-        _no_args("list", rest)
-        from .frames import agents_frame
 
-        return agents_frame(self.session.registry.rows())
-
-    def _cmd_show(self, rest: list[str], raw: str) -> Any:
-        if len(rest) != 1:
-            raise UsageError("Usage: %agent show NAME")
-        definition = self.session.registry.get(rest[0])
-        from IPython.display import Markdown
-
-        from .display import show
-
-        head = (
-            f"### {definition.name}\n\n{definition.description}\n\n"
-            f"domains: {', '.join(definition.domains) or '-'} · priority {definition.priority}"
-            f" · source: {definition.source}\n\n---\n\n"
-        )
-        text = head + definition.system_prompt
-        if _in_kernel(self.shell):
-            show(Markdown(text))  # type: ignore[no-untyped-call]
-        else:  # a terminal shows Markdown objects as their repr
-            print(text)
-        return None
-
-    def _cmd_stats(self, rest: list[str], raw: str) -> Any:
-        _no_args("stats", rest)
-        from .widgets import StatsDashboard
-
-        board = StatsDashboard(self.session, notebook=_in_kernel(self.shell))
-        board.show()
-        self.dashboards = [*self.dashboards[-4:], board]
-        if len(self.dashboards) == 1:
-            self.session.add_listener(self._refresh_dashboards)
-        return None
-
-    def _refresh_dashboards(self) -> None:
-        for board in self.dashboards:
-            board.refresh()
-
-    def _cmd_cache(self, rest: list[str], raw: str) -> Any:
-        if rest and rest != ["verify"] and not (rest[0] == "clear" and len(rest) <= 2):
-            raise UsageError(
-                "Usage: %agent cache | %agent cache clear [AGENT] | %agent cache verify"
-            )
-        # The cache is local: inspecting or clearing it needs no API key.
-        orch = self.session.orchestrator(require_key=False)
-        cache = orch.cache
-        if cache is None:
-            raise UsageError(
-                orch.cache_problem
-                or "The response cache is off (AgentMagics.enable_cache = False)."
-            )
-        if cache.read_only and not rest:
-            print(
-                f"(read-only: {cache.directory} cannot be written; answers are served, not stored)"
-            )
-        if not rest:
-            from .frames import cache_frame
-
-            return cache_frame(cache.entries())
-        if rest[0] == "clear" and len(rest) <= 2:
-            removed = cache.clear(rest[1] if len(rest) == 2 else None)
-            print(f"Removed {removed} cache entr{'y' if removed == 1 else 'ies'}.")
-            return None
-        return cache.verify()
-
-    def _cmd_history(self, rest: list[str], raw: str) -> Any:
-        _no_args("history", rest)
-        from .frames import mode_history_frame
-
-        return mode_history_frame({m: self.session.metrics(sim).recent() for sim, m in MODES})
-
-    def _cmd_cost(self, rest: list[str], raw: str) -> Any:
-        _no_args("cost", rest)
-        from .frames import cost_frame
-
-        return cost_frame(
-            {"mode": mode, **row}
-            for simulated, mode in MODES
-            for row in self.session.metrics(simulated).cost_by(("agent_name", "model"))
-        )
-
-    def _cmd_budget(self, rest: list[str], raw: str) -> Any:
-        usage = (
-            "Usage: %agent budget | %agent budget USD [--per day|session|total] | "
-            "%agent budget off | %agent budget reset"
-        )
-        words = [w for part in rest for w in part.split("=", 1)] if rest else []
-        window = None
-        if "--per" in words:
-            at = words.index("--per")
-            if at + 1 >= len(words):
-                raise UsageError(f"--per needs day, session or total.\n{usage}")
-            window = words[at + 1]
-            if window not in ("day", "session", "total"):
-                raise UsageError(
-                    f"--per {window}: use day (since local midnight), session (since this "
-                    "kernel started) or total (since `%agent budget reset`)."
-                )
-            del words[at : at + 2]
-        if len(words) > 1:
-            raise UsageError(usage)
-        if window is not None:
-            self.budget_window = window
-        if words and words[0].lower() == "reset":
-            self.session.reset_budget()
-            print("Budget spend reset to $0 (live and simulated).")
-        elif words:
-            self.budget_usd = None if words[0].lower() in ("off", "none") else parse_usd(words[0])
-        print(self._budget_summary())
-        return None
-
-    def _budget_summary(self) -> str:
-        from .display import _money
-
-        limit, window = self.budget_usd, self.budget_window
-        per = "in total (until `%agent budget reset`)" if window == "total" else f"per {window}"
-        head = "Budget off" if limit is None else f"Budget: {_money(limit)} {per}"
-        parts = []
-        for simulated, mode in MODES:
-            spent = self.session.budget(simulated).spent
-            left = "" if limit is None else f", {_money(max(0.0, limit - spent))} left"
-            parts.append(f"{mode}: {_money(spent)} spent{left}")
-        return f"{head}. " + "; ".join(parts) + "."
-
-    def _cmd_config(self, rest: list[str], raw: str) -> Any:
-        _no_args("config", rest)
-        from .frames import config_frame
-
-        return config_frame(self._effective_config())
-
-    def _effective_config(self) -> dict[str, Any]:
-        if self.session.api_key:  # never shown, not even in part
-            masked = "(set with %agent key)"
-        else:
-            key = os.environ.get(API_KEY_ENV, "")
-            masked = (
-                f"{key[:7]}…{key[-2:]} (set)"
-                if len(key) > 12
-                else ("(set)" if key else "(not set)")
-            )
-        values: dict[str, Any] = {
-            name: getattr(self, name) for name in self.trait_names(config=True)
-        }
-        values["cache_dir"] = str(self.session.cache_dir(False))
-        values["simulate"] = self.session.simulate
-        values["api_key"] = masked
-        for simulated, orch in self.session.live_orchestrators().items():
-            label = "simulated" if simulated else "live"
-            values[f"spent_usd ({label})"] = orch.spent_usd
-        return values
-
-    def _cmd_simulate(self, rest: list[str], raw: str) -> Any:
-        if len(rest) != 1 or rest[0].lower() not in ("on", "off"):
-            raise UsageError("Usage: %agent simulate on   or   %agent simulate off")
-        self.simulate = rest[0].lower() == "on"
-        if self.simulate:
-            self.session.simulator()
-            print(
-                "Simulation on: answers come from the offline simulator and are marked simulated."
-            )
-        else:
-            print("Simulation off: cells call the Messages API.")
-            if not (self.session.api_key or os.environ.get(API_KEY_ENV)):
-                print(
-                    "No API key is set, so cells will fail until you run `%agent key` (a "
-                    "hidden prompt; the key stays out of the notebook) or turn simulation "
-                    "back on."
-                )
-        return None
-
-    def _cmd_key(self, rest: list[str], raw: str) -> Any:
-        if rest == ["--clear"]:
-            had = self.session.api_key is not None
-            self.session.set_api_key(None)
-            print("API key forgotten." if had else "No key was set with %agent key.")
-            return None
-        if rest:  # never echo what was typed: it may be the key itself
-            raise UsageError(
-                "Usage: %agent key   (then paste the key at the hidden prompt)   or   "
-                "%agent key --clear. Never type the key into a cell: it would be saved in the "
-                "notebook and its history."
-            )
-        from .cells import prompt_api_key
-
-        self.session.set_api_key(prompt_api_key())
-        print(
-            "API key set for this session: kept in memory only (not in the notebook, its "
-            "history or the environment). `%agent key --clear` forgets it."
-        )
-        return None
-
-    def _cmd_bench(self, rest: list[str], raw: str) -> Any:
-        args = parse_args(_bench_arguments, raw)
-        from .cells import run_bench_command
-
-        result: BenchResult = run_bench_command(self, args)
-        if args.output:
-            self.ip.user_ns[args.output] = result
-        return result.summary_frame()
-
-
-@magic_args("agent bench")
-@argument("agent", help="the agent to benchmark")
-@argument("--n", type=int, default=50, help="number of calls (default 50)")
-@argument("--concurrency", type=int, default=8, help="calls in flight at once (default 8)")
-@argument("--simulate", action="store_true", help="against the offline simulator")
-@argument("--task", help="the task text (default: numbered generated tasks)")
-@argument("--tasks", metavar="VAR", help="a notebook variable holding a list of tasks")
-@argument("--max-tokens", type=int, default=256, help="answer token bound (default 256)")
-@argument("--no-plot", action="store_true", help="skip the latency histogram")
-@argument("-o", "--output", metavar="VAR", help="store the BenchResult")
-def _bench_arguments() -> None:
-    """Run many calls at a chosen concurrency and report latency percentiles and throughput."""
-
-
-# `%agent?` shows this: every subcommand, then bench's options from its parser.
+# `%agent?` shows this: every subcommand from the table, then the options of those with a manual.
 AgentMagics.agent_line.__doc__ = (
-    "Inspect and control the extension; `%agent` alone prints this list.\n\n"
-    f"{LINE_HELP}\n{_bench_arguments.__doc__}"
+    "Inspect and control the extension; `%agent` alone prints this list.\n\n" + COMMANDS.manual()
 )
 
 
@@ -653,15 +427,6 @@ def _step_view(cell_view: StreamView, label: str) -> StreamView:
         math=cell_view.math,
         shared_cell=True,  # the other steps' outputs stay: never clear the cell
     )
-
-
-def _no_args(command: str, rest: list[str]) -> None:
-    if rest:
-        raise UsageError(f"%agent {command} takes no arguments (got {' '.join(rest)!r}).")
-
-
-def _in_kernel(shell: Any) -> bool:
-    return getattr(shell, "kernel", None) is not None
 
 
 def _replace(request: Any, **changes: Any) -> Any:

@@ -13,7 +13,7 @@ import keyword
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from IPython.core import magic, magic_arguments
 from IPython.core.error import UsageError
@@ -21,7 +21,11 @@ from IPython.core.error import UsageError
 from ..settings import MAX_TTL_HOURS
 from .display import OutputFormat
 
+if TYPE_CHECKING:
+    from ..engine.request import CallOptions
+
 __all__ = [
+    "MAX_VALUE_CHARS",
     "CellRequest",
     "argument",
     "build_cell_request",
@@ -66,6 +70,7 @@ class CellRequest:
     #: ``--workflow NAME``: run that workflow's agents in order instead of ``agents``.
     workflow: str | None = None
     untrusted: Mapping[str, str] = field(default_factory=dict)
+    #: The options the cell's flags set (``--model``: ``model`` and so on), by keyword.
     call_options: Mapping[str, Any] = field(default_factory=dict)
     output_var: str | None = None
     fmt: OutputFormat = "markdown"
@@ -77,6 +82,15 @@ class CellRequest:
     #: The policy this cell's data is screened under (``off`` with ``--trust``); workflow
     #: cells screen each step's input from the previous agent with it too.
     data_policy: str = "block"
+
+    @property
+    def options(self) -> CallOptions:
+        """The per-call options of every call of this cell: the flags (``call_options``) and
+        the ``{name}`` values as untrusted data. Raises :class:`~..errors.ConfigurationError`
+        for a value the engine refuses."""
+        from ..engine.request import CallOptions
+
+        return CallOptions.from_kwargs(**self.call_options, untrusted=dict(self.untrusted) or None)
 
 
 def _describe(value: Any, name: str = "value") -> str:

@@ -21,7 +21,7 @@ import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["BackgroundLoop"]
+__all__ = ["CANCEL_GRACE_SECONDS", "POLL_SECONDS", "BackgroundLoop"]
 
 T = TypeVar("T")
 

@@ -7,11 +7,13 @@ simulator). Simulated answers are cached in a sibling directory, ``<cache_dir>-s
 simulated answer is never served as a real one. Each mode records into its own
 :class:`~..metrics.Metrics` (:meth:`AgentSession.metrics`), so pretend dollars are never added to
 real ones: ``%agent history``, ``%agent cost`` and ``%agent stats`` show both, labelled by mode.
+The modes are :class:`Mode`; every orchestrator comes from :meth:`AgentSession.build_orchestrator`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
 import threading
 from collections.abc import Callable, Coroutine, Mapping
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..engine import defaults
 from ..errors import ConfigurationError
 from ..settings import API_KEY_ENV
 from .runner import BackgroundLoop
@@ -31,10 +34,44 @@ if TYPE_CHECKING:
     from ..pricing import PriceTable
     from ..simulator import Simulator
 
-__all__ = ["MODES", "AgentSession", "SessionConfig", "price_table", "require_api_key"]
+__all__ = [
+    "NO_KEY_MESSAGE",
+    "SIMULATED_KEY",
+    "AgentSession",
+    "Mode",
+    "SessionConfig",
+    "price_table",
+    "require_api_key",
+]
 
-#: ``(simulated, label)`` for each mode, in the order the views list them.
-MODES: tuple[tuple[bool, str], ...] = ((False, "live"), (True, "simulated"))
+
+class Mode(enum.Enum):
+    """Where a call goes: the Messages API (``LIVE``) or the offline simulator (``SIMULATED``).
+
+    Iterating ``Mode`` gives the modes in the order the tables list them; ``mode.label`` is
+    the word shown in their ``mode`` column.
+    """
+
+    LIVE = "live"
+    SIMULATED = "simulated"
+
+    @property
+    def label(self) -> str:
+        """``"live"`` or ``"simulated"``."""
+        return self.value
+
+    @property
+    def simulated(self) -> bool:
+        """True for the offline simulator."""
+        return self is Mode.SIMULATED
+
+    @classmethod
+    def of(cls, value: Mode | bool) -> Mode:
+        """``value`` as a Mode; ``True`` means simulated, ``False`` live."""
+        if isinstance(value, Mode):
+            return value
+        return cls.SIMULATED if value else cls.LIVE
+
 
 T = TypeVar("T")
 
@@ -49,32 +86,35 @@ NO_KEY_MESSAGE = (
 )
 
 
-def require_api_key(simulated: bool, session_key: str | None = None) -> None:
+def require_api_key(mode: Mode | bool, session_key: str | None = None) -> None:
     """Raise :class:`ConfigurationError` (:data:`NO_KEY_MESSAGE`) when live work has no key.
 
     Checks only that a key was given with ``%agent key`` (``session_key``) or that
     ``$ANTHROPIC_API_KEY`` is set and not empty; the engine validates it.
     """
-    if not simulated and not session_key and not os.environ.get(API_KEY_ENV):
+    if not Mode.of(mode).simulated and not session_key and not os.environ.get(API_KEY_ENV):
         raise ConfigurationError(NO_KEY_MESSAGE)
 
 
 @dataclass(frozen=True)
 class SessionConfig:
-    """The settings an orchestrator is built from (a snapshot of the ``AgentMagics`` traits)."""
+    """The settings an orchestrator is built from (a snapshot of the ``AgentMagics`` traits).
 
-    model: str = "claude-sonnet-5-5"
-    max_tokens: int = 4096
-    timeout: float = 30.0
-    deadline: float = 120.0
-    max_concurrent: int = 10
-    calls_per_minute: float | None = 50.0
+    The defaults are the engine's (:mod:`~..engine.defaults`), as are the traits'.
+    """
+
+    model: str = defaults.MODEL
+    max_tokens: int = defaults.MAX_TOKENS
+    timeout: float = defaults.TIMEOUT_SECONDS
+    deadline: float = defaults.DEADLINE_SECONDS
+    max_concurrent: int = defaults.MAX_CONCURRENT
+    calls_per_minute: float | None = defaults.CALLS_PER_MINUTE
     budget_usd: float | None = None
     budget_window: str = "total"
     cache_dir: str = ""
-    ttl_hours: float = 24.0
+    ttl_hours: float = defaults.CACHE_TTL_HOURS
     enable_cache: bool = True
-    injection_policy: str = "block"
+    injection_policy: str = defaults.INJECTION_POLICY
     config_path: str = ""
     simulator_latency: float = 0.2
     simulator_per_token: float = 0.0
@@ -94,15 +134,15 @@ class AgentSession:
         self.runner = BackgroundLoop()
         self.simulate = False
         self._lock = threading.RLock()
-        self._orchestrators: dict[bool, AsyncAgentOrchestrator] = {}
+        self._orchestrators: dict[Mode, AsyncAgentOrchestrator] = {}
         self._simulator: Simulator | None = None
         # One Metrics per mode (created on first use), kept across rebuilds like the budgets.
-        self._metrics: dict[bool, Metrics] = {}
+        self._metrics: dict[Mode, Metrics] = {}
         self._registry: AgentRegistry | None = None
         self._listeners: list[Callable[[], None]] = []
         # One budget per mode, shared by every orchestrator of that mode (rebuilt ones and
         # %agent bench's), so changing a setting or benchmarking never resets it.
-        self._budgets: dict[bool, Budget] = {}
+        self._budgets: dict[Mode, Budget] = {}
         # The key given with `%agent key`: in this process's memory only, never on disk.
         self._api_key: str | None = None
 
@@ -123,21 +163,27 @@ class AgentSession:
             SecretRedactor.register(key)
         with self._lock:
             self._api_key = key
-            live = self._orchestrators.pop(False, None)
+            live = self._orchestrators.pop(Mode.LIVE, None)
         if live is not None:
             self._close_quietly(live)
 
     # ------------------------------------------------------------------ shared pieces
 
-    def metrics(self, simulated: bool) -> Metrics:
+    @property
+    def mode(self) -> Mode:
+        """The session's mode: ``SIMULATED`` after ``%agent simulate on``, else ``LIVE``."""
+        return Mode.SIMULATED if self.simulate else Mode.LIVE
+
+    def metrics(self, mode: Mode | bool) -> Metrics:
         """The metrics of live or simulated calls (created on first use; every orchestrator
         of that mode records into it, so simulated dollars are never added to real ones)."""
+        mode = Mode.of(mode)
         with self._lock:
-            metrics = self._metrics.get(simulated)
+            metrics = self._metrics.get(mode)
             if metrics is None:
                 from ..metrics import Metrics
 
-                metrics = self._metrics[simulated] = Metrics()
+                metrics = self._metrics[mode] = Metrics()
             return metrics
 
     @property
@@ -151,8 +197,8 @@ class AgentSession:
                 self._registry = AgentRegistry.load(path)
             return self._registry
 
-    def live_orchestrators(self) -> Mapping[bool, AsyncAgentOrchestrator]:
-        """The orchestrators built so far, keyed by ``simulated``."""
+    def live_orchestrators(self) -> Mapping[Mode, AsyncAgentOrchestrator]:
+        """The orchestrators built so far, keyed by mode."""
         with self._lock:
             return dict(self._orchestrators)
 
@@ -176,13 +222,13 @@ class AgentSession:
 
     # ------------------------------------------------------------------ paths
 
-    def cache_dir(self, simulated: bool) -> Path:
+    def cache_dir(self, mode: Mode | bool) -> Path:
         """The cache directory for live or simulated answers."""
         from ..settings import cache_dir
 
         configured = self._config().cache_dir
         base = Path(configured).expanduser() if configured else cache_dir()
-        return base.with_name(base.name + "-simulated") if simulated else base
+        return base.with_name(base.name + "-simulated") if Mode.of(mode).simulated else base
 
     # ------------------------------------------------------------------ simulator
 
@@ -210,29 +256,62 @@ class AgentSession:
     # ------------------------------------------------------------------ orchestrators
 
     def orchestrator(
-        self, simulated: bool | None = None, *, require_key: bool = True
+        self, mode: Mode | bool | None = None, *, require_key: bool = True
     ) -> AsyncAgentOrchestrator:
-        """The live or simulated orchestrator (default: the session's ``simulate`` mode).
+        """The session's live or simulated orchestrator (default: the session's mode).
 
-        Built on the background loop on first use. Raises :class:`ConfigurationError` for a
-        live orchestrator when ``ANTHROPIC_API_KEY`` is not set, unless ``require_key`` is
-        False (for work that sends nothing, such as inspecting the cache).
+        Built on the background loop on first use (:meth:`build_orchestrator`) and kept until
+        a setting changes. Raises :class:`ConfigurationError` for a live orchestrator when no
+        API key is set, unless ``require_key`` is False (for work that sends nothing, such as
+        inspecting the cache).
         """
-        simulated = self.simulate if simulated is None else simulated
+        mode = self.mode if mode is None else Mode.of(mode)
         if require_key:
-            require_api_key(simulated, self._api_key)
+            require_api_key(mode, self._api_key)
         with self._lock:
-            orch = self._orchestrators.get(simulated)
-            if orch is not None:
-                return orch
-            base_url = self.simulator().base_url if simulated else None
-            budget = self.budget(simulated)
-            metrics = self.metrics(simulated)
-            orch = self.run(self._build(simulated, base_url, self.registry, metrics, budget))
-            self._orchestrators[simulated] = orch
+            orch = self._orchestrators.get(mode)
+            if orch is None:
+                orch = self._orchestrators[mode] = self.build_orchestrator(mode)
             return orch
 
-    def budget(self, simulated: bool) -> Budget:
+    def build_orchestrator(self, mode: Mode | bool, **overrides: Any) -> AsyncAgentOrchestrator:
+        """A new orchestrator for ``mode`` from the current settings, built on the loop.
+
+        It shares the session's registry and the mode's budget and metrics; ``overrides``
+        replace any of :class:`AsyncAgentOrchestrator`'s keyword arguments (``%agent bench``
+        turns the cache off, sets its concurrency and records into its own metrics). The
+        caller closes it, unless it is the session's own (:meth:`orchestrator`). Checks no
+        API key: callers that send live requests call :func:`require_api_key` first.
+        """
+        mode = Mode.of(mode)
+        arguments = {**self._orchestrator_arguments(mode), **overrides}
+        return self.run(_construct(arguments))
+
+    def _orchestrator_arguments(self, mode: Mode) -> dict[str, Any]:
+        """The orchestrator's keyword arguments for ``mode`` under the current settings."""
+        cfg = self._config()
+        return {
+            # The simulator accepts any key; None for live: $ANTHROPIC_API_KEY.
+            "api_key": SIMULATED_KEY if mode.simulated else self._api_key,
+            "base_url": self.simulator().base_url if mode.simulated else None,
+            "model": cfg.model,
+            "max_tokens": cfg.max_tokens,
+            "max_concurrent": cfg.max_concurrent,
+            "timeout_seconds": cfg.timeout,
+            "deadline_seconds": cfg.deadline,
+            "calls_per_minute": cfg.calls_per_minute,
+            "budget_usd": cfg.budget_usd,
+            "enable_cache": cfg.enable_cache,
+            "cache_dir": self.cache_dir(mode),
+            "cache_ttl_hours": cfg.ttl_hours,
+            "injection_policy": cfg.injection_policy,
+            "registry": self.registry,
+            "prices": price_table(cfg),
+            "metrics": self.metrics(mode),
+            "budget": self.budget(mode),
+        }
+
+    def budget(self, mode: Mode | bool) -> Budget:
         """The session's budget for live or simulated calls (created on first use with the
         configured ``budget_usd`` and ``budget_window``); every orchestrator of that mode
         spends from it.
@@ -241,24 +320,25 @@ class AgentSession:
         it survives ``%reload_ext`` and a kernel restart. If that file cannot be used (a bad
         cache secret or directory) the budget is kept in memory, with one warning.
         """
+        mode = Mode.of(mode)
         with self._lock:
-            budget = self._budgets.get(simulated)
+            budget = self._budgets.get(mode)
             if budget is None:
-                budget = self._budgets[simulated] = self._new_budget(simulated)
+                budget = self._budgets[mode] = self._new_budget(mode)
             return budget
 
-    def spend_path(self, simulated: bool) -> Path:
+    def spend_path(self, mode: Mode | bool) -> Path:
         """The spend ledger of live or simulated calls: ``spend.jsonl`` in the cache directory."""
-        return self.cache_dir(simulated) / "spend.jsonl"
+        return self.cache_dir(mode) / "spend.jsonl"
 
-    def _new_budget(self, simulated: bool) -> Budget:
+    def _new_budget(self, mode: Mode) -> Budget:
         from ..engine.budget import Budget
         from ..errors import ClaudeForceError
 
         cfg = self._config()
         try:
             return Budget.persistent(
-                self.spend_path(simulated), limit_usd=cfg.budget_usd, window=cfg.budget_window
+                self.spend_path(mode), limit_usd=cfg.budget_usd, window=cfg.budget_window
             )
         except ClaudeForceError as exc:
             import warnings
@@ -273,42 +353,9 @@ class AgentSession:
             )
             return Budget(cfg.budget_usd)
 
-    async def _build(
-        self,
-        simulated: bool,
-        base_url: str | None,
-        registry: AgentRegistry,
-        metrics: Metrics,
-        budget: Budget,
-    ) -> AsyncAgentOrchestrator:
-        # Runs on the loop thread: it must not take self._lock (the kernel thread holds it).
-        from ..engine.orchestrator import AsyncAgentOrchestrator
-
-        cfg = self._config()
-        api_key = SIMULATED_KEY if simulated else self._api_key  # None: $ANTHROPIC_API_KEY
-        return AsyncAgentOrchestrator(
-            api_key=api_key,
-            base_url=base_url,
-            model=cfg.model,
-            max_tokens=cfg.max_tokens,
-            max_concurrent=cfg.max_concurrent,
-            timeout_seconds=cfg.timeout,
-            deadline_seconds=cfg.deadline,
-            calls_per_minute=cfg.calls_per_minute,
-            budget_usd=cfg.budget_usd,
-            enable_cache=cfg.enable_cache,
-            cache_dir=self.cache_dir(simulated),
-            cache_ttl_hours=cfg.ttl_hours,
-            injection_policy=cfg.injection_policy,
-            registry=registry,
-            prices=price_table(cfg),
-            metrics=metrics,
-            budget=budget,
-        )
-
-    def spent_usd(self, simulated: bool) -> float:
-        """USD spent this session against the budget, live or simulated."""
-        return self.budget(simulated).spent
+    def spent_usd(self, mode: Mode | bool) -> float:
+        """USD spent against the budget of live or simulated calls (its window's spend)."""
+        return self.budget(mode).spent
 
     def set_budget(self, usd: float | None) -> None:
         """Apply a budget cap (or None for none) to both modes; what was spent stays spent."""
@@ -333,8 +380,8 @@ class AgentSession:
 
     def reset_budget(self) -> None:
         """Start the spend of both modes over from 0 (the ledgers record the reset)."""
-        for simulated, _ in MODES:
-            self.budget(simulated).reset()
+        for mode in Mode:
+            self.budget(mode).reset()
 
     def invalidate(self) -> None:
         """Close the orchestrators so the next call builds them from the current settings.
@@ -368,6 +415,14 @@ class AgentSession:
         for m in metrics:
             m.close()
         self.runner.stop()
+
+
+async def _construct(arguments: Mapping[str, Any]) -> AsyncAgentOrchestrator:
+    # Runs on the loop thread (the orchestrator's asyncio pieces belong to that loop); it must
+    # not take the session's lock, which the kernel thread may hold while it waits.
+    from ..engine.orchestrator import AsyncAgentOrchestrator
+
+    return AsyncAgentOrchestrator(**arguments)
 
 
 def price_table(cfg: SessionConfig) -> PriceTable | None:

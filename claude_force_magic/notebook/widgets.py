@@ -20,9 +20,9 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .session import AgentSession
+    from .session import AgentSession, Mode
 
-__all__ = ["Progress", "StatsDashboard", "html_table", "stats_sections"]
+__all__ = ["TEXT_WIDTH", "Progress", "StatsDashboard", "html_table", "stats_sections"]
 
 _CACHE_FIELDS = (
     "entries",
@@ -149,21 +149,21 @@ def stats_sections(session: AgentSession) -> list[tuple[str, list[dict[str, Any]
     one row per mode, never a sum of real and pretend dollars. The cache rows come from the
     cache's own statistics, so they show what is on disk before this session's first call.
     """
-    from .session import MODES
+    from .session import Mode
 
     cache_rows: list[dict[str, Any]] = []
     spend_rows: list[dict[str, Any]] = []
     orchestrators = session.live_orchestrators()
-    for simulated, mode in MODES:
-        orch = orchestrators.get(simulated)
-        stats = _cache_stats(session, simulated, orch)
+    for mode in Mode:
+        orch = orchestrators.get(mode)
+        stats = _cache_stats(session, mode, orch)
         if stats is not None:
-            cache_rows.append({"mode": mode, **{k: stats.get(k) for k in _CACHE_FIELDS}})
+            cache_rows.append({"mode": mode.label, **{k: stats.get(k) for k in _CACHE_FIELDS}})
         if orch is None:
             continue
         spend_rows.append(
             {
-                "mode": mode,
+                "mode": mode.label,
                 "spent_usd": orch.spent_usd,
                 "budget_usd": orch.budget_usd,
                 "budget_left": orch.budget_remaining,
@@ -171,12 +171,12 @@ def stats_sections(session: AgentSession) -> list[tuple[str, list[dict[str, Any]
         )
     summary: list[dict[str, Any]] = []
     latency: list[dict[str, Any]] = []
-    for simulated, mode in MODES:
-        metrics = session.metrics(simulated)
+    for mode in Mode:
+        metrics = session.metrics(mode)
         totals = metrics.totals()
         summary.append(
             {
-                "mode": mode,
+                "mode": mode.label,
                 "calls": totals.get("calls"),
                 "cached_calls": totals.get("cached_calls"),
                 "errors": totals.get("errors"),
@@ -184,7 +184,7 @@ def stats_sections(session: AgentSession) -> list[tuple[str, list[dict[str, Any]
                 "saved_usd": totals.get("saved_usd"),
             }
         )
-        latency.extend({"mode": mode, **r} for r in metrics.latency_percentiles())
+        latency.extend({"mode": mode.label, **r} for r in metrics.latency_percentiles())
     return [
         ("Cache", cache_rows, ("mode", *_CACHE_FIELDS)),
         ("Latency (seconds; by mode, cache hits apart)", latency, _LATENCY_FIELDS),
@@ -197,7 +197,7 @@ def _empty(title: str) -> str:
     return _EMPTY.get(title, "no calls yet")
 
 
-def _cache_stats(session: AgentSession, simulated: bool, orch: Any) -> dict[str, Any] | None:
+def _cache_stats(session: AgentSession, mode: Mode, orch: Any) -> dict[str, Any] | None:
     """The cache's own statistics (shared on disk, so they predate this session's calls).
 
     Read from the orchestrator's cache when one is built; else from the cache directory when
@@ -207,7 +207,7 @@ def _cache_stats(session: AgentSession, simulated: bool, orch: Any) -> dict[str,
     if orch is not None:
         return None if orch.cache is None else dict(orch.cache.get_stats())
     cfg = session.config()
-    directory = session.cache_dir(simulated)
+    directory = session.cache_dir(mode)
     if not cfg.enable_cache or not directory.is_dir():
         return None
     from ..cache.store import ResponseCache

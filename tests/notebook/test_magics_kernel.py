@@ -288,7 +288,8 @@ def test_list_show_history_cost_config_return_dataframes(kernel: Kernel) -> None
         "'source'} <= set(agents.columns)\nassert 'python-expert' in set(agents.name)"
     )
     show = kernel.ok("%agent show python-expert")
-    assert "python-expert" in show.texts("text/markdown")[0]
+    assert "python-expert" in show.texts("text/html")[0]  # safe HTML, never text/markdown
+    assert not show.texts("text/markdown")
     kernel.ok("h = %agent history\nassert len(h) >= 5 and h.cached.any() and (~h.cached).any()")
     kernel.ok("c = %agent cost\nassert 'python-expert' in set(c.agent_name)")
     kernel.ok("%env ANTHROPIC_API_KEY=sk-ant-test-0123456789abcdefghij")

@@ -6,9 +6,10 @@ One kernel for the module (tests/notebook/conftest.py), answers from the in-proc
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
-from kernel_harness import CellRun, Kernel
+from kernel_harness import CellRun, Kernel, start_kernel, stop_kernel
 
 pytestmark = pytest.mark.kernel
 
@@ -95,3 +96,31 @@ def test_bench_task_values_are_wrapped_as_data_not_pasted_in(kernel: Kernel) -> 
     text = _usage_error(run)
     assert "{payload}" in text and "hunter2" not in text
     assert _requests(kernel) == before
+
+
+def test_show_renders_a_cloned_repositorys_agent_as_safe_html(tmp_path: Path) -> None:
+    """A ``.claude/claude.json`` found in a parent directory (a cloned repository) is untrusted:
+    ``%agent show`` renders its definition like an answer, never as live HTML or Markdown."""
+    repo = tmp_path / "cloned-repo"
+    (repo / ".claude" / "agents").mkdir(parents=True)
+    (repo / ".claude" / "agents" / "helper.md").write_text(
+        "Be helpful. <img src=x onerror=alert(1)> [docs](javascript:alert(2))", encoding="utf-8"
+    )
+    definition = {"file": "agents/helper.md", "description": "<script>alert(3)</script>"}
+    (repo / ".claude" / "claude.json").write_text(
+        json.dumps({"agents": {"helper": definition}}), encoding="utf-8"
+    )
+    (repo / "notebooks").mkdir()
+    (tmp_path / "home").mkdir()
+    kernel = start_kernel(tmp_path / "home", cwd=repo / "notebooks")
+    try:
+        kernel.ok("%load_ext claude_force_magic")
+        run = kernel.ok("%agent show helper")
+    finally:
+        stop_kernel(kernel)
+    assert run.texts("text/markdown") == []
+    (html,) = run.texts("text/html")
+    assert "<img" not in html and "<script" not in html and 'href="javascript:' not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html  # shown as text
+    assert "&lt;script&gt;alert(3)&lt;/script&gt;" in html
+    assert "source:" in run.texts("text/plain")[0]

@@ -1,0 +1,232 @@
+"""How a request reaches the Messages API: the :class:`MessagesTransport` protocol.
+
+The orchestrator's pipeline (gate, retries, billing, cache) does not know the SDK: it hands a
+transport the request parameters and gets back an :class:`~.response.Answer` or one of *our*
+:class:`~claude_force_magic.errors.APIError` subclasses. The transport is the one boundary
+where foreign errors are mapped (as httpx maps socket errors in its transport and nowhere
+else): :class:`SDKTransport` calls :func:`~.client.map_api_error` and is the only code of the
+pipeline that does. Cancellation (``CancelledError``) is never mapped: it propagates.
+
+Billing an attempt that did not finish needs what the stream showed so far (input tokens from
+``message_start``, the last output count, the text received). The caller passes an
+:class:`AttemptState` that the transport fills in as the attempt progresses, so it is there
+even when ``send`` raises or is cancelled; ``error_headers`` holds the headers of an error
+response for the rate limiter.
+
+Message Batches and recorded replays can be further transports; :class:`InMemoryTransport` is
+a scripted one for fast tests of the pipeline (no sockets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from ..errors import APIError, APITimeoutError, ConfigurationError
+from . import defaults
+from .client import StreamState, create_message, map_api_error, stream_message
+from .estimate import estimate_input_tokens, estimate_text_tokens
+from .response import Answer, Usage, check_message
+
+if TYPE_CHECKING:
+    from .client import ClientHandle
+
+__all__ = ["AttemptState", "InMemoryTransport", "MessagesTransport", "SDKTransport"]
+
+#: What one attempt showed so far (headers, request id, usage, text); see the module docstring.
+AttemptState = StreamState
+
+OnText = Callable[[str], None]
+
+
+@runtime_checkable
+class MessagesTransport(Protocol):
+    """Sends one Messages API request per :meth:`send` call."""
+
+    def ready(self) -> None:
+        """Raise :class:`ConfigurationError` if no request can be sent (e.g. no API key)."""
+
+    async def send(
+        self,
+        params: Mapping[str, Any],
+        *,
+        timeout: float,
+        on_text: OnText | None,
+        state: AttemptState,
+    ) -> Answer:
+        """Send ``params`` once; ``timeout`` bounds the attempt (for a stream, each piece).
+
+        ``on_text`` (when given) receives each text piece as it arrives. Fills ``state`` as the
+        attempt progresses. Raises only :class:`APIError` subclasses (or ``CancelledError``).
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections the transport owns (idempotent)."""
+        ...
+
+
+def _headers_of(exc: BaseException) -> Mapping[str, str] | None:
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    return headers if headers is not None else None
+
+
+class SDKTransport:
+    """The ``anthropic`` SDK's ``AsyncAnthropic`` (one per event loop, from ``handle``).
+
+    Streams when ``on_text`` is given or ``max_tokens`` is above
+    :data:`~.defaults.STREAMING_REQUIRED_ABOVE` (the SDK refuses such non-streaming calls).
+    """
+
+    __slots__ = ("_handle",)
+
+    def __init__(self, handle: ClientHandle) -> None:
+        self._handle = handle
+
+    @property
+    def handle(self) -> ClientHandle:
+        """The client handle (API key, base URL)."""
+        return self._handle
+
+    def ready(self) -> None:
+        """Raise :class:`ConfigurationError` when no API key is set."""
+        self._handle.get()
+
+    async def aclose(self) -> None:
+        """Close the SDK client of the running loop (an injected http client stays open)."""
+        await self._handle.aclose()
+
+    async def send(
+        self,
+        params: Mapping[str, Any],
+        *,
+        timeout: float,
+        on_text: OnText | None,
+        state: AttemptState,
+    ) -> Answer:
+        """One attempt through the SDK; every SDK error leaves as an :class:`APIError`."""
+        client = self._handle.get()
+        max_tokens = int(params["max_tokens"])
+        try:
+            if on_text is None and max_tokens <= defaults.STREAMING_REQUIRED_ABOVE:
+                raw = await asyncio.wait_for(
+                    create_message(client, params, timeout=timeout + 5), timeout
+                )
+                state.headers, state.request_id = raw.headers, raw.request_id
+                return check_message(raw.message, max_tokens=max_tokens, request_id=raw.request_id)
+            await self._stream(client, params, timeout, on_text, state)
+            return check_message(state.message, max_tokens=max_tokens, request_id=state.request_id)
+        except Exception as exc:
+            state.error_headers = _headers_of(exc)
+            mapped = map_api_error(exc)
+            if mapped is exc:
+                raise
+            raise mapped from exc
+
+    @staticmethod
+    async def _stream(
+        client: Any,
+        params: Mapping[str, Any],
+        timeout: float,
+        on_text: OnText | None,
+        state: AttemptState,
+    ) -> None:
+        state.streamed = True
+        chunks = stream_message(client, params, state, timeout=timeout + 5)
+        try:
+            while True:
+                try:
+                    piece = await asyncio.wait_for(chunks.__anext__(), timeout)
+                except StopAsyncIteration:
+                    break
+                if on_text is not None:
+                    on_text(piece)
+        finally:
+            await chunks.aclose()
+
+
+Reply = str | Answer | APIError
+
+
+class InMemoryTransport:
+    """A scripted transport for tests: each :meth:`send` takes the next reply of the script.
+
+    A reply is a text (answered with ``stop_reason="end_turn"`` and usage estimated from the
+    request and the text), a full :class:`Answer`, or an :class:`APIError` to raise. When the
+    script is exhausted, ``default`` answers (``None``: raise :class:`ConfigurationError`).
+    Text is delivered to ``on_text`` in word-sized pieces, ``piece_delay`` seconds apart
+    (``timeout`` bounds each piece, as for the SDK). ``sent`` lists every request's params.
+    """
+
+    def __init__(
+        self,
+        replies: Iterable[Reply] = (),
+        *,
+        default: str | None = "OK",
+        piece_delay: float = 0.0,
+    ) -> None:
+        self._script: deque[Reply] = deque(replies)
+        self._default = default
+        self._piece_delay = piece_delay
+        self.sent: list[dict[str, Any]] = []
+        self.closed = False
+
+    def ready(self) -> None:
+        """Always ready (no key needed)."""
+
+    async def aclose(self) -> None:
+        """Mark the transport closed."""
+        self.closed = True
+
+    def _next(self) -> Reply:
+        if self._script:
+            return self._script.popleft()
+        if self._default is None:
+            raise ConfigurationError("InMemoryTransport: the script of replies is exhausted.")
+        return self._default
+
+    async def send(
+        self,
+        params: Mapping[str, Any],
+        *,
+        timeout: float,
+        on_text: OnText | None,
+        state: AttemptState,
+    ) -> Answer:
+        """Answer from the script, filling ``state`` like a stream would."""
+        self.sent.append(dict(params))
+        reply = self._next()
+        state.request_id = f"req_mem_{len(self.sent)}"
+        if isinstance(reply, APIError):
+            raise reply
+        answer = reply if isinstance(reply, Answer) else self._answer(params, reply, state)
+        state.streamed = on_text is not None
+        state.started = True
+        state.input_tokens = answer.usage.input_tokens
+        for piece in _pieces(answer.text):
+            if self._piece_delay:
+                try:
+                    await asyncio.wait_for(asyncio.sleep(self._piece_delay), timeout)
+                except asyncio.TimeoutError as exc:
+                    raise APITimeoutError("InMemoryTransport: a piece took too long.") from exc
+            state.text.append(piece)
+            state.output_tokens = estimate_text_tokens("".join(state.text))
+            if on_text is not None:
+                on_text(piece)
+        return answer
+
+    @staticmethod
+    def _answer(params: Mapping[str, Any], text: str, state: AttemptState) -> Answer:
+        contents = [m["content"] for m in params["messages"] if isinstance(m["content"], str)]
+        usage = Usage(
+            input_tokens=estimate_input_tokens(str(params.get("system", "")), *contents),
+            output_tokens=estimate_text_tokens(text),
+        )
+        return Answer(text, "end_turn", False, usage, request_id=state.request_id)
+
+
+def _pieces(text: str) -> list[str]:
+    words = text.split(" ")
+    return [w + " " for w in words[:-1]] + ([words[-1]] if words[-1] else [])

@@ -1,0 +1,38 @@
+"""``%agent history`` and ``%agent cost``: this session's calls and spend, by mode."""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from ..session import Mode
+from .registry import command, subcommand_args
+
+if TYPE_CHECKING:
+    from ..magics import AgentMagics
+
+__all__ = ["cost", "history"]
+
+
+@command("history", ("history", "this session's calls, live and simulated (a mode column)"))
+@subcommand_args("agent history")
+def history(magics: AgentMagics, args: argparse.Namespace) -> Any:
+    """This session's calls, live and simulated, as a DataFrame with a ``mode`` column."""
+    from ..frames import mode_history_frame
+
+    session = magics.session
+    return mode_history_frame({mode.label: session.metrics(mode).recent() for mode in Mode})
+
+
+@command("cost", ("cost", "spend and savings by mode, agent and model"))
+@subcommand_args("agent cost")
+def cost(magics: AgentMagics, args: argparse.Namespace) -> Any:
+    """Spend and savings by mode, agent and model, as a DataFrame."""
+    from ..frames import cost_frame
+
+    session = magics.session
+    return cost_frame(
+        {"mode": mode.label, **row}
+        for mode in Mode
+        for row in session.metrics(mode).cost_by(("agent_name", "model"))
+    )
