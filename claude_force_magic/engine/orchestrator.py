@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,13 +38,14 @@ from . import defaults
 from .breaker import CircuitBreaker
 from .budget import Budget, Reservation
 from .client import ClientHandle
-from .estimate import estimate_text_tokens
 from .gate import Admission, AttemptBreaker, AttemptGate, AttemptLimiter
+from .ledger import Ledger, Progress, attempt_usage
 from .limits import RateLimiter
 from .request import CallOptions, PreparedCall, RequestBuilder
-from .response import Answer, Usage
-from .result import AgentResult, empty_metadata
+from .response import Answer
+from .result import AgentResult
 from .retry import RetryPolicy, call_with_retries
+from .store import ResponseStore, StoreThread
 from .transport import AttemptState, MessagesTransport, SDKTransport
 
 if TYPE_CHECKING:
@@ -78,81 +79,7 @@ def _require(value: _T, protocol: type, name: str) -> _T:
     return value
 
 
-def _usage_metadata(usage: Usage) -> dict[str, int]:
-    return {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
-        "cache_read_input_tokens": usage.cache_read_input_tokens,
-    }
-
-
-@dataclass
-class _Progress:
-    """What the live part of a call did, for the result even when it failed.
-
-    ``billed`` holds the usage of every attempt that was sent but ended without a final
-    answer (cancelled, timed out, failed mid-stream): the API bills those tokens too.
-    """
-
-    attempts: int = 0
-    emitted: list[str] = field(default_factory=list)
-    request_id: str | None = None
-    sent: bool = False
-    stream: AttemptState | None = None
-    billed: list[Usage] = field(default_factory=list)
-
-
-def _is_cancel_or_timeout(exc: BaseException) -> bool:
-    return isinstance(exc, (asyncio.CancelledError, TimeoutError))
-
-
-def _attempt_usage(
-    call: PreparedCall, state: AttemptState | None, exc: BaseException
-) -> Usage | None:
-    """What the API bills for one sent attempt that ended with ``exc`` (None: nothing).
-
-    Input: the stream's ``message_start`` count, else the request's estimate. Output: the
-    last count a ``message_delta`` reported or the text received, whichever is larger. An
-    attempt the server answered with an HTTP error, or that failed to connect, costs nothing;
-    one cancelled or timed out before the stream started is charged its input estimate.
-    """
-    if isinstance(getattr(exc, "usage", None), Usage):
-        return None  # a complete but unusable answer: billed from its own usage by the caller
-    started = state is not None and state.started
-    if not started and not _is_cancel_or_timeout(exc):
-        return None
-    text = "".join(state.text) if state is not None else ""
-    output = max(
-        (state.output_tokens or 0) if state is not None else 0,
-        estimate_text_tokens(text) if text else 0,
-    )
-    if state is not None and state.started:
-        return Usage(
-            input_tokens=state.input_tokens
-            if state.input_tokens is not None
-            else call.input_estimate,
-            output_tokens=output,
-            cache_creation_input_tokens=state.cache_creation_input_tokens,
-            cache_read_input_tokens=state.cache_read_input_tokens,
-        )
-    return Usage(input_tokens=call.input_estimate, output_tokens=output)
-
-
-def _sum_usage(usages: Iterable[Usage]) -> Usage:
-    total = Usage()
-    for u in usages:
-        total = Usage(
-            input_tokens=total.input_tokens + u.input_tokens,
-            output_tokens=total.output_tokens + u.output_tokens,
-            cache_creation_input_tokens=total.cache_creation_input_tokens
-            + u.cache_creation_input_tokens,
-            cache_read_input_tokens=total.cache_read_input_tokens + u.cache_read_input_tokens,
-        )
-    return total
-
-
-def _emitter(progress: _Progress, on_text: Callable[[str], None]) -> Callable[[str], None]:
+def _emitter(progress: Progress, on_text: Callable[[str], None]) -> Callable[[str], None]:
     """``on_text`` that also keeps what reached the caller (the output of a cut call)."""
 
     def emit(piece: str) -> None:
@@ -163,7 +90,7 @@ def _emitter(progress: _Progress, on_text: Callable[[str], None]) -> Callable[[s
 
 
 def _learn_from_failure(
-    admission: Admission, state: AttemptState, exc: APIError, progress: _Progress
+    admission: Admission, state: AttemptState, exc: APIError, progress: Progress
 ) -> None:
     """Tell the limiter what a failed attempt showed: the headers of a whole answer that
     failed its checks, else of the error response, else a 429's ``retry_after``."""
@@ -175,18 +102,6 @@ def _learn_from_failure(
         admission.observe(state.error_headers)
     elif isinstance(exc, RateLimitError):
         admission.refused(exc)
-
-
-def call_status(exc: BaseException | None) -> str:
-    """The status recorded for a call that ended with ``exc``: ``ok`` (None), ``cancelled``,
-    ``timeout`` (per-attempt timeout or the overall deadline) or ``error``."""
-    if exc is None:
-        return "ok"
-    if isinstance(exc, asyncio.CancelledError):
-        return "cancelled"
-    if isinstance(exc, TimeoutError):  # APITimeoutError and DeadlineExceededError are both
-        return "timeout"
-    return "error"
 
 
 class AsyncAgentOrchestrator:
@@ -240,10 +155,13 @@ class AsyncAgentOrchestrator:
         http_client: httpx2.AsyncClient | None = None,
         budget: Budget | None = None,
         transport: MessagesTransport | None = None,
+        store: ResponseStore | None = None,
         limiter: AttemptLimiter | None = None,
         breaker: AttemptBreaker | None = None,
     ) -> None:
-        from ..guard import InjectionPolicy, SecretRedactor
+        from ..guard import InjectionPolicy, SecretRedactor, get_logger
+
+        self._log = get_logger(__name__)
 
         if not isinstance(model, str) or not model.strip():
             raise ConfigurationError("model must be a model id such as 'claude-sonnet-5-5'.")
@@ -304,6 +222,7 @@ class AsyncAgentOrchestrator:
             raise ConfigurationError(
                 f"budget must be a claude_force_magic.engine.budget.Budget, got {budget!r}."
             )
+        self._ledger = Ledger(self._budget, lambda: self.prices, lambda: self.metrics, self._log)
         self._registry = registry
         self._prices = prices
         self._owns_metrics = metrics is None
@@ -313,15 +232,20 @@ class AsyncAgentOrchestrator:
                 "Pass cache= (an open ResponseCache) or cache_dir=, not both: with cache= the "
                 "directory is the cache's own and cache_dir would be ignored."
             )
-        self._cache: ResponseCache | None = cache
-        self._owns_cache = cache is None
+        if store is not None and (cache is not None or cache_dir is not None):
+            raise ConfigurationError(
+                "Pass store= (any ResponseStore) or cache=/cache_dir= (the disk cache), not both."
+            )
+        if store is not None:
+            _require(store, ResponseStore, "store")
+        self._cache: ResponseStore | None = cache if store is None else store
+        self._owns_cache = cache is None and store is None
+        self._open_lock = threading.Lock()
+        self._store_thread = StoreThread()
         self._cache_enabled = check_flag("enable_cache", enable_cache)
         self._cache_dir = cache_dir
         self._cache_problem: str | None = None
         self._closed = False
-        from ..guard import get_logger
-
-        self._log = get_logger(__name__)
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -374,28 +298,43 @@ class AsyncAgentOrchestrator:
 
     @property
     def cache(self) -> ResponseCache | None:
-        """The response cache, or None when caching is off or the cache cannot be opened.
+        """The disk response cache, or None when caching is off, the cache cannot be opened,
+        or the store is not a disk cache (``store=``; see :attr:`store`).
 
         Opened on first use. When opening fails (a bad secret, an unsafe or unwritable
         directory...) calls run without the cache: one warning is logged and
         :attr:`cache_problem` says why and how to fix it.
         """
+        from ..cache.store import ResponseCache
+
+        store = self.store
+        return store if isinstance(store, ResponseCache) else None
+
+    @property
+    def store(self) -> ResponseStore | None:
+        """The response store calls use (the disk cache unless ``store=`` was given), or None
+        when caching is off or the disk cache cannot be opened. Opened on first use."""
         if not self._cache_enabled or self._cache_problem is not None:
             return None
         if self._cache is None:
-            from ..cache.store import ResponseCache
-
-            try:
-                self._cache = ResponseCache(self._cache_dir, ttl_hours=self._cache_ttl_hours)
-            except ClaudeForceError as exc:
-                self._cache_problem = (
-                    f"The response cache could not be opened, so calls run without it: {exc} "
-                    "Fix that, or turn the cache off (enable_cache=False; in a notebook "
-                    "%config AgentMagics.enable_cache = False)."
-                )
-                self._log.warning("%s", self._cache_problem)
-                return None
+            with self._open_lock:  # store calls run on two threads: open it once
+                if self._cache is None and self._cache_problem is None:
+                    self._cache = self._open_disk_cache()
         return self._cache
+
+    def _open_disk_cache(self) -> ResponseStore | None:
+        from ..cache.store import ResponseCache
+
+        try:
+            return ResponseCache(self._cache_dir, ttl_hours=self._cache_ttl_hours)
+        except ClaudeForceError as exc:
+            self._cache_problem = (
+                f"The response cache could not be opened, so calls run without it: {exc} "
+                "Fix that, or turn the cache off (enable_cache=False; in a notebook "
+                "%config AgentMagics.enable_cache = False)."
+            )
+            self._log.warning("%s", self._cache_problem)
+            return None
 
     @property
     def cache_problem(self) -> str | None:
@@ -475,8 +414,12 @@ class AsyncAgentOrchestrator:
             await self._transport.aclose()
         if self._owns_metrics and self._metrics is not None:
             self._metrics.close()
-        if self._owns_cache and self._cache is not None:
-            self._cache.close()
+        if self._owns_cache:
+            await self._store_thread.close(self._cache)  # its SQLite connection lives there
+            if self._cache is not None:
+                self._cache.close()  # and this thread's, if a command read the cache here
+        else:
+            await self._store_thread.close(None)
 
     async def __aenter__(self) -> AsyncAgentOrchestrator:
         return self
@@ -507,112 +450,69 @@ class AsyncAgentOrchestrator:
 
     # -- cache ---------------------------------------------------------------------------------
 
-    def _cache_lookup(self, call: PreparedCall) -> AgentResult | None:
-        cache = self.cache if call.use_cache else None
-        if cache is None or call.refresh:
+    def _store_for(self, call: PreparedCall) -> ResponseStore | None:
+        return self.store if call.use_cache else None
+
+    async def _cache_lookup(self, call: PreparedCall) -> AgentResult | None:
+        """The cached answer, looked up on the store threads (:mod:`.store`), or None."""
+        if not call.use_cache or call.refresh or not self._cache_enabled:
             return None
         started = time.perf_counter()
         try:
-            entry = cache.get(call.agent.name, call.cache_task, call.model, **call.cache_request)
+            entry = await self._store_thread.run(self._lookup, call)
         except CacheError as exc:
             self._log.warning("cache lookup failed, calling live: %s", exc)
             return None
         if entry is None:
             return None
-        stored = entry.get("metadata") or {}
-        meta = empty_metadata(call.model)
-        meta.update(
-            input_tokens=int(entry["input_tokens"]),
-            output_tokens=int(entry["output_tokens"]),
-            cache_creation_input_tokens=int(stored.get("cache_creation_input_tokens", 0)),
-            cache_read_input_tokens=int(stored.get("cache_read_input_tokens", 0)),
-            cost_usd=0.0,
-            saved_usd=float(entry["estimated_cost"]),
-            latency_s=time.perf_counter() - started,
-            attempts=0,
-            cached=True,
-            cache_age_s=float(entry["age_seconds"]),
-            stop_reason=stored.get("stop_reason"),
-            request_id=stored.get("request_id"),
-            truncated=bool(stored.get("truncated", False)),
-            warnings=list(call.warnings) + list(stored.get("warnings", [])),
-        )
-        result = AgentResult(call.agent.name, True, entry["response"], [], meta)
-        self._record(result)
-        return result
+        return self._ledger.cache_hit(call, entry, started)
 
-    def _cache_store(self, call: PreparedCall, answer: Answer, cost: float | None) -> bool:
+    def _lookup(self, call: PreparedCall) -> dict[str, Any] | None:
+        store = self._store_for(call)
+        if store is None:
+            return None
+        return store.get(call.agent.name, call.cache_task, call.model, **call.cache_request)
+
+    async def _cache_store(self, call: PreparedCall, answer: Answer, cost: float | None) -> bool:
         """Store the answer; True if it was stored (a failed store never fails the call)."""
-        cache = self.cache if call.use_cache else None
-        if cache is None:
+        if not call.use_cache or not self._cache_enabled:
             return False
         try:
-            return cache.set(
-                call.agent.name,
-                call.cache_task,
-                call.model,
-                answer.text,
-                answer.usage.input_tokens,
-                answer.usage.output_tokens,
-                cost or 0.0,
-                metadata={
-                    "stop_reason": answer.stop_reason,
-                    "request_id": answer.request_id,
-                    "truncated": answer.truncated,
-                    "warnings": answer.warnings,
-                    "cache_creation_input_tokens": answer.usage.cache_creation_input_tokens,
-                    "cache_read_input_tokens": answer.usage.cache_read_input_tokens,
-                },
-                ttl_hours=call.ttl_hours,
-                **call.cache_request,
-            )
+            return await self._store_thread.run(self._keep, call, answer, cost)
         except CacheError as exc:
             self._log.warning("cache store failed; the answer is returned anyway: %s", exc)
             return False
 
-    # -- metrics -------------------------------------------------------------------------------
-
-    def _record(self, result: AgentResult) -> None:
-        """Record one call; a failing metrics sink never fails the call (BUG-008)."""
-        try:
-            from ..metrics import CallRecord
-
-            meta = result.metadata
-            self.metrics.record(
-                CallRecord(
-                    timestamp=time.time(),
-                    agent_name=result.agent_name,
-                    model=str(meta.get("model") or ""),
-                    latency_s=float(meta.get("latency_s") or 0.0),
-                    input_tokens=int(meta.get("input_tokens") or 0),
-                    output_tokens=int(meta.get("output_tokens") or 0),
-                    cache_read_tokens=int(meta.get("cache_read_input_tokens") or 0),
-                    cache_write_tokens=int(meta.get("cache_creation_input_tokens") or 0),
-                    cost_usd=meta.get("cost_usd"),
-                    saved_usd=float(meta.get("saved_usd") or 0.0),
-                    cached=bool(meta.get("cached")),
-                    success=result.success,
-                    error_type=None if result.error is None else type(result.error).__name__,
-                    attempts=int(meta.get("attempts") or 0),
-                    stop_reason=meta.get("stop_reason"),
-                    request_id=meta.get("request_id"),
-                    status=str(meta.get("status") or ("ok" if result.success else "error")),
-                )
-            )
-        except Exception as exc:
-            from ..guard import sanitize_for_log
-
-            self._log.warning(
-                "recording metrics failed (the call itself is unaffected): %s",
-                sanitize_for_log(f"{type(exc).__name__}: {exc}"),
-            )
+    def _keep(self, call: PreparedCall, answer: Answer, cost: float | None) -> bool:
+        store = self._store_for(call)
+        if store is None:
+            return False
+        return store.set(
+            call.agent.name,
+            call.cache_task,
+            call.model,
+            answer.text,
+            answer.usage.input_tokens,
+            answer.usage.output_tokens,
+            cost or 0.0,
+            metadata={
+                "stop_reason": answer.stop_reason,
+                "request_id": answer.request_id,
+                "truncated": answer.truncated,
+                "warnings": answer.warnings,
+                "cache_creation_input_tokens": answer.usage.cache_creation_input_tokens,
+                "cache_read_input_tokens": answer.usage.cache_read_input_tokens,
+            },
+            ttl_hours=call.ttl_hours,
+            **call.cache_request,
+        )
 
     # -- the live call -------------------------------------------------------------------------
 
     async def _attempt(
         self,
         call: PreparedCall,
-        progress: _Progress,
+        progress: Progress,
         on_text: Callable[[str], None] | None,
         deadline_at: float | None = None,
     ) -> Answer:
@@ -641,7 +541,7 @@ class AsyncAgentOrchestrator:
                 admission.settle(answer.usage.output_tokens)
         except BaseException as exc:
             if state is not None:  # the request went out: bill what the API bills for it
-                usage = _attempt_usage(call, state, exc)
+                usage = attempt_usage(call.input_estimate, state, exc)
                 if usage is not None:
                     progress.billed.append(usage)
             if isinstance(exc, APIError) and progress.emitted and exc.retryable:
@@ -650,7 +550,7 @@ class AsyncAgentOrchestrator:
         return answer
 
     async def _live(
-        self, call: PreparedCall, progress: _Progress, on_text: Callable[[str], None] | None
+        self, call: PreparedCall, progress: Progress, on_text: Callable[[str], None] | None
     ) -> Answer:
         """All attempts with retries, bounded by the overall deadline (no asyncio.timeout)."""
         deadline_at = None if self._deadline is None else time.monotonic() + self._deadline
@@ -687,7 +587,7 @@ class AsyncAgentOrchestrator:
         on_text: Callable[[str], None] | None = None,
         on_cancelled: OnCancelled | None = None,
     ) -> AgentResult:
-        cached = self._cache_lookup(call)
+        cached = await self._cache_lookup(call)
         if cached is not None:
             if on_text is not None:
                 on_text(cached.output)
@@ -699,8 +599,7 @@ class AsyncAgentOrchestrator:
             SecretRedactor.register(self._client.api_key)
             self._key_registered = True
         self._gate.limiter.check_admissible(call.max_tokens)
-        estimate = self.prices.estimate(call.model, call.input_estimate, call.max_tokens)
-        reservation = self._budget.reserve(estimate, model=call.model)
+        reservation = self._ledger.reserve(call)
         return await self._execute_live(call, reservation, on_text, on_cancelled)
 
     async def _execute_live(
@@ -715,105 +614,33 @@ class AsyncAgentOrchestrator:
         A cancelled call is settled too (what it was billed so far), recorded with status
         ``cancelled``, handed to ``on_cancelled``, and then the cancellation propagates.
         """
-        progress = _Progress()
+        progress = Progress()
         started = time.perf_counter()
         try:
             answer = await self._live(call, progress, on_text)
         except (APIError, CircuitOpenError, DeadlineExceededError) as exc:
-            result = self._settle_failure(call, reservation, progress, exc, started)
+            result = self._ledger.settle_failure(call, reservation, progress, exc, started)
             self._log.info(
                 "agent %s failed after %d attempt(s): %s",
                 call.agent.name,
                 progress.attempts,
                 type(exc).__name__,
             )
-            self._record(result)
             return result
         except BaseException as exc:
             # Cancelled (or a bug): no await until the end, so the settlement cannot be cut.
-            result = self._settle_failure(call, reservation, progress, exc, started)
-            self._record(result)
+            result = self._ledger.settle_failure(call, reservation, progress, exc, started)
             if on_cancelled is not None and isinstance(exc, asyncio.CancelledError):
                 try:
                     on_cancelled(result)
                 except Exception as cb_exc:
                     self._log.warning("on_cancelled callback failed: %s", type(cb_exc).__name__)
             raise
-        answer_cost = self.prices.cost(call.model, answer.usage)
-        usage = _sum_usage([*progress.billed, answer.usage])
-        cost = self.prices.cost(call.model, usage) if progress.billed else answer_cost
-        self._budget.settle(reservation, cost)
-        meta = empty_metadata(call.model)
-        meta.update(
-            _usage_metadata(usage),
-            cost_usd=cost,
-            latency_s=time.perf_counter() - started,
-            attempts=progress.attempts,
-            stop_reason=answer.stop_reason,
-            request_id=answer.request_id,
-            truncated=answer.truncated,
-            warnings=list(call.warnings) + list(answer.warnings),
-            status="ok",
+        result, answer_cost = self._ledger.settle_success(
+            call, reservation, progress, answer, started
         )
-        result = AgentResult(call.agent.name, True, answer.text, [], meta)
-        self._record(result)
-        result.metadata["cache_stored"] = self._cache_store(call, answer, answer_cost)
+        result.metadata["cache_stored"] = await self._cache_store(call, answer, answer_cost)
         return result
-
-    def _settle_failure(
-        self,
-        call: PreparedCall,
-        reservation: Reservation,
-        progress: _Progress,
-        exc: BaseException,
-        started: float,
-    ) -> AgentResult:
-        """Charge a call that ended without an answer, settle the budget, build its result.
-
-        Billed: every sent attempt's usage (:func:`_attempt_usage`) plus the usage of a
-        complete but unusable answer. Nothing billed costs 0 when nothing was sent or the
-        server answered with an error; after a dropped connection the cost stays unknown.
-        """
-        usages = list(progress.billed)
-        final = getattr(exc, "usage", None)
-        if isinstance(final, Usage):
-            usages.append(final)
-        meta = empty_metadata(call.model)
-        status = call_status(exc)
-        if usages:
-            usage = _sum_usage(usages)
-            cost = self.prices.cost(call.model, usage)
-            self._budget.settle(reservation, cost)
-            meta.update(_usage_metadata(usage), cost_usd=cost)
-        else:
-            self._budget.release(reservation)
-            if (
-                not progress.sent
-                or isinstance(exc, CircuitOpenError)
-                or getattr(exc, "status_code", None)
-            ):
-                meta["cost_usd"] = 0.0
-        output = "".join(progress.emitted)
-        meta.update(
-            latency_s=time.perf_counter() - started,
-            attempts=progress.attempts,
-            request_id=progress.request_id,
-            stop_reason=getattr(exc, "stop_reason", None),
-            warnings=list(call.warnings),
-            status=status,
-            cut=bool(output),
-        )
-        if isinstance(exc, ClaudeForceError):
-            return AgentResult.failure(call.agent.name, exc, metadata=meta, output=output)
-        words = "cancelled" if status == "cancelled" else f"stopped by {type(exc).__name__}"
-        cost_text = "an unknown amount" if meta["cost_usd"] is None else f"${meta['cost_usd']:.6g}"
-        return AgentResult(
-            call.agent.name,
-            False,
-            output,
-            [f"The call was {words}; it was charged {cost_text} for the tokens billed so far."],
-            meta,
-        )
 
     # -- public calls --------------------------------------------------------------------------
 
