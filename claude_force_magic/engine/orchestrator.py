@@ -1,10 +1,17 @@
 """``AsyncAgentOrchestrator``: run named agents through the safe, cost-aware call pipeline.
 
-The pipeline of one call (DESIGN.md): validate -> build the request (agent definition as
-``system``, task as the user message, notebook values wrapped as untrusted data) -> injection
-screen -> cache lookup -> budget -> [per attempt: concurrency slot -> rate limiter -> circuit
-breaker -> SDK call under the per-attempt timeout] with retries, all under the overall deadline
--> validate the answer -> metrics and cost -> cache store.
+The orchestrator is a facade. It checks its settings, builds the pieces once, and hands every
+call to them:
+
+- :mod:`.defaults` - every default value;
+- :mod:`.request` - :class:`CallOptions` (the per-call options) and :class:`RequestBuilder`
+  (task checks, injection screen, request parameters, cache identity, token estimate; prior
+  turns of a conversation);
+- :mod:`.pipeline` - the order of one call, shared by every entry point;
+- :mod:`.transport` - the SDK (the one place its errors are mapped), or any other transport;
+- :mod:`.gate` - breaker, concurrency slot and rate limits per attempt;
+- :mod:`.ledger` - budget reservation, settlement, metadata and metrics;
+- :mod:`.store` - the response store, called off the event loop.
 
 Caller mistakes raise before anything is sent (:class:`UnknownAgentError`,
 :class:`InvalidTaskError`, :class:`PromptInjectionError`, :class:`ConfigurationError`,
@@ -17,36 +24,30 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import (
-    APIError,
-    CacheError,
-    CircuitOpenError,
     ClaudeForceError,
     ConfigurationError,
-    DeadlineExceededError,
     PromptInjectionError,
-    RateLimitError,
 )
 from ..settings import Secret, check_ttl_hours
 from ..validation import check_flag, check_int, check_number
 from . import defaults
 from .breaker import CircuitBreaker
-from .budget import Budget, Reservation
+from .budget import Budget
 from .client import ClientHandle
-from .gate import Admission, AttemptBreaker, AttemptGate, AttemptLimiter
-from .ledger import Ledger, Progress, attempt_usage
+from .gate import AttemptBreaker, AttemptGate, AttemptLimiter
+from .ledger import Ledger
 from .limits import RateLimiter
+from .pipeline import CallPipeline, OnCancelled
 from .request import CallOptions, PreparedCall, RequestBuilder
-from .response import Answer
 from .result import AgentResult
-from .retry import RetryPolicy, call_with_retries
+from .retry import RetryPolicy
 from .store import ResponseStore, StoreThread
-from .transport import AttemptState, MessagesTransport, SDKTransport
+from .transport import MessagesTransport, SDKTransport
 
 if TYPE_CHECKING:
     import httpx2
@@ -56,12 +57,14 @@ if TYPE_CHECKING:
     from ..metrics import Metrics
     from ..pricing import PriceTable
 
-__all__ = ["DEFAULT_MODEL", "AsyncAgentOrchestrator", "OnCancelled"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "AsyncAgentOrchestrator",
+    "CallOptions",
+    "OnCancelled",
+    "workflow_step_options",
+]
 
-#: Called with the settled, failed :class:`AgentResult` of a call that is being cancelled
-#: (its ``output`` is the text streamed so far, ``metadata["status"] == "cancelled"``), on the
-#: event loop, just before the ``CancelledError`` propagates. Exceptions it raises are logged.
-OnCancelled = Callable[[AgentResult], None]
 
 DEFAULT_MODEL = defaults.MODEL
 STREAMING_REQUIRED_ABOVE = defaults.STREAMING_REQUIRED_ABOVE
@@ -77,31 +80,6 @@ def _require(value: _T, protocol: type, name: str) -> _T:
             f".{protocol.__name__}, got {type(value).__name__}."
         )
     return value
-
-
-def _emitter(progress: Progress, on_text: Callable[[str], None]) -> Callable[[str], None]:
-    """``on_text`` that also keeps what reached the caller (the output of a cut call)."""
-
-    def emit(piece: str) -> None:
-        progress.emitted.append(piece)
-        on_text(piece)
-
-    return emit
-
-
-def _learn_from_failure(
-    admission: Admission, state: AttemptState, exc: APIError, progress: Progress
-) -> None:
-    """Tell the limiter what a failed attempt showed: the headers of a whole answer that
-    failed its checks, else of the error response, else a 429's ``retry_after``."""
-    if exc.request_id:
-        progress.request_id = exc.request_id
-    if state.message is not None:
-        admission.observe(state.headers)
-    if state.error_headers is not None:
-        admission.observe(state.error_headers)
-    elif isinstance(exc, RateLimitError):
-        admission.refused(exc)
 
 
 class AsyncAgentOrchestrator:
@@ -222,7 +200,6 @@ class AsyncAgentOrchestrator:
             raise ConfigurationError(
                 f"budget must be a claude_force_magic.engine.budget.Budget, got {budget!r}."
             )
-        self._ledger = Ledger(self._budget, lambda: self.prices, lambda: self.metrics, self._log)
         self._registry = registry
         self._prices = prices
         self._owns_metrics = metrics is None
@@ -246,6 +223,19 @@ class AsyncAgentOrchestrator:
         self._cache_dir = cache_dir
         self._cache_problem: str | None = None
         self._closed = False
+        self._pipeline = CallPipeline(
+            transport=self._transport,
+            gate=self._gate,
+            ledger=Ledger(self._budget, lambda: self.prices, lambda: self.metrics, self._log),
+            store=lambda: self.store,
+            store_usable=lambda: self._cache_enabled and self._cache_problem is None,
+            store_thread=self._store_thread,
+            retry=self._retry,
+            deadline=self._deadline,
+            log=self._log,
+            is_closed=lambda: self._closed,
+            on_ready=self._register_key,
+        )
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -450,197 +440,21 @@ class AsyncAgentOrchestrator:
 
     # -- cache ---------------------------------------------------------------------------------
 
-    def _store_for(self, call: PreparedCall) -> ResponseStore | None:
-        return self.store if call.use_cache else None
-
-    async def _cache_lookup(self, call: PreparedCall) -> AgentResult | None:
-        """The cached answer, looked up on the store threads (:mod:`.store`), or None."""
-        if not call.use_cache or call.refresh or not self._cache_enabled:
-            return None
-        started = time.perf_counter()
-        try:
-            entry = await self._store_thread.run(self._lookup, call)
-        except CacheError as exc:
-            self._log.warning("cache lookup failed, calling live: %s", exc)
-            return None
-        if entry is None:
-            return None
-        return self._ledger.cache_hit(call, entry, started)
-
-    def _lookup(self, call: PreparedCall) -> dict[str, Any] | None:
-        store = self._store_for(call)
-        if store is None:
-            return None
-        return store.get(call.agent.name, call.cache_task, call.model, **call.cache_request)
-
-    async def _cache_store(self, call: PreparedCall, answer: Answer, cost: float | None) -> bool:
-        """Store the answer; True if it was stored (a failed store never fails the call)."""
-        if not call.use_cache or not self._cache_enabled:
-            return False
-        try:
-            return await self._store_thread.run(self._keep, call, answer, cost)
-        except CacheError as exc:
-            self._log.warning("cache store failed; the answer is returned anyway: %s", exc)
-            return False
-
-    def _keep(self, call: PreparedCall, answer: Answer, cost: float | None) -> bool:
-        store = self._store_for(call)
-        if store is None:
-            return False
-        return store.set(
-            call.agent.name,
-            call.cache_task,
-            call.model,
-            answer.text,
-            answer.usage.input_tokens,
-            answer.usage.output_tokens,
-            cost or 0.0,
-            metadata={
-                "stop_reason": answer.stop_reason,
-                "request_id": answer.request_id,
-                "truncated": answer.truncated,
-                "warnings": answer.warnings,
-                "cache_creation_input_tokens": answer.usage.cache_creation_input_tokens,
-                "cache_read_input_tokens": answer.usage.cache_read_input_tokens,
-            },
-            ttl_hours=call.ttl_hours,
-            **call.cache_request,
-        )
-
-    # -- the live call -------------------------------------------------------------------------
-
-    async def _attempt(
-        self,
-        call: PreparedCall,
-        progress: Progress,
-        on_text: Callable[[str], None] | None,
-        deadline_at: float | None = None,
-    ) -> Answer:
-        """One attempt through the gate (breaker, slot, limiter) and the transport."""
-        if self._closed:  # closed while this call waited or retried: never open a new client
-            raise ConfigurationError(
-                "The orchestrator was closed while this call was in flight; it was not retried."
-            )
-        progress.attempts += 1
-        emit = None if on_text is None else _emitter(progress, on_text)
-        state: AttemptState | None = None
-        try:
-            async with self._gate.attempt(
-                call.input_estimate, call.max_tokens, deadline=deadline_at
-            ) as admission:
-                progress.sent = True
-                state = progress.stream = AttemptState()
-                try:
-                    answer = await self._transport.send(
-                        call.params, timeout=call.timeout, on_text=emit, state=state
-                    )
-                except APIError as exc:
-                    _learn_from_failure(admission, state, exc, progress)
-                    raise
-                admission.observe(state.headers)
-                admission.settle(answer.usage.output_tokens)
-        except BaseException as exc:
-            if state is not None:  # the request went out: bill what the API bills for it
-                usage = attempt_usage(call.input_estimate, state, exc)
-                if usage is not None:
-                    progress.billed.append(usage)
-            if isinstance(exc, APIError) and progress.emitted and exc.retryable:
-                exc.retryable = False  # text already reached the caller: a retry would repeat it
-            raise
-        return answer
-
-    async def _live(
-        self, call: PreparedCall, progress: Progress, on_text: Callable[[str], None] | None
-    ) -> Answer:
-        """All attempts with retries, bounded by the overall deadline (no asyncio.timeout)."""
-        deadline_at = None if self._deadline is None else time.monotonic() + self._deadline
-
-        def retry_log(exc: BaseException, wait: float) -> None:
-            self._log.info(
-                "retrying agent %s in %.2fs after %s",
-                call.agent.name,
-                wait,
-                type(exc).__name__,
-            )
-
-        retrying = call_with_retries(
-            lambda: self._attempt(call, progress, on_text, deadline_at),
-            self._retry,
-            deadline_at=deadline_at,
-            on_retry=retry_log,
-        )
-        if self._deadline is None:
-            return await retrying
-        try:
-            return await asyncio.wait_for(retrying, self._deadline)
-        except ClaudeForceError:
-            raise
-        except asyncio.TimeoutError as exc:
-            raise DeadlineExceededError(
-                f"The call did not finish within deadline_seconds={self._deadline:g} "
-                f"({progress.attempts} attempt(s)). Raise deadline_seconds or try later."
-            ) from exc
-
     async def _execute(
         self,
         call: PreparedCall,
         on_text: Callable[[str], None] | None = None,
         on_cancelled: OnCancelled | None = None,
     ) -> AgentResult:
-        cached = await self._cache_lookup(call)
-        if cached is not None:
-            if on_text is not None:
-                on_text(cached.output)
-            return cached
-        self._transport.ready()  # a missing API key is a caller mistake: raise before the budget
+        return await self._pipeline.run(call, on_text, on_cancelled)
+
+    def _register_key(self) -> None:
+        """Register a key read from the environment at first use with the log redactor."""
         if not self._key_registered and self._client.api_key is not None:
-            from ..guard import SecretRedactor  # a key from the environment, read at first use
+            from ..guard import SecretRedactor
 
             SecretRedactor.register(self._client.api_key)
             self._key_registered = True
-        self._gate.limiter.check_admissible(call.max_tokens)
-        reservation = self._ledger.reserve(call)
-        return await self._execute_live(call, reservation, on_text, on_cancelled)
-
-    async def _execute_live(
-        self,
-        call: PreparedCall,
-        reservation: Reservation,
-        on_text: Callable[[str], None] | None,
-        on_cancelled: OnCancelled | None = None,
-    ) -> AgentResult:
-        """The live call; every outcome is charged, recorded and settled against the budget.
-
-        A cancelled call is settled too (what it was billed so far), recorded with status
-        ``cancelled``, handed to ``on_cancelled``, and then the cancellation propagates.
-        """
-        progress = Progress()
-        started = time.perf_counter()
-        try:
-            answer = await self._live(call, progress, on_text)
-        except (APIError, CircuitOpenError, DeadlineExceededError) as exc:
-            result = self._ledger.settle_failure(call, reservation, progress, exc, started)
-            self._log.info(
-                "agent %s failed after %d attempt(s): %s",
-                call.agent.name,
-                progress.attempts,
-                type(exc).__name__,
-            )
-            return result
-        except BaseException as exc:
-            # Cancelled (or a bug): no await until the end, so the settlement cannot be cut.
-            result = self._ledger.settle_failure(call, reservation, progress, exc, started)
-            if on_cancelled is not None and isinstance(exc, asyncio.CancelledError):
-                try:
-                    on_cancelled(result)
-                except Exception as cb_exc:
-                    self._log.warning("on_cancelled callback failed: %s", type(cb_exc).__name__)
-            raise
-        result, answer_cost = self._ledger.settle_success(
-            call, reservation, progress, answer, started
-        )
-        result.metadata["cache_stored"] = await self._cache_store(call, answer, answer_cost)
-        return result
 
     # -- public calls --------------------------------------------------------------------------
 
