@@ -182,6 +182,7 @@ class AsyncAgentOrchestrator:
             check_number("input_tokens_per_minute", input_tokens_per_minute, allow_none=True),
             check_number("output_tokens_per_minute", output_tokens_per_minute, allow_none=True),
         )
+        # built even when breaker= is given, so bad breaker_* numbers still raise here
         checked_breaker = CircuitBreaker(breaker_threshold, breaker_cooldown_seconds)
         self._gate = AttemptGate(
             self._max_concurrent,
