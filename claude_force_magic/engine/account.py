@@ -40,7 +40,13 @@ from pathlib import Path
 from ..errors import ConfigurationError, UnsafePathError
 from ..settings import Secret
 
-__all__ = ["SESSION_ID", "WINDOWS", "SpendAccount", "SpendAccountWarning"]
+__all__ = [
+    "SESSION_ID",
+    "WINDOWS",
+    "SpendAccount",
+    "SpendAccountWarning",
+    "check_window",
+]
 
 #: The budget windows a :class:`SpendAccount` understands.
 WINDOWS: tuple[str, ...] = ("total", "day", "session")

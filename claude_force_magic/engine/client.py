@@ -42,9 +42,13 @@ __all__ = [
     "ClientHandle",
     "RateLimitInfo",
     "RawAnswer",
+    "StreamState",
+    "create_message",
     "map_api_error",
     "parse_rate_limit_headers",
     "parse_retry_after",
+    "resolve_api_key",
+    "stream_message",
 ]
 
 _MISSING_KEY = (
@@ -378,7 +382,8 @@ class ClientHandle:
         if old is None or self._http_client is not None:
             return  # an injected http client belongs to the caller: never closed by us
         # The SDK's __del__ would schedule aclose() on whatever loop runs at collection time,
-        # closing sockets that belong to a finished loop (DESIGN.md: the hanging-client problem).
+        # closing sockets that belong to a finished loop: the client would hang or raise
+        # 'Event loop is closed' on whichever loop runs the collection.
         # Mark the finished loop's transport closed so that never happens; its sockets are
         # released with their own transports.
         inner = getattr(old, "_client", None)

@@ -1,10 +1,17 @@
 """``AsyncAgentOrchestrator``: run named agents through the safe, cost-aware call pipeline.
 
-The pipeline of one call (DESIGN.md): validate -> build the request (agent definition as
-``system``, task as the user message, notebook values wrapped as untrusted data) -> injection
-screen -> cache lookup -> budget -> [per attempt: concurrency slot -> rate limiter -> circuit
-breaker -> SDK call under the per-attempt timeout] with retries, all under the overall deadline
--> validate the answer -> metrics and cost -> cache store.
+The orchestrator is a facade. It checks its settings, builds the pieces once, and hands every
+call to them:
+
+- :mod:`.defaults` - every default value;
+- :mod:`.request` - :class:`CallOptions` (the per-call options) and :class:`RequestBuilder`
+  (task checks, injection screen, request parameters, cache identity, token estimate; prior
+  turns of a conversation);
+- :mod:`.pipeline` - the order of one call, shared by every entry point;
+- :mod:`.transport` - the SDK (the one place its errors are mapped), or any other transport;
+- :mod:`.gate` - breaker, concurrency slot and rate limits per attempt;
+- :mod:`.ledger` - budget reservation, settlement, metadata and metrics;
+- :mod:`.store` - the response store, called off the event loop.
 
 Caller mistakes raise before anything is sent (:class:`UnknownAgentError`,
 :class:`InvalidTaskError`, :class:`PromptInjectionError`, :class:`ConfigurationError`,
@@ -16,36 +23,31 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
+import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import (
-    APIError,
-    CacheError,
-    CircuitOpenError,
     ClaudeForceError,
     ConfigurationError,
-    DeadlineExceededError,
     PromptInjectionError,
-    RateLimitError,
 )
 from ..settings import Secret, check_ttl_hours
 from ..validation import check_flag, check_int, check_number
 from . import defaults
 from .breaker import CircuitBreaker
-from .budget import Budget, Reservation
+from .budget import Budget
 from .client import ClientHandle
-from .estimate import estimate_text_tokens
-from .gate import Admission, AttemptBreaker, AttemptGate, AttemptLimiter
+from .gate import AttemptBreaker, AttemptGate, AttemptLimiter
+from .ledger import Ledger
 from .limits import RateLimiter
+from .pipeline import CallPipeline, OnCancelled
 from .request import CallOptions, PreparedCall, RequestBuilder
-from .response import Answer, Usage
-from .result import AgentResult, empty_metadata
-from .retry import RetryPolicy, call_with_retries
-from .transport import AttemptState, MessagesTransport, SDKTransport
+from .result import AgentResult
+from .retry import RetryPolicy
+from .store import ResponseStore, StoreThread
+from .transport import MessagesTransport, SDKTransport
 
 if TYPE_CHECKING:
     import httpx2
@@ -55,12 +57,14 @@ if TYPE_CHECKING:
     from ..metrics import Metrics
     from ..pricing import PriceTable
 
-__all__ = ["DEFAULT_MODEL", "AsyncAgentOrchestrator", "OnCancelled"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "AsyncAgentOrchestrator",
+    "CallOptions",
+    "OnCancelled",
+    "workflow_step_options",
+]
 
-#: Called with the settled, failed :class:`AgentResult` of a call that is being cancelled
-#: (its ``output`` is the text streamed so far, ``metadata["status"] == "cancelled"``), on the
-#: event loop, just before the ``CancelledError`` propagates. Exceptions it raises are logged.
-OnCancelled = Callable[[AgentResult], None]
 
 DEFAULT_MODEL = defaults.MODEL
 STREAMING_REQUIRED_ABOVE = defaults.STREAMING_REQUIRED_ABOVE
@@ -76,117 +80,6 @@ def _require(value: _T, protocol: type, name: str) -> _T:
             f".{protocol.__name__}, got {type(value).__name__}."
         )
     return value
-
-
-def _usage_metadata(usage: Usage) -> dict[str, int]:
-    return {
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
-        "cache_creation_input_tokens": usage.cache_creation_input_tokens,
-        "cache_read_input_tokens": usage.cache_read_input_tokens,
-    }
-
-
-@dataclass
-class _Progress:
-    """What the live part of a call did, for the result even when it failed.
-
-    ``billed`` holds the usage of every attempt that was sent but ended without a final
-    answer (cancelled, timed out, failed mid-stream): the API bills those tokens too.
-    """
-
-    attempts: int = 0
-    emitted: list[str] = field(default_factory=list)
-    request_id: str | None = None
-    sent: bool = False
-    stream: AttemptState | None = None
-    billed: list[Usage] = field(default_factory=list)
-
-
-def _is_cancel_or_timeout(exc: BaseException) -> bool:
-    return isinstance(exc, (asyncio.CancelledError, TimeoutError))
-
-
-def _attempt_usage(
-    call: PreparedCall, state: AttemptState | None, exc: BaseException
-) -> Usage | None:
-    """What the API bills for one sent attempt that ended with ``exc`` (None: nothing).
-
-    Input: the stream's ``message_start`` count, else the request's estimate. Output: the
-    last count a ``message_delta`` reported or the text received, whichever is larger. An
-    attempt the server answered with an HTTP error, or that failed to connect, costs nothing;
-    one cancelled or timed out before the stream started is charged its input estimate.
-    """
-    if isinstance(getattr(exc, "usage", None), Usage):
-        return None  # a complete but unusable answer: billed from its own usage by the caller
-    started = state is not None and state.started
-    if not started and not _is_cancel_or_timeout(exc):
-        return None
-    text = "".join(state.text) if state is not None else ""
-    output = max(
-        (state.output_tokens or 0) if state is not None else 0,
-        estimate_text_tokens(text) if text else 0,
-    )
-    if state is not None and state.started:
-        return Usage(
-            input_tokens=state.input_tokens
-            if state.input_tokens is not None
-            else call.input_estimate,
-            output_tokens=output,
-            cache_creation_input_tokens=state.cache_creation_input_tokens,
-            cache_read_input_tokens=state.cache_read_input_tokens,
-        )
-    return Usage(input_tokens=call.input_estimate, output_tokens=output)
-
-
-def _sum_usage(usages: Iterable[Usage]) -> Usage:
-    total = Usage()
-    for u in usages:
-        total = Usage(
-            input_tokens=total.input_tokens + u.input_tokens,
-            output_tokens=total.output_tokens + u.output_tokens,
-            cache_creation_input_tokens=total.cache_creation_input_tokens
-            + u.cache_creation_input_tokens,
-            cache_read_input_tokens=total.cache_read_input_tokens + u.cache_read_input_tokens,
-        )
-    return total
-
-
-def _emitter(progress: _Progress, on_text: Callable[[str], None]) -> Callable[[str], None]:
-    """``on_text`` that also keeps what reached the caller (the output of a cut call)."""
-
-    def emit(piece: str) -> None:
-        progress.emitted.append(piece)
-        on_text(piece)
-
-    return emit
-
-
-def _learn_from_failure(
-    admission: Admission, state: AttemptState, exc: APIError, progress: _Progress
-) -> None:
-    """Tell the limiter what a failed attempt showed: the headers of a whole answer that
-    failed its checks, else of the error response, else a 429's ``retry_after``."""
-    if exc.request_id:
-        progress.request_id = exc.request_id
-    if state.message is not None:
-        admission.observe(state.headers)
-    if state.error_headers is not None:
-        admission.observe(state.error_headers)
-    elif isinstance(exc, RateLimitError):
-        admission.refused(exc)
-
-
-def call_status(exc: BaseException | None) -> str:
-    """The status recorded for a call that ended with ``exc``: ``ok`` (None), ``cancelled``,
-    ``timeout`` (per-attempt timeout or the overall deadline) or ``error``."""
-    if exc is None:
-        return "ok"
-    if isinstance(exc, asyncio.CancelledError):
-        return "cancelled"
-    if isinstance(exc, TimeoutError):  # APITimeoutError and DeadlineExceededError are both
-        return "timeout"
-    return "error"
 
 
 class AsyncAgentOrchestrator:
@@ -240,10 +133,13 @@ class AsyncAgentOrchestrator:
         http_client: httpx2.AsyncClient | None = None,
         budget: Budget | None = None,
         transport: MessagesTransport | None = None,
+        store: ResponseStore | None = None,
         limiter: AttemptLimiter | None = None,
         breaker: AttemptBreaker | None = None,
     ) -> None:
-        from ..guard import InjectionPolicy, SecretRedactor
+        from ..guard import InjectionPolicy, SecretRedactor, get_logger
+
+        self._log = get_logger(__name__)
 
         if not isinstance(model, str) or not model.strip():
             raise ConfigurationError("model must be a model id such as 'claude-sonnet-5-5'.")
@@ -286,6 +182,7 @@ class AsyncAgentOrchestrator:
             check_number("input_tokens_per_minute", input_tokens_per_minute, allow_none=True),
             check_number("output_tokens_per_minute", output_tokens_per_minute, allow_none=True),
         )
+        # built even when breaker= is given, so bad breaker_* numbers still raise here
         checked_breaker = CircuitBreaker(breaker_threshold, breaker_cooldown_seconds)
         self._gate = AttemptGate(
             self._max_concurrent,
@@ -313,15 +210,33 @@ class AsyncAgentOrchestrator:
                 "Pass cache= (an open ResponseCache) or cache_dir=, not both: with cache= the "
                 "directory is the cache's own and cache_dir would be ignored."
             )
-        self._cache: ResponseCache | None = cache
-        self._owns_cache = cache is None
+        if store is not None and (cache is not None or cache_dir is not None):
+            raise ConfigurationError(
+                "Pass store= (any ResponseStore) or cache=/cache_dir= (the disk cache), not both."
+            )
+        if store is not None:
+            _require(store, ResponseStore, "store")
+        self._cache: ResponseStore | None = cache if store is None else store
+        self._owns_cache = cache is None and store is None
+        self._open_lock = threading.Lock()
+        self._store_thread = StoreThread()
         self._cache_enabled = check_flag("enable_cache", enable_cache)
         self._cache_dir = cache_dir
         self._cache_problem: str | None = None
         self._closed = False
-        from ..guard import get_logger
-
-        self._log = get_logger(__name__)
+        self._pipeline = CallPipeline(
+            transport=self._transport,
+            gate=self._gate,
+            ledger=Ledger(self._budget, lambda: self.prices, lambda: self.metrics, self._log),
+            store=lambda: self.store,
+            store_usable=lambda: self._cache_enabled and self._cache_problem is None,
+            store_thread=self._store_thread,
+            retry=self._retry,
+            deadline=self._deadline,
+            log=self._log,
+            is_closed=lambda: self._closed,
+            on_ready=self._register_key,
+        )
 
     # -- properties ----------------------------------------------------------------------------
 
@@ -374,28 +289,43 @@ class AsyncAgentOrchestrator:
 
     @property
     def cache(self) -> ResponseCache | None:
-        """The response cache, or None when caching is off or the cache cannot be opened.
+        """The disk response cache, or None when caching is off, the cache cannot be opened,
+        or the store is not a disk cache (``store=``; see :attr:`store`).
 
         Opened on first use. When opening fails (a bad secret, an unsafe or unwritable
         directory...) calls run without the cache: one warning is logged and
         :attr:`cache_problem` says why and how to fix it.
         """
+        from ..cache.store import ResponseCache
+
+        store = self.store
+        return store if isinstance(store, ResponseCache) else None
+
+    @property
+    def store(self) -> ResponseStore | None:
+        """The response store calls use (the disk cache unless ``store=`` was given), or None
+        when caching is off or the disk cache cannot be opened. Opened on first use."""
         if not self._cache_enabled or self._cache_problem is not None:
             return None
         if self._cache is None:
-            from ..cache.store import ResponseCache
-
-            try:
-                self._cache = ResponseCache(self._cache_dir, ttl_hours=self._cache_ttl_hours)
-            except ClaudeForceError as exc:
-                self._cache_problem = (
-                    f"The response cache could not be opened, so calls run without it: {exc} "
-                    "Fix that, or turn the cache off (enable_cache=False; in a notebook "
-                    "%config AgentMagics.enable_cache = False)."
-                )
-                self._log.warning("%s", self._cache_problem)
-                return None
+            with self._open_lock:  # store calls run on two threads: open it once
+                if self._cache is None and self._cache_problem is None:
+                    self._cache = self._open_disk_cache()
         return self._cache
+
+    def _open_disk_cache(self) -> ResponseStore | None:
+        from ..cache.store import ResponseCache
+
+        try:
+            return ResponseCache(self._cache_dir, ttl_hours=self._cache_ttl_hours)
+        except ClaudeForceError as exc:
+            self._cache_problem = (
+                f"The response cache could not be opened, so calls run without it: {exc} "
+                "Fix that, or turn the cache off (enable_cache=False; in a notebook "
+                "%config AgentMagics.enable_cache = False)."
+            )
+            self._log.warning("%s", self._cache_problem)
+            return None
 
     @property
     def cache_problem(self) -> str | None:
@@ -475,8 +405,12 @@ class AsyncAgentOrchestrator:
             await self._transport.aclose()
         if self._owns_metrics and self._metrics is not None:
             self._metrics.close()
-        if self._owns_cache and self._cache is not None:
-            self._cache.close()
+        if self._owns_cache:
+            await self._store_thread.close(self._cache)  # its SQLite connection lives there
+            if self._cache is not None:
+                self._cache.close()  # and this thread's, if a command read the cache here
+        else:
+            await self._store_thread.close(None)
 
     async def __aenter__(self) -> AsyncAgentOrchestrator:
         return self
@@ -507,313 +441,21 @@ class AsyncAgentOrchestrator:
 
     # -- cache ---------------------------------------------------------------------------------
 
-    def _cache_lookup(self, call: PreparedCall) -> AgentResult | None:
-        cache = self.cache if call.use_cache else None
-        if cache is None or call.refresh:
-            return None
-        started = time.perf_counter()
-        try:
-            entry = cache.get(call.agent.name, call.cache_task, call.model, **call.cache_request)
-        except CacheError as exc:
-            self._log.warning("cache lookup failed, calling live: %s", exc)
-            return None
-        if entry is None:
-            return None
-        stored = entry.get("metadata") or {}
-        meta = empty_metadata(call.model)
-        meta.update(
-            input_tokens=int(entry["input_tokens"]),
-            output_tokens=int(entry["output_tokens"]),
-            cache_creation_input_tokens=int(stored.get("cache_creation_input_tokens", 0)),
-            cache_read_input_tokens=int(stored.get("cache_read_input_tokens", 0)),
-            cost_usd=0.0,
-            saved_usd=float(entry["estimated_cost"]),
-            latency_s=time.perf_counter() - started,
-            attempts=0,
-            cached=True,
-            cache_age_s=float(entry["age_seconds"]),
-            stop_reason=stored.get("stop_reason"),
-            request_id=stored.get("request_id"),
-            truncated=bool(stored.get("truncated", False)),
-            warnings=list(call.warnings) + list(stored.get("warnings", [])),
-        )
-        result = AgentResult(call.agent.name, True, entry["response"], [], meta)
-        self._record(result)
-        return result
-
-    def _cache_store(self, call: PreparedCall, answer: Answer, cost: float | None) -> bool:
-        """Store the answer; True if it was stored (a failed store never fails the call)."""
-        cache = self.cache if call.use_cache else None
-        if cache is None:
-            return False
-        try:
-            return cache.set(
-                call.agent.name,
-                call.cache_task,
-                call.model,
-                answer.text,
-                answer.usage.input_tokens,
-                answer.usage.output_tokens,
-                cost or 0.0,
-                metadata={
-                    "stop_reason": answer.stop_reason,
-                    "request_id": answer.request_id,
-                    "truncated": answer.truncated,
-                    "warnings": answer.warnings,
-                    "cache_creation_input_tokens": answer.usage.cache_creation_input_tokens,
-                    "cache_read_input_tokens": answer.usage.cache_read_input_tokens,
-                },
-                ttl_hours=call.ttl_hours,
-                **call.cache_request,
-            )
-        except CacheError as exc:
-            self._log.warning("cache store failed; the answer is returned anyway: %s", exc)
-            return False
-
-    # -- metrics -------------------------------------------------------------------------------
-
-    def _record(self, result: AgentResult) -> None:
-        """Record one call; a failing metrics sink never fails the call (BUG-008)."""
-        try:
-            from ..metrics import CallRecord
-
-            meta = result.metadata
-            self.metrics.record(
-                CallRecord(
-                    timestamp=time.time(),
-                    agent_name=result.agent_name,
-                    model=str(meta.get("model") or ""),
-                    latency_s=float(meta.get("latency_s") or 0.0),
-                    input_tokens=int(meta.get("input_tokens") or 0),
-                    output_tokens=int(meta.get("output_tokens") or 0),
-                    cache_read_tokens=int(meta.get("cache_read_input_tokens") or 0),
-                    cache_write_tokens=int(meta.get("cache_creation_input_tokens") or 0),
-                    cost_usd=meta.get("cost_usd"),
-                    saved_usd=float(meta.get("saved_usd") or 0.0),
-                    cached=bool(meta.get("cached")),
-                    success=result.success,
-                    error_type=None if result.error is None else type(result.error).__name__,
-                    attempts=int(meta.get("attempts") or 0),
-                    stop_reason=meta.get("stop_reason"),
-                    request_id=meta.get("request_id"),
-                    status=str(meta.get("status") or ("ok" if result.success else "error")),
-                )
-            )
-        except Exception as exc:
-            from ..guard import sanitize_for_log
-
-            self._log.warning(
-                "recording metrics failed (the call itself is unaffected): %s",
-                sanitize_for_log(f"{type(exc).__name__}: {exc}"),
-            )
-
-    # -- the live call -------------------------------------------------------------------------
-
-    async def _attempt(
-        self,
-        call: PreparedCall,
-        progress: _Progress,
-        on_text: Callable[[str], None] | None,
-        deadline_at: float | None = None,
-    ) -> Answer:
-        """One attempt through the gate (breaker, slot, limiter) and the transport."""
-        if self._closed:  # closed while this call waited or retried: never open a new client
-            raise ConfigurationError(
-                "The orchestrator was closed while this call was in flight; it was not retried."
-            )
-        progress.attempts += 1
-        emit = None if on_text is None else _emitter(progress, on_text)
-        state: AttemptState | None = None
-        try:
-            async with self._gate.attempt(
-                call.input_estimate, call.max_tokens, deadline=deadline_at
-            ) as admission:
-                progress.sent = True
-                state = progress.stream = AttemptState()
-                try:
-                    answer = await self._transport.send(
-                        call.params, timeout=call.timeout, on_text=emit, state=state
-                    )
-                except APIError as exc:
-                    _learn_from_failure(admission, state, exc, progress)
-                    raise
-                admission.observe(state.headers)
-                admission.settle(answer.usage.output_tokens)
-        except BaseException as exc:
-            if state is not None:  # the request went out: bill what the API bills for it
-                usage = _attempt_usage(call, state, exc)
-                if usage is not None:
-                    progress.billed.append(usage)
-            if isinstance(exc, APIError) and progress.emitted and exc.retryable:
-                exc.retryable = False  # text already reached the caller: a retry would repeat it
-            raise
-        return answer
-
-    async def _live(
-        self, call: PreparedCall, progress: _Progress, on_text: Callable[[str], None] | None
-    ) -> Answer:
-        """All attempts with retries, bounded by the overall deadline (no asyncio.timeout)."""
-        deadline_at = None if self._deadline is None else time.monotonic() + self._deadline
-
-        def retry_log(exc: BaseException, wait: float) -> None:
-            self._log.info(
-                "retrying agent %s in %.2fs after %s",
-                call.agent.name,
-                wait,
-                type(exc).__name__,
-            )
-
-        retrying = call_with_retries(
-            lambda: self._attempt(call, progress, on_text, deadline_at),
-            self._retry,
-            deadline_at=deadline_at,
-            on_retry=retry_log,
-        )
-        if self._deadline is None:
-            return await retrying
-        try:
-            return await asyncio.wait_for(retrying, self._deadline)
-        except ClaudeForceError:
-            raise
-        except asyncio.TimeoutError as exc:
-            raise DeadlineExceededError(
-                f"The call did not finish within deadline_seconds={self._deadline:g} "
-                f"({progress.attempts} attempt(s)). Raise deadline_seconds or try later."
-            ) from exc
-
     async def _execute(
         self,
         call: PreparedCall,
         on_text: Callable[[str], None] | None = None,
         on_cancelled: OnCancelled | None = None,
     ) -> AgentResult:
-        cached = self._cache_lookup(call)
-        if cached is not None:
-            if on_text is not None:
-                on_text(cached.output)
-            return cached
-        self._transport.ready()  # a missing API key is a caller mistake: raise before the budget
+        return await self._pipeline.run(call, on_text, on_cancelled)
+
+    def _register_key(self) -> None:
+        """Register a key read from the environment at first use with the log redactor."""
         if not self._key_registered and self._client.api_key is not None:
-            from ..guard import SecretRedactor  # a key from the environment, read at first use
+            from ..guard import SecretRedactor
 
             SecretRedactor.register(self._client.api_key)
             self._key_registered = True
-        self._gate.limiter.check_admissible(call.max_tokens)
-        estimate = self.prices.estimate(call.model, call.input_estimate, call.max_tokens)
-        reservation = self._budget.reserve(estimate, model=call.model)
-        return await self._execute_live(call, reservation, on_text, on_cancelled)
-
-    async def _execute_live(
-        self,
-        call: PreparedCall,
-        reservation: Reservation,
-        on_text: Callable[[str], None] | None,
-        on_cancelled: OnCancelled | None = None,
-    ) -> AgentResult:
-        """The live call; every outcome is charged, recorded and settled against the budget.
-
-        A cancelled call is settled too (what it was billed so far), recorded with status
-        ``cancelled``, handed to ``on_cancelled``, and then the cancellation propagates.
-        """
-        progress = _Progress()
-        started = time.perf_counter()
-        try:
-            answer = await self._live(call, progress, on_text)
-        except (APIError, CircuitOpenError, DeadlineExceededError) as exc:
-            result = self._settle_failure(call, reservation, progress, exc, started)
-            self._log.info(
-                "agent %s failed after %d attempt(s): %s",
-                call.agent.name,
-                progress.attempts,
-                type(exc).__name__,
-            )
-            self._record(result)
-            return result
-        except BaseException as exc:
-            # Cancelled (or a bug): no await until the end, so the settlement cannot be cut.
-            result = self._settle_failure(call, reservation, progress, exc, started)
-            self._record(result)
-            if on_cancelled is not None and isinstance(exc, asyncio.CancelledError):
-                try:
-                    on_cancelled(result)
-                except Exception as cb_exc:
-                    self._log.warning("on_cancelled callback failed: %s", type(cb_exc).__name__)
-            raise
-        answer_cost = self.prices.cost(call.model, answer.usage)
-        usage = _sum_usage([*progress.billed, answer.usage])
-        cost = self.prices.cost(call.model, usage) if progress.billed else answer_cost
-        self._budget.settle(reservation, cost)
-        meta = empty_metadata(call.model)
-        meta.update(
-            _usage_metadata(usage),
-            cost_usd=cost,
-            latency_s=time.perf_counter() - started,
-            attempts=progress.attempts,
-            stop_reason=answer.stop_reason,
-            request_id=answer.request_id,
-            truncated=answer.truncated,
-            warnings=list(call.warnings) + list(answer.warnings),
-            status="ok",
-        )
-        result = AgentResult(call.agent.name, True, answer.text, [], meta)
-        self._record(result)
-        result.metadata["cache_stored"] = self._cache_store(call, answer, answer_cost)
-        return result
-
-    def _settle_failure(
-        self,
-        call: PreparedCall,
-        reservation: Reservation,
-        progress: _Progress,
-        exc: BaseException,
-        started: float,
-    ) -> AgentResult:
-        """Charge a call that ended without an answer, settle the budget, build its result.
-
-        Billed: every sent attempt's usage (:func:`_attempt_usage`) plus the usage of a
-        complete but unusable answer. Nothing billed costs 0 when nothing was sent or the
-        server answered with an error; after a dropped connection the cost stays unknown.
-        """
-        usages = list(progress.billed)
-        final = getattr(exc, "usage", None)
-        if isinstance(final, Usage):
-            usages.append(final)
-        meta = empty_metadata(call.model)
-        status = call_status(exc)
-        if usages:
-            usage = _sum_usage(usages)
-            cost = self.prices.cost(call.model, usage)
-            self._budget.settle(reservation, cost)
-            meta.update(_usage_metadata(usage), cost_usd=cost)
-        else:
-            self._budget.release(reservation)
-            if (
-                not progress.sent
-                or isinstance(exc, CircuitOpenError)
-                or getattr(exc, "status_code", None)
-            ):
-                meta["cost_usd"] = 0.0
-        output = "".join(progress.emitted)
-        meta.update(
-            latency_s=time.perf_counter() - started,
-            attempts=progress.attempts,
-            request_id=progress.request_id,
-            stop_reason=getattr(exc, "stop_reason", None),
-            warnings=list(call.warnings),
-            status=status,
-            cut=bool(output),
-        )
-        if isinstance(exc, ClaudeForceError):
-            return AgentResult.failure(call.agent.name, exc, metadata=meta, output=output)
-        words = "cancelled" if status == "cancelled" else f"stopped by {type(exc).__name__}"
-        cost_text = "an unknown amount" if meta["cost_usd"] is None else f"${meta['cost_usd']:.6g}"
-        return AgentResult(
-            call.agent.name,
-            False,
-            output,
-            [f"The call was {words}; it was charged {cost_text} for the tokens billed so far."],
-            meta,
-        )
 
     # -- public calls --------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ClaudeForceError
 
-__all__ = ["METADATA_KEYS", "AgentResult"]
+__all__ = ["METADATA_KEYS", "AgentResult", "empty_metadata"]
 
 #: The keys every result's ``metadata`` carries (values may be ``None`` when unknown).
 METADATA_KEYS: tuple[str, ...] = (
