@@ -1,6 +1,6 @@
 """Prompt-injection screening: find instruction overrides in untrusted data (and in a task).
 
-What the user types is trusted; data is not (DESIGN.md, trust boundaries). The screen runs on
+What the user types is trusted; data is not (docs/security-guard.md). The screen runs on
 untrusted data (``scope="data"``: notebook values, files, earlier agents' outputs) with every
 rule, and on a caller's task (``scope="task"``) only when the caller asks, with the rules that
 catch an override being *issued*. Data-only rules add the structural markers a task may well

@@ -1,9 +1,9 @@
 """One long-lived event loop in a background thread, driven from synchronous magics.
 
-Why a thread (measured in ipykernel 7, see DESIGN.md "Notebook-safe event loop"): the kernel's
-own loop is already running when a magic executes, so a magic cannot ``asyncio.run`` anything,
-and ``nest_asyncio`` drops queued execute requests during a nested run. Instead every coroutine
-runs on this loop; the kernel thread waits in short slices so that the stop button
+Why a thread (measured in ipykernel 7; see docs/notebook.md, "How it runs inside a kernel"): the
+kernel's own loop is already running when a magic executes, so a magic cannot ``asyncio.run``
+anything, and ``nest_asyncio`` drops queued execute requests during a nested run. Instead every
+coroutine runs on this loop; the kernel thread waits in short slices so that the stop button
 (``KeyboardInterrupt``) is seen within one slice, cancels the request, and re-raises.
 
 One loop per session also means one ``AsyncAnthropic`` per session, created on this loop and
