@@ -48,6 +48,8 @@ OutputFormat = Literal["markdown", "code", "text", "json"]
 DONE = object()
 #: Minimum seconds between two in-place updates of one display while streaming.
 UPDATE_INTERVAL = 0.05
+#: What an agent's output shows until its first tokens arrive.
+PLACEHOLDER = "…waiting for the first tokens…"
 
 _FENCE = re.compile(r"^(```+|~~~+)[ \t]*([^\n`]*)\n(.*?)^\1[ \t]*$", re.M | re.S)
 _RED, _DIM, _RESET = "\x1b[31m", "\x1b[2m", "\x1b[0m"
@@ -184,7 +186,12 @@ def first_code_block(text: str) -> str | None:
 
 @dataclass
 class AgentOutput:
-    """One agent's answer as displayed: rich Markdown for notebooks, plain text elsewhere."""
+    """One agent's answer as displayed: safe HTML for notebooks, plain text elsewhere.
+
+    The HTML comes from :mod:`.render` (no ``text/markdown``: front-ends would render raw HTML
+    in it). Label, placeholder, error and footer are never typeset as math; the answer is only
+    when ``math`` is set.
+    """
 
     label: str | None
     text: str = ""
@@ -192,21 +199,22 @@ class AgentOutput:
     fmt: OutputFormat = "markdown"
     result_dict: Mapping[str, Any] | None = None
     error: str = ""
+    math: bool = False
+    placeholder: str = PLACEHOLDER
 
-    def _repr_markdown_(self) -> str | None:
+    def _repr_html_(self) -> str | None:
         if self.fmt in ("text", "json"):
             return None
-        head = f"**{self.label}**\n\n" if self.label else ""
-        body = self.text or "*…waiting for the first tokens…*"
-        return head + body + self._markdown_tail()
+        from .render import output_html
 
-    def _markdown_tail(self) -> str:
-        tail = ""
-        if self.error:
-            tail += f"\n\n<span style='color:#b00'>{_escape(self.error)}</span>"
-        if self.footer:
-            tail += f"\n\n<sub style='color:#777'>{_escape(self.footer)}</sub>"
-        return tail
+        return output_html(
+            self.text,
+            label=self.label,
+            footer=self.footer,
+            error=self.error,
+            placeholder=self.placeholder,
+            math=self.math,
+        )
 
     def _repr_json_(self) -> Any:
         return dict(self.result_dict) if self.fmt == "json" and self.result_dict else None
@@ -216,14 +224,10 @@ class AgentOutput:
         if self.fmt == "json" and self.result_dict is not None:
             body = json.dumps(self.result_dict, indent=2, ensure_ascii=False, default=str)
         else:
-            body = self.text
+            body = self.text or ("" if self.error or self.footer else self.placeholder)
         tail = f"\n{self.error}" if self.error else ""
         tail += f"\n— {self.footer}" if self.footer else ""
         return head + body + tail
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 # --------------------------------------------------------------------------------- stream views

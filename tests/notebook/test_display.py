@@ -130,14 +130,18 @@ def test_first_code_block_takes_the_first_fence_only() -> None:
     assert first_code_block("~~~\nplain\n~~~") == "plain"
 
 
-def test_agent_output_renders_markdown_and_plain_text() -> None:
-    out = AgentOutput("python-expert", text="**bold**", footer="f · g")
-    md = out._repr_markdown_()
-    assert md is not None
-    assert md.startswith("**python-expert**")
-    assert "f · g" in md
+def test_agent_output_renders_safe_html_and_plain_text() -> None:
+    out = AgentOutput("python-expert", text="**bold** <img src=x onerror=alert(1)>", footer="f · g")
+    page = out._repr_html_()
+    assert page is not None
+    assert "<strong>python-expert</strong>" in page
+    assert "<strong>bold</strong>" in page
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "<img" not in page
+    assert "f · g" in page
     assert "**bold**" in repr(out)
-    assert AgentOutput(None, fmt="text", text="x")._repr_markdown_() is None
+    assert AgentOutput(None, fmt="text", text="x")._repr_html_() is None
+    assert not hasattr(out, "_repr_markdown_"), "text/markdown would be re-rendered with raw HTML"
 
 
 def test_terminal_view_prints_one_agent_as_it_streams(capsys: pytest.CaptureFixture[str]) -> None:

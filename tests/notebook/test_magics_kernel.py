@@ -28,6 +28,11 @@ def _last_request_body(kernel: Kernel) -> dict[str, object]:
     return json.loads(run.stdout)
 
 
+def _answers(run: CellRun) -> list[str]:
+    """The HTML of the answer displays (not the stats dashboard the cell may also refresh)."""
+    return [text for text in run.texts("text/html") if "cfm-" in text]
+
+
 def _assert_short_error(run: CellRun, ename: str, *needles: str) -> str:
     assert run.status == "error", run.reply
     error = run.error
@@ -62,8 +67,9 @@ def test_streaming_output_lands_in_its_cell_as_updates_of_one_display(kernel: Ke
     assert len(updates) >= 2, "the answer must arrive in several updates while streaming"
     display_id = first[0]["transient"]["display_id"]
     assert all(u["transient"]["display_id"] == display_id for u in updates)
-    final = updates[-1]["data"]["text/markdown"]
-    assert final.startswith("## ")
+    final = updates[-1]["data"]["text/html"]
+    assert "<h2>" in final
+    assert "text/markdown" not in updates[-1]["data"], "raw HTML in Markdown would run"
     assert "python-expert · claude-sonnet-5-5" in final
     assert "cache miss (stored)" in final
     assert "simulated" in final
@@ -75,7 +81,7 @@ def test_second_identical_cell_is_a_cache_hit_and_costs_nothing(kernel: Kernel) 
     kernel.ok(cell.format(var="first"))
     run = kernel.ok(cell.format(var="second"))
     assert _sim_stats(kernel)["requests"] == before + 1
-    footer = run.texts("text/markdown")[-1]
+    footer = run.texts("text/html")[-1]
     assert "$0 · cache hit (saved $" in footer
     check = kernel.ok(
         "assert second.cached and second.cost_usd == 0.0, second\n"
@@ -90,7 +96,7 @@ def test_no_cache_neither_reads_nor_writes(kernel: Kernel) -> None:
     before = _sim_stats(kernel)["requests"]
     kernel.ok(cell)
     run = kernel.ok(cell)
-    assert "cache off" in run.texts("text/markdown")[-1]
+    assert "cache off" in run.texts("text/html")[-1]
     assert _sim_stats(kernel)["requests"] == before + 2
     kernel.ok("assert not r.cached")
     kernel.ok("%%agent python-expert -o r\nName three sorting algorithms.")
@@ -114,7 +120,7 @@ def test_model_max_tokens_timeout_and_ttl_reach_the_request(kernel: Kernel) -> N
     body = _last_request_body(kernel)
     assert body["model"] == "claude-haiku-5-5"
     assert body["max_tokens"] == 64
-    assert "claude-haiku-5-5" in run.texts("text/markdown")[-1]
+    assert "claude-haiku-5-5" in run.texts("text/html")[-1]
     kernel.ok("assert r.metadata['model'] == 'claude-haiku-5-5'")
 
 
@@ -122,7 +128,7 @@ def test_format_text_shows_plain_text_only(kernel: Kernel) -> None:
     run = kernel.ok("%%agent python-expert --format text\nWhat is PEP 20?")
     data = [c["data"] for c in run.of_type("display_data", "update_display_data")]
     assert data
-    assert all("text/markdown" not in d for d in data)
+    assert all("text/markdown" not in d and "text/html" not in d for d in data)
     assert "python-expert · " in data[-1]["text/plain"]
 
 
@@ -148,7 +154,7 @@ def test_no_stream_shows_the_answer_once_complete(kernel: Kernel) -> None:
     run = kernel.ok("%%agent python-expert --no-stream\nExplain duck typing briefly.")
     assert len(run.of_type("display_data")) == 1
     assert run.of_type("update_display_data") == []
-    assert "cache miss (stored)" in run.texts("text/markdown")[-1]
+    assert "cache miss (stored)" in run.texts("text/html")[-1]
 
 
 def test_quiet_shows_nothing_and_output_keeps_the_result(kernel: Kernel) -> None:
@@ -175,8 +181,8 @@ def test_several_agents_run_concurrently_each_in_its_own_labelled_output(kernel:
     assert len(ids) == 3
     finals: dict[str, str] = {}
     for update in run.of_type("update_display_data"):
-        finals[update["transient"]["display_id"]] = update["data"]["text/markdown"]
-    labels = sorted(text.split("**")[1] for text in finals.values())
+        finals[update["transient"]["display_id"]] = update["data"]["text/html"]
+    labels = sorted(text.split("<strong>")[1].split("</strong>")[0] for text in finals.values())
     assert labels == ["code-reviewer", "python-expert", "security-specialist"]
     kernel.ok(
         "assert [r.agent_name for r in trio] == "
@@ -404,12 +410,12 @@ def test_interrupting_a_streaming_answer_marks_it_cut_and_shows_no_traceback(
     kernel.ok("%config AgentMagics.simulator_per_token = 0.05")
     msg_id = kernel.send("%%agent python-expert --no-cache\nA long answer to stop midway.")
     # interrupt once two updates have arrived, not after a sleep a loaded machine can outrun
-    kernel.wait_for(msg_id, lambda run: len(run.texts("text/markdown")) >= 2)
+    kernel.wait_for(msg_id, lambda run: len(_answers(run)) >= 2)
     kernel.manager.interrupt_kernel()
     run = kernel.collect(msg_id, timeout=10)
     kernel.ok("%config AgentMagics.simulator_per_token = 0.0")
     _assert_short_error(run, "KeyboardInterrupt", "cancelled")
-    partial = run.texts("text/markdown")
+    partial = _answers(run)
     assert len(partial) >= 2, "chunks were streamed before the interrupt"
     assert "cancelled" in partial[-1], partial[-1]
 
