@@ -110,6 +110,10 @@ def _lab_config(config_dir: Path) -> None:
     (notif / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False})
     )
+    # Render every cell (JupyterLab 4 defers off-screen cells): tests read all outputs.
+    tracker = config_dir / "lab" / "user-settings" / "@jupyterlab" / "notebook-extension"
+    tracker.mkdir(parents=True, exist_ok=True)
+    (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
 
 
 @dataclass
@@ -361,8 +365,8 @@ class NotebookPage:
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         self.page.wait_for_function(
-            "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"
-            " === 'idle'",
+            "() => { const s = window.jupyterapp.shell.currentWidget.sessionContext.session;"
+            " return !!s && !!s.kernel && s.kernel.status === 'idle'; }",
             timeout=timeout * 1000,
         )
 
