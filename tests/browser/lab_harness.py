@@ -312,14 +312,17 @@ class NotebookPage:
     @classmethod
     def open(cls, page: Any, lab: Lab, name: str, timeout: float = 90.0) -> NotebookPage:
         """Open ``name`` in the page and wait until its kernel is idle."""
-        page.goto(lab.url(f"lab/tree/{name}"))
+        page.goto(lab.url(f"lab/tree/{name}?reset"))
         nb = cls(page, lab, name)
         page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=timeout * 1000)
         page.wait_for_function(
-            "() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+            "(name) => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;"
+            " if (!w || !w.context || w.context.path !== name) return false;"
+            " window.__cfmPanel = w;"
             " const k = w && w.sessionContext && w.sessionContext.session"
             " && w.sessionContext.session.kernel;"
             " return !!k && k.status === 'idle'; }",
+            arg=name,
             timeout=timeout * 1000,
         )
         return nb
@@ -336,7 +339,7 @@ class NotebookPage:
     def select(self, index: int) -> None:
         """Make cell ``index`` the active cell (command mode)."""
         self.page.evaluate(
-            "(i) => { const nb = window.jupyterapp.shell.currentWidget.content;"
+            "(i) => { const nb = window.__cfmPanel.content;"
             " nb.activeCellIndex = i; nb.mode = 'command'; nb.node.focus(); }",
             index,
         )
@@ -355,7 +358,7 @@ class NotebookPage:
 
     def wait_all_executed(self, timeout: float = 120.0) -> None:
         self.page.wait_for_function(
-            "() => { const nb = window.jupyterapp.shell.currentWidget.content;"
+            "() => { const nb = window.__cfmPanel.content;"
             " return nb.widgets.every(c => c.model.type !== 'code'"
             " || (c.model.executionCount !== null && !c.node.querySelector("
             "'.jp-InputArea-prompt').textContent.includes('*'))); }",
@@ -365,24 +368,21 @@ class NotebookPage:
 
     def wait_idle(self, timeout: float = 60.0) -> None:
         self.page.wait_for_function(
-            "() => { const s = window.jupyterapp.shell.currentWidget.sessionContext.session;"
+            "() => { const s = window.__cfmPanel.sessionContext.session;"
             " return !!s && !!s.kernel && s.kernel.status === 'idle'; }",
             timeout=timeout * 1000,
         )
 
     def set_source(self, index: int, source: str) -> None:
         self.page.evaluate(
-            "([i, s]) => { window.jupyterapp.shell.currentWidget.content.widgets[i]"
-            ".model.sharedModel.setSource(s); }",
+            "([i, s]) => { window.__cfmPanel.content.widgets[i].model.sharedModel.setSource(s); }",
             [index, source],
         )
 
     # ---------------------------------------------------------------- reading
 
     def cell_count(self) -> int:
-        return int(
-            self.page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets.length")
-        )
+        return int(self.page.evaluate("() => window.__cfmPanel.content.widgets.length"))
 
     def cell(self, index: int) -> Any:
         """The Playwright locator of cell ``index``."""
@@ -397,8 +397,7 @@ class NotebookPage:
     def output_models(self, index: int) -> list[dict[str, Any]]:
         """The cell's outputs as stored in the notebook model (what a save would write)."""
         result = self.page.evaluate(
-            "(i) => window.jupyterapp.shell.currentWidget.content.widgets[i]"
-            ".model.outputs.toJSON()",
+            "(i) => window.__cfmPanel.content.widgets[i].model.outputs.toJSON()",
             index,
         )
         return list(result)

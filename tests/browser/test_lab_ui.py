@@ -15,7 +15,7 @@ WORDS = " ".join(f"word{i}" for i in range(400))
 
 #: JavaScript: sample every 50 ms the cell's output count, texts and whether it still runs.
 SAMPLER_JS = """(i) => {
-  const cell = window.jupyterapp.shell.currentWidget.content.widgets[i];
+  const cell = window.__cfmPanel.content.widgets[i];
   window.__samples = [];
   window.__sampler = setInterval(() => {
     const outs = [...cell.node.querySelectorAll('.jp-OutputArea-output')];
@@ -110,7 +110,7 @@ def test_stats_is_a_live_widget_that_refreshes_after_another_cell(page: Any, lab
     before = nb.output_text(1)
     nb.run_cell(2)
     page.wait_for_function(
-        "([i, before]) => window.jupyterapp.shell.currentWidget.content.widgets[i]"
+        "([i, before]) => window.__cfmPanel.content.widgets[i]"
         ".node.querySelector('.jp-OutputArea').innerText !== before",
         arg=[1, before],
         timeout=15_000,
@@ -128,13 +128,9 @@ def test_format_code_adds_a_code_cell(page: Any, lab: Lab) -> None:
     )
     before = nb.cell_count()
     nb.run_cell(1)
-    page.wait_for_function(
-        "(n) => window.jupyterapp.shell.currentWidget.content.widgets.length > n", arg=before
-    )
+    page.wait_for_function("(n) => window.__cfmPanel.content.widgets.length > n", arg=before)
     assert nb.cell_count() == before + 1
-    source = page.evaluate(
-        "() => window.jupyterapp.shell.currentWidget.content.widgets[2].model.sharedModel.source"
-    )
+    source = page.evaluate("() => window.__cfmPanel.content.widgets[2].model.sharedModel.source")
     assert "def scripted_add(a, b):" in source
 
 
@@ -152,13 +148,13 @@ def test_the_stop_button_ends_a_streaming_cell_with_one_message(page: Any, lab: 
     )
     nb.run_cell(1, wait=False)
     page.wait_for_function(
-        "() => (window.jupyterapp.shell.currentWidget.content.widgets[1]"
+        "() => (window.__cfmPanel.content.widgets[1]"
         ".node.querySelector('.jp-OutputArea').innerText.match(/slow\\d+/g) || []).length > 20",
         timeout=60_000,
     )
     # In the page's clock: from the click on the toolbar's stop button to the prompt's number.
     page.evaluate(
-        """() => { const cell = window.jupyterapp.shell.currentWidget.content.widgets[1];
+        """() => { const cell = window.__cfmPanel.content.widgets[1];
         const prompt = cell.node.querySelector('.jp-InputArea-prompt');
         window.__stopped = null;
         new MutationObserver((m, obs) => { if (!prompt.textContent.includes('*')) {
