@@ -397,7 +397,8 @@ class NotebookPage:
     def output_models(self, index: int) -> list[dict[str, Any]]:
         """The cell's outputs as stored in the notebook model (what a save would write)."""
         result = self.page.evaluate(
-            "(i) => window.__cfmPanel.content.widgets[i].model.outputs.toJSON()",
+            "(i) => { const m = window.__cfmPanel.content.widgets[i].model;"
+            " return m.outputs ? m.outputs.toJSON() : []; }",
             index,
         )
         return list(result)
