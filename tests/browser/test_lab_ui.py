@@ -249,7 +249,11 @@ def test_errors_are_one_line(page: Any, lab: Lab, source: str, tmp_path: Path) -
     for i in range(1, len(cells)):
         nb.run_cell(i)
     last = len(cells) - 1
-    errors = [o for o in nb.output_models(last) if o["output_type"] == "error"]
+    errors = [
+        o
+        for o in nb.output_models(last)
+        if o["output_type"] == "error" or o.get("name") == "stderr"
+    ]
     assert errors, "the cell must fail"
     shown = nb.outputs(last).last.inner_text()
     lines = [line for line in shown.splitlines() if line.strip()]
