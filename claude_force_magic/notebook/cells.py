@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from ..errors import ClaudeForceError, ResponseError
-from .display import DONE, Pump, StreamView
+from .display import DONE, Finished, Pump, StreamView
 from .options import check_variable_name
 from .session import SIMULATED_KEY, price_table, require_api_key
 from .widgets import Progress
@@ -54,6 +54,7 @@ def run_cell(
     for name in request.agents:
         orch.registry.get(name)
     pump = Pump(view)
+    view.simulated = simulated
     view.open()
     try:
         outcomes = session.run(
@@ -67,11 +68,13 @@ def run_cell(
         raise
     finally:
         view.flush(force=True)
+    pump.drain_queued()  # agents that finished last are shown as they finished
     for index, outcome in enumerate(outcomes):
         result = None if isinstance(outcome, BaseException) else outcome
         error = failure_of(outcome) if len(outcomes) > 1 else None
         if result is not None or error is not None:
             view.finish(index, result, simulated=simulated, error=error)
+    view.close()
     return outcomes
 
 
@@ -87,6 +90,19 @@ async def _run_all(
 
 
 async def _run_one(
+    orch: AsyncAgentOrchestrator, index: int, name: str, request: CellRequest, pump: Pump
+) -> AgentResult:
+    """One agent's call; its outcome is also put on the pump so it is shown when it ends."""
+    try:
+        result = await _call_one(orch, index, name, request, pump)
+    except Exception as exc:
+        pump.put(Finished(index, None, exc))
+        raise
+    pump.put(Finished(index, result, failure_of(result)))
+    return result
+
+
+async def _call_one(
     orch: AsyncAgentOrchestrator, index: int, name: str, request: CellRequest, pump: Pump
 ) -> AgentResult:
     options: dict[str, Any] = dict(request.call_options)

@@ -3,10 +3,11 @@
 Rendering always happens on the kernel thread (the thread that runs the cell), so output lands
 in the cell that asked; the background loop only puts chunks on a queue (see :class:`Pump`).
 
-In a notebook each agent gets one display whose Markdown is updated in place as chunks arrive
-(``display_data`` then ``update_display_data`` with the same ``display_id``). In a terminal
-IPython, a single agent's chunks are printed as they arrive and several agents are printed one
-after another when each finishes.
+In a notebook an answer is shown as safe HTML made by :mod:`.render` (never ``text/markdown``);
+it streams in pieces whose display traffic is a few times the answer's size, and ends as one
+output with its footer (see :class:`StreamView`). In a terminal IPython, a single agent's
+chunks are printed as they arrive and several agents' answers are each printed as soon as
+that agent finishes.
 
 Errors never show a traceback: :func:`short_error` attaches ``_render_traceback_`` to the
 exception (IPython's hook for custom tracebacks), so the cell shows one red message naming the
@@ -20,11 +21,13 @@ import queue
 import re
 import sys
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from .. import errors
+from .render import scan_blocks
 
 if TYPE_CHECKING:
     from ..engine.result import AgentResult
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DONE",
     "AgentOutput",
+    "Finished",
     "OutputFormat",
     "Pump",
     "StreamView",
@@ -46,12 +50,24 @@ OutputFormat = Literal["markdown", "code", "text", "json"]
 
 #: Queue item that wakes the kernel thread when all work is finished.
 DONE = object()
-#: Minimum seconds between two in-place updates of one display while streaming.
+#: Minimum seconds between two lines printed while streaming to a terminal.
 UPDATE_INTERVAL = 0.05
+#: Streamed text is shown once its oldest unshown character is this many seconds old.
+STREAM_LAG = 0.2
+#: A word still arriving is held back (not split across pieces) for at most this long.
+HOLD = 0.04
+#: While streaming, bytes of display data sent per byte of answer before pieces are frozen.
+STREAM_BUDGET = 1.2
+#: Extra bytes every answer may use while streaming (short answers stream as one piece).
+STREAM_SLACK = 2048
 #: What an agent's output shows until its first tokens arrive.
 PLACEHOLDER = "…waiting for the first tokens…"
 
 _FENCE = re.compile(r"^(```+|~~~+)[ \t]*([^\n`]*)\n(.*?)^\1[ \t]*$", re.M | re.S)
+#: What MathJax could take for math in a streamed piece: such pieces are wrapped to be ignored.
+_MATHY = re.compile(r"\$|\\[(\[]|\\begin")
+#: The marker of a fence a piece continues (re-opened without its info string: fewer bytes).
+_FENCE_MARK = re.compile(r" {0,3}(`{3,}|~{3,})")
 _RED, _DIM, _RESET = "\x1b[31m", "\x1b[2m", "\x1b[0m"
 
 
@@ -236,19 +252,48 @@ class AgentOutput:
 @dataclass
 class _Slot:
     output: AgentOutput
-    handle: Any = None
+    handle: Any = None  # the agent's first display: placeholder, then its first piece
     dirty: bool = False
     last_update: float = 0.0
     printed: int = 0
+    finished: bool = False
+    # streaming into a notebook (see StreamView's docstring)
+    tail: Any = None  # the live display of the current piece, or None
+    head_free: bool = False  # the first display still shows the placeholder
+    displays: int = 0  # displays this agent's answer is spread over
+    start: int = 0  # where the current piece starts in output.text
+    fence: str = ""  # opening line of the code fence the current piece continues
+    shown: int = 0  # how much of output.text is on screen
+    arrivals: deque[tuple[int, float]] = field(default_factory=deque)  # (text end, time)
+    received: int = 0  # bytes of answer text received
+    sent: int = 0  # bytes of display data sent while streaming
 
 
 @dataclass
 class StreamView:
     """The displays for one cell: one slot per agent, updated from the kernel thread only.
 
-    ``notebook=True`` uses display handles updated in place; ``False`` prints to stdout (a
-    terminal IPython). ``quiet=True`` shows nothing. Not thread-safe by design: only the
-    kernel thread touches it, through :class:`Pump`.
+    ``notebook=True`` uses display outputs; ``False`` prints to stdout (a terminal IPython:
+    one agent prints as it streams, several print each answer whole as soon as it finishes).
+    ``quiet=True`` shows nothing. Not thread-safe by design: only the kernel thread touches
+    it, through :class:`Pump`.
+
+    Streaming into a notebook costs O(answer), not O(answer²). Re-sending the whole answer on
+    every update (as ``update_display_data`` must) sent 174x a 20 KB answer. Instead the
+    answer is cut into *pieces*, each its own display: the live piece is re-sent as it grows
+    only while everything sent so far stays within ``STREAM_BUDGET`` times the answer's bytes
+    (plus ``STREAM_SLACK``, so short answers stream in one piece); otherwise it is frozen as
+    shown and the new text starts the next piece. When a Markdown block finishes (a blank
+    line, a closing fence) the piece is completed and frozen there, so pieces follow blocks
+    where the budget allows; a piece that starts inside a code fence re-opens it, so a huge
+    code block stays code. Text is shown once its oldest unshown character is
+    ``STREAM_LAG`` s old (a word still arriving is held back for at most ``HOLD`` s), so the
+    screen is never more than about 0.25 s behind. When the agent finishes, its pieces are
+    consolidated into one output (``clear_output(wait=True)``, the cell's notes printed
+    again, one final display), so the saved notebook holds one clean output with its footer.
+    With several agents each keeps its one labelled display (pieces of several agents would
+    interleave), which shows the live piece as a plain-text preview under the agent's name,
+    then the whole rendered answer as soon as that agent finishes.
     """
 
     labels: Sequence[str | None]
@@ -256,18 +301,29 @@ class StreamView:
     quiet: bool = False
     fmt: OutputFormat = "markdown"
     caching: bool = True
+    math: bool = False
+    notes: Sequence[str] = ()
+    simulated: bool = False
     slots: list[_Slot] = field(default_factory=list)
 
     def open(self) -> None:
-        """Prepare one slot per agent; with several agents, display them all now, in order.
+        """Prepare one slot per agent (nothing is shown yet: see :meth:`show_waiting`)."""
+        self.slots = [
+            _Slot(AgentOutput(label, fmt=self.fmt, math=self.math)) for label in self.labels
+        ]
 
-        A single agent's display appears with its first chunk, so a call refused before
-        anything is sent leaves no empty output behind.
+    def show_waiting(self) -> None:
+        """Show each agent a "waiting for the first tokens" line, once.
+
+        :class:`Pump` calls this when the kernel thread starts waiting, so a stop in that wait
+        can take the lines away again (:meth:`interrupted`).
         """
-        self.slots = [_Slot(AgentOutput(label, fmt=self.fmt)) for label in self.labels]
-        if len(self.slots) > 1 and self._displays:
-            for slot in self.slots:
+        if not self._displays:
+            return
+        for slot in self.slots:
+            if slot.handle is None and not slot.finished:
                 slot.handle = show(slot.output, display_id=True)
+                slot.head_free, slot.displays = True, 1
 
     @property
     def _displays(self) -> bool:
@@ -281,25 +337,123 @@ class StreamView:
         """Append streamed text to agent ``index``; the display is refreshed by :meth:`flush`."""
         slot = self.slots[index]
         slot.output.text += chunk
+        slot.received += len(chunk.encode())
+        slot.arrivals.append((len(slot.output.text), time.monotonic()))
         slot.dirty = True
 
+    def next_due(self) -> float | None:
+        """Seconds until some streamed text must be shown, or None if nothing waits."""
+        waiting = [s.arrivals[0][1] for s in self.slots if s.arrivals and not s.finished]
+        if not waiting or not self._displays:
+            return None
+        return max(0.0, min(waiting) + STREAM_LAG - time.monotonic())
+
     def flush(self, *, force: bool = False) -> None:
-        """Push pending text to the displays, at most every ``UPDATE_INTERVAL`` per display."""
+        """Show pending text: pieces in a notebook (see the class docstring), stdout otherwise.
+
+        ``force`` shows everything received at once.
+        """
         if self.quiet:
             return
         now = time.monotonic()
         for slot in self.slots:
-            if not slot.dirty or (not force and now - slot.last_update < UPDATE_INTERVAL):
+            if slot.finished:
                 continue
+            if self._displays:
+                self._stream(slot, now, force=force)
+            elif self._live_print and slot.dirty:
+                self._print_live(slot, now, force=force)
+
+    def _print_live(self, slot: _Slot, now: float, *, force: bool) -> None:
+        if force or now - slot.last_update >= UPDATE_INTERVAL:
             slot.dirty, slot.last_update = False, now
-            if slot.handle is None and self._displays:
-                slot.handle = show(slot.output, display_id=True)
-            elif slot.handle is not None:
-                slot.handle.update(slot.output)
-            elif self._live_print:
-                sys.stdout.write(slot.output.text[slot.printed :])
-                sys.stdout.flush()
-                slot.printed = len(slot.output.text)
+            sys.stdout.write(slot.output.text[slot.printed :])
+            sys.stdout.flush()
+            slot.printed = len(slot.output.text)
+
+    # ------------------------------------------------------------------ notebook pieces
+
+    def _stream(self, slot: _Slot, now: float, *, force: bool) -> None:
+        text = slot.output.text
+        if slot.shown >= len(text) or not slot.arrivals:
+            return
+        if not force and now - slot.arrivals[0][1] < STREAM_LAG:
+            return
+        end = len(text) if force else self._visible_end(slot, now)
+        if end > slot.shown:
+            self._advance(slot, end)
+        while slot.arrivals and slot.arrivals[0][0] <= slot.shown:
+            slot.arrivals.popleft()
+
+    def _visible_end(self, slot: _Slot, now: float) -> int:
+        """Everything received, less a word still arriving (at most HOLD s, 24 characters)."""
+        text = slot.output.text
+        cut = max(text.rfind(" ", slot.shown), text.rfind("\n", slot.shown)) + 1
+        if cut <= slot.shown or len(text) - cut > 24:
+            return len(text)
+        held_since = next((t for end, t in slot.arrivals if end > cut), now)
+        return cut if now - held_since < HOLD else len(text)
+
+    def _advance(self, slot: _Slot, end: int) -> None:
+        boundary, _ = scan_blocks(slot.output.text[slot.start : end], slot.fence)
+        boundary += slot.start
+        allowance = STREAM_BUDGET * slot.received + STREAM_SLACK - slot.sent
+        if slot.tail is not None and boundary > max(slot.shown, slot.start):
+            cost = _bytes(self._piece(slot, slot.start, boundary)) + _bytes(
+                self._piece(slot, boundary, end)
+            )
+            if cost > allowance:
+                self._freeze(slot, slot.shown)
+            else:
+                self._put(slot, self._piece(slot, slot.start, boundary))
+                self._freeze(slot, boundary)
+        elif slot.tail is not None and _bytes(self._piece(slot, slot.start, end)) > allowance:
+            self._freeze(slot, slot.shown)
+        if end > slot.start:
+            self._put(slot, self._piece(slot, slot.start, end))
+        slot.shown = end
+
+    def _freeze(self, slot: _Slot, at: int) -> None:
+        """End the live piece at ``at``: it stays as shown; new text starts the next one."""
+        _, fence = scan_blocks(slot.output.text[slot.start : at], slot.fence)
+        slot.start, slot.fence, slot.tail = at, fence, None
+
+    def _piece(self, slot: _Slot, start: int, end: int) -> dict[str, str]:
+        """The display data of ``output.text[start:end]`` shown as one piece.
+
+        With several agents the live piece is a plain-text preview under the agent's name
+        (its display is replaced, not appended to, so rendering would only cost bytes).
+        """
+        from .render import NO_MATH, markdown_to_html, plain_html
+
+        text = slot.output.text[start:end]
+        if len(self.slots) > 1:
+            return {"text/plain": f"{slot.output.label} · …{text}"}
+        if self.fmt == "text":
+            fragment = plain_html(text)
+        else:
+            fence = _FENCE_MARK.match(slot.fence) if start == slot.start else None
+            body = f"{fence.group(0)}\n{text}" if fence else text.lstrip(" \t")
+            fragment = markdown_to_html(body, math=self.math).strip()
+        if self.math or not _MATHY.search(text):
+            return {"text/html": fragment}  # nothing MathJax could typeset: no wrapper to send
+        # live pieces never reach nbconvert (they are consolidated), so MathJax 3's class does
+        return {"text/html": f'<div class="{NO_MATH.split()[-1]}">{fragment}</div>'}
+
+    def _put(self, slot: _Slot, bundle: dict[str, str]) -> None:
+        """Show ``bundle`` as the live piece: a new display, or an update of the live one."""
+        slot.sent += _bytes(bundle)
+        if slot.tail is not None:
+            slot.tail.update(bundle, raw=True)
+        elif slot.head_free or len(self.slots) > 1:
+            slot.tail, slot.head_free = slot.handle, False
+            slot.tail.update(bundle, raw=True)
+        else:
+            slot.tail = show(bundle, raw=True, display_id=True)
+            slot.displays += 1
+            slot.handle = slot.handle or slot.tail
+
+    # ------------------------------------------------------------------ the end
 
     def finish(
         self,
@@ -309,8 +463,15 @@ class StreamView:
         simulated: bool,
         error: BaseException | None = None,
     ) -> None:
-        """Show agent ``index``'s final text, footer and (short, red) error if it failed."""
+        """Show agent ``index``'s final text, footer and (short, red) error if it failed.
+
+        In a notebook the answer ends as one output. Called once per agent; later calls for
+        the same agent do nothing.
+        """
         slot = self.slots[index]
+        if slot.finished:
+            return
+        slot.finished = True
         out = slot.output
         if result is not None:
             out.text = result.output or out.text
@@ -323,13 +484,60 @@ class StreamView:
         if self.quiet:
             return
         if self.notebook:
-            if slot.handle is None:
-                slot.handle = show(out, display_id=True)
-            else:
-                slot.handle.update(out)
-            slot.dirty = False
+            self._show_final(slot)
             return
         self._print_final(slot)
+
+    def _show_final(self, slot: _Slot) -> None:
+        if slot.displays > 1:  # consolidate the pieces into one output
+            _clear_output()
+            for note in self.notes:
+                print(note)
+            slot.handle, slot.displays = show(slot.output, display_id=True), 1
+        elif slot.handle is None:
+            slot.handle, slot.displays = show(slot.output, display_id=True), 1
+        else:
+            slot.handle.update(slot.output)
+        slot.tail, slot.dirty = None, False
+
+    def close(self) -> None:
+        """End the cell's displays: an agent that never finished leaves no placeholder.
+
+        Its partly streamed text (if any) is consolidated into one output; a placeholder with
+        nothing under it is removed, so an error shown next stands alone.
+        """
+        for slot in self.slots:
+            if slot.finished or not self._displays or slot.handle is None:
+                continue
+            slot.finished = True
+            if slot.output.text:
+                slot.output.placeholder = ""
+                self._show_final(slot)
+            elif len(self.slots) == 1:
+                _clear_output()
+                for note in self.notes:
+                    print(note)
+            else:
+                slot.output.placeholder = "no answer"
+                slot.handle.update(slot.output)
+
+    def interrupted(self) -> None:
+        """The cell was stopped: no "waiting" line stays above the "cancelled" message.
+
+        Agents with text are left to :meth:`finish` (which marks them cut); a single agent's
+        placeholder is removed, several agents' placeholders say the request was cancelled.
+        """
+        for slot in self.slots:
+            if slot.finished or slot.output.text or slot.handle is None:
+                continue
+            slot.finished = True
+            if len(self.slots) == 1:
+                _clear_output()
+                for note in self.notes:
+                    print(note)
+            else:
+                slot.output.placeholder = "cancelled"
+                slot.handle.update(slot.output)
 
     def _print_final(self, slot: _Slot) -> None:
         out = slot.output
@@ -343,14 +551,35 @@ class StreamView:
         slot.printed, slot.dirty = len(out.text), False
 
 
+def _bytes(bundle: Mapping[str, str]) -> int:
+    return sum(len(value.encode()) for value in bundle.values())
+
+
+def _clear_output() -> None:
+    """Clear this cell's outputs when the next output arrives (no flicker)."""
+    from IPython.display import clear_output
+
+    clear_output(wait=True)  # type: ignore[no-untyped-call]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Pump event: agent ``index`` is done (``error`` set when it failed)."""
+
+    index: int
+    result: AgentResult | None
+    error: BaseException | None = None
+
+
 class Pump:
     """Carries streamed events from the background loop to the kernel thread.
 
     The loop side calls :meth:`put` (thread-safe, never blocks). The kernel thread passes
     :meth:`drain` as the runner's ``pump``: it blocks up to the slice length for the first
-    event, applies everything queued to the :class:`StreamView`, and flushes the displays.
-    Events are ``(index, str)`` chunks; anything else is ignored by the view (results are
-    collected by the caller).
+    event (less when streamed text falls due sooner), applies everything queued to the
+    :class:`StreamView`, and flushes the displays. Events are ``(index, str)`` chunks and
+    :class:`Finished` (the agent's answer is shown at once, so a terminal prints each answer
+    as soon as it is done); anything else only wakes the pump.
     """
 
     __slots__ = ("_queue", "view")
@@ -366,19 +595,37 @@ class Pump:
     def drain(self, timeout: float) -> None:
         """Wait up to ``timeout`` s for events, apply all that are queued, flush the displays.
 
-        Also flushes when nothing arrived, so text held back by ``UPDATE_INTERVAL`` shows up
-        while the stream pauses.
+        Also flushes when nothing arrived, so text held back while the stream pauses shows
+        up within ``STREAM_LAG`` (the wait is cut short when held-back text falls due).
         """
         try:
-            item = self._queue.get(timeout=timeout)
-        except queue.Empty:
-            self.view.flush()  # text held back by the update interval, while the stream pauses
-            return
-        while True:
-            if item is not DONE and isinstance(item, tuple) and isinstance(item[1], str):
-                self.view.add_chunk(item[0], item[1])
+            self.view.show_waiting()
+            due = self.view.next_due()
             try:
-                item = self._queue.get_nowait()
+                item = self._queue.get(timeout=timeout if due is None else min(timeout, due))
+            except queue.Empty:
+                self.view.flush()  # text held back by the update rules, while the stream pauses
+                return
+            self._apply(item)
+            self.drain_queued()
+        except KeyboardInterrupt:  # the stop button, nearly always seen while waiting here
+            self.view.interrupted()
+            raise
+
+    def drain_queued(self) -> None:
+        """Apply every queued event without waiting, then flush the displays."""
+        while True:
+            try:
+                self._apply(self._queue.get_nowait())
             except queue.Empty:
                 break
         self.view.flush()
+
+    def _apply(self, item: Any) -> None:
+        view = self.view
+        if isinstance(item, Finished):
+            error = item.error if len(view.slots) > 1 else None
+            if item.result is not None or error is not None:
+                view.finish(item.index, item.result, simulated=view.simulated, error=error)
+        elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], str):
+            view.add_chunk(item[0], item[1])

@@ -129,6 +129,9 @@ class AgentMagics(Magics):
     stream = Bool(True, help="Stream answers into the cell (--no-stream per cell).").tag(
         config=True
     )
+    math = Bool(
+        False, help="Typeset $...$ in answers as math (--math per cell); footers never are."
+    ).tag(config=True)
     config_path = Unicode("", help="An explicit .claude/claude.json for agents.").tag(config=True)
     simulator_latency = Float(0.2, help="Seconds the offline simulator takes per answer.").tag(
         config=True
@@ -234,6 +237,7 @@ class AgentMagics(Magics):
     @argument("--trust", action="store_true", help="turn injection screening off for this cell")
     @argument("--simulate", action="store_true", help="answer from the offline simulator")
     @argument("--no-interpolate", action="store_true", help="send {name} literally")
+    @argument("--math", action="store_true", help="typeset $...$ in the answer as math")
     @cell_magic("agent")
     def agent_cell(self, line: str, cell: str) -> None:
         """Ask one or more agents; the cell body is the task.
@@ -259,6 +263,8 @@ class AgentMagics(Magics):
             quiet=request.quiet,
             fmt=request.fmt,
             caching=self.enable_cache and request.call_options.get("use_cache", True),
+            math=bool(self.math or args.math),
+            notes=request.notes,
         )
         if not self.stream:
             request = _replace(request, stream=False)

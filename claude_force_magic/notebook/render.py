@@ -10,8 +10,10 @@ Why we render the Markdown ourselves instead of sending ``text/markdown``:
   server API, which runs code). nbconvert's HTML export keeps such HTML live as well.
 * So the answer is parsed with markdown-it-py with ``html`` **disabled** (raw HTML in an answer
   becomes visible text: an answer that discusses ``<script>`` shows the tag), tables and
-  strikethrough on. Images are rendered as plain links (a Markdown image is a classic way to
-  leak data to a remote server the moment it renders). markdown-it already refuses
+  strikethrough on (bare URLs stay text: linkify needs linkify-it-py, which is not a
+  dependency; ``<https://...>`` autolinks and ``[text](url)`` links work). Images are
+  rendered as plain links (a Markdown image is a classic way to leak data to a remote server
+  the moment it renders). markdown-it already refuses
   ``javascript:``/``vbscript:``/``data:`` links; the HTML is then sanitised a second time with
   ``nh3`` (ammonia) against an allow-list: structural tags only, no ``style``, no event
   handlers, URL schemes ``http``/``https``/``mailto`` only, every link gets
@@ -190,3 +192,40 @@ def output_html(
     if footer:
         parts.append(chrome_html(footer, kind="footer"))
     return f'<div class="cfm-output">{"".join(parts)}</div>'
+
+
+_FENCE_LINE = re.compile(r" {0,3}(`{3,}|~{3,})([^\n]*)")
+
+
+def _closes(line: str, opener: str) -> bool:
+    marker = _FENCE_LINE.match(opener)
+    found = _FENCE_LINE.fullmatch(line)
+    if marker is None or found is None or found.group(2).strip():
+        return False
+    fence, close = marker.group(1), found.group(1)
+    return close[0] == fence[0] and len(close) >= len(fence)
+
+
+def scan_blocks(text: str, fence: str = "") -> tuple[int, str]:
+    """Where the last finished Markdown block of ``text`` ends, and the fence still open.
+
+    Looks at complete lines only. A block is finished after a blank line outside a code fence
+    or after a fence's closing line. ``fence`` is the opening line of a fence ``text`` starts
+    inside of (``""`` for none). Returns ``(offset, fence)``: the offset just after the last
+    finished block (0 if none) and the opening line of the fence open at the last complete
+    line (``""`` if none). Used to cut a streaming answer into pieces that render alone.
+    """
+    boundary = start = 0
+    while (end := text.find("\n", start)) != -1:
+        line = text[start:end].rstrip("\r")
+        start = end + 1
+        if fence:
+            if _closes(line, fence):
+                fence, boundary = "", start
+        elif not line.strip():
+            boundary = start
+        else:
+            found = _FENCE_LINE.fullmatch(line)
+            if found and not (found.group(1)[0] == "`" and "`" in found.group(2)):
+                fence = line
+    return boundary, fence

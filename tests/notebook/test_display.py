@@ -217,3 +217,318 @@ def test_pump_shows_throttled_text_when_the_stream_pauses(
     clock[0] += 1.0  # the model pauses; nothing more arrives
     pump.drain(0.01)
     assert capsys.readouterr().out == "second"
+
+
+# ------------------------------------------------------------------- streaming into a notebook
+
+
+class _Screen:
+    """Stands in for the front-end: records every display message and its data's bytes."""
+
+    def __init__(self) -> None:
+        self.outputs: list[dict[str, str]] = []  # what the cell shows, in order
+        self.bytes = 0
+        self.messages = 0
+        self.clears = 0
+
+    def bundle(self, obj: object) -> dict[str, str]:
+        if isinstance(obj, dict):
+            return dict(obj)
+        assert isinstance(obj, AgentOutput)
+        html = obj._repr_html_()
+        return {"text/plain": repr(obj), **({"text/html": html} if html else {})}
+
+    def send(self, obj: object) -> dict[str, str]:
+        data = self.bundle(obj)
+        self.bytes += sum(len(v.encode()) for v in data.values())
+        self.messages += 1
+        return data
+
+    def show(self, obj: object, **kwargs: object) -> _Handle:
+        self.outputs.append(self.send(obj))
+        return _Handle(self, len(self.outputs) - 1)
+
+    def clear(self) -> None:
+        self.outputs.clear()
+        self.clears += 1
+
+
+class _Handle:
+    def __init__(self, screen: _Screen, index: int) -> None:
+        self.screen, self.index = screen, index
+
+    def update(self, obj: object, **kwargs: object) -> None:
+        data = self.screen.send(obj)
+        if self.index < len(self.screen.outputs):  # cleared outputs are gone
+            self.screen.outputs[self.index] = data
+
+
+@pytest.fixture
+def screen(monkeypatch: pytest.MonkeyPatch) -> _Screen:
+    import claude_force_magic.notebook.display as display
+
+    fake = _Screen()
+    monkeypatch.setattr(display, "show", fake.show)
+    monkeypatch.setattr(display, "_clear_output", fake.clear)
+    return fake
+
+
+def _answer(size: int, seed: int = 7) -> str:
+    """A Markdown answer of about ``size`` characters, like a model's: prose (with prices and
+    the odd tag), lists, tables and code fences up to a few hundred lines."""
+    import random
+
+    rng = random.Random(seed)
+    prose = "the cache key holds model system prompt and task so that a hit is exact while"
+    words = [*prose.split(), "streaming", "keeps", "pieces", "small", "$5", "`<b>`", "x_1"]
+    code = [
+        "def load(path: str) -> dict[str, int]:",
+        '    with open(path, encoding="utf-8") as handle:',
+        "        return json.load(handle)",
+        "    if count < limit and not seen:",
+        "        total += price * count  # dollars",
+        "    return {key: value for key, value in pairs}",
+    ]
+    parts: list[str] = []
+    while sum(map(len, parts)) < size:
+        kind = rng.choice(["para", "para", "para", "list", "code", "table", "head"])
+        if kind == "para":
+            parts.append(" ".join(rng.choice(words) for _ in range(rng.randint(20, 120))))
+        elif kind == "list":
+            parts.append("\n".join(f"- item {i}: {rng.choice(words)}" for i in range(6)))
+        elif kind == "code":
+            lines = [rng.choice(code) for _ in range(rng.randint(5, 300))]
+            parts.append("```python\n" + "\n".join(lines) + "\n```")
+        elif kind == "table":
+            rows = [f"| {i} | {rng.choice(words)} |" for i in range(8)]
+            parts.append("| n | word |\n|---|---|\n" + "\n".join(rows))
+        else:
+            parts.append(f"## Section {len(parts)}")
+    return "\n\n".join(parts)[:size]
+
+
+def _stream(view: StreamView, text: str, clock: list[float], pace: float, seed: int = 3) -> float:
+    """Feed ``text`` at ``pace`` chars/s in chunks of 1-6 chars, flushing as the Pump does;
+    return the largest delay between a chunk arriving and all of it being on screen."""
+    import random
+
+    rng = random.Random(seed)
+    pending: list[tuple[int, float]] = []
+    worst, pos = 0.0, 0
+    slot = view.slots[0]
+    while pos < len(text):
+        size = rng.randint(1, 6)
+        chunk, pos = text[pos : pos + size], pos + size
+        clock[0] += len(chunk) / pace
+        view.add_chunk(0, chunk)
+        pending.append((len(slot.output.text), clock[0]))
+        view.flush()
+        while pending and slot.shown >= pending[0][0]:
+            worst = max(worst, clock[0] - pending.pop(0)[1])
+    return worst
+
+
+@pytest.mark.parametrize("size", [20_000, 100_000, 250_000])
+def test_streaming_traffic_is_linear_in_the_answer_and_never_lags(
+    size: int, screen: _Screen, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 8: re-sending the whole answer on each update sent 174x a 20 KB answer (384x for
+    100 KB). Pieces keep all display data, the final output included, within 4x."""
+    import claude_force_magic.notebook.display as display
+
+    clock = [1000.0]
+    monkeypatch.setattr(display.time, "monotonic", lambda: clock[0])
+    text = _answer(size)
+    view = StreamView(labels=[None])
+    view.open()
+    view.show_waiting()
+    worst_lag = _stream(view, text, clock, pace=300.0)
+    view.finish(0, _result(text), simulated=True)
+    ratio = screen.bytes / len(text.encode())
+    assert ratio <= 4.0, f"{screen.bytes:,} bytes of display data for {len(text):,}: {ratio:.2f}x"
+    assert worst_lag <= 0.25, f"text reached the screen {worst_lag:.3f} s after it arrived"
+    assert screen.messages > size / 300 * 2, "it streamed (several updates a second)"
+    # one clean output, rendered exactly as the whole answer renders
+    assert len(screen.outputs) == 1
+    expected = AgentOutput(None, text=text, footer=format_footer(_result(text), simulated=True))
+    assert screen.outputs[0]["text/html"] == expected._repr_html_()
+    assert screen.outputs[0]["text/plain"] == repr(expected)
+
+
+def test_a_long_code_fence_is_split_into_pieces_that_stay_code(
+    screen: _Screen, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import claude_force_magic.notebook.display as display
+
+    clock = [0.0]
+    monkeypatch.setattr(display.time, "monotonic", lambda: clock[0])
+    code = "\n".join(f"x_{i} = '<{i}>' * $5" for i in range(2000))
+    text = f"Intro.\n\n```python\n{code}\n```\n\nDone."
+    view = StreamView(labels=[None])
+    view.open()
+    view.show_waiting()
+    _stream(view, text, clock, pace=300.0)
+    pieces = [o["text/html"] for o in screen.outputs]
+    assert len(pieces) > 10
+    middle = pieces[len(pieces) // 2]
+    assert middle.count("<pre><code>") == 1 and "</code></pre>" in middle, middle
+    assert "&lt;" in middle and "<" + "1" not in middle
+    assert all('class="mathjax_ignore"' in p or "cfm-output" in p for p in pieces)
+
+
+def test_streamed_text_is_shown_even_when_the_stream_pauses(
+    screen: _Screen, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import claude_force_magic.notebook.display as display
+
+    clock = [0.0]
+    monkeypatch.setattr(display.time, "monotonic", lambda: clock[0])
+    view = StreamView(labels=[None])
+    view.open()
+    view.show_waiting()
+    pump = Pump(view)
+    pump.put((0, "Hello wor"))
+    pump.drain(0.0)
+    assert "Hello" not in screen.outputs[0]["text/html"]  # not due yet
+    due = view.next_due()
+    assert due is not None and 0 < due <= display.STREAM_LAG
+    clock[0] += due
+    pump.drain(0.0)  # nothing new arrives: the pause still shows the held-back text
+    assert "Hello wor" in screen.outputs[0]["text/html"]
+    assert view.next_due() is None
+
+
+def test_a_single_agent_shows_a_placeholder_at_once_and_never_leaves_it(
+    screen: _Screen,
+) -> None:
+    view = StreamView(labels=[None], notes=("note: value cut",))
+    view.open()
+    view.show_waiting()
+    assert "waiting for the first tokens" in screen.outputs[0]["text/plain"]
+    view.close()  # the call failed before any text: the error will stand alone
+    assert screen.clears == 1 and screen.outputs == []
+
+
+def test_the_placeholder_becomes_the_answer(screen: _Screen) -> None:
+    view = StreamView(labels=[None])
+    view.open()
+    view.show_waiting()
+    view.finish(0, _result("Short **answer**."), simulated=False)
+    assert len(screen.outputs) == 1
+    assert "<strong>answer</strong>" in screen.outputs[0]["text/html"]
+    assert "waiting" not in screen.outputs[0]["text/html"]
+    assert screen.clears == 0
+
+
+def test_several_agents_keep_one_labelled_output_each_while_streaming(
+    screen: _Screen, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import claude_force_magic.notebook.display as display
+
+    clock = [0.0]
+    monkeypatch.setattr(display.time, "monotonic", lambda: clock[0])
+    view = StreamView(labels=["a", "b"])
+    view.open()
+    view.show_waiting()
+    pump = Pump(view)
+    for i in range(400):
+        clock[0] += 0.01
+        pump.put((i % 2, f"word{i} "))
+        pump.drain(0.0)
+    assert len(screen.outputs) == 2  # no pieces of two agents interleaving
+    assert screen.outputs[0]["text/plain"].startswith("a · …")  # a live preview under the name
+    assert screen.outputs[1]["text/plain"].startswith("b · …")
+    clock[0] += display.STREAM_LAG
+    pump.drain(0.0)
+    assert "word399" in screen.outputs[1]["text/plain"]
+    pump.put(display.Finished(1, _result("B's **answer**"), None))
+    pump.drain(0.0)  # b finished first: shown at once, whole and rendered, in its own place
+    assert "<strong>b</strong>" in screen.outputs[1]["text/html"]
+    assert "<strong>answer</strong>" in screen.outputs[1]["text/html"]
+    assert "cache miss" in screen.outputs[1]["text/html"]
+    assert screen.outputs[0]["text/plain"].startswith("a · …")
+
+
+def test_several_agents_streaming_at_once_stay_within_a_few_times_their_answers(
+    screen: _Screen, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import claude_force_magic.notebook.display as display
+
+    clock = [0.0]
+    monkeypatch.setattr(display.time, "monotonic", lambda: clock[0])
+    texts = [_answer(20_000, seed=1), _answer(20_000, seed=2)]
+    view = StreamView(labels=["python-expert", "code-reviewer"])
+    view.open()
+    view.show_waiting()
+    for start in range(0, 20_000, 4):  # each agent at 300 characters a second
+        clock[0] += 4 / 300
+        for index, text in enumerate(texts):
+            view.add_chunk(index, text[start : start + 4])
+        view.flush()
+    for index, text in enumerate(texts):
+        view.finish(index, _result(text), simulated=False)
+    assert screen.bytes <= 4 * sum(len(t.encode()) for t in texts)
+    assert len(screen.outputs) == 2
+
+
+def test_math_mode_leaves_the_answer_typesettable_but_not_the_footer(screen: _Screen) -> None:
+    view = StreamView(labels=[None], math=True)
+    view.open()
+    view.show_waiting()
+    view.finish(0, _result("Euler: $e^{i\\pi}+1=0$", cached=True, saved_usd=0.01), simulated=False)
+    html = screen.outputs[0]["text/html"]
+    assert '<div class="cfm-body">' in html
+    assert 'class="cfm-footer tex2jax_ignore mathjax_ignore"' in html
+
+
+def test_terminal_prints_each_of_several_answers_as_soon_as_it_finishes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    view = StreamView(labels=["slow", "fast"], notebook=False)
+    view.open()
+    view.show_waiting()
+    pump = Pump(view)
+    pump.put((1, "fast answer"))
+    pump.put(display_finished(1, "fast answer"))
+    pump.drain(0.0)
+    out = capsys.readouterr().out
+    assert out.startswith("[fast]\nfast answer")  # before the slow one has finished
+    pump.put(display_finished(0, "slow answer"))
+    pump.drain(0.0)
+    assert capsys.readouterr().out.startswith("[slow]\nslow answer")
+
+
+def display_finished(index: int, text: str) -> object:
+    from claude_force_magic.notebook.display import Finished
+
+    return Finished(index, _result(text), None)
+
+
+def test_stopping_before_the_first_tokens_leaves_no_placeholder(
+    screen: _Screen, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    view = StreamView(labels=[None], notes=("note",))
+    view.open()
+    view.show_waiting()
+    pump = Pump(view)
+
+    def stopped(timeout: float) -> object:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pump, "_queue", type("Q", (), {"get": staticmethod(stopped)})())
+    with pytest.raises(KeyboardInterrupt):
+        pump.drain(0.1)
+    assert screen.clears == 1 and screen.outputs == []
+
+
+def test_stopping_several_agents_says_cancelled_where_nothing_arrived(
+    screen: _Screen, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    view = StreamView(labels=["a", "b"])
+    view.open()
+    view.show_waiting()
+    view.add_chunk(0, "partial")
+    view.interrupted()
+    assert "waiting" in screen.outputs[0]["text/plain"]  # a has text: finish() marks it cut
+    assert "cancelled" in screen.outputs[1]["text/plain"]
+    assert "waiting" not in screen.outputs[1]["text/html"]

@@ -29,8 +29,18 @@ def _last_request_body(kernel: Kernel) -> dict[str, object]:
 
 
 def _answers(run: CellRun) -> list[str]:
-    """The HTML of the answer displays (not the stats dashboard the cell may also refresh)."""
-    return [text for text in run.texts("text/html") if "cfm-" in text]
+    """The HTML of this cell's own displays (not the stats dashboard it may also refresh)."""
+    ours: set[str] = set()
+    texts = []
+    for kind, content in ((m["header"]["msg_type"], m["content"]) for m in run.messages):
+        if kind not in ("display_data", "update_display_data"):
+            continue
+        display_id = content.get("transient", {}).get("display_id", "")
+        if kind == "display_data":
+            ours.add(display_id)
+        if display_id in ours and "text/html" in content["data"]:
+            texts.append(content["data"]["text/html"])
+    return texts
 
 
 def _assert_short_error(run: CellRun, ename: str, *needles: str) -> str:
@@ -57,22 +67,25 @@ def loaded(kernel: Kernel) -> Kernel:
     return kernel
 
 
-def test_streaming_output_lands_in_its_cell_as_updates_of_one_display(kernel: Kernel) -> None:
-    kernel.ok("%config AgentMagics.simulator_per_token = 0.001")
+def test_streaming_output_lands_in_its_cell_and_ends_as_one_display(kernel: Kernel) -> None:
+    kernel.ok("%config AgentMagics.simulator_per_token = 0.01")
     run = kernel.ok("%%agent python-expert\nExplain list comprehensions with one example.")
     kernel.ok("%config AgentMagics.simulator_per_token = 0.0")
-    first = run.of_type("display_data")
-    updates = run.of_type("update_display_data")
-    assert len(first) == 1
-    assert len(updates) >= 2, "the answer must arrive in several updates while streaming"
-    display_id = first[0]["transient"]["display_id"]
-    assert all(u["transient"]["display_id"] == display_id for u in updates)
-    final = updates[-1]["data"]["text/html"]
-    assert "<h2>" in final
-    assert "text/markdown" not in updates[-1]["data"], "raw HTML in Markdown would run"
-    assert "python-expert · claude-sonnet-5-5" in final
-    assert "cache miss (stored)" in final
-    assert "simulated" in final
+    kinds = [m["header"]["msg_type"] for m in run.messages]
+    first = run.of_type("display_data")[0]
+    assert "waiting for the first tokens" in first["data"]["text/plain"]
+    streamed = kinds.count("display_data") + kinds.count("update_display_data")
+    assert streamed >= 4, "the answer must arrive in several pieces while streaming"
+    # consolidated: the cell's outputs are cleared and the answer shown once, with its footer
+    assert "clear_output" in kinds
+    after = kinds[len(kinds) - kinds[::-1].index("clear_output") :]
+    assert after.count("display_data") == 1 and "update_display_data" not in after
+    final = run.of_type("display_data")[-1]["data"]
+    assert "text/markdown" not in final, "raw HTML in Markdown would run"
+    assert "<h2>" in final["text/html"]
+    assert "python-expert · claude-sonnet-5-5" in final["text/html"]
+    assert "cache miss (stored)" in final["text/html"]
+    assert "simulated" in final["text/plain"]
 
 
 def test_second_identical_cell_is_a_cache_hit_and_costs_nothing(kernel: Kernel) -> None:
@@ -152,8 +165,8 @@ def test_format_code_puts_the_first_code_block_in_a_new_cell(kernel: Kernel) -> 
 
 def test_no_stream_shows_the_answer_once_complete(kernel: Kernel) -> None:
     run = kernel.ok("%%agent python-expert --no-stream\nExplain duck typing briefly.")
-    assert len(run.of_type("display_data")) == 1
-    assert run.of_type("update_display_data") == []
+    assert len(run.of_type("display_data")) == 1  # the placeholder, replaced by the answer
+    assert len(run.of_type("update_display_data")) == 1
     assert "cache miss (stored)" in run.texts("text/html")[-1]
 
 
@@ -181,7 +194,8 @@ def test_several_agents_run_concurrently_each_in_its_own_labelled_output(kernel:
     assert len(ids) == 3
     finals: dict[str, str] = {}
     for update in run.of_type("update_display_data"):
-        finals[update["transient"]["display_id"]] = update["data"]["text/html"]
+        if "text/html" in update["data"]:  # live previews are plain text
+            finals[update["transient"]["display_id"]] = update["data"]["text/html"]
     labels = sorted(text.split("<strong>")[1].split("</strong>")[0] for text in finals.values())
     assert labels == ["code-reviewer", "python-expert", "security-specialist"]
     kernel.ok(

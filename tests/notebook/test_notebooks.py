@@ -38,7 +38,8 @@ def test_quickstart_runs_offline_streams_and_hits_the_cache(tmp_path: Path) -> N
     assert "cache miss (stored)" in outputs
     assert "cache hit (saved $" in outputs
     assert outputs.count("simulated") >= 4
-    assert "**code-reviewer**" in outputs and "**bug-investigator**" in outputs
+    assert "<strong>code-reviewer</strong>" in outputs
+    assert "<strong>bug-investigator</strong>" in outputs
     assert "AgentResult(code-reviewer" in outputs
     assert "python-expert" in outputs  # the history and list tables
     assert '"output_type": "error"' not in outputs

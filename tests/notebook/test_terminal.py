@@ -271,3 +271,31 @@ def test_history_cost_and_stats_keep_live_and_simulated_calls_apart(
             shell.run_line_magic("config", "AgentMagics.timeout = 31.0")  # rebuilds both
             after = shell.run_line_magic("agent", "history")
         assert list(after["mode"]) == ["simulated", "live"], "kept across a rebuild"
+
+
+def test_several_agents_each_print_as_soon_as_they_finish(
+    shell: InteractiveShell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first request to reach the simulator stalls; the other agent's answer must be
+    printed while the stalled request is still in flight, not after the slowest finished."""
+    with capture_output():
+        shell.run_line_magic("agent", "simulate on")
+    simulator = shell.magics_manager.registry["AgentMagics"].session.simulator()
+    simulator.configure(script=["stall"], stall_seconds=1.5)
+    in_flight_at_print: list[int] = []
+    with capture_output() as out:
+        real_write = sys.stdout.write
+
+        def write(text: str) -> int:
+            if text.startswith("["):  # an agent's labelled answer
+                in_flight_at_print.append(int(simulator.stats["in_flight"]))
+            return real_write(text)
+
+        monkeypatch.setattr(sys.stdout, "write", write)
+        result = shell.run_cell(
+            "%%agent python-expert code-reviewer --no-cache\nReview a terminal-only function."
+        )
+        monkeypatch.undo()
+    assert result.error_in_exec is None
+    assert "[python-expert]" in out.stdout and "[code-reviewer]" in out.stdout
+    assert in_flight_at_print == [1, 0], in_flight_at_print
