@@ -59,6 +59,7 @@ def open_run(page: Any, lab: Lab, name: str, cells: list[str]) -> NotebookPage:
     return nb
 
 
+@pytest.mark.timeout(300)
 def test_run_all_of_every_example_notebook_shows_no_error(page: Any, lab: Lab) -> None:
     """Each notebook in notebooks/ in its own tab and kernel, all running at once."""
     names = sorted(p.name for p in repo_path("notebooks").glob("*.ipynb"))

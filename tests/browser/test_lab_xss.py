@@ -82,6 +82,7 @@ def assert_nothing_ran(page: Any, incidents: Incidents) -> None:
     assert incidents.popups == []
 
 
+@pytest.mark.timeout(300)
 def test_no_answer_runs_javascript_streamed_or_from_the_cache(page: Any, lab: Lab) -> None:
     name = lab.write_notebook("xss.ipynb", corpus_cells())
     nb = NotebookPage.open(page, lab, name)
@@ -107,6 +108,7 @@ def test_no_answer_runs_javascript_streamed_or_from_the_cache(page: Any, lab: La
     assert missing == {}, "payload text not visible in the output"
 
 
+@pytest.mark.timeout(300)
 def test_the_demo_html_export_runs_no_answer(
     page: Any, lab: Lab, tmp_path: Path, chromium: Any
 ) -> None:
