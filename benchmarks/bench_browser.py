@@ -25,31 +25,39 @@ GOAL_MS = 15.0
 AGENT_CELL = "%%agent python-expert\nExplain what a cache hit costs"
 PRINT_CELL = "print('printed-marker')"
 
-#: Arm a timer on the next Ctrl+Enter; stop it when cell ``i`` was cleared and then shows
-#: ``marker`` in its output area. Resolves to the elapsed milliseconds.
-ARM_JS = """([i, marker]) => new Promise(resolve => {
+#: Arm a timer on the next Ctrl+Enter; stop it when cell ``i`` shows ``marker`` in an output
+#: node that did not exist when armed. Resolves to the elapsed milliseconds (rejects after 30 s).
+ARM_JS = """([i, marker]) => { window.__cfmTimer = new Promise((resolve, reject) => {
   const cell = window.__cfmPanel.content.widgets[i];
   const area = cell.node.querySelector('.jp-OutputArea');
-  let t0 = null, cleared = false;
+  for (const el of area.querySelectorAll('.jp-OutputArea-output')) el.__cfmOld = true;
+  let t0 = null;
   const check = () => {
     if (t0 === null) return;
-    const text = area.innerText;
-    if (!text.includes(marker)) { cleared = true; return; }
-    if (cleared) { obs.disconnect(); resolve(performance.now() - t0); }
+    for (const el of area.querySelectorAll('.jp-OutputArea-output')) {
+      if (!el.__cfmOld && el.innerText.includes(marker)) {
+        obs.disconnect(); resolve(performance.now() - t0); return;
+      }
+    }
   };
   const obs = new MutationObserver(check);
   obs.observe(area, {childList: true, subtree: true, characterData: true});
-  document.addEventListener('keydown', e => {
-    if (e.key === 'Enter' && e.ctrlKey) t0 = performance.now();
-  }, {capture: true, once: true});
-})"""
+  const onKey = e => {
+    if (e.key === 'Enter' && e.ctrlKey && t0 === null) {
+      t0 = performance.now();
+      document.removeEventListener('keydown', onKey, {capture: true});
+    }
+  };
+  document.addEventListener('keydown', onKey, {capture: true});
+  setTimeout(() => { obs.disconnect(); reject(new Error('no new output with ' + marker)); }, 30000);
+}); }"""
 
 
 def measure(page: Any, nb: Any, index: int, marker: str) -> float:
     nb.select(index)
-    handle = page.evaluate_handle(ARM_JS, [index, marker])
+    page.evaluate(ARM_JS, [index, marker])
     page.keyboard.press("Control+Enter")
-    elapsed = float(handle.evaluate("p => p"))
+    elapsed = float(page.evaluate("() => window.__cfmTimer"))
     nb.wait_idle()
     return elapsed
 
