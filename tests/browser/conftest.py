@@ -1,4 +1,4 @@
-"""Fixtures for the browser tests: one JupyterLab server and one Chromium for the whole session.
+"""Fixtures for the browser tests: one JupyterLab server and one Chromium per test module.
 
 Every test gets its own browser context and page; when a test fails, a full-page screenshot is
 written to its tmp dir (``failure.png``) and the path is printed in the report.
@@ -29,7 +29,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     setattr(item, f"rep_{report.when}", report)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """A ``jupyter lab`` server on a free loopback port, stopped (with its kernels) at the end."""
     server = start_lab(tmp_path_factory.mktemp("lab"))
@@ -39,9 +39,13 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         stop_lab(server)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """Debian's headless Chromium through Playwright, closed at the end of the session."""
+    """Debian's headless Chromium through Playwright, closed at the end of the module.
+
+    Module scope, not session: Playwright's sync API keeps an event loop running in the main
+    thread while it is open, which would break every later test that starts its own loop.
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
