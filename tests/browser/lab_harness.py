@@ -152,9 +152,14 @@ class Lab:
     def write_notebook(self, name: str, cells: Sequence[str | tuple[str, str]]) -> str:
         """Write a notebook of these cells (code, or ``("markdown", text)``) to the root dir."""
         nb_cells = []
-        for cell in cells:
+        for i, cell in enumerate(cells):
             kind, source = ("code", cell) if isinstance(cell, str) else cell
-            entry: dict[str, Any] = {"cell_type": kind, "metadata": {}, "source": source}
+            entry: dict[str, Any] = {
+                "id": f"cell-{i}",
+                "cell_type": kind,
+                "metadata": {},
+                "source": source,
+            }
             if kind == "code":
                 entry.update(outputs=[], execution_count=None)
             nb_cells.append(entry)
