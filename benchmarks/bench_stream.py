@@ -82,10 +82,14 @@ def setup_code(pace: float) -> str:
     )
 
 
-def new_scheme_code(size: int, tag: str) -> tuple[str, str]:
+def new_scheme_code(size: int, pace: float, tag: str) -> tuple[str, str]:
     """(code that scripts the answer, the ``%%agent`` cell)."""
     script = f"_sim.set_answers([{answer_of(size)!r}])"
-    cell = f"%%agent python-expert --max-tokens {size // CHARS_PER_TOKEN + 64}\nStream {tag}"
+    seconds = int(size / pace * 3 + 60)  # the default deadline would end a slow stream
+    cell = (
+        f"%%agent python-expert --max-tokens {size // CHARS_PER_TOKEN + 64} --timeout {seconds}"
+        f"\nStream {tag}"
+    )
     return script, cell
 
 
@@ -111,7 +115,7 @@ def kernel_level(sizes: list[int], pace: float) -> None:
             t0 = time.perf_counter()
             old = kernel.ok(old_scheme_code(size, pace), timeout=timeout)
             old_s = time.perf_counter() - t0
-            script, cell = new_scheme_code(size, f"{size} {time.time()}")
+            script, cell = new_scheme_code(size, pace, f"{size} {time.time()}")
             kernel.ok(script)
             t0 = time.perf_counter()
             new = kernel.ok(cell, timeout=timeout)
@@ -134,7 +138,7 @@ def browser_busy(size: int, pace: float) -> None:
     base = Path(tempfile.mkdtemp(prefix="cfm-bench-stream-lab-"))
     lab = start_lab(base)
     try:
-        script, cell = new_scheme_code(size, f"browser {time.time()}")
+        script, cell = new_scheme_code(size, pace, f"browser {time.time()}")
         lab.write_notebook(
             "stream.ipynb", [setup_code(pace), old_scheme_code(size, pace), script, cell]
         )
