@@ -77,6 +77,7 @@ def setup_code(pace: float) -> str:
             "%agent simulate on",
             "%config AgentMagics.simulator_latency = 0.0",
             f"%config AgentMagics.simulator_per_token = {CHARS_PER_TOKEN / pace}",
+            "%config AgentMagics.deadline = 3600.0",  # 250 KB at 300 chars/s takes ~14 min
             "_sim = get_ipython().magics_manager.registry['AgentMagics'].session.simulator()",
         ]
     )
