@@ -216,6 +216,7 @@ class Behaviour:
         self._lock = threading.Lock()
         self.latency = latency if latency is not None else Latency.fixed(0.0)
         self._script: deque[str] = deque(Fault.check(f) for f in script or ())
+        self._answers: deque[str] = deque()
         self._rates = check_fault_rates(fault_rates)
         self._rng = random.Random(seed)
         self.seed = seed
@@ -234,6 +235,29 @@ class Behaviour:
         """The faults still to be applied, in order."""
         with self._lock:
             return list(self._script)
+
+    def set_answers(self, answers: Iterable[str]) -> None:
+        """Answer the next requests with these texts, verbatim and in order, then as usual.
+
+        Raises ``TypeError`` if an answer is not a ``str`` (nothing is changed then).
+        """
+        checked = deque(answers)
+        for text in checked:
+            if not isinstance(text, str):
+                raise TypeError(f"a scripted answer must be a str, got {type(text).__name__}")
+        with self._lock:
+            self._answers = checked
+
+    @property
+    def answers(self) -> list[str]:
+        """The scripted answers not yet given, in order."""
+        with self._lock:
+            return list(self._answers)
+
+    def next_answer(self) -> str | None:
+        """The next scripted answer (removed from the script), or ``None`` if there is none."""
+        with self._lock:
+            return self._answers.popleft() if self._answers else None
 
     def configure(
         self,

@@ -294,6 +294,21 @@ class Simulator:
         """
         self._behaviour.set_script(script)
 
+    def set_answers(self, answers: Iterable[str]) -> None:
+        """Answer the next successful ``POST /v1/messages`` requests with these texts, verbatim.
+
+        Each text replaces the composed answer of one request (still cut by ``max_tokens`` and
+        stop sequences, and streamed in the usual deltas); after the last one, answers are
+        composed as usual. A request that gets an error fault does not use up an answer.
+        Raises ``TypeError`` if an answer is not a ``str``.
+        """
+        self._behaviour.set_answers(answers)
+
+    @property
+    def answers(self) -> list[str]:
+        """The scripted answers not yet given."""
+        return self._behaviour.answers
+
     def configure(
         self,
         *,
@@ -690,7 +705,8 @@ class Simulator:
 
         cache = self._prompt_cache.apply(self._api_key_of(request), parsed.model, breakpoints)
         digest = answer_digest(behaviour.seed, parsed.model, parsed.system, parsed.messages)
-        full = compose_answer(digest, task_text(parsed.messages))
+        scripted = behaviour.next_answer()
+        full = compose_answer(digest, task_text(parsed.messages)) if scripted is None else scripted
         answer = shape_answer(full, parsed.max_tokens, parsed.stop_sequences)
         msg_id = self._next_id("msg")
         headers = {"request-id": request_id}
