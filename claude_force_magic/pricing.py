@@ -40,7 +40,27 @@ __all__ = [
     "UnknownModelPriceWarning",
     "cost",
     "default_table",
+    "format_usd",
 ]
+
+
+def format_usd(value: float | None) -> str:
+    """USD for people: cents from $1 up, else four decimals or three significant digits,
+    trailing zeros dropped ($0.001, $0.0123, $0.000042): a non-zero amount never shows as $0.
+
+    >>> format_usd(0.001), format_usd(1234.5), format_usd(0), format_usd(None)
+    ('$0.001', '$1,234.50', '$0', 'cost unknown')
+    """
+    if value is None:
+        return "cost unknown"
+    if value == 0:
+        return "$0"
+    decimals = max(4, 2 - math.floor(math.log10(abs(value))))
+    whole, _, fraction = f"{value:.{decimals}f}".partition(".")
+    if abs(value) >= 1 or whole.lstrip("-") != "0":  # 0.99999 rounds up to a dollar
+        return f"${value:,.2f}"
+    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
+
 
 #: The five rates every price has, in USD per million tokens.
 PRICE_FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")

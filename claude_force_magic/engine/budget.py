@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..errors import BudgetExceededError, PricingError
+from ..pricing import format_usd
 from ..validation import check_number
 
 if TYPE_CHECKING:
@@ -155,8 +156,9 @@ class Budget:
             if self.spent + self._reserved + estimate > limit:
                 spent = self.spent + self._reserved
                 raise BudgetExceededError(
-                    f"This call could cost up to ${estimate:.4f}; with ${spent:.4f} spent or "
-                    f"reserved of the ${limit:.4f} budget it was not sent. Raise the budget "
+                    f"This call could cost up to {format_usd(estimate)}; with "
+                    f"{format_usd(spent)} spent or reserved of the {format_usd(limit)} budget "
+                    "it was not sent. Raise the budget "
                     "(set_budget / budget_usd), lower max_tokens, or use the cache.",
                     spent=spent,
                     budget=limit,

@@ -17,7 +17,6 @@ cause and the fix while still failing (``execute_reply`` status ``error``: Run A
 from __future__ import annotations
 
 import json
-import math
 import queue
 import re
 import sys
@@ -107,17 +106,10 @@ def _age(seconds: float) -> str:
 
 
 def _money(value: float | None) -> str:
-    """USD for people: cents from $1 up, else four decimals or three significant digits,
-    trailing zeros dropped ($0.001, $0.0123, $0.000042): a non-zero amount never shows as $0."""
-    if value is None:
-        return "cost unknown"
-    if value == 0:
-        return "$0"
-    decimals = max(4, 2 - math.floor(math.log10(abs(value))))
-    whole, _, fraction = f"{value:.{decimals}f}".partition(".")
-    if abs(value) >= 1 or whole.lstrip("-") != "0":  # 0.99999 rounds up to a dollar
-        return f"${value:,.2f}"
-    return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
+    """USD for people (:func:`~..pricing.format_usd`: never rounds a non-zero amount to $0)."""
+    from ..pricing import format_usd
+
+    return format_usd(value)
 
 
 def format_footer(result: AgentResult, *, simulated: bool = False, caching: bool = True) -> str:
@@ -262,12 +254,13 @@ def explain(exc: BaseException, *, attempts: int | None = None) -> tuple[str, st
 def _error_lines(
     exc: BaseException, label: str | None = None, attempts: int | None = None
 ) -> list[str]:
+    """One line (what a front-end shows as one red line): the cause, then the fix after ``→``."""
     cause, fix = explain(exc, attempts=attempts)
     head = f"{label}: " if label else ""
-    lines = [f"{_RED}{head}{type(exc).__name__}: {cause}{_RESET}"]
+    line = f"{_RED}{head}{type(exc).__name__}: {cause}{_RESET}"
     if fix and fix not in cause:
-        lines.append(f"{_DIM}→ {fix}{_RESET}")
-    return lines
+        line += f" {_DIM}→ {fix}{_RESET}"
+    return [line]
 
 
 def _full_traceback(exc: BaseException, cause: BaseException | None) -> list[str]:

@@ -391,13 +391,14 @@ AgentMagics.agent_line.__doc__ = (
 
 
 def _summary_error(failed: list[tuple[str, BaseException]]) -> BaseException:
-    """One red message naming every agent that failed (each fix shown once)."""
-    lines: list[str] = []
-    for name, error in failed:
-        rendered = short_error(error, label=name)._render_traceback_()  # type: ignore[attr-defined]
-        lines += [line for line in rendered if line not in lines]
+    """One red line naming every agent that failed, with the first error's cause and fix
+    (each agent's own error is shown in its output; the line says when they differ)."""
     first = failed[0][1]
-    first._render_traceback_ = lambda: lines  # type: ignore[attr-defined]
+    names = ", ".join(name for name, _ in failed)
+    (line,) = short_error(first, label=names)._render_traceback_()  # type: ignore[attr-defined]
+    if any(type(error) is not type(first) for _, error in failed[1:]):
+        line += " (the other agents failed differently: see their outputs)"
+    first._render_traceback_ = lambda: [line]  # type: ignore[attr-defined]
     return first
 
 

@@ -70,3 +70,13 @@ def test_concurrent_reservations_never_overshoot() -> None:
         t.join()
     assert len(granted) == pytest.approx(1000, abs=1)
     assert budget.reserved <= 10.0 + 1e-9
+
+
+def test_the_refusal_never_rounds_a_tiny_budget_to_zero_dollars() -> None:
+    """A $0.000001 budget was reported as "of the $0.0000 budget"."""
+    budget = Budget(0.000001)
+    with pytest.raises(BudgetExceededError) as info:
+        budget.reserve(0.0426, model="claude-sonnet-5-5")
+    message = str(info.value)
+    assert "$0.000001 budget" in message and "$0.0426" in message, message
+    assert "$0.0000 " not in message
