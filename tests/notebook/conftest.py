@@ -19,3 +19,12 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
         yield k
     finally:
         stop_kernel(k)
+
+
+@pytest.fixture(scope="module")
+def simulated_kernel(kernel: Kernel) -> Kernel:
+    """The module's kernel with the extension loaded, answering from the simulator at once."""
+    kernel.ok("%load_ext claude_force_magic")
+    kernel.ok("%config AgentMagics.simulator_latency = 0.0")
+    kernel.ok("%agent simulate on")
+    return kernel

@@ -21,12 +21,7 @@ if TYPE_CHECKING:
 SIM = "get_ipython().magics_manager.registry['AgentMagics'].session.simulator()"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def loaded(kernel: Kernel) -> Kernel:
-    kernel.ok("%load_ext claude_force_magic")
-    kernel.ok("%config AgentMagics.simulator_latency = 0.0")
-    kernel.ok("%agent simulate on")
-    return kernel
+pytestmark = pytest.mark.usefixtures("simulated_kernel")
 
 
 def _requests(kernel: Kernel) -> int:

@@ -28,12 +28,7 @@ def _error_text(run: CellRun) -> str:
     return "\n".join(run.error["traceback"])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def loaded(kernel: Kernel) -> Kernel:
-    kernel.ok("%load_ext claude_force_magic")
-    kernel.ok("%config AgentMagics.simulator_latency = 0.0")
-    kernel.ok("%agent simulate on")
-    return kernel
+pytestmark = pytest.mark.usefixtures("simulated_kernel")
 
 
 @pytest.mark.parametrize("name", ["__builtins__", "get_ipython", "In", "Out", "_i3", "_"])

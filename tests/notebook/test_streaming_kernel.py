@@ -42,12 +42,7 @@ def _display_bytes(run: CellRun) -> int:
     )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def loaded(kernel: Kernel) -> Kernel:
-    kernel.ok("%load_ext claude_force_magic")
-    kernel.ok("%config AgentMagics.simulator_latency = 0.0")
-    kernel.ok("%agent simulate on")
-    return kernel
+pytestmark = pytest.mark.usefixtures("simulated_kernel")
 
 
 def test_a_long_streamed_answer_costs_a_few_times_its_size(kernel: Kernel) -> None:

@@ -46,3 +46,13 @@ def text_of(message: Any) -> str:
     block = message.content[0]
     assert block.type == "text"
     return str(block.text)
+
+
+class FakeClock:
+    """A clock the test moves by hand (seconds): pass it as ``Simulator(clock=...)``."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now

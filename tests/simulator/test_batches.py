@@ -13,24 +13,14 @@ import pytest
 
 from claude_force_magic.simulator import Simulator, estimate_tokens
 
-from .helpers import HEADERS, MODEL, ask
+from .helpers import HEADERS, MODEL, FakeClock, ask
 
 SECONDS = 10.0
 
 
-class FakeClock:
-    """A clock the test moves by hand (seconds)."""
-
-    def __init__(self) -> None:
-        self.now = 5000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(5000.0)
 
 
 @pytest.fixture

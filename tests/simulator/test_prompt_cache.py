@@ -10,26 +10,16 @@ import pytest
 
 from claude_force_magic.simulator import Fault, Simulator, estimate_tokens
 
-from .helpers import MODEL
+from .helpers import MODEL, FakeClock
 
 BIG = "The quick brown fox jumps over the lazy dog near the riverbank. " * 80  # 1280 tokens
 OTHER = "Pack my box with five dozen liquor jugs, said the sphinx of black quartz. " * 70
 QUESTION = "Summarise the text above in one line"
 
 
-class FakeClock:
-    """A clock the test moves by hand (seconds)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(1000.0)
 
 
 @pytest.fixture
