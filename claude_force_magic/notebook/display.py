@@ -611,9 +611,7 @@ class StreamView:
 
     def _show_final(self, slot: _Slot) -> None:
         if slot.displays > 1:  # consolidate the pieces into one output
-            _clear_output()
-            for note in self.notes:
-                print(note)
+            self._clear_cell()
             slot.handle, slot.displays = show(slot.output, display_id=True), 1
         elif slot.handle is None:
             slot.handle, slot.displays = show(slot.output, display_id=True), 1
@@ -634,13 +632,8 @@ class StreamView:
             if slot.output.text:
                 slot.output.placeholder = ""
                 self._show_final(slot)
-            elif not self._labelled_displays:
-                _clear_output()
-                for note in self.notes:
-                    print(note)
             else:
-                slot.output.placeholder = "no answer"
-                slot.handle.update(slot.output)
+                self._retire(slot, "no answer")
 
     def interrupted(self) -> None:
         """The cell was stopped: no "waiting" line stays above the "cancelled" message.
@@ -652,13 +645,22 @@ class StreamView:
             if slot.finished or slot.output.text or slot.handle is None:
                 continue
             slot.finished = True
-            if not self._labelled_displays:
-                _clear_output()
-                for note in self.notes:
-                    print(note)
-            else:
-                slot.output.placeholder = "cancelled"
-                slot.handle.update(slot.output)
+            self._retire(slot, "cancelled")
+
+    def _retire(self, slot: _Slot, why: str) -> None:
+        """A slot that will show no answer: a single agent's placeholder is removed (the
+        cell's notes stay), several agents' labelled displays say ``why`` instead."""
+        if self._labelled_displays:
+            slot.output.placeholder = why
+            slot.handle.update(slot.output)
+        else:
+            self._clear_cell()
+
+    def _clear_cell(self) -> None:
+        """Clear the cell's outputs (when the next one arrives) and print its notes again."""
+        _clear_output()
+        for note in self.notes:
+            print(note)
 
     def _print_final(self, slot: _Slot) -> None:
         out = slot.output

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Iterator
 
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
 from kernel_harness import Kernel, start_kernel, stop_kernel
 
 
@@ -28,3 +30,17 @@ def simulated_kernel(kernel: Kernel) -> Kernel:
     kernel.ok("%config AgentMagics.simulator_latency = 0.0")
     kernel.ok("%agent simulate on")
     return kernel
+
+
+@pytest.fixture
+def shell() -> Iterator[InteractiveShell]:
+    """A terminal-style IPython shell (no kernel) with the extension loaded; unloading it must
+    leave no thread behind."""
+    ip = InteractiveShell.instance()
+    before = {t.name for t in threading.enumerate()}
+    ip.run_line_magic("load_ext", "claude_force_magic")
+    ip.run_line_magic("config", "AgentMagics.simulator_latency = 0.0")
+    yield ip
+    ip.run_line_magic("unload_ext", "claude_force_magic")
+    leftover = {t.name for t in threading.enumerate()} - before
+    assert not leftover, f"threads left running after %unload_ext: {leftover}"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -19,18 +18,6 @@ from claude_force_magic.notebook.commands import COMMANDS
 from claude_force_magic.notebook.commands.registry import CommandTable, command
 from claude_force_magic.notebook.options import argument, magic_args
 from claude_force_magic.notebook.session import AgentSession, Mode, SessionConfig
-
-
-@pytest.fixture
-def shell() -> Iterator[InteractiveShell]:
-    ip = InteractiveShell.instance()
-    before = {t.name for t in threading.enumerate()}
-    ip.run_line_magic("load_ext", "claude_force_magic")
-    ip.run_line_magic("config", "AgentMagics.simulator_latency = 0.0")
-    yield ip
-    ip.run_line_magic("unload_ext", "claude_force_magic")
-    leftover = {t.name for t in threading.enumerate()} - before
-    assert not leftover, f"threads left running after %unload_ext: {leftover}"
 
 
 @pytest.fixture

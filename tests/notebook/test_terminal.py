@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,18 +13,6 @@ from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
 
 from claude_force_magic import errors
-
-
-@pytest.fixture
-def shell() -> Iterator[InteractiveShell]:
-    ip = InteractiveShell.instance()
-    before = {t.name for t in threading.enumerate()}
-    ip.run_line_magic("load_ext", "claude_force_magic")
-    ip.run_line_magic("config", "AgentMagics.simulator_latency = 0.0")
-    yield ip
-    ip.run_line_magic("unload_ext", "claude_force_magic")
-    leftover = {t.name for t in threading.enumerate()} - before
-    assert not leftover, f"threads left running after %unload_ext: {leftover}"
 
 
 def test_a_cell_prints_the_answer_and_footer(shell: InteractiveShell) -> None:
