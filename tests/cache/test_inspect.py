@@ -66,7 +66,7 @@ def test_edited_preview_is_an_integrity_failure_and_is_deleted(
     edited = bytes(value).replace(b"Summarise {report}", b"Summarise {zeport}")
     assert edited != bytes(value)
     db_execute(cache_path, "UPDATE Cache SET value = ? WHERE key = ?", (edited, key))
-    with pytest.raises(IntegrityError, match="integrity check.*deleted"):
+    with pytest.raises(IntegrityError, match=r"integrity check.*deleted"):
         cache.entry(key)
     assert cache.entry(key) is None  # gone
     assert cache.get_stats()["integrity_failures"] == 1
@@ -155,7 +155,7 @@ def test_export_writes_json_lines_and_refuses_to_overwrite(
     assert record["key"] == key and record["answer"] == "Use <b>groupby</b>."
     assert record["preview"] == "Explain {df}"
     assert out.stat().st_mode & 0o777 == 0o600
-    with pytest.raises(CacheError, match="exists.*--force"):
+    with pytest.raises(CacheError, match=r"exists.*--force"):
         cache.export(out)
     store(cache, "second")
     assert cache.export(out, force=True) == 2
