@@ -935,21 +935,27 @@ class ResponseCache:
         """Write every valid, unexpired entry to ``path`` as JSON lines; return how many.
 
         Each line has key, agent, model, created and expires (epoch seconds), preview, answer
-        and metadata. The file is created ``0600``; an existing file is refused unless
-        ``force`` (then it is replaced), and a symlink is never followed (refused even with
-        ``force``). Entries are read a page at a time. Raises :class:`CacheError` for a file
-        that exists, is a symlink or cannot be written (nothing is left half-written under
-        an existing name: a failed export removes the file it created).
+        and metadata. ``path`` may start with ``~``. The file is created new, ``0600``; an
+        existing file is refused unless ``force`` (it is then removed first), and a symlink is
+        never followed (refused even with ``force``). Entries are read a page at a time.
+        Raises :class:`CacheError` for a file that exists, a symlink, or a file that cannot be
+        written; a failed export removes the file it was writing.
         """
-        target = os.fspath(path)
-        flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-        flags |= os.O_TRUNC if force else os.O_EXCL
+        target = os.path.expanduser(os.fspath(path))
         if os.path.islink(target):
             raise CacheError(f"{target} is a symbolic link; export writes only to a real file.")
+        if force and os.path.lexists(target):
+            try:
+                os.unlink(target)
+            except OSError as exc:
+                raise CacheError(f"Cannot replace {target}: {exc.strerror or exc}.") from None
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
         try:
             fd = os.open(target, flags, 0o600)
         except FileExistsError:
-            raise CacheError(f"{target} exists; choose a new file name or add --force.") from None
+            raise CacheError(
+                f"{target} exists; choose a new file name, or replace it with --force (force=True)."
+            ) from None
         except OSError as exc:
             raise CacheError(f"Cannot write {target}: {exc.strerror or exc}.") from None
         try:

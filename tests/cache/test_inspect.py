@@ -158,7 +158,9 @@ def test_export_writes_json_lines_and_refuses_to_overwrite(
     with pytest.raises(CacheError, match=r"exists.*--force"):
         cache.export(out)
     store(cache, "second")
+    out.chmod(0o644)
     assert cache.export(out, force=True) == 2
+    assert out.stat().st_mode & 0o777 == 0o600  # replaced by a new private file
     assert len(out.read_text(encoding="utf-8").splitlines()) == 2
 
 
