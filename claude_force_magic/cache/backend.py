@@ -264,6 +264,14 @@ class _Reads:
         rows = self._read(_SELECT_KEY, (key,))
         return rows[0] if rows else None
 
+    def keys_with_prefix(self, prefix: str, limit: int) -> list[str]:
+        """Up to ``limit`` stored keys starting with the lowercase hex ``prefix``, sorted."""
+        rows = self._read(
+            "SELECT key FROM Cache WHERE key >= ? AND key < ? AND raw = 1 ORDER BY key LIMIT ?",
+            (prefix, prefix + "g", limit),  # every hex digit sorts below "g"
+        )
+        return [str(row[0]) for row in rows]
+
     def page(self, after_rowid: int, limit: int, sql: Sql | None = None) -> list[Row]:
         """Up to ``limit`` rows with rowid greater than ``after_rowid``, in rowid order."""
         if sql is not None:

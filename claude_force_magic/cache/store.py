@@ -8,6 +8,9 @@ check is counted as an integrity failure, deleted, and served as a miss.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import heapq
+import json
 import math
 import os
 import re
@@ -16,11 +19,11 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 from .. import settings
 from ..errors import CacheError, ClaudeForceError, ConfigurationError, IntegrityError
@@ -39,6 +42,9 @@ __all__ = ["CacheSkipWarning", "ResponseCache"]
 log = get_logger("claude_force_magic.cache")  # with the secret redactor (SEC-005)
 
 _KEY_PATTERN = re.compile(r"\A[0-9a-f]{64}\Z")
+#: A key may be given by its first ``MIN_PREFIX`` hex digits (or more) when they are unique.
+MIN_PREFIX = 8
+_PREFIX_PATTERN = re.compile(r"\A[0-9a-f]{8,64}\Z")
 _PAGE = 100
 _MIN_READ_BOUND = 16 * 2**20
 #: Gathered hits and misses are written at least this often (seconds) while the cache is used…
@@ -741,19 +747,13 @@ class ResponseCache:
         if report.invalid:
             log.warning("cache verify removed %d invalid entries", len(report.invalid))
 
-    def entries(self) -> list[dict[str, Any]]:
-        """Metadata of every valid, unexpired entry (no response text), oldest row first.
+    def _verified(self, db: AnyBackend) -> Iterator[tuple[Row, int, dict[str, Any]]]:
+        """(row, stored size, verified body) of every valid, unexpired entry, oldest row first.
 
-        Keys: key, agent_name, model, created_at, expires_at, size_bytes, hits, input_tokens,
-        output_tokens, estimated_cost. Entries that fail their check are skipped here (call
-        :meth:`verify` to remove them). Reads a consistent page at a time; holds no lock;
-        works on a read-only cache. Raises :class:`CacheError` when the directory is refused.
+        Reads one page of rows at a time, so at most one page's values are held at once;
+        entries that fail their check are skipped (``verify``, ``entry`` remove them).
         """
-        db = self._usable("")
-        if db is None or self._signer is None:
-            return []
-        self._flush(db)
-        found: list[dict[str, Any]] = []
+        assert self._signer is not None
         now, after = self._clock(), 0
         while rows := db.page(after, _PAGE):
             after = rows[-1][0]
@@ -763,20 +763,225 @@ class ResponseCache:
                     body = self._check_row(self._signer, row, data)
                 except IntegrityError:
                     continue
-                if body["expires_at"] <= now:
-                    continue
-                found.append(
-                    {
-                        "key": row[1],
-                        "agent_name": body["agent_name"],
-                        "model": body["model"],
-                        "created_at": float(body["created_at"]),
-                        "expires_at": float(body["expires_at"]),
-                        "size_bytes": len(data),
-                        "hits": int(row[5] or 0),
-                        "input_tokens": body["input_tokens"],
-                        "output_tokens": body["output_tokens"],
-                        "estimated_cost": float(body["estimated_cost"]),
-                    }
-                )
-        return found
+                if body["expires_at"] > now:
+                    yield row, len(data), body
+
+    @staticmethod
+    def _listing(row: Row, size: int, body: dict[str, Any]) -> dict[str, Any]:
+        metadata = body["metadata"]
+        preview, origin = metadata.get("preview"), metadata.get("origin")
+        return {
+            "key": row[1],
+            "agent_name": body["agent_name"],
+            "model": body["model"],
+            "created_at": float(body["created_at"]),
+            "expires_at": float(body["expires_at"]),
+            "size_bytes": size,
+            "hits": int(row[5] or 0),
+            "input_tokens": body["input_tokens"],
+            "output_tokens": body["output_tokens"],
+            "estimated_cost": float(body["estimated_cost"]),
+            "preview": preview if isinstance(preview, str) else "",
+            "origin": origin if isinstance(origin, str) else "",
+        }
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Metadata of every valid, unexpired entry (no response text), oldest row first.
+
+        Keys: key, agent_name, model, created_at, expires_at, size_bytes, hits, input_tokens,
+        output_tokens, estimated_cost, preview (the task's first 200 characters, ``{name}``
+        for notebook data; "" for entries stored before previews were kept) and origin
+        ("notebook cell [N]", "library", or ""). Entries that fail their check are skipped
+        here (call :meth:`verify` to remove them). Reads a consistent page at a time; holds
+        no lock; works on a read-only cache. Raises :class:`CacheError` when the directory is
+        refused.
+        """
+        db = self._usable("")
+        if db is None or self._signer is None:
+            return []
+        self._flush(db)
+        return [self._listing(row, size, body) for row, size, body in self._verified(db)]
+
+    # -- inspection by key and by text (issue 16) --------------------------------------------
+
+    def resolve_key(self, key: str) -> str | None:
+        """The full key for ``key``: a full key or a unique prefix of at least 8 hex digits.
+
+        Returns None when no entry has that key or prefix. Raises :class:`CacheError` for
+        something that is not hex, a prefix shorter than 8 digits, or one that more than
+        one entry starts with (it names how many, so you can type more digits).
+        """
+        if not isinstance(key, str) or not _PREFIX_PATTERN.match(key.lower()):
+            raise CacheError(
+                f"{str(key)[:70]!r} is not a cache key: give the key (64 hex digits) or at "
+                f"least {MIN_PREFIX} of its first digits, as %agent cache lists them."
+            )
+        prefix = key.lower()
+        db = self._usable("")
+        if db is None:
+            return None
+        found = db.keys_with_prefix(prefix, 2)
+        if len(found) > 1:
+            raise CacheError(
+                f"The key prefix {prefix!r} matches more than one entry; type more digits."
+            )
+        return found[0] if found else None
+
+    def entry(self, key: str) -> dict[str, Any] | None:
+        """The whole entry under ``key`` (full key or unique prefix, see :meth:`resolve_key`),
+        verified; None when there is none or it has expired (an expired one is removed).
+
+        Returns what :meth:`get` returns plus what :meth:`entries` lists (``hits``,
+        ``size_bytes``, ``preview``, ``origin``) and ``options`` (the options that shaped the
+        key; {} for old entries). An entry that fails its signature check is never returned:
+        it is deleted and counted as an integrity failure (unless the cache is read-only),
+        and :class:`IntegrityError` is raised saying so. Works without an agent name, so it
+        also serves excluded agents' old entries.
+        """
+        full = self.resolve_key(key)
+        db = self._usable("")
+        if full is None or db is None or self._signer is None:
+            return None
+        row = db.read_row(full)
+        if row is None:
+            return None
+        now = self._clock()
+        try:
+            data = db.fetch_value(row)
+            body = self._check_row(self._signer, row, data)
+        except IntegrityError as exc:
+            removed = self._drop(db, row, "integrity_failures")
+            log.warning("cache entry %s failed its integrity check (%s)", full[:12], exc)
+            raise IntegrityError(
+                f"The cache entry {full[:12]} failed its integrity check ({exc}): it was "
+                "edited or signed with another secret, so it is not shown"
+                + (" and was deleted." if removed else " (read-only cache: not deleted).")
+            ) from None
+        if body["expires_at"] <= now:
+            self._drop(db, row, "expirations")
+            return None
+        options = body["metadata"].get("options")
+        return {
+            **self._public(full, body, now),
+            **self._listing(row, len(data), body),
+            "options": options if isinstance(options, dict) else {},
+        }
+
+    def _drop(self, db: AnyBackend, row: Row, counter: str) -> bool:
+        """Delete ``row`` if it is still the version read, counting ``counter``; True if
+        deleted. Nothing is written on a read-only cache; a failed write is warned about."""
+
+        def change(sql: Sql, cleanup: Cleanup) -> None:
+            current = Backend.select_key(sql, row[1])
+            if current is not None and current[0] == row[0] and current[6] == row[6]:
+                Backend.delete_row(sql, cleanup, current)
+                Backend.bump(sql, **{counter: 1})
+
+        if db.read_only:
+            return False
+        return self._write(db, change)
+
+    def delete_key(self, key: str) -> bool:
+        """Remove the entry under ``key`` (full key or unique prefix); True if one was
+        removed. Atomic, counted as a delete. Raises :class:`CacheError` for a malformed or
+        ambiguous key, a read-only cache or a refused directory."""
+        full = self.resolve_key(key)
+        db = self._usable("delete entries")
+        if full is None or db is None:
+            return False
+        with db.transaction() as (sql, cleanup):
+            row = Backend.select_key(sql, full)
+            if row is None:
+                return False
+            Backend.delete_row(sql, cleanup, row)
+            Backend.bump(sql, deletes=1)
+        return True
+
+    def search(
+        self, text: str, *, agent: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Entries whose preview or answer contains ``text`` (case-insensitive), newest first.
+
+        ``agent`` keeps one agent's entries; at most ``limit`` are returned. Each is what
+        :meth:`entries` lists (no answer text). Every entry is verified before it is matched
+        (forged ones are skipped, as in :meth:`entries`), and rows are read a page at a time,
+        so a search never holds every answer in memory. Raises TypeError for a ``text`` that is
+        not a non-empty str or a ``limit`` that is not a positive int.
+        """
+        if not isinstance(text, str) or not text:
+            raise TypeError(f"text must be a non-empty str, not {text!r:.40}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise TypeError(f"limit must be a positive int, not {limit!r}")
+        db = self._usable("")
+        if db is None or self._signer is None:
+            return []
+        self._flush(db)
+        needle = text.casefold()
+        newest: list[tuple[float, int, dict[str, Any]]] = []  # a min-heap of the newest
+        for row, size, body in self._verified(db):
+            if agent is not None and body["agent_name"] != agent:
+                continue
+            preview = str(body["metadata"].get("preview") or "")
+            if needle not in preview.casefold() and needle not in body["response"].casefold():
+                continue
+            item = (float(body["created_at"]), row[0], self._listing(row, size, body))
+            if len(newest) < limit:
+                heapq.heappush(newest, item)
+            elif item[:2] > newest[0][:2]:
+                heapq.heapreplace(newest, item)
+        return [listing for _, _, listing in sorted(newest, key=lambda i: i[:2], reverse=True)]
+
+    def export(self, path: str | os.PathLike[str], *, force: bool = False) -> int:
+        """Write every valid, unexpired entry to ``path`` as JSON lines; return how many.
+
+        Each line has key, agent, model, created and expires (epoch seconds), preview, answer
+        and metadata. ``path`` may start with ``~``. The file is created new, ``0600``; an
+        existing file is refused unless ``force`` (it is then removed first), and a symlink is
+        never followed (refused even with ``force``). Entries are read a page at a time.
+        Raises :class:`CacheError` for a file that exists, a symlink, or a file that cannot be
+        written; a failed export removes the file it was writing.
+        """
+        target = os.path.expanduser(os.fspath(path))
+        if os.path.islink(target):
+            raise CacheError(f"{target} is a symbolic link; export writes only to a real file.")
+        if force and os.path.lexists(target):
+            try:
+                os.unlink(target)
+            except OSError as exc:
+                raise CacheError(f"Cannot replace {target}: {exc.strerror or exc}.") from None
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(target, flags, 0o600)
+        except FileExistsError:
+            raise CacheError(
+                f"{target} exists; choose a new file name, or replace it with --force (force=True)."
+            ) from None
+        except OSError as exc:
+            raise CacheError(f"Cannot write {target}: {exc.strerror or exc}.") from None
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                return self._write_lines(out)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+            raise
+
+    def _write_lines(self, out: TextIO) -> int:
+        db = self._usable("")
+        if db is None or self._signer is None:
+            return 0
+        count = 0
+        for row, _size, body in self._verified(db):
+            line = {
+                "key": row[1],
+                "agent": body["agent_name"],
+                "model": body["model"],
+                "created": float(body["created_at"]),
+                "expires": float(body["expires_at"]),
+                "preview": str(body["metadata"].get("preview") or ""),
+                "answer": body["response"],
+                "metadata": body["metadata"],
+            }
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+            count += 1
+        return count

@@ -78,6 +78,17 @@ def _learn_from_failure(
         admission.refused(exc)
 
 
+def _key_options(call: PreparedCall) -> dict[str, Any]:
+    """The options that shaped a cached answer's key, for ``%agent cache show``."""
+    request = call.cache_request
+    return {
+        "max_tokens": request.get("max_tokens"),
+        "stop_sequences": request.get("stop_sequences"),
+        "history_turns": len(request.get("history") or ()),
+        "definition_hash": request.get("definition_hash"),
+    }
+
+
 class CallPipeline:
     """Runs prepared calls through transport, gate, ledger and store (see the module doc).
 
@@ -165,6 +176,9 @@ class CallPipeline:
                 "warnings": answer.warnings,
                 "cache_creation_input_tokens": answer.usage.cache_creation_input_tokens,
                 "cache_read_input_tokens": answer.usage.cache_read_input_tokens,
+                "preview": call.preview,
+                "origin": call.origin,
+                "options": _key_options(call),
             },
             ttl_hours=call.ttl_hours,
             **call.cache_request,

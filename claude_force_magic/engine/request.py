@@ -40,7 +40,14 @@ if TYPE_CHECKING:
     from ..agents import AgentDefinition
     from ..guard import InjectionPolicy
 
-__all__ = ["OPTION_NAMES", "CallOptions", "PreparedCall", "RequestBuilder"]
+__all__ = [
+    "OPTION_NAMES",
+    "PREVIEW_CHARS",
+    "CallOptions",
+    "PreparedCall",
+    "RequestBuilder",
+    "task_preview",
+]
 
 #: Tokens the Messages API adds around each message beyond the first user turn (cautious).
 PER_TURN_OVERHEAD_TOKENS = 4
@@ -71,7 +78,9 @@ class CallOptions:
     cache. ``use_cache`` (read and write the cache), ``refresh`` (skip the lookup, store the
     new answer), ``screen_task`` (False when the task is your own text, as a notebook cell
     is: the task is then sent unscreened; ``untrusted`` values are always screened),
-    ``untrusted`` (name -> text, wrapped as data) and ``stop_sequences``.
+    ``untrusted`` (name -> text, wrapped as data) and ``stop_sequences``. ``origin`` says
+    where the call came from (``"library"`` when None; the notebook passes
+    ``"notebook cell [N]"``); it is kept with the cached answer, not part of its key.
 
     Raises :class:`ConfigurationError` naming the option for a bad value.
 
@@ -89,6 +98,7 @@ class CallOptions:
     untrusted: Mapping[str, str] | None = None
     screen_task: bool = True
     stop_sequences: tuple[str, ...] | None = None
+    origin: str | None = None
 
     def __post_init__(self) -> None:
         checked: dict[str, Any] = {
@@ -108,6 +118,8 @@ class CallOptions:
             from ..guard import InjectionPolicy
 
             checked["injection_policy"] = InjectionPolicy.parse(self.injection_policy).value
+        if self.origin is not None and not isinstance(self.origin, str):
+            raise ConfigurationError(f"origin must be a str, not {type(self.origin).__name__}.")
         if self.untrusted is not None:
             if not isinstance(self.untrusted, Mapping):
                 raise ConfigurationError("untrusted must be a mapping of name -> text.")
@@ -146,6 +158,8 @@ class PreparedCall:
     ``params`` are the Messages API parameters; ``cache_task`` and ``cache_request`` are the
     cache identity (with ``agent.name`` and ``model``); ``input_estimate`` covers the system
     prompt and every message; ``warnings`` are the injection findings sent anyway (``warn``).
+    ``preview`` (the task's start, ``{name}`` for untrusted data) and ``origin`` are kept
+    with a cached answer so that it can be recognised (see :func:`task_preview`).
     """
 
     agent: AgentDefinition
@@ -160,6 +174,8 @@ class PreparedCall:
     ttl_hours: float | None
     input_estimate: int
     warnings: list[str] = field(default_factory=list)
+    preview: str = ""
+    origin: str = "library"
 
 
 def _check_history(history: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
@@ -270,7 +286,24 @@ class RequestBuilder:
             )
             + PER_TURN_OVERHEAD_TOKENS * len(turns),
             warnings=_warning_lines(findings),
+            preview=task_preview(task, options.untrusted or {}),
+            origin=options.origin or "library",
         )
+
+
+#: How many characters of a task a cached entry keeps as its preview.
+PREVIEW_CHARS = 200
+
+
+def task_preview(task: str, untrusted: Mapping[str, str]) -> str:
+    """The first :data:`PREVIEW_CHARS` characters of ``task``, with each reference to an
+    untrusted-data block (the notebook's ``{name}`` interpolation) shown as ``{name}``.
+
+    The untrusted data itself is never part of the preview: only the task text is.
+    """
+    for name in untrusted:
+        task = task.replace(f'(the untrusted-data block "{name}" below)', f"{{{name}}}")
+    return task[:PREVIEW_CHARS]
 
 
 def _first(*values: Any) -> Any:

@@ -57,6 +57,8 @@ CACHE_COLUMNS = (
     "input_tokens",
     "output_tokens",
     "estimated_cost",
+    "preview",
+    "origin",
     "key",
 )
 
@@ -148,15 +150,20 @@ def latency_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return frame
 
 
-def cache_frame(entries: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Cache entries without response text; ``created``/``expires`` as local datetimes."""
+def cache_frame(entries: Iterable[Mapping[str, Any]], *, extra: Sequence[str] = ()) -> pd.DataFrame:
+    """Cache entries without response text; ``created``/``expires`` as local datetimes.
+
+    ``preview`` is the task's start (empty for entries stored before it was kept); ``extra``
+    columns (``saved_usd`` for ``%agent cache top``) come before ``key``.
+    """
     rows = []
     for entry in entries:
         row = {k: v for k, v in entry.items() if k != "response"}
         row["created"] = _when(entry.get("created_at"))
         row["expires"] = _when(entry.get("expires_at"))
+        row.setdefault("preview", "")
         rows.append(row)
-    return rows_frame(rows, CACHE_COLUMNS)
+    return rows_frame(rows, (*CACHE_COLUMNS[:-1], *extra, CACHE_COLUMNS[-1]))
 
 
 def config_frame(values: Mapping[str, Any]) -> pd.DataFrame:

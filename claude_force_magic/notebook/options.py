@@ -90,7 +90,18 @@ class CellRequest:
         for a value the engine refuses."""
         from ..engine.request import CallOptions
 
-        return CallOptions.from_kwargs(**self.call_options, untrusted=dict(self.untrusted) or None)
+        return CallOptions.from_kwargs(
+            **self.call_options, untrusted=dict(self.untrusted) or None, origin=_cell_origin()
+        )
+
+
+def _cell_origin() -> str:
+    """``notebook cell [N]`` (the kernel's execution count when there is one), kept with
+    the cached answer so ``%agent cache`` can say which cell stored it."""
+    from IPython.core.getipython import get_ipython
+
+    count = getattr(get_ipython(), "execution_count", None)
+    return f"notebook cell [{count}]" if isinstance(count, int) else "notebook cell"
 
 
 def _describe(value: Any, name: str = "value") -> str:

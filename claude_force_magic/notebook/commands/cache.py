@@ -1,4 +1,5 @@
-"""``%agent cache``: list, clear and verify the response cache (no API key needed)."""
+"""``%agent cache``: list, inspect, search, export, delete, clear and verify the response cache
+(no API key needed)."""
 
 from __future__ import annotations
 
@@ -11,28 +12,60 @@ from ..options import argument
 from .registry import command, subcommand_args
 
 if TYPE_CHECKING:
+    from ...cache.store import ResponseCache
     from ..magics import AgentMagics
 
 __all__ = ["cache"]
 
-_USAGE = "Usage: %agent cache | %agent cache clear [AGENT] | %agent cache verify"
+_USAGE = (
+    "Usage: %agent cache | %agent cache clear [AGENT] | %agent cache verify | "
+    "%agent cache show KEY | %agent cache search TEXT [--agent A] [--limit N] | "
+    "%agent cache delete KEY... | %agent cache top [--by saved|hits|size] [--n 20] | "
+    "%agent cache export FILE.jsonl [--force]"
+)
+#: How many words each action takes after its name: (fewest, most); None: no limit.
+_WORDS: dict[str | None, tuple[int, int | None]] = {
+    None: (0, 0),
+    "clear": (0, 1),
+    "verify": (0, 0),
+    "show": (1, 1),
+    "search": (1, None),
+    "delete": (1, None),
+    "top": (0, 0),
+    "export": (1, 1),
+}
+_TOP = {"saved": "saved_usd", "hits": "hits", "size": "size_bytes"}
 
 
 @command(
     "cache",
-    ("cache", "cache entries (no response text)"),
+    ("cache", "cache entries with a task preview (no response text)"),
+    ("cache show KEY", "one entry's answer, rendered safely (KEY: 8+ first hex digits)"),
+    ("cache search TEXT [--agent A]", "entries whose task or answer contains TEXT"),
+    ("cache top [--by saved|hits|size]", "the entries that saved most, were hit most, are largest"),
+    ("cache export FILE.jsonl [--force]", "every entry with its answer, as JSON lines"),
+    ("cache delete KEY...", "remove entries by key"),
     ("cache clear [AGENT]", "remove all entries, or one agent's"),
     ("cache verify", "check every signature; tampered entries are removed"),
 )
 @subcommand_args("agent cache")
-@argument("action", nargs="?", metavar="clear|verify", help="clear or verify (default: list)")
-@argument("agent", nargs="?", metavar="AGENT", help="with clear: only this agent's entries")
+@argument(
+    "action",
+    nargs="?",
+    metavar="show|search|top|export|delete|clear|verify",
+    help="what to do (default: list the entries)",
+)
+@argument("words", nargs="*", metavar="ARG", help="the action's KEY(s), TEXT, FILE or AGENT")
+@argument("--agent", dest="only_agent", metavar="A", help="with search: only this agent")
+@argument("--limit", type=int, default=100, metavar="N", help="with search: at most N rows")
+@argument("--by", default="saved", metavar="saved|hits|size", help="with top: the ranking")
+@argument("--n", type=int, default=20, metavar="N", help="with top: how many rows")
+@argument("--force", action="store_true", help="with export: replace an existing file")
 def cache(magics: AgentMagics, args: argparse.Namespace) -> Any:
-    """The cache's entries as a DataFrame; ``clear [AGENT]`` removes entries, ``verify``
-    checks every signature and removes tampered entries."""
-    action, agent = args.action, args.agent
-    if action not in (None, "clear", "verify") or (agent is not None and action != "clear"):
-        raise UsageError(_USAGE)
+    """The cache's entries as a DataFrame (with a task ``preview`` column); the actions show,
+    search, rank, export, delete, clear or verify entries."""
+    action, words = args.action, list(args.words)
+    _check_words(action, words)
     # The cache is local: inspecting or clearing it needs no API key.
     orch = magics.session.orchestrator(require_key=False)
     store = orch.cache
@@ -40,14 +73,120 @@ def cache(magics: AgentMagics, args: argparse.Namespace) -> Any:
         raise UsageError(
             orch.cache_problem or "The response cache is off (AgentMagics.enable_cache = False)."
         )
-    if store.read_only and action is None:
+    if store.read_only and action in (None, "show", "search", "top", "export"):
         print(f"(read-only: {store.directory} cannot be written; answers are served, not stored)")
-    if action is None:
-        from ..frames import cache_frame
+    from ...errors import CacheError
 
-        return cache_frame(store.entries())
+    try:
+        return _run(store, action, words, args)
+    except CacheError as exc:
+        raise UsageError(f"%agent cache {action}: {exc}") from None
+
+
+def _check_words(action: str | None, words: list[str]) -> None:
+    if action not in _WORDS:
+        raise UsageError(f"Unknown cache action {action!r}.\n{_USAGE}")
+    fewest, most = _WORDS[action]
+    if len(words) < fewest or (most is not None and len(words) > most):
+        raise UsageError(_USAGE)
+
+
+def _run(store: ResponseCache, action: str | None, words: list[str], args: Any) -> Any:
+    from .. import frames
+
+    if action is None:
+        return frames.cache_frame(store.entries())
+    if action == "show":
+        return _show(store, words[0])
+    if action == "search":
+        if args.limit < 1:
+            raise UsageError("%agent cache search: --limit must be at least 1.")
+        found = store.search(" ".join(words), agent=args.only_agent, limit=args.limit)
+        return frames.cache_frame(found)
+    if action == "top":
+        return _top(store, args.by, args.n)
+    if action == "export":
+        written = store.export(words[0], force=args.force)
+        print(f"Wrote {written} cache entr{'y' if written == 1 else 'ies'} to {words[0]}.")
+        return None
+    if action == "delete":
+        return _delete(store, words)
     if action == "clear":
-        removed = store.clear(agent)
+        removed = store.clear(words[0] if words else None)
         print(f"Removed {removed} cache entr{'y' if removed == 1 else 'ies'}.")
         return None
     return store.verify()
+
+
+def _entry(store: ResponseCache, key: str) -> dict[str, Any]:
+    from ...errors import IntegrityError
+
+    try:
+        found = store.entry(key)
+    except IntegrityError as exc:
+        raise UsageError(str(exc)) from None
+    if found is None:
+        raise UsageError(f"No cache entry has the key {key!r} (see %agent cache for the keys).")
+    return found
+
+
+def _show(store: ResponseCache, key: str) -> Any:
+    """Render one entry's answer through the safe path and return it as an AgentResult."""
+    from ...engine.result import AgentResult, empty_metadata
+    from ..display import AgentOutput, show
+
+    found = _entry(store, key)
+    stored = found["metadata"]
+    metadata = empty_metadata(found["model"])
+    for name in ("stop_reason", "request_id", "truncated", "warnings"):
+        if name in stored:
+            metadata[name] = stored[name]
+    metadata.update(
+        input_tokens=found["input_tokens"],
+        output_tokens=found["output_tokens"],
+        cost_usd=0.0,
+        saved_usd=found["estimated_cost"],
+        cached=True,
+        cache_age_s=found["age_seconds"],
+    )
+    show(AgentOutput(label=found["agent_name"], text=found["response"], footer=_footer(found)))
+    return AgentResult(found["agent_name"], True, found["response"], [], metadata)
+
+
+def _footer(found: dict[str, Any]) -> str:
+    from ...pricing import format_usd
+
+    parts = [
+        f"cache entry {found['key'][:12]}",
+        str(found["model"]),
+        f"stored by {found['origin'] or 'an older version'}",
+        f"{found['hits']} hit{'' if found['hits'] == 1 else 's'}",
+        f"cost {format_usd(found['estimated_cost'])} when bought",
+    ]
+    if found["preview"]:
+        parts.append(f"task: {found['preview'][:80]}")
+    return " · ".join(parts)
+
+
+def _top(store: ResponseCache, by: str, n: int) -> Any:
+    from .. import frames
+
+    if by not in _TOP:
+        raise UsageError(f"%agent cache top: --by must be saved, hits or size, not {by!r}.")
+    if n < 1:
+        raise UsageError("%agent cache top: --n must be at least 1.")
+    rows = [{**e, "saved_usd": e["hits"] * e["estimated_cost"]} for e in store.entries()]
+    rows.sort(key=lambda e: e[_TOP[by]], reverse=True)
+    return frames.cache_frame(rows[:n], extra=("saved_usd",))
+
+
+def _delete(store: ResponseCache, keys: list[str]) -> None:
+    # Every key is resolved before anything is removed: a typo deletes nothing.
+    full = []
+    for key in keys:
+        resolved = store.resolve_key(key)
+        if resolved is None:
+            raise UsageError(f"No cache entry has the key {key!r}; nothing was deleted.")
+        full.append(resolved)
+    removed = sum(store.delete_key(key) for key in dict.fromkeys(full))
+    print(f"Deleted {removed} cache entr{'y' if removed == 1 else 'ies'}.")
