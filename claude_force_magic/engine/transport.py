@@ -166,6 +166,7 @@ class AttemptState(StreamState):
 
     timing: StreamTiming | None = None
 
+
 OnText = Callable[[str], None]
 
 
