@@ -94,6 +94,19 @@ async def test_ttft_and_tpot_match_the_simulators_latency_model(
     assert model == pytest.approx(PER_TOKEN, rel=0.1)
     assert tpot == pytest.approx(model, rel=0.05), (tpot, model)
 
+    # What the simulator says it did (its request log, on this process's monotonic clock): the
+    # client's request-sent-to-last-delta spans the server's handling of the request, plus at
+    # most the loopback overhead measured above.
+    served = [r for r in sim.requests if r.path == "/v1/messages"][-len(results) :]
+    for result, record in zip(results, served, strict=True):
+        meta = result.metadata
+        spanned = meta["ttft_s"] + meta["tpot_s"] * (meta["output_tokens"] - 1)
+        assert record.duration * 0.99 <= spanned <= record.duration * 1.01 + overhead, (
+            spanned,
+            record.duration,
+            overhead,
+        )
+
 
 async def test_itl_summary_and_throughput_agree_with_the_stream(
     paced: tuple[Simulator, AsyncAgentOrchestrator],
