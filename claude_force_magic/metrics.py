@@ -4,7 +4,9 @@ Memory does not grow with the number of calls (BUG-005): :class:`Metrics` keeps 
 of the last ``history`` :class:`CallRecord` objects, and per (agent, model, cached) group one
 :class:`QuantileSketch` (the first 512 latencies, exact, then at most ~1,100 counters) plus a few
 running sums. The number of groups
-is bounded by ``max_groups``; later groups are folded into an ``(other)`` group.
+is bounded by ``max_groups``; later groups are folded into an ``(other)`` group. A group that
+has streamed calls also gets one sketch for time to first token and one for time per output
+token (:meth:`Metrics.stream_percentiles`), created on its first streamed call.
 
 A sink is a callable that receives each record (for a CSV writer, a dashboard, ...). A sink
 that raises never fails the call that is being recorded (BUG-008): the failure is logged as a
@@ -31,6 +33,7 @@ __all__ = [
     "CALL_STATUSES",
     "OTHER",
     "QUANTILES",
+    "STREAM_QUANTILES",
     "CallRecord",
     "Metrics",
     "QuantileSketch",
@@ -47,6 +50,9 @@ CALL_STATUSES: tuple[str, ...] = ("ok", "error", "timeout", "cancelled")
 _GROUP_KEYS = ("agent_name", "model", "cached")
 
 
+_STREAM_FIELDS = ("ttft_s", "tpot_s", "itl_p50_s", "output_tokens_per_s")
+
+
 @dataclass(frozen=True, slots=True)
 class CallRecord:
     """One finished call (live or served from the cache), as recorded by the engine.
@@ -55,8 +61,12 @@ class CallRecord:
     hit would have cost live. ``latency_s`` is wall-clock seconds for the whole call, retries
     included. ``status`` is how the call ended (:data:`CALL_STATUSES`): ``ok``, ``error``,
     ``timeout`` or ``cancelled``; a cancelled or timed-out call still carries the tokens and
-    cost the API billed for it. Raises :class:`ConfigurationError` for negative token counts,
-    a negative or non-finite latency, or an unknown status.
+    cost the API billed for it. The streaming metrics (``ttft_s``: request sent to first text
+    delta; ``tpot_s``: seconds per output token after the first; ``itl_p50_s``: median gap
+    between text deltas; ``output_tokens_per_s``) are those of the attempt that produced a
+    streamed answer, and None for non-streamed calls, cache hits and failures. Raises
+    :class:`ConfigurationError` for negative token counts, a negative or non-finite latency or
+    streaming metric, or an unknown status.
     """
 
     timestamp: float
@@ -76,6 +86,10 @@ class CallRecord:
     stop_reason: str | None = None
     request_id: str | None = None
     status: str = "ok"
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+    itl_p50_s: float | None = None
+    output_tokens_per_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.status not in CALL_STATUSES:
@@ -94,6 +108,12 @@ class CallRecord:
             < 0
         ):
             raise ConfigurationError("token counts in a CallRecord must be >= 0")
+        for name in _STREAM_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not (value >= 0.0 and math.isfinite(value)):
+                raise ConfigurationError(
+                    f"{name} must be None or finite and >= 0 in a CallRecord, got {value!r}"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """The record as a plain dict (one DataFrame row)."""
@@ -332,11 +352,17 @@ class _Group:
     cost_pusd: int = 0  # pico-USD: integer sums are exact and independent of order
     unknown_cost_calls: int = 0
     saved_pusd: int = 0
+    ttft: QuantileSketch | None = None  # created on the group's first streamed call
+    tpot: QuantileSketch | None = None
+    streamed: int = 0
+    stream_tokens: int = 0
+    stream_seconds: float = 0.0
 
     def add(self, rec: CallRecord) -> None:
         self.calls += 1
         if rec.success:
             self.sketch.add(rec.latency_s)
+            self._add_stream(rec)
         else:
             self.errors += 1
         self.input_tokens += rec.input_tokens
@@ -348,6 +374,21 @@ class _Group:
         else:
             self.cost_pusd += _to_pico(rec.cost_usd)
         self.saved_pusd += _to_pico(rec.saved_usd)
+
+    def _add_stream(self, rec: CallRecord) -> None:
+        if rec.ttft_s is None:
+            return
+        if self.ttft is None:
+            self.ttft = QuantileSketch()
+        self.ttft.add(rec.ttft_s)
+        self.streamed += 1
+        if rec.tpot_s is not None:
+            if self.tpot is None:
+                self.tpot = QuantileSketch()
+            self.tpot.add(rec.tpot_s)
+        if rec.output_tokens_per_s:
+            self.stream_tokens += rec.output_tokens
+            self.stream_seconds += rec.output_tokens / rec.output_tokens_per_s
 
     def sums(self) -> dict[str, Any]:
         return {
@@ -365,6 +406,8 @@ class _Group:
 
 #: The latency quantiles reported by default here and by :mod:`..bench`.
 QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.95, 0.99)
+#: The TTFT / TPOT quantiles :meth:`Metrics.stream_percentiles` reports by default.
+STREAM_QUANTILES: tuple[float, ...] = (0.5, 0.9, 0.99)
 
 
 def quantile_label(q: float) -> str:
@@ -501,6 +544,35 @@ class Metrics:
                 row.update(zip(map(quantile_label, qs), sketch.quantiles(qs), strict=True))
                 row["mean"] = sketch.mean
                 row["max"] = sketch.max if sketch.count else math.nan
+                rows.append(row)
+        return rows
+
+    def stream_percentiles(
+        self, quantiles: Iterable[float] = STREAM_QUANTILES
+    ) -> list[dict[str, Any]]:
+        """Streaming metrics per (agent_name, model) group that has streamed calls.
+
+        Each row: ``agent_name, model, streamed`` (successful streamed calls), one
+        ``ttft_pNN`` and one ``tpot_pNN`` column per quantile (seconds; ``nan`` when no call
+        had a TPOT) and ``tokens_per_s`` (output tokens over the streaming seconds of all of
+        them). Cache hits are never streamed calls. Rows are sorted by agent and model.
+        Raises :class:`ConfigurationError` for a quantile outside [0, 1].
+        """
+        qs = tuple(quantiles)
+        labels = [quantile_label(q) for q in qs]
+        rows = []
+        with self._lock:
+            for (agent, model, _), group in sorted(self._groups.items()):
+                if group.ttft is None:
+                    continue
+                row: dict[str, Any] = {"agent_name": agent, "model": model}
+                row["streamed"] = group.streamed
+                ttft = group.ttft.quantiles(qs)
+                tpot = group.tpot.quantiles(qs) if group.tpot else [math.nan] * len(qs)
+                row.update((f"ttft_{lab}", v) for lab, v in zip(labels, ttft, strict=True))
+                row.update((f"tpot_{lab}", v) for lab, v in zip(labels, tpot, strict=True))
+                seconds = group.stream_seconds
+                row["tokens_per_s"] = group.stream_tokens / seconds if seconds else math.nan
                 rows.append(row)
         return rows
 

@@ -333,3 +333,60 @@ def test_merge_keeps_exactness_only_while_both_are_held() -> None:
         a.add(x)
     assert not a.exact
     assert a.quantile(1.0) == 10.0
+
+
+# -- issue 12: streaming metrics (TTFT, TPOT) per group, bounded ----------------------------------
+
+
+def streamed(i: int = 0, **overrides: object) -> CallRecord:
+    fields: dict[str, object] = {
+        "ttft_s": 0.2 + (i % 50) / 1000,
+        "tpot_s": 0.01 + (i % 10) / 10_000,
+        "itl_p50_s": 0.04,
+        "output_tokens_per_s": 80.0,
+    }
+    fields.update(overrides)
+    return rec(i, **fields)
+
+
+def test_streaming_metrics_stay_bounded() -> None:
+    metrics = Metrics(history=10_000)
+    pool = [streamed(i, agent_name=f"agent-{i % 8}", model=f"model-{i % 3}") for i in range(50_000)]
+    for r in pool[:20_000]:
+        metrics.record(r)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(20_000, 200_000):
+            metrics.record(pool[i % 50_000])
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert sum(r["streamed"] for r in metrics.stream_percentiles()) == 200_000
+    assert grown < 64 * 1024, f"memory grew by {grown} bytes"
+
+
+def test_stream_percentiles_are_exact_while_held_and_skip_unstreamed_groups() -> None:
+    metrics = Metrics()
+    ttfts = [0.31, 0.29, 0.5, 0.35]
+    for i, t in enumerate(ttfts):
+        metrics.record(streamed(i, agent_name="a", ttft_s=t, tpot_s=0.01 * (i + 1)))
+    metrics.record(rec(0, agent_name="a", cached=True))  # a cache hit: not a streamed call
+    metrics.record(rec(0, agent_name="b"))  # not streamed
+    metrics.record(streamed(0, agent_name="a", success=False, status="error"))  # failed
+    (row,) = metrics.stream_percentiles()
+    assert (row["agent_name"], row["streamed"]) == ("a", 4)
+    assert row["ttft_p50"] == pytest.approx(float(np.percentile(ttfts, 50)))
+    assert row["ttft_p99"] == pytest.approx(float(np.percentile(ttfts, 99)))
+    assert row["tpot_p90"] == pytest.approx(float(np.percentile([0.01, 0.02, 0.03, 0.04], 90)))
+    assert row["tokens_per_s"] == pytest.approx(80.0)
+    assert metrics.stream_percentiles((0.999,))[0]["ttft_p99.9"] <= max(ttfts)
+
+
+def test_call_record_rejects_negative_or_nan_stream_metrics() -> None:
+    for name in ("ttft_s", "tpot_s", "itl_p50_s", "output_tokens_per_s"):
+        with pytest.raises(ConfigurationError, match=name):
+            rec(**{name: -0.1})
+        with pytest.raises(ConfigurationError, match=name):
+            rec(**{name: math.nan})
+    assert rec().to_dict()["ttft_s"] is None

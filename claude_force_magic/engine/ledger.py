@@ -18,6 +18,10 @@ Results carry :class:`CallMetadata`, one typed record with one name per count (t
 counts are a :class:`~.response.Usage`, in the Messages API's names); ``AgentResult.metadata``
 stays the plain mapping users read (:meth:`CallMetadata.to_mapping`, same keys and values as
 before), and the metrics row is translated from it in one place (:meth:`Ledger.record`).
+
+Streaming metrics (``ttft_s``, ``tpot_s``, ``itl``, ``output_tokens_per_s``) come from the
+:class:`~.transport.StreamTiming` of the attempt that produced the answer
+(:func:`stream_metrics`); they are None for non-streamed calls, cache hits and failed calls.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from .budget import Budget, Reservation
 from .estimate import estimate_text_tokens
 from .response import Answer, Usage
 from .result import AgentResult
-from .transport import AttemptState
+from .transport import AttemptState, StreamTiming
 
 if TYPE_CHECKING:
     import logging
@@ -48,6 +52,7 @@ __all__ = [
     "Progress",
     "attempt_usage",
     "call_status",
+    "stream_metrics",
     "sum_usage",
 ]
 
@@ -70,6 +75,10 @@ class CallMetadata:
     warnings: list[str] = field(default_factory=list)
     status: str | None = None
     cut: bool = False
+    ttft_s: float | None = None
+    tpot_s: float | None = None
+    itl: dict[str, float | int] | None = None
+    output_tokens_per_s: float | None = None
 
     def to_mapping(self) -> dict[str, Any]:
         """The ``AgentResult.metadata`` users read: every key of ``METADATA_KEYS``."""
@@ -91,6 +100,10 @@ class CallMetadata:
             "warnings": list(self.warnings),
             "status": self.status,
             "cut": self.cut,
+            "ttft_s": self.ttft_s,
+            "tpot_s": self.tpot_s,
+            "itl": None if self.itl is None else dict(self.itl),
+            "output_tokens_per_s": self.output_tokens_per_s,
         }
 
 
@@ -142,6 +155,19 @@ def attempt_usage(
             cache_read_input_tokens=state.cache_read_input_tokens,
         )
     return Usage(input_tokens=input_estimate, output_tokens=output)
+
+
+def stream_metrics(timing: StreamTiming | None, output_tokens: int) -> dict[str, Any]:
+    """``ttft_s``, ``tpot_s``, ``itl`` (gap summary) and ``output_tokens_per_s`` of one
+    streamed attempt that produced ``output_tokens``; every value None when not streamed."""
+    if timing is None:
+        return {"ttft_s": None, "tpot_s": None, "itl": None, "output_tokens_per_s": None}
+    return {
+        "ttft_s": timing.ttft_s,
+        "tpot_s": timing.tpot_s(output_tokens),
+        "itl": timing.gaps.summary(),
+        "output_tokens_per_s": timing.tokens_per_s(output_tokens),
+    }
 
 
 def sum_usage(usages: Iterable[Usage]) -> Usage:
@@ -221,6 +247,10 @@ class Ledger:
             truncated=answer.truncated,
             warnings=[*call.warnings, *answer.warnings],
             status="ok",
+            **stream_metrics(
+                progress.stream.timing if progress.stream is not None else None,
+                answer.usage.output_tokens,
+            ),
         )
         result = AgentResult(call.agent.name, True, answer.text, [], meta.to_mapping())
         self.record(result.agent_name, meta, result)
@@ -319,6 +349,10 @@ class Ledger:
                     stop_reason=meta.stop_reason,
                     request_id=meta.request_id,
                     status=meta.status or ("ok" if result.success else "error"),
+                    ttft_s=meta.ttft_s,
+                    tpot_s=meta.tpot_s,
+                    itl_p50_s=None if meta.itl is None else float(meta.itl["p50_s"]),
+                    output_tokens_per_s=meta.output_tokens_per_s,
                 )
             )
         except Exception as exc:

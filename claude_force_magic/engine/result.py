@@ -1,7 +1,9 @@
 """``AgentResult``: what one agent call produced, successful or not.
 
 A result is a plain dataclass: ``success`` and ``output`` for the answer, ``errors`` for
-human-readable messages, ``metadata`` for numbers (tokens, cost, latency, attempts, cache),
+human-readable messages, ``metadata`` for numbers (tokens, cost, latency, attempts, cache,
+and for a streamed answer ``ttft_s``, ``tpot_s``, ``itl`` and ``output_tokens_per_s``: None
+for non-streamed calls, cache hits and failures),
 and ``error`` for the typed exception behind a failure (kept out of :meth:`AgentResult.to_dict`
 so results stay JSON-able).
 """
@@ -34,6 +36,10 @@ METADATA_KEYS: tuple[str, ...] = (
     "warnings",
     "status",
     "cut",
+    "ttft_s",
+    "tpot_s",
+    "itl",
+    "output_tokens_per_s",
 )
 
 
@@ -57,6 +63,10 @@ def empty_metadata(model: str | None = None) -> dict[str, Any]:
         "warnings": [],
         "status": None,
         "cut": False,
+        "ttft_s": None,
+        "tpot_s": None,
+        "itl": None,
+        "output_tokens_per_s": None,
     }
 
 

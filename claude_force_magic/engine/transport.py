@@ -13,6 +13,12 @@ Billing an attempt that did not finish needs what the stream showed so far (inpu
 even when ``send`` raises or is cancelled; ``error_headers`` holds the headers of an error
 response for the rate limiter.
 
+Streaming metrics are measured here, where the bytes arrive: a streamed attempt gets a
+:class:`StreamTiming` (``state.timing``) that notes, on a monotonic clock, when the request was
+sent and when each text delta arrived. It keeps the time to the first delta, the time of the
+last one and a bounded summary of the gaps between deltas (:class:`GapSummary`), never every
+gap. Non-streamed attempts leave ``state.timing`` as None.
+
 Message Batches and recorded replays can be further transports; :class:`InMemoryTransport` is
 a scripted one for fast tests of the pipeline (no sockets).
 """
@@ -20,11 +26,15 @@ a scripted one for fast tests of the pipeline (no sockets).
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..errors import APIError, APITimeoutError, ConfigurationError
+from ..metrics import percentile
 from . import defaults
 from .client import StreamState, create_message, map_api_error, stream_message
 from .estimate import estimate_input_tokens, estimate_text_tokens
@@ -33,10 +43,129 @@ from .response import Answer, Usage, check_message
 if TYPE_CHECKING:
     from .client import ClientHandle
 
-__all__ = ["AttemptState", "InMemoryTransport", "MessagesTransport", "SDKTransport"]
+__all__ = [
+    "GAP_SAMPLES",
+    "AttemptState",
+    "GapSummary",
+    "InMemoryTransport",
+    "MessagesTransport",
+    "SDKTransport",
+    "StreamTiming",
+]
 
-#: What one attempt showed so far (headers, request id, usage, text); see the module docstring.
-AttemptState = StreamState
+#: How many inter-delta gaps a :class:`GapSummary` holds (a uniform sample past that).
+GAP_SAMPLES = 1024
+
+
+class GapSummary:
+    """Count, mean, max and percentiles of the gaps between text deltas, in bounded memory.
+
+    Count, mean and max are exact. The percentiles come from at most ``capacity`` gaps: every
+    gap while there are no more than that (then exact, by :func:`~..metrics.percentile`'s
+    definition), else a uniform reservoir sample of them (seeded, so runs repeat).
+    """
+
+    __slots__ = ("_capacity", "_rng", "_sample", "count", "max", "total")
+
+    def __init__(self, capacity: int = GAP_SAMPLES) -> None:
+        self._capacity = max(1, capacity)
+        self._sample: list[float] = []
+        self._rng: random.Random | None = None
+        self.count = 0
+        self.total = 0.0
+        self.max = 0.0
+
+    def add(self, gap: float) -> None:
+        """Add one gap (seconds). O(1)."""
+        self.count += 1
+        self.total += gap
+        self.max = max(self.max, gap)
+        if len(self._sample) < self._capacity:
+            self._sample.append(gap)
+            return
+        if self._rng is None:
+            self._rng = random.Random(self._capacity)
+        slot = self._rng.randrange(self.count)
+        if slot < self._capacity:
+            self._sample[slot] = gap
+
+    @property
+    def held(self) -> int:
+        """How many gaps are held (at most the capacity)."""
+        return len(self._sample)
+
+    def summary(self) -> dict[str, float | int] | None:
+        """``{"count", "mean_s", "p50_s", "p90_s", "p99_s", "max_s"}``, or None with no gap."""
+        if not self.count:
+            return None
+        ordered = sorted(self._sample)
+        return {
+            "count": self.count,
+            "mean_s": self.total / self.count,
+            "p50_s": percentile(ordered, 0.5),
+            "p90_s": percentile(ordered, 0.9),
+            "p99_s": percentile(ordered, 0.99),
+            "max_s": self.max,
+        }
+
+
+class StreamTiming:
+    """When one streamed attempt was sent and when its text deltas arrived (monotonic clock).
+
+    ``sent_at`` is taken just before the request goes out; :meth:`delta` is called as each
+    text delta arrives. ``first_at``/``last_at`` are None until the first delta.
+    """
+
+    __slots__ = ("deltas", "first_at", "gaps", "last_at", "sent_at")
+
+    def __init__(self, sent_at: float | None = None) -> None:
+        self.sent_at = time.monotonic() if sent_at is None else sent_at
+        self.first_at: float | None = None
+        self.last_at: float | None = None
+        self.deltas = 0
+        self.gaps = GapSummary()
+
+    def delta(self, now: float | None = None) -> None:
+        """Note one text delta arriving now (or at ``now``)."""
+        at = time.monotonic() if now is None else now
+        if self.last_at is None:
+            self.first_at = at
+        else:
+            self.gaps.add(max(0.0, at - self.last_at))
+        self.last_at = at
+        self.deltas += 1
+
+    @property
+    def ttft_s(self) -> float | None:
+        """Seconds from sending the request to the first text delta (None without one)."""
+        return None if self.first_at is None else self.first_at - self.sent_at
+
+    def tpot_s(self, output_tokens: int) -> float | None:
+        """Seconds per output token after the first: (last - first delta) / (tokens - 1).
+
+        None without two deltas or with fewer than two output tokens.
+        """
+        if self.first_at is None or self.last_at is None or self.deltas < 2:
+            return None
+        if output_tokens < 2:
+            return None
+        return (self.last_at - self.first_at) / (output_tokens - 1)
+
+    def tokens_per_s(self, output_tokens: int) -> float | None:
+        """Output tokens per second over the attempt (request sent to last delta)."""
+        if self.last_at is None or output_tokens <= 0:
+            return None
+        elapsed = self.last_at - self.sent_at
+        return output_tokens / elapsed if elapsed > 0 else None
+
+
+@dataclass
+class AttemptState(StreamState):
+    """What one attempt showed so far (headers, request id, usage, text; see the module
+    docstring), and for a streamed attempt its :class:`StreamTiming` (else None)."""
+
+    timing: StreamTiming | None = None
+
 
 OnText = Callable[[str], None]
 
@@ -134,6 +263,7 @@ class SDKTransport:
         state: AttemptState,
     ) -> None:
         state.streamed = True
+        timing = state.timing = StreamTiming()
         chunks = stream_message(client, params, state, timeout=timeout + 5)
         try:
             while True:
@@ -141,6 +271,7 @@ class SDKTransport:
                     piece = await asyncio.wait_for(chunks.__anext__(), timeout)
                 except StopAsyncIteration:
                     break
+                timing.delta()
                 if on_text is not None:
                     on_text(piece)
         finally:
@@ -203,6 +334,7 @@ class InMemoryTransport:
             raise reply
         answer = reply if isinstance(reply, Answer) else self._answer(params, reply, state)
         state.streamed = on_text is not None
+        timing = state.timing = StreamTiming() if state.streamed else None
         state.started = True
         state.input_tokens = answer.usage.input_tokens
         for piece in _pieces(answer.text):
@@ -213,6 +345,8 @@ class InMemoryTransport:
                     raise APITimeoutError("InMemoryTransport: a piece took too long.") from exc
             state.text.append(piece)
             state.output_tokens = estimate_text_tokens("".join(state.text))
+            if timing is not None:
+                timing.delta()
             if on_text is not None:
                 on_text(piece)
         return answer

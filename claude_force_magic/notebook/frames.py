@@ -46,6 +46,10 @@ HISTORY_COLUMNS = (
     "error_type",
     "attempts",
     "stop_reason",
+    "ttft_s",
+    "tpot_s",
+    "itl_p50_s",
+    "output_tokens_per_s",
 )
 CACHE_COLUMNS = (
     "agent_name",
@@ -110,7 +114,9 @@ def _joined(domains: Any) -> str:
 
 def history_frame(records: Iterable[Any], mode: str | None = None) -> pd.DataFrame:
     """Calls from ``Metrics.recent()`` in the order given; ``mode`` ("live"/"simulated") fills
-    the ``mode`` column of records that do not carry one."""
+    the ``mode`` column of records that do not carry one. The streaming columns (``ttft_s``,
+    ``tpot_s``, ``itl_p50_s``, ``output_tokens_per_s``) are empty for calls that were not
+    streamed and for cache hits."""
     rows = []
     for record in records:
         row = _as_dict(record)

@@ -46,10 +46,24 @@ _LATENCY_FIELDS = (
     "mean",
     "max",
 )
+_STREAM_FIELDS = (
+    "mode",
+    "agent_name",
+    "model",
+    "streamed",
+    "ttft_p50",
+    "ttft_p90",
+    "ttft_p99",
+    "tpot_p50",
+    "tpot_p90",
+    "tpot_p99",
+    "tokens_per_s",
+)
 #: Widest line of a text table (a terminal's default width); wider tables become records.
 TEXT_WIDTH = 80
+_STREAMING_TITLE = "Streaming (seconds; TTFT = time to first token, TPOT = per output token)"
 #: What an empty section says.
-_EMPTY = {"Cache": "no cache entries yet"}
+_EMPTY = {"Cache": "no cache entries yet", _STREAMING_TITLE: "no streamed calls yet"}
 _TABLE_STYLE = "border-collapse:collapse;font-size:12px;margin:2px 0 8px 0"
 _CELL_STYLE = "padding:2px 8px;border-bottom:1px solid #ddd;text-align:right"
 
@@ -143,7 +157,10 @@ def _wrap(text: str, width: int, indent: str) -> list[str]:
 
 
 def stats_sections(session: AgentSession) -> list[tuple[str, list[dict[str, Any]], Sequence[str]]]:
-    """``(title, rows, columns)`` for the cache, latency, spend and budget sections.
+    """``(title, rows, columns)`` for the cache, latency, streaming, spend and budget sections.
+
+    The streaming section shows, beside the end-to-end latency, the TTFT and TPOT percentiles
+    and output tokens per second of the successful streamed live calls.
 
     Live and simulated calls are recorded apart and shown apart (a ``mode`` column): spend is
     one row per mode, never a sum of real and pretend dollars. The cache rows come from the
@@ -171,6 +188,7 @@ def stats_sections(session: AgentSession) -> list[tuple[str, list[dict[str, Any]
         )
     summary: list[dict[str, Any]] = []
     latency: list[dict[str, Any]] = []
+    streaming: list[dict[str, Any]] = []
     for mode in Mode:
         metrics = session.metrics(mode)
         totals = metrics.totals()
@@ -185,9 +203,11 @@ def stats_sections(session: AgentSession) -> list[tuple[str, list[dict[str, Any]
             }
         )
         latency.extend({"mode": mode.label, **r} for r in metrics.latency_percentiles())
+        streaming.extend({"mode": mode.label, **r} for r in metrics.stream_percentiles())
     return [
         ("Cache", cache_rows, ("mode", *_CACHE_FIELDS)),
         ("Latency (seconds; by mode, cache hits apart)", latency, _LATENCY_FIELDS),
+        (_STREAMING_TITLE, streaming, _STREAM_FIELDS),
         ("Spend", summary, ("mode", "calls", "cached_calls", "errors", "spent_usd", "saved_usd")),
         ("Budget", spend_rows, ("mode", "spent_usd", "budget_usd", "budget_left")),
     ]

@@ -45,3 +45,27 @@ def test_cost_frame_groups_modes_live_first_then_costliest() -> None:
         ("live", "a"),
         ("simulated", "b"),
     ]
+
+
+def test_history_has_the_streaming_columns_empty_for_unstreamed_calls() -> None:
+    from claude_force_magic.metrics import CallRecord
+    from claude_force_magic.notebook.frames import HISTORY_COLUMNS, history_frame
+
+    common = {"timestamp": 1.0, "agent_name": "a", "model": "m", "latency_s": 1.0}
+    records = [
+        CallRecord(**common, input_tokens=1, output_tokens=2),
+        CallRecord(
+            **common,
+            input_tokens=1,
+            output_tokens=200,
+            ttft_s=0.3,
+            tpot_s=0.01,
+            itl_p50_s=0.04,
+            output_tokens_per_s=87.0,
+        ),
+    ]
+    frame = history_frame(records, mode="live")
+    assert tuple(frame.columns) == HISTORY_COLUMNS
+    streamed = ["ttft_s", "tpot_s", "itl_p50_s", "output_tokens_per_s"]
+    assert frame[streamed].iloc[0].isna().all()
+    assert list(frame[streamed].iloc[1]) == [0.3, 0.01, 0.04, 87.0]

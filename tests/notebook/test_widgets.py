@@ -166,3 +166,33 @@ def test_dashboard_before_any_call_shows_the_cache_on_disk(tmp_path: Path) -> No
         assert not (tmp_path / "none").exists()  # looking creates nothing
     finally:
         empty.close()
+
+
+def test_stats_show_ttft_and_tpot_beside_latency_within_80_columns(session: AgentSession) -> None:
+    long_agent = "document-writer-expert-with-a-long-name"
+    for i, ttft in enumerate((0.3, 0.32, 0.5)):
+        base = _record(long_agent, 0.001)
+        session.metrics(False).record(
+            CallRecord(
+                **{
+                    **base.to_dict(),
+                    "latency_s": 2.0 + i,
+                    "ttft_s": ttft,
+                    "tpot_s": 0.01,
+                    "output_tokens_per_s": 90.0,
+                }
+            )
+        )
+    session.metrics(True).record(_record("python-expert", 0.001))  # not streamed
+    titles = [title for title, _, _ in stats_sections(session)]
+    latency_at = next(i for i, t in enumerate(titles) if t.startswith("Latency"))
+    assert titles[latency_at + 1].startswith("Streaming"), "right beside end-to-end latency"
+    rows, cols = next((r, c) for t, r, c in stats_sections(session) if t.startswith("Streaming"))
+    (row,) = rows
+    assert row["mode"] == "live" and row["streamed"] == 3
+    assert row["ttft_p50"] == pytest.approx(0.32)
+    assert {"ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99", "tokens_per_s"} <= set(cols)
+    text = StatsDashboard(session, notebook=False).text()
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+    assert "ttft_p50" in text and "0.3200" in text and long_agent in text
+    assert "ttft_p99" in StatsDashboard(session, notebook=False).html()
