@@ -435,7 +435,7 @@ class StreamState:
     ``output_tokens`` from the last ``usage`` seen in a ``message_delta`` (None until then), and
     ``text_chars`` / ``text`` count the text received: enough to bill an answer that was
     interrupted, timed out or failed before its final message. A transport fills one per
-    attempt (:class:`~.transport.AttemptState` is this class).
+    attempt (:class:`~.transport.AttemptState` extends it with the stream's timing).
     """
 
     headers: Mapping[str, str] | None = None
