@@ -265,7 +265,7 @@ def _error_lines(
 
 def _full_traceback(exc: BaseException, cause: BaseException | None) -> list[str]:
     """The complete traceback of ``exc`` (its original cause included), secrets redacted."""
-    from IPython.core.getipython import get_ipython
+    from .options import get_ipython
 
     shell = get_ipython()
     if shell is None:

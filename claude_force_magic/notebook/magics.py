@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, magics_class, no_var_expand
+from IPython.core.magic import Magics, magics_class
 from traitlets import Bool, Dict, Float, Int, TraitError, Unicode, default, observe, validate
 from traitlets import Enum as EnumTrait
 
@@ -35,6 +36,7 @@ from .options import (
     cell_magic,
     line_magic,
     magic_args,
+    no_var_expand,
     parse_args,
 )
 from .session import AgentSession, SessionConfig
@@ -144,7 +146,8 @@ class AgentMagics(Magics):
     ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
-        super().__init__(shell=shell, **kwargs)
+        init: Callable[..., None] = super().__init__  # untyped in IPython 8
+        init(shell=shell, **kwargs)
         self.session = AgentSession(self._snapshot)
         self.session.simulate = self.simulate
         self.dashboards: list[Any] = []
@@ -154,7 +157,8 @@ class AgentMagics(Magics):
         """The shell these magics are registered with."""
         if self.shell is None:
             raise UsageError("AgentMagics is not attached to an IPython shell.")
-        return self.shell
+        shell: InteractiveShell = self.shell  # Any under IPython 8
+        return shell
 
     # ------------------------------------------------------------------ configuration
 

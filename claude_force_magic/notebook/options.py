@@ -13,9 +13,9 @@ import keyword
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from IPython.core import magic, magic_arguments
+from IPython.core import getipython, magic, magic_arguments
 from IPython.core.error import UsageError
 
 from ..settings import MAX_TTL_HOURS
@@ -31,9 +31,11 @@ __all__ = [
     "build_cell_request",
     "cell_magic",
     "check_variable_name",
+    "get_ipython",
     "interpolate",
     "line_magic",
     "magic_args",
+    "no_var_expand",
     "parse_args",
     "parse_usd",
     "screen_cell_data",
@@ -41,12 +43,15 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-# IPython's decorators are untyped (or typed as a union); these typed names let mypy --strict
-# check the magics without a blanket ignore.
+# IPython's decorators are untyped in IPython 8 (Python 3.10) and typed as unions in IPython 9;
+# these typed names let mypy --strict check the magics the same way under both.
 argument: Callable[..., Callable[[F], F]] = magic_arguments.argument
 magic_args: Callable[..., Callable[[F], F]] = magic_arguments.magic_arguments
-cell_magic: Callable[[str], Callable[[F], F]] = magic.cell_magic  # type: ignore[assignment]
-line_magic: Callable[[str], Callable[[F], F]] = magic.line_magic  # type: ignore[assignment]
+cell_magic = cast("Callable[[str], Callable[[F], F]]", magic.cell_magic)
+line_magic = cast("Callable[[str], Callable[[F], F]]", magic.line_magic)
+no_var_expand = cast("Callable[[F], F]", magic.no_var_expand)
+#: The running IPython shell, or None (typed the same under IPython 8 and 9).
+get_ipython: Callable[[], Any] = getipython.get_ipython
 
 
 def parse_args(func: Callable[..., Any], line: str) -> argparse.Namespace:
@@ -98,8 +103,6 @@ class CellRequest:
 def _cell_origin() -> str:
     """``notebook cell [N]`` (the kernel's execution count when there is one), kept with
     the cached answer so ``%agent cache`` can say which cell stored it."""
-    from IPython.core.getipython import get_ipython
-
     count = getattr(get_ipython(), "execution_count", None)
     return f"notebook cell [{count}]" if isinstance(count, int) else "notebook cell"
 
