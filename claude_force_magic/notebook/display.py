@@ -437,9 +437,10 @@ class StreamView:
         if not self._displays:
             return
         for slot in self.slots:
-            if slot.handle is None and not slot.finished:
-                slot.handle = show(slot.output, display_id=True)
+            if slot.handle is None and not slot.finished and not slot.displays:
+                # counted before show(): a stop that lands inside show() still removes it
                 slot.head_free, slot.displays = True, 1
+                slot.handle = show(slot.output, display_id=True)
 
     @property
     def _labelled_displays(self) -> bool:
@@ -642,7 +643,7 @@ class StreamView:
         placeholder is removed, several agents' placeholders say the request was cancelled.
         """
         for slot in self.slots:
-            if slot.finished or slot.output.text or slot.handle is None:
+            if slot.finished or slot.output.text or not slot.displays:
                 continue
             slot.finished = True
             self._retire(slot, "cancelled")
@@ -650,11 +651,11 @@ class StreamView:
     def _retire(self, slot: _Slot, why: str) -> None:
         """A slot that will show no answer: a single agent's placeholder is removed (the
         cell's notes stay), several agents' labelled displays say ``why`` instead."""
-        if self._labelled_displays:
+        if not self._labelled_displays:
+            self._clear_cell()
+        elif slot.handle is not None:  # None: stopped inside show(), its update is lost anyway
             slot.output.placeholder = why
             slot.handle.update(slot.output)
-        else:
-            self._clear_cell()
 
     def _clear_cell(self) -> None:
         """Clear the cell's outputs (when the next one arrives) and print its notes again."""
