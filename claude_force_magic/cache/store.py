@@ -591,15 +591,7 @@ class ResponseCache:
         """
         key = key_for(agent_name, task, model, **request)
         db = self._usable("delete entries")
-        if db is None:
-            return False
-        with db.transaction() as (sql, cleanup):
-            row = Backend.select_key(sql, key)
-            if row is None:
-                return False
-            Backend.delete_row(sql, cleanup, row)
-            Backend.bump(sql, deletes=1)
-        return True
+        return db is not None and self._delete_stored(db, key)
 
     def clear(self, agent_name: str | None = None) -> int:
         """Remove every entry (or only ``agent_name``'s); return how many were removed.
@@ -887,10 +879,13 @@ class ResponseCache:
         ambiguous key, a read-only cache or a refused directory."""
         full = self.resolve_key(key)
         db = self._usable("delete entries")
-        if full is None or db is None:
-            return False
+        return full is not None and db is not None and self._delete_stored(db, full)
+
+    @staticmethod
+    def _delete_stored(db: AnyBackend, key: str) -> bool:
+        """Delete the row stored under ``key`` and count one delete, atomically."""
         with db.transaction() as (sql, cleanup):
-            row = Backend.select_key(sql, full)
+            row = Backend.select_key(sql, key)
             if row is None:
                 return False
             Backend.delete_row(sql, cleanup, row)
