@@ -108,12 +108,13 @@ async def test_a_client_error_does_not_open_the_breaker_and_costs_nothing() -> N
 
 
 async def test_the_injected_limiter_books_every_attempt() -> None:
-    limiter = RateLimiter(6000)
+    # A frozen clock: no refill between attempts, so the level shows exactly what was booked.
+    limiter = RateLimiter(6000, clock=lambda: 1000.0)
     transport = InMemoryTransport(["a", "b", "c"])
     orch = _orch(transport, limiter=limiter)
     await orch.execute_multiple([(AGENT, f"task {i}") for i in range(3)])
     snap = limiter.snapshot()["requests"]
-    assert snap is not None and snap["level"] <= snap["per_minute"] - 3 + 0.5
+    assert snap is not None and snap["level"] == pytest.approx(snap["per_minute"] - 3)
 
 
 async def test_the_gate_bounds_attempts_in_flight() -> None:
