@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from redis_server import RedisServer
 
 
 @pytest.fixture(autouse=True)
@@ -81,3 +82,41 @@ def small_fs(tmp_path: Path) -> Iterator[SmallFs]:
         yield SmallFs(mount_point)
     finally:
         subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+# -- a real redis-server for the team-scale tests (issue 14) -----------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One ``redis-server`` for the whole run, on a free loopback port, stopped at the end."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server(redis_server_session: RedisServer) -> Iterator[RedisServer]:
+    """The shared ``redis-server``, empty at the start of the test and running at its end
+    (a test may stop or restart it)."""
+    if redis_server_session.process is None:
+        redis_server_session.start()
+    redis_server_session.flush()
+    yield redis_server_session
+    if redis_server_session.process is None:
+        redis_server_session.start()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A ``redis-server`` of this test's own (for tests that kill, restart or password it)."""
+    server = RedisServer(tmp_path / "redis-private")
+    server.directory.mkdir()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
