@@ -553,7 +553,8 @@ async def test_cancel_stops_the_request_promptly_and_leaves_no_task() -> None:
                 break
             await asyncio.sleep(0.01)
         assert sim.stats["disconnects"] == 1
-        assert time.monotonic() - started < 1.0
+        # The answer would take 5 s: well under that means the cancel reached the server.
+        assert time.monotonic() - started < 3.0
         assert asyncio.all_tasks() - before == set()
         await orch.close()
 
