@@ -33,6 +33,7 @@ from ..validation import check_number
 from .backend import Backend, Cleanup, ReadOnlyBackend, Row, Sql
 from .disk import CacheWriteError
 from .keys import key_for, require_json
+from .memo import VerifiedMemo
 from .pending import PendingCounts
 from .signing import Signer
 from .verify import VerifyReport
@@ -98,6 +99,16 @@ def _cost(value: object) -> float:
     if not math.isfinite(number) or number < 0:
         raise TypeError(f"estimated_cost must be a finite non-negative number, not {value!r}")
     return number
+
+
+def _json_copy(value: Any) -> Any:
+    """A deep copy of a parsed JSON value (dicts and lists are the only mutable parts)."""
+    kind = type(value)
+    if kind is dict:
+        return {name: _json_copy(item) for name, item in value.items()}
+    if kind is list:
+        return [_json_copy(item) for item in value]
+    return value
 
 
 class ResponseCache:
@@ -179,6 +190,7 @@ class ResponseCache:
         self._reopen_lock = threading.Lock()
         self._paths = ("", "")
         self._pending = PendingCounts(interval=FLUSH_SECONDS, max_ops=FLUSH_OPS)
+        self._memo = VerifiedMemo()  # bodies verified here, per row version (see memo.py)
         self._checked_until = 0.0  # cache.db's identity is checked again after this
         if not self.enabled:
             if cache_secret is not None:
@@ -293,6 +305,7 @@ class ResponseCache:
 
     def _reopen(self, db: AnyBackend) -> AnyBackend | None:
         self._pending.take()  # rowids of a database that is gone: never written elsewhere
+        self._memo.clear()  # and its rows are not the new database's rows
         db.close()
         try:
             self._db = self._open()
@@ -418,17 +431,21 @@ class ResponseCache:
         if row is None:
             self._count(db, None)
             return None
-        try:
-            body = signer.open(key, db.fetch_value(row))
-        except IntegrityError as exc:
-            self._discard(db, row, "integrity_failures")
-            log.warning(
-                "cache entry %s for agent %s failed its integrity check (%s); deleted",
-                key[:12],
-                sanitize_for_log(agent_name, 64),
-                exc,
-            )
-            return None
+        body = self._memo.get(key, row[0], row[6])  # verified earlier, this very row version
+        if body is None:
+            try:
+                data = db.fetch_value(row)
+                body = signer.open(key, data)
+            except IntegrityError as exc:
+                self._discard(db, row, "integrity_failures")
+                log.warning(
+                    "cache entry %s for agent %s failed its integrity check (%s); deleted",
+                    key[:12],
+                    sanitize_for_log(agent_name, 64),
+                    exc,
+                )
+                return None
+            self._memo.put(key, row[0], row[6], body, len(data))
         if body["expires_at"] <= now:
             self._discard(db, row, "expirations")
             return None
@@ -508,7 +525,7 @@ class ResponseCache:
             "created_at": float(body["created_at"]),
             "expires_at": float(body["expires_at"]),
             "age_seconds": max(0.0, now - body["created_at"]),
-            "metadata": body["metadata"],
+            "metadata": _json_copy(body["metadata"]),  # the caller's own: the memo keeps its
             "key": key,
         }
 
