@@ -128,9 +128,7 @@ _option_values = st.one_of(
     st.text(),
     st.dictionaries(st.text(min_size=1).filter(str.isidentifier), _option_values, max_size=5),
 )
-def test_key_is_the_canonical_sha256_for_any_options(
-    task: str, options: dict[str, object]
-) -> None:
+def test_key_is_the_canonical_sha256_for_any_options(task: str, options: dict[str, object]) -> None:
     """The hand-built fast path for int/str options and the general path agree with the
     canonical document byte for byte (bool is not int, 1.0 is not 1, -0.0 is not 0)."""
     import hashlib
