@@ -131,9 +131,10 @@ def key_for(agent_name: str, task: str, model: str, **request: Any) -> str:
     Raises TypeError when ``agent_name``, ``task`` or ``model`` is not a str, or when a
     ``request`` value is not JSON-serializable (the message names the offending option).
     """
-    _check_text("agent_name", agent_name)
-    _check_text("task", task)
-    _check_text("model", model)
+    if type(agent_name) is not str or type(task) is not str or type(model) is not str:
+        _check_text("agent_name", agent_name)  # subclasses of str pass; others raise
+        _check_text("task", task)
+        _check_text("model", model)
     # Exactly canonical_json({"v":..., "agent":..., "task":..., "model":..., "request":...}),
     # assembled by hand in sorted-key order: it runs on every get and set.
     text = "".join(
