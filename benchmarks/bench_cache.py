@@ -364,6 +364,9 @@ def main() -> None:
     parser.add_argument("--cpu", action="store_true", help="time with process CPU time")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--no-old", action="store_true", help="skip the old project's cache")
+    parser.add_argument(
+        "--no-encryption", action="store_true", help="skip encrypt=True against plain"
+    )
     args = parser.parse_args()
     if args.quick:
         args.entries, args.rounds, args.big = 300, 3, 5000
@@ -373,14 +376,17 @@ def main() -> None:
         os.chmod(base, 0o700)
         old = None if args.no_old else install_old_cache(base / "old-release")
         ops = bench_ops(base, args.entries, args.size, args.rounds, timer, old)
-        encrypted = bench_encryption(base, args.entries, args.size, args.rounds, timer)
-        envelopes = bench_envelopes(args.size)
+        encrypted, envelopes = {}, {}
+        if not args.no_encryption:
+            encrypted = bench_encryption(base, args.entries, args.size, args.rounds, timer)
+            envelopes = bench_envelopes(args.size)
         start = time.perf_counter()
         ours_dir, raw_dir, first_key = build_big(base, args.big, 512)
         build_s = time.perf_counter() - start
         opened = bench_open(ours_dir, raw_dir, first_key, args.rounds)
     report(args, ops, opened, build_s)
-    report_encryption(encrypted, envelopes, args.size)
+    if encrypted:
+        report_encryption(encrypted, envelopes, args.size)
 
 
 if __name__ == "__main__":
