@@ -139,6 +139,19 @@ _READ_STATS = (  # column names come from the fixed COUNTERS tuple
 )
 
 
+#: How many times this process is a forked child of a process that used the cache (see
+#: :meth:`Backend.read_row`).
+_FORKS = [0]
+
+
+def _count_fork() -> None:
+    _FORKS[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_count_fork)
+
+
 def _check_db_files(directory: Path) -> None:
     """Refuse database files that are symlinks (or anything but regular files).
 
@@ -486,8 +499,15 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
     def read_row(self, key: str) -> Row | None:
         """The row stored under ``key``, or None, read without taking the write lock (the
         lookup's one statement, on this thread's connection with no layer between)."""
+        local = self._local
+        held = getattr(local, "cfm_reader", None)
+        # diskcache's own connection check asks the OS for the process id on every call;
+        # this one notices a fork by a counter bumped in the child, and a closed connection
+        # by diskcache's own slot, and then asks diskcache (which reopens as it should).
+        if held is None or held[0] != _FORKS[0] or held[1] is not getattr(local, "con", None):
+            held = local.cfm_reader = (_FORKS[0], self._con)
         try:
-            row: Row | None = self._con.execute(_SELECT_KEY, (key,)).fetchone()
+            row: Row | None = held[1].execute(_SELECT_KEY, (key,)).fetchone()
         except sqlite3.Error as exc:
             raise CacheError(f"The cache database failed: {exc}") from exc
         return row

@@ -425,10 +425,13 @@ class ResponseCache:
         :class:`CacheError` when the database cannot be read.
         """
         key = key_for(agent_name, task, model, **request)
-        active = self._active(agent_name, full=False)
-        if active is None:
+        db, signer = self._db, self._signer
+        if db is None or signer is None or agent_name in self._exclude:
             return None
-        db, signer = active
+        if self._refused or self._identity is None or self._monotonic() >= self._checked_until:
+            db = self._backend(full=False)  # else: within the lookups' window (see _unchanged)
+            if db is None:
+                return None
         now = self._clock()
         row = db.read_row(key)  # no write lock, no write
         if row is None:

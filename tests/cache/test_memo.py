@@ -151,3 +151,27 @@ def test_a_reopened_directory_forgets_what_was_remembered(make_cache: MakeCache)
     put(cache, "u", "in the new directory")  # a write notices at once and reopens
     assert len(cache._memo) == 0
     assert fetch(cache, "t") is None
+
+
+def test_lookups_after_close_and_in_a_forked_child_use_a_live_connection(
+    make_cache: MakeCache,
+) -> None:
+    import os
+
+    cache = make_cache()
+    put(cache, "t", "the answer")
+    assert fetch(cache, "t") is not None
+    cache.close()  # closes this thread's connection: the next lookup must reopen it
+    assert (fetch(cache, "u") is None) and (fetch(cache, "t") or {})["response"] == "the answer"
+    pid = os.fork()
+    if pid == 0:  # the child: its own connection, not the parent's
+        code = 1
+        try:
+            cache._memo.clear()
+            hit = fetch(cache, "t")
+            code = 0 if hit is not None and hit["response"] == "the answer" else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (fetch(cache, "t") or {})["response"] == "the answer"
