@@ -1,20 +1,23 @@
 """Bodies this process has verified, so that a repeated hit skips the signature check and parse.
 
-An entry is remembered under its cache key *with the version of the row it was read from*: the
-row's ``rowid`` and ``store_time``. Every lookup still reads the row (one SQLite read, as
-before); the remembered body is used only when that row is still the same version, else the
-stored bytes are verified and parsed as usual. Why this never serves a forged, edited or
-expired answer:
+An entry is remembered under its cache key *with the version of the row it was read from*:
+the row's ``rowid``, its ``store_time`` and a stamp of its stored bytes (the last 16 bytes of
+an inline value: a version-2 envelope's tag, which changes with every seal because each seal
+draws a new random nonce; for a value kept in its own file, the file's random name, new for
+every write). Every lookup still reads the row (one SQLite read, as before); the remembered
+body is used only when the row is still that version, else the stored bytes are verified and
+parsed as usual. Why this never serves a forged, edited or expired answer:
 
 * only bodies that passed :meth:`Signer.open` in this process are remembered, so whatever the
   memo returns was verified; an attacker who edits the stored bytes cannot change it;
 * a new answer stored under the key (by any process) rewrites the row with a new
-  ``store_time`` (the writer's clock, taken when it stores), a deleted row is gone, and a row
-  inserted again has a new ``store_time`` too (SQLite may reuse the ``rowid``): each makes
-  the lookup read and verify the new bytes;
-* forging a row that keeps an old ``rowid`` and ``store_time`` only makes the lookup serve the
-  answer verified earlier for that same key, never the forged bytes (``verify()`` still
-  reads, finds and deletes them);
+  ``store_time`` (the writer's clock, taken when it stores), a deleted row is gone, a row
+  inserted again has a new ``store_time`` too (SQLite may reuse the ``rowid``), and an entry
+  re-sealed in place (a new expiry written without a new ``store_time``) has a new stamp:
+  each makes the lookup read and verify the new bytes;
+* forging a row that keeps the old version (``rowid``, ``store_time`` and stamp) only makes
+  the lookup serve the answer verified earlier for that same key, never the forged bytes
+  (``verify()`` still reads, finds and deletes them);
 * expiry is checked on every hit from ``expires_at`` inside the remembered (signed) body.
 
 Bounded: at most ``max_entries`` bodies and about ``max_bytes`` of memory (each counted as its
@@ -30,8 +33,10 @@ from typing import Any
 
 __all__ = ["VerifiedMemo"]
 
-#: (rowid, store_time, verified body, bytes counted for it)
-_Item = tuple[int, Any, dict[str, Any], int]
+#: What identifies one version of a row: (rowid, store_time, stamp of the stored bytes).
+Version = tuple[Any, Any, Any]
+#: (version, verified body, bytes counted for it)
+_Item = tuple[Version, dict[str, Any], int]
 #: What one remembered body costs beyond its stored size: the body dict, its floats, ints and
 #: short strings, the metadata dict (measured with tracemalloc: about 1 KB).
 ENTRY_OVERHEAD = 1024
@@ -55,36 +60,44 @@ class VerifiedMemo:
         """About the memory the remembered bodies hold (at most ``max_bytes``)."""
         return self._bytes
 
-    def get(self, key: str, rowid: int, store_time: Any) -> dict[str, Any] | None:
-        """The body verified for ``key`` when its row was at (``rowid``, ``store_time``), or
-        None when nothing is remembered for that exact version."""
+    @staticmethod
+    def version(row: tuple[Any, ...]) -> Version:
+        """The version of a Cache row ``(rowid, key, mode, filename, value, hits,
+        store_time)``: its rowid, store_time and the stamp of its stored bytes."""
+        value = row[4]
+        stamp = value[-16:] if type(value) is bytes else row[3]  # inline tail, or file name
+        return (row[0], row[6], stamp)
+
+    def get(self, key: str, version: Version) -> dict[str, Any] | None:
+        """The body verified for ``key`` when its row was at ``version``, or None when
+        nothing is remembered for that exact version."""
         item = self._items.get(key)
-        if item is not None and item[0] == rowid and item[1] == store_time:
-            return item[2]
+        if item is not None and item[0] == version:
+            return item[1]
         return None
 
-    def put(self, key: str, rowid: int, store_time: Any, body: dict[str, Any], size: int) -> None:
-        """Remember ``body``, verified from the row at (``rowid``, ``store_time``) whose stored
-        bytes were ``size`` long."""
+    def put(self, key: str, version: Version, body: dict[str, Any], size: int) -> None:
+        """Remember ``body``, verified from the row at ``version`` whose stored bytes were
+        ``size`` long."""
         size += ENTRY_OVERHEAD
         if size > self.max_bytes // 8:
             return
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
-                self._bytes -= old[3]
-            self._items[key] = (rowid, store_time, body, size)
+                self._bytes -= old[2]
+            self._items[key] = (version, body, size)
             self._bytes += size
             while self._bytes > self.max_bytes or len(self._items) > self.max_entries:
                 oldest = next(iter(self._items))
-                self._bytes -= self._items.pop(oldest)[3]
+                self._bytes -= self._items.pop(oldest)[2]
 
     def forget(self, key: str) -> None:
         """Drop what is remembered for ``key``."""
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
-                self._bytes -= old[3]
+                self._bytes -= old[2]
 
     def clear(self) -> None:
         """Forget everything (the database was reopened: its rows are other rows)."""

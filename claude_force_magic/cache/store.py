@@ -437,7 +437,8 @@ class ResponseCache:
         if row is None:
             self._count(db, None)
             return None
-        body = self._memo.get(key, row[0], row[6])  # verified earlier, this very row version
+        version = VerifiedMemo.version(row)
+        body = self._memo.get(key, version)  # verified earlier from this very row version
         if body is None:
             try:
                 data = db.fetch_value(row)
@@ -451,7 +452,7 @@ class ResponseCache:
                     exc,
                 )
                 return None
-            self._memo.put(key, row[0], row[6], body, len(data))
+            self._memo.put(key, version, body, len(data))
         if body["expires_at"] <= now:
             self._discard(db, row, "expirations")
             return None

@@ -56,19 +56,32 @@ def test_a_repeated_hit_skips_the_signature_check(
 
 
 def test_value_edited_in_place_after_a_hit_is_never_served(cache: ResponseCache) -> None:
-    put(cache, "t", "the real answer")
+    put(cache, "t", "the real answer, long enough to edit its middle")
     assert fetch(cache, "t") is not None  # remembered for this row version
     rowid, _stored, value = row_of(cache, "t")
     edited = bytearray(value)
-    edited[-5] ^= 0x01  # the row keeps its rowid and store_time
+    edited[len(value) // 2] ^= 0x01  # keeps rowid, store_time and the last 16 bytes
     db_execute(
         cache.directory, "UPDATE Cache SET value = ? WHERE rowid = ?", (bytes(edited), rowid)
     )
     hit = fetch(cache, "t")
-    assert hit is not None and hit["response"] == "the real answer"  # the verified one
+    assert hit is not None and hit["response"].startswith("the real answer")  # the verified one
     report = cache.verify()  # reads the stored bytes: finds the edit and removes it
     assert len(report.invalid) == 1
     assert fetch(cache, "t") is None
+
+
+def test_value_edited_in_its_tag_after_a_hit_is_noticed_at_once(cache: ResponseCache) -> None:
+    put(cache, "t", "the real answer")
+    assert fetch(cache, "t") is not None
+    rowid, _stored, value = row_of(cache, "t")
+    edited = bytearray(value)
+    edited[-5] ^= 0x01  # the stamp of the row version changed: read and verified again
+    db_execute(
+        cache.directory, "UPDATE Cache SET value = ? WHERE rowid = ?", (bytes(edited), rowid)
+    )
+    assert fetch(cache, "t") is None
+    assert cache.get_stats()["integrity_failures"] == 1
 
 
 def test_forged_row_keeping_rowid_and_store_time_is_never_served(cache: ResponseCache) -> None:
@@ -108,6 +121,32 @@ def test_an_answer_deleted_and_stored_again_is_read_again(make_cache: MakeCache)
     assert (fetch(reader, "t") or {})["response"] == "second answer"
 
 
+@pytest.mark.parametrize("size", [100, 40_000], ids=["inline", "value-file"])
+def test_an_entry_re_sealed_in_place_is_read_again(
+    cache: ResponseCache, clock: FakeClock, size: int
+) -> None:
+    """A new expiry written into the row without a new store_time (as an 'extend' does) is
+    seen at once: the stored bytes' stamp changed."""
+    put(cache, "t", "A" * size, ttl_hours=1)
+    assert fetch(cache, "t") is not None  # remembered with the 1-hour expiry
+    assert cache._db is not None and cache._signer is not None
+    row = cache._db.read_row(key(cache, "t"))
+    assert row is not None
+    body = cache._signer.open(row[1], cache._db.fetch_value(row))
+    body["expires_at"] = clock.now + 48 * 3600
+    blob = cache._signer.seal(row[1], body)
+    disk = cache._db.disk
+    stored_size, mode, filename, value = disk.store(blob, False)
+    db_execute(
+        cache.directory,
+        "UPDATE Cache SET size = ?, mode = ?, filename = ?, value = ? WHERE rowid = ?",
+        (stored_size, mode, filename, value, row[0]),
+    )
+    clock.advance(2 * 3600)  # past the old expiry, within the new one
+    hit = fetch(cache, "t")
+    assert hit is not None and hit["expires_at"] == clock.now + 46 * 3600
+
+
 def test_a_remembered_answer_still_expires(cache: ResponseCache, clock: FakeClock) -> None:
     put(cache, "t", ttl_hours=1)
     assert fetch(cache, "t") is not None
@@ -137,7 +176,7 @@ def test_the_memo_stays_within_its_bounds(make_cache: MakeCache) -> None:
         assert fetch(cache, f"t{i}") is not None
     assert len(cache._memo) <= 10 and cache._memo.size_bytes <= 64 * 1024
     big = VerifiedMemo(max_bytes=64 * 1024)
-    big.put("k", 1, 1.0, {}, 9000)  # over an eighth of the bound: not remembered
+    big.put("k", (1, 1.0, b""), {}, 9000)  # over an eighth of the bound: not remembered
     assert len(big) == 0
 
 
