@@ -139,6 +139,19 @@ _READ_STATS = (  # column names come from the fixed COUNTERS tuple
 )
 
 
+#: How many times this process is a forked child of a process that used the cache (see
+#: :meth:`Backend.read_row`).
+_FORKS = [0]
+
+
+def _count_fork() -> None:
+    _FORKS[0] += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_count_fork)
+
+
 def _check_db_files(directory: Path) -> None:
     """Refuse database files that are symlinks (or anything but regular files).
 
@@ -334,6 +347,7 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
         min_file_size: int = 2**15,
         max_value_bytes: int = 16 * 2**20,
         timeout: float = 60.0,
+        secure_delete: bool = False,
     ) -> None:
         self._forced: dict[str, Any] = {
             **DEFAULT_SETTINGS,
@@ -343,6 +357,9 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
             "size_limit": int(size_limit),
             "disk_min_file_size": int(min_file_size),
             "disk_pickle_protocol": 0,
+            # ON for an encrypted cache: a deleted row's bytes (an entry stored in clear before
+            # encryption was turned on) are overwritten with zeros, not left in free space.
+            "sqlite_secure_delete": int(bool(secure_delete)),
         }
         _check_db_files(directory)
         try:
@@ -478,6 +495,30 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
     def _query(self, statement: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         cursor: sqlite3.Cursor = self._sql(statement, args)
         return cursor
+
+    def read_row(self, key: str) -> Row | None:
+        """The row stored under ``key``, or None, read without taking the write lock (the
+        lookup's one statement, on this thread's connection with no layer between)."""
+        local = self._local
+        held = getattr(local, "cfm_reader", None)
+        # diskcache's own connection check asks the OS for the process id on every call;
+        # this one notices a fork by a counter bumped in the child, and a closed connection
+        # by diskcache's own slot, and then asks diskcache (which reopens as it should).
+        if held is None or held[0] != _FORKS[0] or held[1] is not getattr(local, "con", None):
+            held = local.cfm_reader = (_FORKS[0], self._con)
+        try:
+            row: Row | None = held[1].execute(_SELECT_KEY, (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise CacheError(f"The cache database failed: {exc}") from exc
+        return row
+
+    def truncate_log(self) -> bool:
+        """Checkpoint the write-ahead log into ``cache.db`` and truncate it to zero bytes, so
+        page images of deleted rows do not linger in ``cache.db-wal``. Returns False when
+        another connection's read kept it from completing (it is then retried by SQLite's
+        next automatic checkpoint). Raises :class:`CacheError` if SQLite fails."""
+        ((busy, _log, _done),) = self._read("PRAGMA wal_checkpoint(TRUNCATE)")
+        return not busy
 
     def _restore_stats_row(self) -> None:
         try:

@@ -1,0 +1,106 @@
+"""Bodies this process has verified, so that a repeated hit skips the signature check and parse.
+
+An entry is remembered under its cache key *with the version of the row it was read from*:
+the row's ``rowid``, its ``store_time`` and a stamp of its stored bytes (the last 16 bytes of
+an inline value: a version-2 envelope's tag, which changes with every seal because each seal
+draws a new random nonce; for a value kept in its own file, the file's random name, new for
+every write). Every lookup still reads the row (one SQLite read, as before); the remembered
+body is used only when the row is still that version, else the stored bytes are verified and
+parsed as usual. Why this never serves a forged, edited or expired answer:
+
+* only bodies that passed :meth:`Signer.open` in this process are remembered, so whatever the
+  memo returns was verified; an attacker who edits the stored bytes cannot change it;
+* a new answer stored under the key (by any process) rewrites the row with a new
+  ``store_time`` (the writer's clock, taken when it stores), a deleted row is gone, a row
+  inserted again has a new ``store_time`` too (SQLite may reuse the ``rowid``), and an entry
+  re-sealed in place (a new expiry written without a new ``store_time``) has a new stamp:
+  each makes the lookup read and verify the new bytes;
+* forging a row that keeps the old version (``rowid``, ``store_time`` and stamp) only makes
+  the lookup serve the answer verified earlier for that same key, never the forged bytes
+  (``verify()`` still reads, finds and deletes them);
+* expiry is checked on every hit from ``expires_at`` inside the remembered (signed) body.
+
+Bounded: at most ``max_entries`` bodies and about ``max_bytes`` of memory (each counted as its
+stored size plus :data:`ENTRY_OVERHEAD`; oldest remembered first out); entries larger than an
+eighth of ``max_bytes`` are not remembered.
+Thread-safe: lookups are single dict reads; inserts and evictions take a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+__all__ = ["VerifiedMemo"]
+
+#: What identifies one version of a row: (rowid, store_time, stamp of the stored bytes).
+Version = tuple[Any, Any, Any]
+#: (version, verified body, bytes counted for it)
+_Item = tuple[Version, dict[str, Any], int]
+#: What one remembered body costs beyond its stored size: the body dict, its floats, ints and
+#: short strings, the metadata dict (measured with tracemalloc: about 1 KB).
+ENTRY_OVERHEAD = 1024
+
+
+class VerifiedMemo:
+    """Verified entry bodies by cache key, each valid only for one version of its row."""
+
+    def __init__(self, *, max_bytes: int = 8 * 2**20, max_entries: int = 4096) -> None:
+        self.max_bytes = max_bytes
+        self.max_entries = max_entries
+        self._items: dict[str, _Item] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def size_bytes(self) -> int:
+        """About the memory the remembered bodies hold (at most ``max_bytes``)."""
+        return self._bytes
+
+    @staticmethod
+    def version(row: tuple[Any, ...]) -> Version:
+        """The version of a Cache row ``(rowid, key, mode, filename, value, hits,
+        store_time)``: its rowid, store_time and the stamp of its stored bytes."""
+        value = row[4]
+        stamp = value[-16:] if type(value) is bytes else row[3]  # inline tail, or file name
+        return (row[0], row[6], stamp)
+
+    def get(self, key: str, version: Version) -> dict[str, Any] | None:
+        """The body verified for ``key`` when its row was at ``version``, or None when
+        nothing is remembered for that exact version."""
+        item = self._items.get(key)
+        if item is not None and item[0] == version:
+            return item[1]
+        return None
+
+    def put(self, key: str, version: Version, body: dict[str, Any], size: int) -> None:
+        """Remember ``body``, verified from the row at ``version`` whose stored bytes were
+        ``size`` long."""
+        size += ENTRY_OVERHEAD
+        if size > self.max_bytes // 8:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old[2]
+            self._items[key] = (version, body, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes or len(self._items) > self.max_entries:
+                oldest = next(iter(self._items))
+                self._bytes -= self._items.pop(oldest)[2]
+
+    def forget(self, key: str) -> None:
+        """Drop what is remembered for ``key``."""
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old[2]
+
+    def clear(self) -> None:
+        """Forget everything (the database was reopened: its rows are other rows)."""
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
