@@ -121,16 +121,32 @@ def _cells(row: dict[str, Any], now: float) -> list[str]:
     ]
 
 
-def health_text(found: Health) -> str:
-    """The health summary as two plain lines."""
-    return (
-        f"{found.entries:,} entries · {_size(found.size_bytes)} of {_size(found.max_size_bytes)}"
-        f" · hit rate {_rate(found.hit_rate_last_hour)} last hour, {_rate(found.hit_rate)} all"
-        f" time ({found.hits:,} hits, {found.misses:,} misses) · saved ${found.saved_usd:.4f}\n"
-        f"integrity failures {found.integrity_failures:,} · evictions {found.evictions:,} ·"
-        f" expired {found.expirations:,} · oldest {_when(found.oldest)} · newest"
-        f" {_when(found.newest)}" + (" · read-only" if found.read_only else "")
-    )
+def health_parts(found: Health) -> list[str]:
+    """The health summary as short phrases (joined with `` · ``)."""
+    parts = [
+        f"{found.entries:,} entr{'y' if found.entries == 1 else 'ies'}",
+        f"{_size(found.size_bytes)} of {_size(found.max_size_bytes)}",
+        f"hit rate {_rate(found.hit_rate_last_hour)} last hour, {_rate(found.hit_rate)} all time",
+        f"{found.hits:,} hits, {found.misses:,} misses",
+        f"saved ${found.saved_usd:.4f}",
+        f"integrity failures {found.integrity_failures:,}",
+        f"evictions {found.evictions:,}",
+        f"expired {found.expirations:,}",
+        f"oldest {_when(found.oldest)}",
+        f"newest {_when(found.newest)}",
+    ]
+    return [*parts, "read-only"] if found.read_only else parts
+
+
+def health_text(found: Health, width: int = 80) -> str:
+    """The health summary as lines no wider than ``width`` (phrases are never broken)."""
+    lines: list[str] = []
+    for part in health_parts(found):
+        if lines and len(lines[-1]) + 3 + len(part) <= width:
+            lines[-1] += " · " + part
+        else:
+            lines.append(part)
+    return "\n".join(lines)
 
 
 def activity_svg(
@@ -172,7 +188,7 @@ def activity_svg(
 
 def health_html(found: Health, now: float | None = None) -> str:
     """The health summary (escaped) beside the per-minute plot."""
-    lines = "<br>".join(escape(line) for line in health_text(found).split("\n"))
+    lines = escape(" · ".join(health_parts(found)))
     plot = activity_svg(found.activity, time.time() if now is None else now)
     legend = (
         '<sub style="color:#777">hits <span style="color:#3a3">■</span> and misses'
@@ -426,7 +442,7 @@ class CacheInspector:
         """``page 1 of 3 · 250 entries`` (or ``at least N`` for a text filter)."""
         pages = self.page.pages
         count = (
-            f"{self.page.total:,} entries"
+            f"{self.page.total:,} entr{'y' if self.page.total == 1 else 'ies'}"
             if self.page.total is not None
             else f"at least {self.page.matched:,} matching entries"
             f" ({self.page.answers_read:,} answers read)"
