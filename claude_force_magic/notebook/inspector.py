@@ -70,10 +70,11 @@ COLUMNS: tuple[tuple[str, str | None], ...] = (
     ("hits", "hits"),
     ("saved", "saved"),
     ("size", "size"),
-    ("expires", "expires"),
     ("task", None),
 )
 _ALL = "(all)"
+#: Our own static style for the widget (no text from the cache): a monospaced entry list.
+_STYLE = "<style>.cfm-rows select { font-family: monospace; font-size: 11px; }</style>"
 _TABLE = "border-collapse:collapse;font-size:12px"
 _CELL = "padding:1px 6px;border-bottom:1px solid #ddd;text-align:left;white-space:nowrap"
 
@@ -106,17 +107,31 @@ def _rate(value: float | None) -> str:
     return "–" if value is None else f"{value:.0%}"
 
 
+#: Widths of the list's columns (the list is monospaced; the task column is last).
+_WIDTHS = (8, 20, 18, 6, 5, 8, 9)
+_RIGHT = frozenset({3, 4, 5, 6})
+
+
+def _line(row: dict[str, Any], now: float) -> str:
+    """One entry as a line of the list, in aligned columns."""
+    cells = _cells(row, now)
+    padded = [
+        cell[:width].rjust(width) if i in _RIGHT else cell[:width].ljust(width)
+        for i, (cell, width) in enumerate(zip(cells, _WIDTHS, strict=False))
+    ]
+    return "  ".join([*padded, cells[-1]])
+
+
 def _cells(row: dict[str, Any], now: float) -> list[str]:
     """One entry as the table's cell texts (plain text: escape before use as HTML)."""
     return [
-        row["key"][:10],
+        row["key"][:8],
         row["agent_name"],
         row["model"],
         _age(now - row["created_at"]),
         f"{row['hits']:,}",
         f"${row['saved_usd']:.4f}",
         _size(row["size_bytes"]),
-        "in " + _age(row["expires_at"] - now),
         (row["preview"] or "(no preview: stored by an older version)").replace("\n", " ")[:70],
     ]
 
@@ -127,7 +142,8 @@ def health_parts(found: Health) -> list[str]:
         f"{found.entries:,} entr{'y' if found.entries == 1 else 'ies'}",
         f"{_size(found.size_bytes)} of {_size(found.max_size_bytes)}",
         f"hit rate {_rate(found.hit_rate_last_hour)} last hour, {_rate(found.hit_rate)} all time",
-        f"{found.hits:,} hits, {found.misses:,} misses",
+        f"{found.hits:,} hit{'' if found.hits == 1 else 's'}, {found.misses:,}"
+        f" miss{'' if found.misses == 1 else 'es'}",
         f"saved ${found.saved_usd:.4f}",
         f"integrity failures {found.integrity_failures:,}",
         f"evictions {found.evictions:,}",
@@ -150,7 +166,7 @@ def health_text(found: Health, width: int = 80) -> str:
 
 
 def activity_svg(
-    activity: Sequence[tuple[float, int, int]], now: float, *, width: int = 240, height: int = 40
+    activity: Sequence[tuple[float, int, int]], now: float, *, width: int = 300, height: int = 40
 ) -> str:
     """A bar plot of hits (green) and misses (grey) per minute over the last hour, as SVG.
 
@@ -192,7 +208,7 @@ def health_html(found: Health, now: float | None = None) -> str:
     plot = activity_svg(found.activity, time.time() if now is None else now)
     legend = (
         '<sub style="color:#777">hits <span style="color:#3a3">■</span> and misses'
-        ' <span style="color:#888">■</span> per minute, last hour</sub>'
+        ' <span style="color:#888">■</span> per minute: an hour ago … now</sub>'
     )
     return (
         f'<div class="cfm-health {NO_MATH}" style="display:flex;gap:12px;align-items:center;'
@@ -506,15 +522,26 @@ class _Widgets:
 
         self.insp = inspector
         self.w = w
+        self._drawing = False
         choices = inspector.view.choices()
         wide = w.Layout(width="auto")
         self.header = w.HTML()
-        self.agent = w.Dropdown(options=[_ALL, *choices["agent"]], description="agent")
-        self.model = w.Dropdown(options=[_ALL, *choices["model"]], description="model")
-        self.age = w.Dropdown(options=list(AGES), description="age")
-        self.text = w.Text(
-            placeholder="text in task or answer", description="text", continuous_update=False
+        narrow = {"description_width": "45px"}
+        self.agent = w.Dropdown(
+            options=[_ALL, *choices["agent"]], description="agent", style=narrow,
+            layout=w.Layout(width="250px"),
+        )  # fmt: skip
+        self.model = w.Dropdown(
+            options=[_ALL, *choices["model"]], description="model", style=narrow,
+            layout=w.Layout(width="220px"),
+        )  # fmt: skip
+        self.age = w.Dropdown(
+            options=list(AGES), description="age", style=narrow, layout=w.Layout(width="200px")
         )
+        self.text = w.Text(
+            placeholder="text in task or answer (Enter)", description="text", style=narrow,
+            continuous_update=False, layout=w.Layout(width="260px"),
+        )  # fmt: skip
         self.sorts = [self._sort_button(name, by) for name, by in COLUMNS]
         self.rows = w.SelectMultiple(options=[], rows=12, layout=w.Layout(width="100%"))
         self.rows.add_class("cfm-rows")
@@ -529,16 +556,17 @@ class _Widgets:
         self.extend = w.Button(description="Extend TTL", layout=wide)
         self.refresh = w.Button(description="Refresh (live)…", layout=wide)
         self.refresh.disabled = inspector._refresh is None
-        self.confirm_text = w.Label()
+        self.confirm_text = w.HTML()
         self.confirm = w.Button(description="Confirm refresh", button_style="warning", layout=wide)
         self.cancel = w.Button(description="Cancel", layout=wide)
-        self.confirm_box = w.HBox([self.confirm_text, self.confirm, self.cancel])
+        self.confirm_box = w.VBox([self.confirm_text, w.HBox([self.confirm, self.cancel])])
         self.confirm_box.layout.display = "none"
         self.path = w.Text(value="cache-export.jsonl", description="file")
         self.export = w.Button(description="Export", layout=wide)
         self.status = w.Label()
         self.box = w.VBox(
             [
+                w.HTML(_STYLE),
                 self.header,
                 w.HBox([self.agent, self.model, self.age, self.text]),
                 w.HBox(self.sorts),
@@ -595,13 +623,15 @@ class _Widgets:
         self.redraw()
 
     def _picked(self, change: dict[str, Any]) -> None:
+        if self._drawing:  # the list is being redrawn: the picks are the inspector's already
+            return
         self.insp.pick(list(change["new"]))
         self.preview.value = self.insp.preview_html()
         self._hide_confirm()
         self.status.value = self.insp.status
 
     def _ask_refresh(self) -> None:
-        self.confirm_text.value = self.insp.refresh_plan()
+        self.confirm_text.value = _note(self.insp.refresh_plan())
         ready = self.insp._refresh is not None and len(self.insp.picked) == 1
         self.confirm.disabled = not ready
         self.confirm_box.layout.display = "flex"
@@ -620,15 +650,18 @@ class _Widgets:
         now = insp.cache._clock()
         self.header.value = health_html(insp.health())
         for button, (name, by) in zip(self.sorts, COLUMNS, strict=True):
-            arrow = ""
+            arrow = ""  # ▼: the largest (for age: the oldest) first
             if by is not None and by == insp.query.sort:
-                arrow = " ▼" if insp.query.descending != (by == "age") else " ▲"
+                arrow = " ▼" if insp.query.descending else " ▲"
             button.description = name + arrow
-        options = [(" │ ".join(_cells(row, now)), row["key"]) for row in insp.page.rows]
-        with self.rows.hold_trait_notifications():
+        options = [(_line(row, now), row["key"]) for row in insp.page.rows]
+        self._drawing = True
+        try:
             self.rows.value = ()
             self.rows.options = options
             self.rows.value = tuple(k for k in insp.picked if k in {o[1] for o in options})
+        finally:
+            self._drawing = False
         self.where.value = insp.summary()
         self.prev.disabled = insp.query.page == 0
         self.next.disabled = not insp.page.has_next

@@ -189,4 +189,4 @@ def test_stats_shows_cache_health(kernel: Kernel, tmp_path: Path) -> None:
     run = kernel.ok("%agent stats")
     html = "\n".join(run.texts("text/html"))
     assert "Cache health" in html and "<svg" in html
-    assert "1 entry" in html and "1 hits, 1 misses" in html
+    assert "1 entry" in html and "1 hit, 1 miss" in html
