@@ -96,6 +96,7 @@ _PRUNE = (
 _CHANGED = (
     "SELECT c.rowid FROM Cache c LEFT JOIN CfmIndex i ON i.id = c.rowid"
     " AND i.store_time = c.store_time WHERE i.id IS NULL AND c.raw = 1"
+    " AND c.rowid > ? AND c.rowid <= ? ORDER BY c.rowid LIMIT ?"
 )
 
 
@@ -268,11 +269,13 @@ class CacheView:
         max_rowid, deletes, updates = state[0] if state else (0, -1, -1)
         ((top,),) = db._read("SELECT COALESCE(MAX(rowid), 0) FROM Cache")
         indexed = 0
-        if (stats["row_deletes"], stats["updates"]) != (deletes, updates) or top < max_rowid:
+        changed = (stats["row_deletes"], stats["updates"]) != (deletes, updates) or top < max_rowid
+        if state and changed:  # (a new index has nothing to prune or re-read)
             self._execute(db, _PRUNE)
-            changed = [rowid for (rowid,) in db._read(_CHANGED) if rowid <= max_rowid]
-            for start in range(0, len(changed), _BATCH):
-                indexed += self._index_ids(db, changed[start : start + _BATCH])
+            after = 0  # a batch at a time (memory stays bounded), no statement left open
+            while batch := [r for (r,) in db._read(_CHANGED, (after, max_rowid, _BATCH))]:
+                indexed += self._index_ids(db, batch)
+                after = batch[-1]
         while True:
             rows: list[Row] = db._read(_ROWS_AFTER, (max_rowid, _BATCH))
             if not rows:

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from claude_force_magic.cache import ResponseCache
 from claude_force_magic.cache.inspect import CacheView, Query, extend_ttl, health
-from claude_force_magic.errors import ConfigurationError, IntegrityError
+from claude_force_magic.errors import CacheError, ConfigurationError, IntegrityError
 
-from .conftest import FakeClock, db_execute
+from .conftest import SECRET, FakeClock, db_execute
+
+if TYPE_CHECKING:
+    from conftest import SmallFs
 
 
 def fill(
@@ -258,3 +261,36 @@ def test_extend_ttl_refuses_a_tampered_entry(
     with pytest.raises(IntegrityError, match="deleted"):
         extend_ttl(cache, key, 10)
     assert cache.entry(key) is None
+
+
+def test_a_read_only_cache_is_inspected_through_a_temporary_index(
+    small_fs: SmallFs, clock: FakeClock
+) -> None:
+    directory = small_fs.path / "cache"
+    with ResponseCache(directory, cache_secret=SECRET, clock=clock) as writer:
+        fill(writer, clock, 5)
+        assert writer.get("a", "task 0", "m1") is not None
+    small_fs.read_only()
+    with ResponseCache(directory, cache_secret=SECRET, clock=clock) as cache:
+        assert cache.read_only
+        view = CacheView(cache)
+        page = view.page(Query(agent="a", sort="hits", descending=True))
+        assert previews(page.rows) == ["task 0", "task 4", "task 2"]
+        assert page.rows[0]["hits"] == 1
+        found = health(cache, view)
+        assert found.read_only and found.entries == 5 and found.hits == 1
+        with pytest.raises(CacheError, match="read-only"):
+            extend_ttl(cache, page.rows[0]["key"], 5)
+
+
+def test_a_text_filter_reports_a_tampered_entry_and_goes_on(
+    cache: ResponseCache, clock: FakeClock, cache_path: Path
+) -> None:
+    keys = fill(cache, clock, 5)
+    view = CacheView(cache)
+    view.sync()
+    db_execute(cache_path, "UPDATE Cache SET value = X'00' WHERE key = ?", (keys[2],))
+    page = view.page(Query(text="answer"))
+    assert previews(page.rows) == ["task 4", "task 3", "task 1", "task 0"]
+    assert [prefix for prefix, _why in page.failures] == [keys[2][:12]]
+    assert page.total == 4 and cache.get_stats()["integrity_failures"] == 1
