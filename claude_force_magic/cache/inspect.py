@@ -218,6 +218,7 @@ class CacheView:
     def __init__(self, cache: ResponseCache) -> None:
         self._cache = cache
         self._ready: set[int] = set()  # ids of backends whose index tables exist
+        self._found: list[tuple[str, str]] = []  # failures met while indexing, for page()
 
     # -- the index ---------------------------------------------------------------------------
 
@@ -317,8 +318,10 @@ class CacheView:
                 )
             )
         self._insert(db, records)
-        for key in failed:  # deleted and counted, as reading it would
-            self._report(key)
+        for key in failed:  # deleted and counted, as reading it would; reported by page()
+            failure = self._report(key)
+            if failure is not None:
+                self._found.append(failure)
         return len(records)
 
     def _report(self, key: object) -> tuple[str, str] | None:
@@ -367,6 +370,11 @@ class CacheView:
         """The page of entries ``query`` asks for (default: the newest 100)."""
         query = query or Query()
         self.sync()
+        page = self._page(query)
+        page.failures[:0], self._found = self._found, []
+        return page
+
+    def _page(self, query: Query) -> Page:
         db = self._db()
         now = self._cache._clock()
         if query.text:

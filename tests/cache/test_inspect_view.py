@@ -158,6 +158,7 @@ def test_an_entry_tampered_before_indexing_is_not_indexed(
     db_execute(cache_path, "UPDATE Cache SET value = X'00' WHERE key = ?", (keys[0],))
     page = CacheView(cache).page()
     assert page.total == 2 and "task 0" not in previews(page.rows)
+    assert [prefix for prefix, _why in page.failures] == [keys[0][:12]]
     assert cache.get_stats()["integrity_failures"] == 1
 
 
