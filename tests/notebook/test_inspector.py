@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
 
 from claude_force_magic.cache import ResponseCache
 from claude_force_magic.cache.inspect import Health, Query
@@ -213,3 +215,12 @@ def test_page_query_is_kept_between_actions(cache: ResponseCache, clock: Clock) 
     insp.pick([keys[0]])
     insp.delete()
     assert insp.query.agent == "a" and tasks(insp) == ["task 4", "task 2"]
+
+
+def test_a_terminal_gets_the_dataframe(shell: InteractiveShell) -> None:
+    with capture_output():
+        shell.run_line_magic("agent", "simulate on")
+        shell.run_cell("%%agent python-expert --quiet\nWhat is a tuple? One line.")
+        frame = shell.run_line_magic("agent", "cache")
+    assert type(frame).__name__ == "DataFrame"
+    assert list(frame["preview"]) == ["What is a tuple? One line."]
