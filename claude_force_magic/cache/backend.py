@@ -119,6 +119,15 @@ _SCHEMA = (
     # Hits are added by write_counts now (a hit on a row deleted before the batch is written
     # still counts); a database made by an older version loses its per-row hit trigger.
     "DROP TRIGGER IF EXISTS CfmStats_hit",
+    # Hits and misses per minute (epoch minute), written with each batch (cache health).
+    "CREATE TABLE IF NOT EXISTS CfmActivity (minute INTEGER PRIMARY KEY,"
+    " hits INTEGER NOT NULL, misses INTEGER NOT NULL)",
+)
+#: Minutes of hit/miss activity kept (one row per minute that saw lookups; a day).
+ACTIVITY_KEEP_MINUTES = 24 * 60
+_ACTIVITY = (
+    "INSERT INTO CfmActivity (minute, hits, misses) VALUES (?, ?, ?) ON CONFLICT (minute)"
+    " DO UPDATE SET hits = hits + excluded.hits, misses = misses + excluded.misses"
 )
 #: What a read-only backend reads when the directory holds no cache.db yet.
 _EMPTY_SCHEMA = (
@@ -422,6 +431,9 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
             self._con.executemany(_TOUCH_BATCH, touched)
         if batch:
             self.bump(sql, hits=batch.hits, misses=batch.misses)
+            minute = int(time.time() // 60)  # wall-clock, like access times
+            sql(_ACTIVITY, (minute, batch.hits, batch.misses))
+            sql("DELETE FROM CfmActivity WHERE minute < ?", (minute - ACTIVITY_KEEP_MINUTES,))
 
     @staticmethod
     def delete_row(sql: Sql, cleanup: Cleanup, row: Row) -> None:

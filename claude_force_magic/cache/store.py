@@ -924,6 +924,14 @@ class ResponseCache:
         db = self._usable("delete entries")
         return full is not None and db is not None and self._delete_stored(db, full)
 
+    def touch(self, key: str, ttl_hours: float) -> float | None:
+        """Give the entry under ``key`` (full key or unique prefix) a new, re-signed expiry
+        ``ttl_hours`` from now, keeping its answer and hits; the new expiry (epoch seconds),
+        or None when there is no such entry. See :func:`.inspect.extend_ttl` for the errors."""
+        from .inspect import extend_ttl
+
+        return extend_ttl(self, key, ttl_hours)
+
     @staticmethod
     def _delete_stored(db: AnyBackend, key: str) -> bool:
         """Delete the row stored under ``key`` and count one delete, atomically."""

@@ -1,4 +1,5 @@
-"""``%agent cache show|search|delete|top|export`` in a real kernel (issue 16), simulate mode."""
+"""``%agent cache`` (the inspector) and ``show|search|delete|top|export`` in a real kernel
+(issue 16), simulate mode."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def test_cell_entry_lists_preview_with_name_and_origin(kernel: Kernel, tmp_path:
     kernel.ok("topic = 'PRIVATE-VALUE-123'")
     kernel.ok("%%agent python-expert\nExplain {topic} briefly.")
     run = kernel.ok(
-        "_df = %agent cache\nprint(_df['preview'].tolist()); print(_df['origin'].tolist())"
+        "_df = %agent cache --frame\nprint(_df['preview'].tolist()); print(_df['origin'].tolist())"
     )
     assert "Explain {topic} briefly." in run.stdout
     assert "PRIVATE-VALUE-123" not in run.stdout
@@ -119,3 +120,73 @@ def test_export_writes_lines_and_refuses_overwrite_and_symlinks(
     refused = kernel.run(f"%agent cache export {link} --force")
     assert "symbolic link" in _said(refused)
     assert not (tmp_path / "target.txt").exists()
+
+
+INSPECTOR = "from claude_force_magic.notebook.inspector import CacheInspector\n"
+MAGICS = "get_ipython().magics_manager.registry['AgentMagics']"
+
+
+def test_cache_opens_the_inspector_with_an_escaped_html_fallback(
+    kernel: Kernel, tmp_path: Path
+) -> None:
+    _fresh(kernel, tmp_path / "insp")
+    _put(kernel, f"about {EVIL}", "fine")
+    run = kernel.ok("%agent cache")
+    assert run.texts("application/vnd.jupyter.widget-view+json"), "no widget in the display"
+    (fallback,) = run.texts("text/html")
+    assert "&lt;img src=x" in fallback and "<img" not in fallback and "<script" not in fallback
+    assert "1 entry" in fallback and "<svg" in fallback  # the health header and its plot
+    assert "Cache inspector: 1 entry" in run.texts()[0]
+    assert run.result_text == ""  # the inspector is displayed, nothing is returned
+
+
+def test_frame_and_output_variable_give_the_dataframe(kernel: Kernel, tmp_path: Path) -> None:
+    _fresh(kernel, tmp_path / "frame")
+    _put(kernel, "a frame task", "an answer")
+    run = kernel.ok("%agent cache -o _entries\nprint(type(_entries).__name__, len(_entries))")
+    assert run.stdout.split() == ["DataFrame", "1"]
+    assert not run.texts("application/vnd.jupyter.widget-view+json")
+    framed = kernel.ok("%agent cache --frame")
+    assert "a frame task" in framed.result_text
+    found = kernel.ok("%agent cache search frame -o _found\nprint(len(_found))")
+    assert found.stdout.strip() == "1"
+    bad = kernel.run("%agent cache -o 'not a name'")
+    assert bad.status == "error" and "variable name" in _said(bad)
+
+
+def test_refresh_re_runs_a_cell_entry_through_the_simulator(kernel: Kernel, tmp_path: Path) -> None:
+    _fresh(kernel, tmp_path / "refresh")
+    kernel.ok("%%agent python-expert\nWhat does zip() do? One line.")
+    kernel.ok("topic = 'secret data'")
+    kernel.ok("%%agent python-expert\nExplain {topic} in one line.")
+    run = kernel.ok(
+        INSPECTOR + "import importlib\n"
+        "_cmd = importlib.import_module('claude_force_magic.notebook.commands.cache')\n"
+        f"_i = CacheInspector({CACHE}, refresh=lambda e: _cmd._refresh({MAGICS}, e))\n"
+        "_i.load()\n"
+        "_rows = {r['preview']: r for r in _i.page.rows}\n"
+        "_plain = _rows['What does zip() do? One line.']\n"
+        "_i.pick([_plain['key']])\n"
+        "_before = _i.cache.entry(_plain['key'])['metadata']['request_id']\n"
+        "print('PLAN', _i.refresh_plan())\n"
+        "print('OUT', _i.refresh())\n"
+        "_after = _i.cache.entry(_plain['key'])\n"
+        "print('NEW', _after['metadata']['request_id'] != _before, len(_i.page.rows))\n"
+        "_i.pick([_rows['Explain {topic} in one line.']['key']])\n"
+        "print('DATA', _i.refresh())"
+    )
+    said = dict(line.split(" ", 1) for line in run.stdout.strip().splitlines())
+    assert "costs money" in said["PLAN"]
+    assert said["OUT"].startswith("Refreshed ") and "new answer" in said["OUT"]
+    assert said["NEW"] == "True 2"  # replaced in place: still two entries
+    assert "cannot be rebuilt" in said["DATA"] and "--refresh" in said["DATA"]
+
+
+def test_stats_shows_cache_health(kernel: Kernel, tmp_path: Path) -> None:
+    _fresh(kernel, tmp_path / "health")
+    kernel.ok("%%agent python-expert\nWhat is a set? One line.")
+    kernel.ok("%%agent python-expert\nWhat is a set? One line.")  # a hit
+    run = kernel.ok("%agent stats")
+    html = "\n".join(run.texts("text/html"))
+    assert "Cache health" in html and "<svg" in html
+    assert "1 entry" in html and "1 hit, 1 miss" in html

@@ -63,7 +63,7 @@ def test_read_only_cache_serves_hits_and_every_subcommand_works(
     assert _requests(kernel) == before + 1
     assert "read-only" not in new.stderr  # one warning, not one per cell
     assert "cache miss (not stored)" in new.texts("text/html")[-1]
-    listing = kernel.ok("%agent cache")
+    listing = kernel.ok("%agent cache --frame")
     assert "read-only" in listing.stdout and "python-expert" in listing.result_text
     for command in ("%agent cache clear", "%agent cache verify"):
         run = kernel.run(command)

@@ -310,7 +310,7 @@ def test_config_changes_apply_to_the_next_call(kernel: Kernel) -> None:
 
 def test_cache_subcommands(kernel: Kernel) -> None:
     kernel.ok(
-        "e = %agent cache\nassert len(e) >= 3\nassert 'response' not in e.columns\n"
+        "e = %agent cache --frame\nassert len(e) >= 3\nassert 'response' not in e.columns\n"
         "cols = {'agent_name', 'model', 'created', 'expires', 'size_bytes', 'hits'}\n"
         "assert cols <= set(e.columns), e.columns"
     )
@@ -318,7 +318,7 @@ def test_cache_subcommands(kernel: Kernel) -> None:
     assert "VerifyReport(checked=" in verify.result_text
     kernel.ok("%agent cache clear bug-investigator")
     kernel.ok(
-        "e2 = %agent cache\nassert 'bug-investigator' not in set(e2.agent_name)\n"
+        "e2 = %agent cache --frame\nassert 'bug-investigator' not in set(e2.agent_name)\n"
         "assert 'python-expert' in set(e2.agent_name)"
     )
 

@@ -1,5 +1,5 @@
-"""``%agent cache``: list, inspect, search, export, delete, clear and verify the response cache
-(no API key needed)."""
+"""``%agent cache``: the inspector, and commands to list, show, search, rank, export, delete,
+clear and verify the response cache (no API key needed, except to refresh an entry)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from ..options import argument
-from .registry import command, subcommand_args
+from .registry import command, in_kernel, subcommand_args
 
 if TYPE_CHECKING:
     from ...cache.store import ResponseCache
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 __all__ = ["cache"]
 
 _USAGE = (
-    "Usage: %agent cache | %agent cache clear [AGENT] | %agent cache verify | "
+    "Usage: %agent cache [--frame | -o VAR] | %agent cache clear [AGENT] | %agent cache verify | "
     "%agent cache show KEY | %agent cache search TEXT [--agent A] [--limit N] | "
     "%agent cache delete KEY... | %agent cache top [--by saved|hits|size] [--n 20] | "
     "%agent cache export FILE.jsonl [--force]"
@@ -39,7 +39,8 @@ _TOP = {"saved": "saved_usd", "hits": "hits", "size": "size_bytes"}
 
 @command(
     "cache",
-    ("cache", "cache entries with a task preview (no response text)"),
+    ("cache", "the inspector: filter, sort, preview, delete, refresh, extend, export"),
+    ("cache --frame | -o VAR", "the entries as a DataFrame (task preview, no answers)"),
     ("cache show KEY", "one entry's answer, rendered safely (KEY: 8+ first hex digits)"),
     ("cache search TEXT [--agent A]", "entries whose task or answer contains TEXT"),
     ("cache top [--by saved|hits|size]", "the entries that saved most, were hit most, are largest"),
@@ -61,11 +62,16 @@ _TOP = {"saved": "saved_usd", "hits": "hits", "size": "size_bytes"}
 @argument("--by", default="saved", metavar="saved|hits|size", help="with top: the ranking")
 @argument("--n", type=int, default=20, metavar="N", help="with top: how many rows")
 @argument("--force", action="store_true", help="with export: replace an existing file")
+@argument("--frame", action="store_true", help="the entries as a DataFrame, not the inspector")
+@argument("-o", "--output", metavar="VAR", help="store the DataFrame (or result) in VAR")
 def cache(magics: AgentMagics, args: argparse.Namespace) -> Any:
-    """The cache's entries as a DataFrame (with a task ``preview`` column); the actions show,
-    search, rank, export, delete, clear or verify entries."""
+    """Open the cache inspector (in a terminal: the entries as a DataFrame); ``--frame`` or
+    ``-o VAR`` give the DataFrame instead. The actions show, search, rank, export, delete,
+    clear or verify entries."""
     action, words = args.action, list(args.words)
     _check_words(action, words)
+    if args.output is not None and not _is_name(args.output):
+        raise UsageError(f"-o needs a Python variable name, not {args.output!r}.")
     # The cache is local: inspecting or clearing it needs no API key.
     orch = magics.session.orchestrator(require_key=False)
     store = orch.cache
@@ -78,9 +84,90 @@ def cache(magics: AgentMagics, args: argparse.Namespace) -> Any:
     from ...errors import CacheError
 
     try:
-        return _run(store, action, words, args)
+        if action is None and not (args.frame or args.output) and in_kernel(magics.shell):
+            return _inspect(magics, store)
+        result = _run(store, action, words, args)
     except CacheError as exc:
-        raise UsageError(f"%agent cache {action}: {exc}") from None
+        raise UsageError(f"%agent cache {action or ''}: {exc}") from None
+    if args.output:
+        magics.ip.user_ns[args.output] = result
+        return None
+    return result
+
+
+def _is_name(text: str) -> bool:
+    import keyword
+
+    return text.isidentifier() and not keyword.iskeyword(text)
+
+
+def _inspect(magics: AgentMagics, store: ResponseCache) -> None:
+    """Open the inspector on ``store``; refresh re-runs through the session's orchestrator."""
+    from ..inspector import CacheInspector
+
+    CacheInspector(store, refresh=lambda entry: _refresh(magics, entry)).show()
+
+
+def _refresh(magics: AgentMagics, entry: dict[str, Any]) -> str:
+    """Re-run ``entry``'s task live (``refresh``: skip the lookup, replace the answer).
+
+    Only an entry whose whole request can be rebuilt from what it keeps is re-run: its task
+    preview must be the whole task, with no notebook data, no conversation history and the
+    agent's current definition (checked by recomputing the key). Else UsageError says why and
+    what to do instead.
+    """
+    from ...engine.request import PREVIEW_CHARS
+
+    options = entry["options"]
+    orch = magics.session.orchestrator()  # a live call: needs the API key (or simulate mode)
+    agent = orch.registry.get(entry["agent_name"])
+    stop = options.get("stop_sequences")
+    request = {
+        "definition_hash": agent.definition_hash,
+        "max_tokens": options.get("max_tokens"),
+        "stop_sequences": stop,
+    }
+    if (
+        orch.cache is None
+        or orch.cache.key_for(entry["agent_name"], entry["preview"], entry["model"], **request)
+        != entry["key"]
+    ):
+        raise UsageError(_why_not_replayable(entry, agent.definition_hash, PREVIEW_CHARS))
+    result = magics.session.run(
+        orch.execute_agent(
+            entry["agent_name"],
+            entry["preview"],
+            model=entry["model"],
+            max_tokens=options.get("max_tokens"),
+            stop_sequences=tuple(stop) if stop else None,
+            refresh=True,
+            screen_task=not str(entry["origin"]).startswith("notebook"),
+            origin=entry["origin"] or None,
+        )
+    )
+    magics.session.notify()
+    if not result.success:
+        return f"Refresh failed; the old answer is kept: {'; '.join(map(str, result.errors))}"
+    cost = result.metadata.get("cost_usd")
+    return f"Refreshed {entry['key'][:10]}: a new answer was stored" + (
+        f" (cost ${cost:.4f})." if isinstance(cost, float) else "."
+    )
+
+
+def _why_not_replayable(entry: dict[str, Any], definition_hash: str, limit: int) -> str:
+    options = entry["options"]
+    where = entry["origin"] or "the code that stored it"
+    if options.get("history_turns"):
+        return "It is a turn of a conversation: continue the conversation instead."
+    if options.get("definition_hash") not in (None, definition_hash):
+        return (
+            f"The agent {entry['agent_name']!r} was edited since: this entry is no longer used "
+            "by any call. Delete it."
+        )
+    return (
+        f"The cache keeps only the first {limit} characters of a task and never the notebook "
+        f"data it used, so this request cannot be rebuilt: re-run {where} with --refresh."
+    )
 
 
 def _check_words(action: str | None, words: list[str]) -> None:

@@ -20,8 +20,10 @@ _MAX_DASHBOARDS = 5
 @subcommand_args("agent stats")
 def show_stats(magics: AgentMagics, args: argparse.Namespace) -> Any:
     """Show a dashboard that refreshes after every cell that runs agents."""
+    from ..inspector import show_health
     from ..widgets import StatsDashboard
 
+    show_health(magics.session, notebook=in_kernel(magics.shell))  # issue 16
     board = StatsDashboard(magics.session, notebook=in_kernel(magics.shell))
     board.show()
     magics.dashboards = [*magics.dashboards[-(_MAX_DASHBOARDS - 1) :], board]
