@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CircuitOpenError, ClaudeForceError
+from ..errors import APIError, CircuitOpenError, ClaudeForceError
 from .budget import Budget, Reservation
 from .estimate import estimate_text_tokens
 from .response import Answer, Usage
@@ -221,6 +221,58 @@ class Ledger:
         estimate = self._prices().estimate(call.model, call.input_estimate, call.max_tokens)
         return self.budget.reserve(estimate, model=call.model)
 
+    def reserve_batch(self, calls: Sequence[PreparedCall]) -> Reservation:
+        """Hold the worst case of ``calls`` sent together as one Message Batch: each item's
+        input estimate plus its ``max_tokens`` of output at the batch rate (50 %). Raises like
+        :meth:`reserve`, before anything is sent."""
+        prices = self._prices()
+        total = 0.0
+        for call in calls:
+            estimate = prices.estimate(call.model, call.input_estimate, call.max_tokens, batch=True)
+            if estimate is None:
+                return self.budget.reserve(None, model=call.model)
+            total += estimate
+        return self.budget.reserve(total, model=calls[0].model if calls else "")
+
+    def batch_result(
+        self,
+        call: PreparedCall,
+        outcome: Answer | APIError,
+        *,
+        latency_s: float,
+        record: bool = True,
+    ) -> tuple[AgentResult, float | None]:
+        """The result of one Message Batch item and its cost at the batch rate (50 %).
+
+        ``outcome`` is the checked answer, or the item's error: one that carries ``usage``
+        (an unusable answer) is billed that usage, any other (errored, expired, canceled)
+        costs 0. Recorded with ``call_mode="batch"`` unless ``record`` is False (a batch that
+        was collected before). The budget is not touched here: a batch is settled once, as a
+        whole, when it is collected (:mod:`.batch`)."""
+        prices = self._prices()
+        meta = CallMetadata(model=call.model, latency_s=latency_s, attempts=1)
+        if isinstance(outcome, Answer):
+            meta.usage = outcome.usage
+            meta.cost_usd = prices.cost(call.model, outcome.usage, batch=True)
+            meta.stop_reason, meta.request_id = outcome.stop_reason, outcome.request_id
+            meta.truncated, meta.status = outcome.truncated, "ok"
+            meta.warnings = [*call.warnings, *outcome.warnings]
+            result = AgentResult(call.agent.name, True, outcome.text, [], meta.to_mapping())
+        else:
+            usage = getattr(outcome, "usage", None)
+            meta.status, meta.request_id = "error", outcome.request_id
+            meta.stop_reason = getattr(outcome, "stop_reason", None)
+            meta.warnings = list(call.warnings)
+            if isinstance(usage, Usage):
+                meta.usage = usage
+                meta.cost_usd = prices.cost(call.model, usage, batch=True)
+            else:
+                meta.cost_usd = 0.0
+            result = AgentResult.failure(call.agent.name, outcome, metadata=meta.to_mapping())
+        if record:
+            self.record(result.agent_name, meta, result, call_mode="batch")
+        return result, meta.cost_usd
+
     def settle_success(
         self,
         call: PreparedCall,
@@ -325,7 +377,14 @@ class Ledger:
         self.record(result.agent_name, meta, result)
         return result
 
-    def record(self, agent_name: str, meta: CallMetadata, result: AgentResult) -> None:
+    def record(
+        self,
+        agent_name: str,
+        meta: CallMetadata,
+        result: AgentResult,
+        *,
+        call_mode: str = "interactive",
+    ) -> None:
         """Record one call; a failing metrics sink never fails the call (BUG-008)."""
         try:
             from ..metrics import CallRecord
@@ -353,6 +412,7 @@ class Ledger:
                     tpot_s=meta.tpot_s,
                     itl_p50_s=None if meta.itl is None else float(meta.itl["p50_s"]),
                     output_tokens_per_s=meta.output_tokens_per_s,
+                    call_mode=call_mode,
                 )
             )
         except Exception as exc:
