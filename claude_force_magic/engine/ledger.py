@@ -221,34 +221,38 @@ class Ledger:
         estimate = self._prices().estimate(call.model, call.input_estimate, call.max_tokens)
         return self.budget.reserve(estimate, model=call.model)
 
-    def reserve_batch(self, calls: Sequence[PreparedCall]) -> Reservation:
-        """Hold the worst case of ``calls`` sent together as one Message Batch: each item's
-        input estimate plus its ``max_tokens`` of output at the batch rate (50 %). Raises like
-        :meth:`reserve`, before anything is sent."""
+    def estimate_batch(self, calls: Sequence[PreparedCall]) -> float | None:
+        """The worst case of ``calls`` sent as Message Batch items: each input estimate plus
+        its ``max_tokens`` of output at the batch rate (50 %); None if a price is unknown."""
         prices = self._prices()
         total = 0.0
         for call in calls:
             estimate = prices.estimate(call.model, call.input_estimate, call.max_tokens, batch=True)
             if estimate is None:
-                return self.budget.reserve(None, model=call.model)
+                return None
             total += estimate
-        return self.budget.reserve(total, model=calls[0].model if calls else "")
+        return total
+
+    def reserve_batch(self, calls: Sequence[PreparedCall]) -> Reservation:
+        """Hold :meth:`estimate_batch` of ``calls`` (one Message Batch). Raises like
+        :meth:`reserve`, before anything is sent."""
+        estimate = self.estimate_batch(calls)
+        model = calls[0].model if calls else ""
+        if estimate is None:  # name the model without a price in the error
+            prices = self._prices()
+            model = next((c.model for c in calls if c.model not in prices), model)
+        return self.budget.reserve(estimate, model=model)
 
     def batch_result(
-        self,
-        call: PreparedCall,
-        outcome: Answer | APIError,
-        *,
-        latency_s: float,
-        record: bool = True,
+        self, call: PreparedCall, outcome: Answer | APIError, *, latency_s: float
     ) -> tuple[AgentResult, float | None]:
         """The result of one Message Batch item and its cost at the batch rate (50 %).
 
         ``outcome`` is the checked answer, or the item's error: one that carries ``usage``
         (an unusable answer) is billed that usage, any other (errored, expired, canceled)
-        costs 0. Recorded with ``call_mode="batch"`` unless ``record`` is False (a batch that
-        was collected before). The budget is not touched here: a batch is settled once, as a
-        whole, when it is collected (:mod:`.batch`)."""
+        costs 0. Neither recorded nor charged here: a batch is recorded
+        (:meth:`record_batch`) and settled once, as a whole, when it has been read (:mod:`.batch`).
+        """
         prices = self._prices()
         meta = CallMetadata(model=call.model, latency_s=latency_s, attempts=1)
         if isinstance(outcome, Answer):
@@ -269,9 +273,28 @@ class Ledger:
             else:
                 meta.cost_usd = 0.0
             result = AgentResult.failure(call.agent.name, outcome, metadata=meta.to_mapping())
-        if record:
-            self.record(result.agent_name, meta, result, call_mode="batch")
         return result, meta.cost_usd
+
+    def record_batch(self, result: AgentResult) -> None:
+        """Record one Message Batch item's result (from :meth:`batch_result`) with
+        ``call_mode="batch"``."""
+        m = result.metadata
+        meta = CallMetadata(
+            model=m.get("model"),
+            usage=Usage(
+                input_tokens=int(m.get("input_tokens") or 0),
+                output_tokens=int(m.get("output_tokens") or 0),
+                cache_creation_input_tokens=int(m.get("cache_creation_input_tokens") or 0),
+                cache_read_input_tokens=int(m.get("cache_read_input_tokens") or 0),
+            ),
+            cost_usd=m.get("cost_usd"),
+            latency_s=float(m.get("latency_s") or 0.0),
+            attempts=1,
+            stop_reason=m.get("stop_reason"),
+            request_id=m.get("request_id"),
+            status=m.get("status"),
+        )
+        self.record(result.agent_name, meta, result, call_mode="batch")
 
     def settle_success(
         self,
