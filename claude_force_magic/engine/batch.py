@@ -877,8 +877,11 @@ class BatchJob:
                 await asyncio.to_thread(self._save_header)  # marked before charged: never twice
                 reservation = self._reservations.pop(k, None) or Reservation(0.0)
                 self._ctx.ledger.budget.settle(reservation, cost)
-            else:
+            else:  # collected elsewhere: what this process held for it is no longer needed
                 state.collected, state.settled_usd = True, saved.settled_usd
+                reservation = self._reservations.pop(k, None)
+                if reservation is not None:
+                    self._ctx.ledger.budget.release(reservation)
             return spool
         finally:
             registry.release(handle)
@@ -892,6 +895,7 @@ class BatchJob:
         total = 0.0
         pending: list[tuple[PreparedCall, Answer, Any]] = []
         latency = state.turnaround_s
+        store = record and _store_usable(self._ctx)
         try:
             decoder = await self._api.results(batch_id)
             try:
@@ -908,7 +912,7 @@ class BatchJob:
                     )
                     total += cost or 0.0
                     spool.put(index, result)
-                    if record and isinstance(outcome, Answer):
+                    if store and isinstance(outcome, Answer):
                         pending.append((call, outcome, cost))
                         if len(pending) >= _STORE_CHUNK:
                             await _store_answers(self._ctx, pending)
