@@ -879,9 +879,9 @@ class BatchJob:
                 self._ctx.ledger.budget.settle(reservation, cost)
             else:  # collected elsewhere: what this process held for it is no longer needed
                 state.collected, state.settled_usd = True, saved.settled_usd
-                reservation = self._reservations.pop(k, None)
-                if reservation is not None:
-                    self._ctx.ledger.budget.release(reservation)
+                held = self._reservations.pop(k, None)
+                if held is not None:
+                    self._ctx.ledger.budget.release(held)
             return spool
         finally:
             registry.release(handle)
