@@ -634,6 +634,11 @@ class BatchJob:
         return len(self._items)
 
     @property
+    def cached_count(self) -> int:
+        """How many items were answered from the response cache (never sent)."""
+        return self._count_where(CACHED)
+
+    @property
     def custom_ids(self) -> list[str]:
         """Every item's custom id, in item order."""
         return [item.custom_id for item in self._items]
