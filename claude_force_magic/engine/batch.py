@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -659,9 +660,25 @@ class BatchJob:
 
     # -- status, waiting, cancelling --------------------------------------------------------
 
-    def _save_header(self) -> None:
-        self._header["batches"] = [b.to_json() for b in self._batches]
-        self._ctx.registry().save_header(self.id, self._header)
+    def _save_header(self, *, locked: bool = False) -> None:
+        """Write the header, merged with the one on disk: a batch another object or process
+        marked collected stays collected (with its cost). Takes the job's lock unless the
+        caller holds it (``locked``). Blocks: run it in a worker thread."""
+        registry = self._ctx.registry()
+        handle = None if locked else registry.acquire(self.id)
+        try:
+            try:
+                on_disk = registry.load_header(self.id)["batches"]
+            except ClaudeForceError:  # not written yet (submitting), or damaged: ours stands
+                on_disk = []
+            for state, saved in zip(self._batches, on_disk, strict=False):
+                if saved.get("collected") and not state.collected:
+                    state.collected, state.settled_usd = True, saved.get("settled_usd")
+            self._header["batches"] = [b.to_json() for b in self._batches]
+            registry.save_header(self.id, self._header)
+        finally:
+            if handle is not None:
+                registry.release(handle)
 
     async def _refresh(self, fn: Callable[[str], Awaitable[Any]]) -> None:
         changed = False
@@ -870,7 +887,7 @@ class BatchJob:
         """Read batch ``k``'s results into a spool; charge, record and store them unless the
         registry says the batch was collected before (exactly once, under the job's lock)."""
         registry = self._ctx.registry()
-        handle = await asyncio.to_thread(registry.acquire, self.id)
+        handle = await _acquire(registry, self.id)
         try:
             header = await asyncio.to_thread(registry.load_header, self.id)
             saved = _BatchState(**header["batches"][k])
@@ -879,7 +896,8 @@ class BatchJob:
             spool, cost = await self._read_results(k, record=not replay)
             if not replay:
                 state.collected, state.settled_usd = True, cost
-                await asyncio.to_thread(self._save_header)  # marked before charged: never twice
+                # marked before charged: a crash in between under-charges, never charges twice
+                await asyncio.to_thread(functools.partial(self._save_header, locked=True))
                 reservation = self._reservations.pop(k, None) or Reservation(0.0)
                 self._ctx.ledger.budget.settle(reservation, cost)
             else:  # collected elsewhere: what this process held for it is no longer needed
@@ -962,6 +980,22 @@ class BatchJob:
         if not retry:
             return None
         return await submit(self._ctx, retry, {}, limits, retry_of=self.id)
+
+
+async def _acquire(registry: BatchRegistry, job_id: str) -> int:
+    """The job's lock, taken in a worker thread; if the waiting task is cancelled, the lock
+    the thread still obtains is released at once rather than leaked."""
+    pending = asyncio.ensure_future(asyncio.to_thread(registry.acquire, job_id))
+    try:
+        return await asyncio.shield(pending)
+    except asyncio.CancelledError:
+
+        def release(done: asyncio.Future[int]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                registry.release(done.result())
+
+        pending.add_done_callback(release)
+        raise
 
 
 # -- submitting and re-attaching --------------------------------------------------------------

@@ -429,6 +429,22 @@ async def test_reattach_by_job_or_batch_id_and_collect_exactly_once(
     assert rows[0]["settled_usd"] == pytest.approx(spent)
 
 
+async def test_a_stale_job_object_never_undoes_a_collection(
+    make: Callable[..., AsyncAgentOrchestrator], clock: FakeClock
+) -> None:
+    orch = make(budget_usd=10.0)
+    stale = await orch.submit_batch(tasks(2))
+    other = await orch.batch(stale.id)  # e.g. the status widget's object and the results cell's
+    await finish(clock, other)
+    await other.results()
+    spent = orch.spent_usd
+    assert spent > 0
+    await stale.status()  # it last saw 'in_progress': it writes the header again
+    third = await orch.batch(stale.id)
+    await third.results()
+    assert orch.spent_usd == pytest.approx(spent)  # still collected: not charged again
+
+
 async def test_unknown_job_ids_are_refused(make: Callable[..., AsyncAgentOrchestrator]) -> None:
     orch = make()
     with pytest.raises(BatchJobNotFoundError, match="No batch job or Message Batch"):
