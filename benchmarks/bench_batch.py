@@ -117,9 +117,11 @@ async def run(args: argparse.Namespace, base_url: str, cache_dir: Path) -> None:
         start = time.perf_counter()
         job = await orch.submit_batch(items, limits=BatchLimits(max_requests=args.max_requests))
         submit_s = time.perf_counter() - start
+        rss_submitted = proc.memory_info().rss
         print(
             f"submitted {job.total:,} items in {submit_s:.2f} s: {job.cached_count:,} from the "
-            f"cache, {len(job.ids)} batch(es) of at most {args.max_requests:,}"
+            f"cache, {len(job.ids)} batch(es) of at most {args.max_requests:,}; RSS "
+            f"+{mib(rss_submitted - rss_before)}"
         )
 
         start = time.perf_counter()
@@ -127,6 +129,8 @@ async def run(args: argparse.Namespace, base_url: str, cache_dir: Path) -> None:
         print(f"processing (simulated, excluded): {time.perf_counter() - start:.2f} s; {status}")
 
         sampler = RssSampler(proc)
+        if args.trace_collect:
+            tracemalloc.start()
         start = time.perf_counter()
         answers = succeeded = 0
         batch_cost = Decimal(0)
@@ -142,10 +146,14 @@ async def run(args: argparse.Namespace, base_url: str, cache_dir: Path) -> None:
                 live_equivalent += Decimal(str(live))
         collect_s = time.perf_counter() - start
         rss_peak = sampler.stop()
+        traced = ""
+        if args.trace_collect:
+            traced = f"; peak Python allocations {mib(tracemalloc.get_traced_memory()[1])}"
+            tracemalloc.stop()
         print(
             f"collected {job.total:,} results ({answers / max(1, job.total):,.0f} characters "
             f"each on average) in {collect_s:.2f} s; RSS peak while collecting "
-            f"{mib(rss_peak)}: +{mib(rss_peak - rss_before)} since before submitting"
+            f"+{mib(rss_peak - rss_submitted)} over the submitted job{traced}"
         )
         # the same results read again by a re-attached job (from the API, not charged again),
         # under tracemalloc: the peak of Python allocations of streaming them in item order
@@ -208,6 +216,11 @@ def main() -> None:
     parser.add_argument("--batch-seconds", type=float, default=2.0)
     parser.add_argument("--sample", type=int, default=100, help="items also sent live")
     parser.add_argument("--quick", action="store_true", help="2,000 items, 100 cached")
+    parser.add_argument(
+        "--trace-collect",
+        action="store_true",
+        help="tracemalloc on the first collection too (its time then includes the tracing)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.items, args.cached, args.max_requests, args.sample = 2_000, 100, 800, 50

@@ -322,7 +322,7 @@ def _split(items: list[_Item], pending: list[int], limits: BatchLimits) -> list[
 def _item_record(item: _Item) -> dict[str, Any]:
     """What the registry keeps of an item: enough to settle, store and retry it later."""
     call = item.call
-    return {
+    record = {
         "custom_id": item.custom_id,
         "agent": item.agent,
         "task": item.task,
@@ -339,6 +339,9 @@ def _item_record(item: _Item) -> dict[str, Any]:
         "preview": call.preview,
         "origin": call.origin,
     }
+    if call.cache_task == item.task:  # the usual case: the task is sent as it is; kept once
+        del record["cache_task"]
+    return record
 
 
 def _placeholder_agent(name: str, definition_hash: str) -> AgentDefinition:
@@ -375,7 +378,7 @@ def _item_from_record(record: Mapping[str, Any], agents: AgentRegistry | None) -
         max_tokens=int(record["max_tokens"]),
         timeout=0.0,
         params={},
-        cache_task=record["cache_task"],
+        cache_task=record.get("cache_task", record["task"]),
         cache_request=cache_request,
         use_cache=bool(record["use_cache"]),
         refresh=False,
