@@ -1046,6 +1046,7 @@ async def submit(
         "job_id": job_id,
         "created_at": time.time(),
         "items": len(prepared),
+        "cached": len(cached),
         "retry_of": retry_of,
         "base_url": ctx.client.base_url,
         "batches": [
@@ -1156,6 +1157,7 @@ def job_rows(ctx: BatchContext) -> list[dict[str, Any]]:
                 "batches": len(sent),
                 "status": status,
                 **counts,
+                "cached": int(header.get("cached", 0)),
                 "collected": bool(sent) and all(s.collected for s in sent),
                 "estimated_usd": _sum_estimates(states),
                 "settled_usd": float(sum(settled)) if settled else None,

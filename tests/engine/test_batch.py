@@ -280,6 +280,17 @@ async def test_a_batch_over_the_budget_is_not_sent(
     assert orch._budget.reserved == 0.0  # the batches reserved before the refusal are released
 
 
+async def test_an_unknown_price_under_a_budget_is_refused_before_sending(
+    make: Callable[..., AsyncAgentOrchestrator], bsim: Simulator
+) -> None:
+    from claude_force_magic.errors import PricingError
+
+    orch = make(budget_usd=5.0)
+    with pytest.warns(UserWarning), pytest.raises(PricingError, match="claude-unpriced-9"):
+        await orch.submit_batch([(AGENT, "a"), (AGENT, "b", {"model": "claude-unpriced-9"})])
+    assert bsim.requests == [] and orch._budget.reserved == 0.0
+
+
 # -- faults, cancel, retries -----------------------------------------------------------------
 
 
@@ -425,7 +436,7 @@ async def test_reattach_by_job_or_batch_id_and_collect_exactly_once(
     assert first.spent_usd == pytest.approx(spent)  # not charged twice
     assert len(second.metrics.recent(100)) == recorded
     rows = first.batch_jobs()
-    assert rows[0]["job_id"] == job.id and rows[0]["collected"]
+    assert rows[0]["job_id"] == job.id and rows[0]["collected"] and rows[0]["cached"] == 0
     assert rows[0]["settled_usd"] == pytest.approx(spent)
 
 
