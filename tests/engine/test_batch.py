@@ -146,6 +146,20 @@ async def test_cached_items_are_answered_from_the_cache_and_not_sent(
     assert [r.success for r in results] == [True] * 4
 
 
+async def test_a_job_answered_entirely_from_the_cache_sends_nothing(
+    make: Callable[..., AsyncAgentOrchestrator], bsim: Simulator
+) -> None:
+    orch = make(budget_usd=1.0)
+    await orch.execute_multiple(tasks(3))
+    spent = orch.spent_usd
+    job = await orch.submit_batch(tasks(3))
+    assert job.ids == [] and creates(bsim) == []
+    status = await job.status()
+    assert status.ended and status.counts["cached"] == 3
+    assert all(r.cached for r in await job.results())
+    assert orch.spent_usd == spent and orch._budget.reserved == pytest.approx(0.0, abs=1e-12)
+
+
 async def test_a_later_interactive_call_is_a_cache_hit_and_metrics_say_batch(
     make: Callable[..., AsyncAgentOrchestrator], bsim: Simulator, clock: FakeClock
 ) -> None:
