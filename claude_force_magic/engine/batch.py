@@ -48,6 +48,8 @@ from ..errors import (
     CacheError,
     ClaudeForceError,
     ConfigurationError,
+    OverloadedError,
+    RateLimitError,
     ResponseError,
     UnknownAgentError,
 )
@@ -162,7 +164,7 @@ class _BatchAPI:
     def __init__(self, ctx: BatchContext) -> None:
         self._ctx = ctx
 
-    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    async def _call(self, name: str, *args: Any, refused_only: bool = False, **kwargs: Any) -> Any:
         async def attempt() -> Any:
             try:
                 method = getattr(self._ctx.client.get().messages.batches, name)
@@ -170,13 +172,18 @@ class _BatchAPI:
             except ClaudeForceError:
                 raise
             except Exception as exc:  # the one place SDK errors of the Batches API are mapped
-                raise map_api_error(exc) from exc
+                mapped = map_api_error(exc)
+                if refused_only and not isinstance(mapped, (RateLimitError, OverloadedError)):
+                    mapped.retryable = False
+                raise mapped from exc
 
         return await call_with_retries(attempt, self._ctx.retry)
 
     async def create(self, requests: list[dict[str, Any]]) -> Any:
-        """``POST /v1/messages/batches``: the new ``MessageBatch``."""
-        return await self._call("create", requests=requests)
+        """``POST /v1/messages/batches``: the new ``MessageBatch``. Retried only when the
+        server refused it (429, 529): after a timeout or a dropped connection the batch may
+        exist already, and a second one would be billed too."""
+        return await self._call("create", requests=requests, refused_only=True)
 
     async def retrieve(self, batch_id: str) -> Any:
         """The ``MessageBatch`` as it stands."""
@@ -1090,6 +1097,13 @@ async def _create_batches(ctx: BatchContext, job: BatchJob, groups: list[list[in
                 job._batches[j].processing_status = "ended"
                 for i in groups[j]:
                     items[i].batch = NOT_SENT
+            if getattr(exc, "status_code", None) is None:  # no answer: it may have been made
+                ctx.log.warning(
+                    "batch %d of job %s: the answer to its create was lost, so the API may "
+                    "have made it anyway; see client.messages.batches.list()",
+                    k,
+                    job.id,
+                )
             await asyncio.to_thread(_save_items_and_header, ctx, job)
             if k == 0 or isinstance(exc, asyncio.CancelledError):
                 raise

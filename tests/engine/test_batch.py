@@ -259,6 +259,39 @@ async def test_no_api_key_is_refused_before_anything_is_sent(
     assert bsim.requests == []
 
 
+async def test_a_create_whose_answer_is_lost_is_not_sent_again(
+    make: Callable[..., AsyncAgentOrchestrator], bsim: Simulator
+) -> None:
+    import httpx2
+
+    from claude_force_magic.errors import APIError
+
+    class LoseCreateAnswers(httpx2.AsyncBaseTransport):
+        """Loopback, except that the answer to a batch create never arrives (it was made)."""
+
+        def __init__(self) -> None:
+            self.inner = httpx2.AsyncHTTPTransport()
+
+        async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+            response = await self.inner.handle_async_request(request)
+            if request.method == "POST" and request.url.path == "/v1/messages/batches":
+                await response.aread()
+                await response.aclose()
+                raise httpx2.ReadTimeout("the answer was lost", request=request)
+            return response
+
+        async def aclose(self) -> None:
+            await self.inner.aclose()
+
+    async with httpx2.AsyncClient(transport=LoseCreateAnswers()) as http:
+        orch = make(max_retries=3, http_client=http, budget_usd=5.0)
+        with pytest.raises(APIError):
+            await orch.submit_batch(tasks(2))
+        # retrying would create (and bill) a second batch: a timeout is not a refusal
+        assert len(creates(bsim)) == 1
+        assert orch._budget.reserved == 0.0
+
+
 # -- money -----------------------------------------------------------------------------------
 
 
