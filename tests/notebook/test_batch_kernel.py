@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from IPython.core.interactiveshell import InteractiveShell
 from kernel_harness import CellRun, Kernel, start_kernel, stop_kernel
 
 from claude_force_magic.simulator import Simulator
@@ -175,3 +176,21 @@ def test_a_new_kernel_reattaches_and_collects_exactly_once(
         assert spent(second) == pytest.approx(cost)
     finally:
         stop_kernel(second)
+
+
+def test_in_a_terminal_status_is_a_line_and_wait_a_text_bar(
+    shell: InteractiveShell,
+) -> None:
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as out:
+        shell.run_line_magic("agent", "simulate on")
+        sim = shell.magics_manager.registry["AgentMagics"].session.simulator()
+        sim.configure(batch_seconds=0.2)
+        shell.user_ns["qs"] = ["Explain topic one", "Explain topic two"]
+        frame = shell.run_line_magic("agent", "batch python-expert --tasks qs --wait --poll 0.05")
+        listing = shell.run_line_magic("agent", "batch list")
+        shell.run_line_magic("agent", "batch status")
+    assert list(frame["custom_id"]) == ["item-0", "item-1"] and (frame["status"] == "ok").all()
+    assert "ended, 2/2" in out.stdout  # the text bar, then the status line
+    assert listing["status"].iloc[0] == "ended" and bool(listing["collected"].iloc[0])
