@@ -7,6 +7,7 @@
     │   ├── SecretError                   the cache secret is missing, a placeholder or too short
     │   ├── AgentConfigError              .claude/claude.json or an agent file is invalid
     │   │   └── UnknownAgentError         no agent (or workflow) of that name; suggests close names
+    │   ├── BatchJobNotFoundError         no Message Batch job of that id in the cache directory
     │   └── PricingError                  the price table or an override is invalid
     ├── SecurityError                     refused on purpose; do not retry blindly
     │   ├── UnsafePathError               symlink, foreign owner, loose permissions, path escape
@@ -25,7 +26,8 @@
         ├── ServerError                   500/502/503/504: retried with back-off
         ├── APIConnectionError            the connection failed or dropped: retried
         ├── APITimeoutError               one attempt took longer than its timeout: retried
-        └── ResponseError                 the answer is unusable: no text, refusal, stream error
+        ├── ResponseError                 the answer is unusable: no text, refusal, stream error
+        └── BatchItemError                a Message Batch item errored, expired or was canceled
 
 Retryable errors carry ``retryable = True``. No exception here ever holds an API key or the
 cache secret in its message or attributes.
@@ -40,6 +42,8 @@ __all__ = [
     "AgentConfigError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchItemError",
+    "BatchJobNotFoundError",
     "BudgetExceededError",
     "CacheError",
     "CircuitOpenError",
@@ -252,3 +256,31 @@ class ResponseError(APIError):
         self.stop_reason = stop_reason
         self.retryable = retryable
         self.usage = usage
+
+
+class BatchJobNotFoundError(ConfigurationError, LookupError):
+    """No Message Batch job of that id is registered in the cache directory (never submitted
+    there, or its registry entry was deleted)."""
+
+
+class BatchItemError(APIError):
+    """One request of a Message Batch did not succeed, and was not billed.
+
+    ``result_type`` is the batch result's type: ``errored`` (``error_type`` is the API's error
+    type, e.g. ``invalid_request_error`` or ``api_error``), ``expired`` (not processed within
+    24 hours) or ``canceled``. ``retryable`` is True when resubmitting the same request may
+    succeed (``job.retry_failed()``): everything but an invalid request.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        result_type: str,
+        error_type: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, request_id=request_id)
+        self.result_type = result_type
+        self.error_type = error_type
+        self.retryable = error_type != "invalid_request_error"

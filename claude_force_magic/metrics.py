@@ -30,6 +30,7 @@ from .errors import ConfigurationError
 from .guard.logs import get_logger, sanitize_for_log
 
 __all__ = [
+    "CALL_MODES",
     "CALL_STATUSES",
     "OTHER",
     "QUANTILES",
@@ -47,6 +48,9 @@ _log = get_logger(__name__)
 OTHER = "(other)"
 #: How a recorded call ended.
 CALL_STATUSES: tuple[str, ...] = ("ok", "error", "timeout", "cancelled")
+#: How a call reached the API: ``interactive`` (the Messages API) or ``batch`` (an item of a
+#: Message Batch, billed at 50 %).
+CALL_MODES: tuple[str, ...] = ("interactive", "batch")
 _GROUP_KEYS = ("agent_name", "model", "cached")
 
 
@@ -64,9 +68,10 @@ class CallRecord:
     cost the API billed for it. The streaming metrics (``ttft_s``: request sent to first text
     delta; ``tpot_s``: seconds per output token after the first; ``itl_p50_s``: median gap
     between text deltas; ``output_tokens_per_s``) are those of the attempt that produced a
-    streamed answer, and None for non-streamed calls, cache hits and failures. Raises
+    streamed answer, and None for non-streamed calls, cache hits and failures. ``call_mode``
+    is ``batch`` for an item of a Message Batch (:data:`CALL_MODES`). Raises
     :class:`ConfigurationError` for negative token counts, a negative or non-finite latency or
-    streaming metric, or an unknown status.
+    streaming metric, or an unknown status or call mode.
     """
 
     timestamp: float
@@ -90,8 +95,13 @@ class CallRecord:
     tpot_s: float | None = None
     itl_p50_s: float | None = None
     output_tokens_per_s: float | None = None
+    call_mode: str = "interactive"
 
     def __post_init__(self) -> None:
+        if self.call_mode not in CALL_MODES:
+            raise ConfigurationError(
+                f"call_mode must be one of {', '.join(CALL_MODES)}, got {self.call_mode!r}"
+            )
         if self.status not in CALL_STATUSES:
             raise ConfigurationError(
                 f"status must be one of {', '.join(CALL_STATUSES)}, got {self.status!r}"

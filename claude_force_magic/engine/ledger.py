@@ -28,11 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CircuitOpenError, ClaudeForceError
+from ..errors import APIError, CircuitOpenError, ClaudeForceError
 from .budget import Budget, Reservation
 from .estimate import estimate_text_tokens
 from .response import Answer, Usage
@@ -221,6 +221,81 @@ class Ledger:
         estimate = self._prices().estimate(call.model, call.input_estimate, call.max_tokens)
         return self.budget.reserve(estimate, model=call.model)
 
+    def estimate_batch(self, calls: Sequence[PreparedCall]) -> float | None:
+        """The worst case of ``calls`` sent as Message Batch items: each input estimate plus
+        its ``max_tokens`` of output at the batch rate (50 %); None if a price is unknown."""
+        prices = self._prices()
+        total = 0.0
+        for call in calls:
+            estimate = prices.estimate(call.model, call.input_estimate, call.max_tokens, batch=True)
+            if estimate is None:
+                return None
+            total += estimate
+        return total
+
+    def reserve_batch(self, calls: Sequence[PreparedCall]) -> Reservation:
+        """Hold :meth:`estimate_batch` of ``calls`` (one Message Batch). Raises like
+        :meth:`reserve`, before anything is sent."""
+        estimate = self.estimate_batch(calls)
+        model = calls[0].model if calls else ""
+        if estimate is None:  # name the model without a price in the error
+            prices = self._prices()
+            model = next((c.model for c in calls if c.model not in prices), model)
+        return self.budget.reserve(estimate, model=model)
+
+    def batch_result(
+        self, call: PreparedCall, outcome: Answer | APIError, *, latency_s: float
+    ) -> tuple[AgentResult, float | None]:
+        """The result of one Message Batch item and its cost at the batch rate (50 %).
+
+        ``outcome`` is the checked answer, or the item's error: one that carries ``usage``
+        (an unusable answer) is billed that usage, any other (errored, expired, canceled)
+        costs 0. Neither recorded nor charged here: a batch is recorded
+        (:meth:`record_batch`) and settled once, as a whole, when it has been read (:mod:`.batch`).
+        """
+        prices = self._prices()
+        meta = CallMetadata(model=call.model, latency_s=latency_s, attempts=1)
+        if isinstance(outcome, Answer):
+            meta.usage = outcome.usage
+            meta.cost_usd = prices.cost(call.model, outcome.usage, batch=True)
+            meta.stop_reason, meta.request_id = outcome.stop_reason, outcome.request_id
+            meta.truncated, meta.status = outcome.truncated, "ok"
+            meta.warnings = [*call.warnings, *outcome.warnings]
+            result = AgentResult(call.agent.name, True, outcome.text, [], meta.to_mapping())
+        else:
+            usage = getattr(outcome, "usage", None)
+            meta.status, meta.request_id = "error", outcome.request_id
+            meta.stop_reason = getattr(outcome, "stop_reason", None)
+            meta.warnings = list(call.warnings)
+            if isinstance(usage, Usage):
+                meta.usage = usage
+                meta.cost_usd = prices.cost(call.model, usage, batch=True)
+            else:
+                meta.cost_usd = 0.0
+            result = AgentResult.failure(call.agent.name, outcome, metadata=meta.to_mapping())
+        return result, meta.cost_usd
+
+    def record_batch(self, result: AgentResult) -> None:
+        """Record one Message Batch item's result (from :meth:`batch_result`) with
+        ``call_mode="batch"``."""
+        m = result.metadata
+        meta = CallMetadata(
+            model=m.get("model"),
+            usage=Usage(
+                input_tokens=int(m.get("input_tokens") or 0),
+                output_tokens=int(m.get("output_tokens") or 0),
+                cache_creation_input_tokens=int(m.get("cache_creation_input_tokens") or 0),
+                cache_read_input_tokens=int(m.get("cache_read_input_tokens") or 0),
+            ),
+            cost_usd=m.get("cost_usd"),
+            latency_s=float(m.get("latency_s") or 0.0),
+            attempts=1,
+            stop_reason=m.get("stop_reason"),
+            request_id=m.get("request_id"),
+            status=m.get("status"),
+        )
+        self.record(result.agent_name, meta, result, call_mode="batch")
+
     def settle_success(
         self,
         call: PreparedCall,
@@ -325,7 +400,14 @@ class Ledger:
         self.record(result.agent_name, meta, result)
         return result
 
-    def record(self, agent_name: str, meta: CallMetadata, result: AgentResult) -> None:
+    def record(
+        self,
+        agent_name: str,
+        meta: CallMetadata,
+        result: AgentResult,
+        *,
+        call_mode: str = "interactive",
+    ) -> None:
         """Record one call; a failing metrics sink never fails the call (BUG-008)."""
         try:
             from ..metrics import CallRecord
@@ -353,6 +435,7 @@ class Ledger:
                     tpot_s=meta.tpot_s,
                     itl_p50_s=None if meta.itl is None else float(meta.itl["p50_s"]),
                     output_tokens_per_s=meta.output_tokens_per_s,
+                    call_mode=call_mode,
                 )
             )
         except Exception as exc:

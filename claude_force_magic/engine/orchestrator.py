@@ -25,6 +25,7 @@ import asyncio
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -56,6 +57,8 @@ if TYPE_CHECKING:
     from ..cache.store import ResponseCache
     from ..metrics import Metrics
     from ..pricing import PriceTable
+    from .batch import BatchContext, BatchJob, BatchLimits
+    from .batch_registry import BatchRegistry
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -227,10 +230,11 @@ class AsyncAgentOrchestrator:
         self._cache_dir = cache_dir
         self._cache_problem: str | None = None
         self._closed = False
+        self._ledger = Ledger(self._budget, lambda: self.prices, lambda: self.metrics, self._log)
         self._pipeline = CallPipeline(
             transport=self._transport,
             gate=self._gate,
-            ledger=Ledger(self._budget, lambda: self.prices, lambda: self.metrics, self._log),
+            ledger=self._ledger,
             store=lambda: self.store,
             store_usable=lambda: self._cache_enabled and self._cache_problem is None,
             store_thread=self._store_thread,
@@ -641,6 +645,79 @@ class AsyncAgentOrchestrator:
             if not previous.success:
                 break
         return results
+
+    # -- Message Batches (engine/batch.py) ------------------------------------------------------
+
+    async def submit_batch(
+        self,
+        items: Iterable[Any],
+        *,
+        limits: BatchLimits | None = None,
+        **options: Any,
+    ) -> BatchJob:
+        """Send many calls as Message Batches (half the price; results within 24 hours).
+
+        ``items`` are ``(agent, task)`` or ``(agent, task, options)`` pairs, or dicts with
+        ``agent``, ``task``, optionally ``custom_id`` (1-64 letters, digits, ``_``, ``-``;
+        default ``item-N``) and call options; ``options`` apply to every item. Each item is
+        checked, screened and looked up in the response cache like a live call: cached items
+        are answered from the cache and not sent; the rest are split into batches within
+        ``limits`` (default: the API's 100,000 requests and 256 MB) and their worst case is
+        reserved against the budget at the batch rate. The job is registered in the cache
+        directory (``batches/``), so :meth:`batch` re-attaches to it after a restart.
+
+        Raises before anything is sent: the caller errors of :meth:`execute_agent` (naming
+        the item), :class:`ConfigurationError` for malformed items or duplicate custom ids,
+        :class:`BudgetExceededError`; :class:`APIError` subclasses if the first batch cannot
+        be created (if a later one cannot, its items end as failed results, not sent).
+        """
+        from .batch import submit
+
+        return await submit(self._batch_context(), items, options, limits)
+
+    async def batch(self, job_id: str) -> BatchJob:
+        """Re-attach to a job submitted earlier (this process or another) by its job id or
+        one of its API batch ids. Raises :class:`~..errors.BatchJobNotFoundError` and
+        :class:`~..errors.IntegrityError` (a registry file that fails its signature)."""
+        from .batch import attach
+
+        return await attach(self._batch_context(), job_id)
+
+    def batch_jobs(self) -> list[dict[str, Any]]:
+        """The registered batch jobs, newest first, as last seen (no request is sent): id,
+        created, items, status, counts, estimated and settled cost."""
+        from .batch import job_rows
+
+        return job_rows(self._batch_context())
+
+    def _batch_context(self) -> BatchContext:
+        if self._closed:
+            raise ConfigurationError("This orchestrator is closed; create a new one.")
+        from .batch import BatchContext
+
+        return BatchContext(
+            prepare=lambda agent, task, options: self._prepare(agent, task, options),
+            agents=lambda: self.registry,
+            pipeline=self._pipeline,
+            ledger=self._ledger,
+            client=self._client,
+            retry=self._retry,
+            registry=self._batch_registry,
+            log=self._log,
+        )
+
+    def _batch_registry(self) -> BatchRegistry:
+        """The job registry: ``batches/`` in the cache directory (the configured one when the
+        cache is off or another store is used)."""
+        from ..settings import cache_dir
+        from .batch_registry import BatchRegistry
+
+        cache = self.cache
+        if cache is not None:
+            base = cache.directory
+        else:
+            base = Path(self._cache_dir) if self._cache_dir is not None else cache_dir()
+        return BatchRegistry(base / "batches")
 
 
 def workflow_step_options(

@@ -8,6 +8,7 @@ Importing these modules is light: anything heavy is imported when a subcommand r
 from __future__ import annotations
 
 from .agents import list_agents, show_agent
+from .batch import batch
 from .bench import bench
 from .budget import budget
 from .cache import cache
@@ -34,6 +35,7 @@ COMMANDS = CommandTable(
         key,
         simulate,
         bench,
+        batch,
     ],
     heading="%agent SUBCOMMAND ...   (every table is returned, so `df = %agent history` works)",
 )
