@@ -43,6 +43,7 @@ from .gate import AttemptBreaker, AttemptGate, AttemptLimiter
 from .ledger import Ledger
 from .limits import RateLimiter
 from .pipeline import CallPipeline, OnCancelled
+from .prompt_cache import check_prompt_cache
 from .request import CallOptions, PreparedCall, RequestBuilder
 from .result import AgentResult
 from .retry import RetryPolicy
@@ -100,7 +101,9 @@ class AsyncAgentOrchestrator:
     orchestrators, e.g. one rebuilt with new settings (``budget_usd``, when given, sets its
     cap); ``breaker_threshold`` consecutive server failures open the circuit for
     ``breaker_cooldown_seconds``. ``http_client`` (an ``httpx2.AsyncClient``) is used as is
-    and never closed by the orchestrator.
+    and never closed by the orchestrator. ``prompt_cache`` (``"auto"``, ``"5m"``, ``"1h"``,
+    ``"off"``; per call the ``prompt_cache`` option) marks agent definitions and conversation
+    histories cacheable at the API (see :mod:`.prompt_cache`).
     """
 
     def __init__(
@@ -136,6 +139,7 @@ class AsyncAgentOrchestrator:
         store: ResponseStore | None = None,
         limiter: AttemptLimiter | None = None,
         breaker: AttemptBreaker | None = None,
+        prompt_cache: str = defaults.PROMPT_CACHE,
     ) -> None:
         from ..guard import InjectionPolicy, SecretRedactor, get_logger
 
@@ -166,6 +170,8 @@ class AsyncAgentOrchestrator:
             timeout_seconds=self._timeout,
             injection_policy=self._policy,
             max_task_chars=self._max_task_chars,
+            prompt_cache=check_prompt_cache(prompt_cache),
+            min_cacheable_tokens=lambda model: self.prices.min_cacheable_tokens(model),
         )
         self._client = ClientHandle(api_key=api_key, base_url=base_url, http_client=http_client)
         self._key_registered = self._client.api_key is not None
