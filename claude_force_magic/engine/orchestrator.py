@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from ..cache.store import ResponseCache
     from ..metrics import Metrics
     from ..pricing import PriceTable
+    from .conversation import Conversation
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -560,6 +561,20 @@ class AsyncAgentOrchestrator:
             if not task_.done():
                 task_.cancel()
                 await asyncio.gather(task_, return_exceptions=True)
+
+    def conversation(self, agent_name: str, **options: Any) -> Conversation:
+        """A :class:`~.conversation.Conversation` with ``agent_name``: ``await conv.send(task)``
+        asks the next turn with the history so far (see :mod:`.conversation`).
+
+        ``options`` are the call options of every turn (as for :meth:`execute_agent`; a turn
+        may override them). Raises :class:`UnknownAgentError` and :class:`ConfigurationError`
+        (a bad option, a closed orchestrator) at once.
+        """
+        from .conversation import Conversation
+
+        if self._closed:
+            raise ConfigurationError("This orchestrator is closed; create a new one.")
+        return Conversation(self, agent_name, CallOptions.from_kwargs(**options))
 
     async def execute_multiple(
         self,
