@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .pipeline import OnCancelled
     from .result import AgentResult
 
-__all__ = ["Conversation", "ConversationUsage", "Turn"]
+__all__ = ["Conversation", "ConversationUsage", "Turn", "check_messages"]
 
 _STOP = object()
 #: The most turns :meth:`Conversation.from_messages` accepts (user + assistant pairs).
@@ -288,7 +288,7 @@ class Conversation:
         raises :class:`PromptInjectionError` naming the flagged turns. ``options`` are the
         conversation's call options.
         """
-        pairs = _check_messages(list(messages))
+        pairs = check_messages(list(messages) if not isinstance(messages, list) else messages)
         if injection_policy is not None:
             from ..guard import screen_untrusted
 
@@ -331,9 +331,11 @@ def _content_text(content: Any, where: str) -> str:
     return text
 
 
-def _check_messages(messages: list[Any]) -> list[tuple[str, str]]:
-    """``messages`` as (user, assistant) text pairs; :class:`InvalidTaskError` naming the bad
-    item otherwise."""
+def check_messages(messages: Any) -> list[tuple[str, str]]:
+    """``messages`` (a list of Messages API dicts, see :meth:`Conversation.from_messages`) as
+    (user, assistant) text pairs; :class:`InvalidTaskError` naming the bad item otherwise."""
+    if not isinstance(messages, list):
+        raise InvalidTaskError(f"messages must be a list of dicts, got {_shown(messages)}.")
     if len(messages) > 2 * MAX_LOADED_TURNS:
         raise InvalidTaskError(
             f"messages holds {len(messages)} items; at most {2 * MAX_LOADED_TURNS} "
