@@ -197,7 +197,7 @@ def thread_turns(session: AgentSession, request: CellRequest) -> dict[int, Threa
         return {}
     plans = {}
     for index, agent in enumerate(request.agents):
-        thread = session.threads.resolve(agent, request.thread)
+        thread = session.threads.resolve(agent, request.thread, request.cell_key)
         earlier = thread.turn_of(request.cell_key) if request.cell_key else None
         at = len(thread.turns) if earlier is None else earlier
         plans[index] = ThreadTurn(thread, at, earlier is not None, len(thread.turns) - at - 1)

@@ -168,11 +168,19 @@ class ThreadStore:
             raise UsageError(f"There is no thread named {name!r}; the threads: {known}.")
         return found
 
-    def resolve(self, agent: str, name: str | None) -> Thread:
-        """The thread a cell continues: ``name`` (created if new), else the latest thread
-        with ``agent`` (created, named after the agent, if there is none)."""
+    def resolve(self, agent: str, name: str | None, key: str | None = None) -> Thread:
+        """The thread a cell continues: ``name`` (created if new); without a name, the thread
+        with ``agent`` whose turn cell ``key`` already asked (a re-run ``--continue`` cell
+        stays in its thread after another thread was started), else the latest thread with
+        ``agent`` (created, named after the agent, if there is none)."""
         with self._lock:
-            chosen = name or self._latest.get(agent) or agent
+            asked = None
+            if name is None and key is not None:
+                asked = next(
+                    (n for (n, a), t in self._threads.items() if a == agent and key in t.cells),
+                    None,
+                )
+            chosen = name or asked or self._latest.get(agent) or agent
             thread = self._threads.get((chosen, agent))
             if thread is None:
                 thread = self._threads[(chosen, agent)] = Thread(chosen, agent)
