@@ -246,3 +246,38 @@ def test_breakpoints_go_on_the_system_prompt_and_the_last_history_turn() -> None
     short: dict[str, Any] = {"model": SONNET, "system": "s" * 400, "messages": [history[0]]}
     assert mark_breakpoints(short, [], ttl="5m", min_tokens=1024) == 0
     assert short["system"] == "s" * 400
+
+
+def test_the_builder_asks_for_an_hour_when_calls_come_ten_minutes_apart() -> None:
+    import hashlib
+
+    from claude_force_magic.agents import AgentDefinition
+    from claude_force_magic.engine.request import RequestBuilder
+
+    prompt = "Review carefully. " * 400  # ~1,800 tokens
+    agent = AgentDefinition(
+        name="long", description="", domains=(), priority=1, model=None, max_tokens=None,
+        system_prompt=prompt, source="test",
+        definition_hash=hashlib.sha256(prompt.encode()).hexdigest(),
+    )  # fmt: skip
+    now = [1000.0]
+    builder = RequestBuilder(model=SONNET, planner=ReusePlanner(clock=lambda: now[0]))
+
+    def ttl() -> str:
+        system = builder.build(agent, "Question?", CallOptions()).params["system"]
+        return str(system[0]["cache_control"]["ttl"])
+
+    assert ttl() == "5m"  # first use
+    now[0] += 60
+    assert ttl() == "5m"  # a quick follow-up keeps a 5-minute entry alive
+    now[0] += 600
+    assert ttl() == "1h"  # a 5-minute entry would have lapsed: the hour pays
+    now[0] += 600
+    history = [{"role": "user", "content": "a" * 400}, {"role": "assistant", "content": "b" * 400}]
+    params = builder.build(agent, "Q?", CallOptions(), history=history).params
+    marks = [
+        params["system"][0]["cache_control"],
+        params["messages"][1]["content"][0]["cache_control"],
+    ]
+    assert marks == [{"type": "ephemeral", "ttl": "1h"}] * 2  # one TTL for both breakpoints
+    assert builder.build(agent, "Q?", CallOptions(prompt_cache="off")).params["system"] == prompt
