@@ -281,3 +281,17 @@ def test_the_builder_asks_for_an_hour_when_calls_come_ten_minutes_apart() -> Non
     ]
     assert marks == [{"type": "ephemeral", "ttl": "1h"}] * 2  # one TTL for both breakpoints
     assert builder.build(agent, "Q?", CallOptions(prompt_cache="off")).params["system"] == prompt
+
+
+async def test_a_response_cache_hit_keeps_the_split_and_saves_no_prompt_cache_money(
+    make_orch: Callable[..., AsyncAgentOrchestrator], agents_path: Path, tmp_path: Path
+) -> None:
+    orch = make_orch(config_path=agents_path, model=MODEL, cache_dir=tmp_path / "cache")
+    live = await orch.execute_agent("long", "Question?", prompt_cache="1h")
+    hit = await orch.execute_agent("long", "Question?", prompt_cache="1h")
+    assert hit.cached and not live.cached
+    keys = ("cache_creation_input_tokens", "cache_creation_1h_input_tokens")
+    assert [hit.metadata[k] for k in keys] == [live.metadata[k] for k in keys]
+    assert live.metadata["cache_creation_1h_input_tokens"] > 4096
+    assert hit.metadata["prompt_cache_saved_usd"] == 0.0  # nothing was sent
+    assert hit.metadata["saved_usd"] == pytest.approx(live.metadata["cost_usd"])

@@ -252,3 +252,15 @@ def test_bad_thread_flags_are_usage_errors(k: Kernel) -> None:
     assert reserved.ename == "UsageError" and "choose another" in said(reserved)
     mode = k.run("%%agent python-expert --prompt-cache 2h\nHi")
     assert mode.ename == "UsageError"
+
+
+def test_a_failed_turn_leaves_the_thread_as_it_was(k: Kernel) -> None:
+    ok(k, "%%agent python-expert --thread t4\nFirst turn.", "e1")
+    k.ok(f"{SIM}.configure(script=['refusal'])")
+    failed = in_cell(k, "%%agent python-expert --thread t4 --no-cache\nSecond turn.", "e2")
+    assert failed.status == "error"
+    rows = value(k, "get_ipython().run_line_magic('agent', 'thread t4')['task'].tolist()")
+    assert rows == ["First turn."]
+    again = ok(k, "%%agent python-expert --thread t4\nSecond turn.", "e2")
+    assert "re-ran" not in again.stdout  # the failed run never became a turn
+    assert "thread t4 · turn 2" in footer(again)
