@@ -31,6 +31,7 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "ResponseCache": ".cache.store",
     "AsyncAgentOrchestrator": ".engine.orchestrator",
+    "Conversation": ".engine.conversation",
     "AgentResult": ".engine.result",
     "AgentRegistry": ".agents",
     "AgentDefinition": ".agents",
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from .agents import AgentDefinition as AgentDefinition
     from .agents import AgentRegistry as AgentRegistry
     from .cache.store import ResponseCache as ResponseCache
+    from .engine.conversation import Conversation as Conversation
     from .engine.orchestrator import AsyncAgentOrchestrator as AsyncAgentOrchestrator
     from .engine.result import AgentResult as AgentResult
     from .errors import *  # noqa: F403

@@ -62,7 +62,12 @@ class CallRecord:
     """One finished call (live or served from the cache), as recorded by the engine.
 
     ``cost_usd`` is ``None`` when the model's price is unknown; ``saved_usd`` is what a cache
-    hit would have cost live. ``latency_s`` is wall-clock seconds for the whole call, retries
+    hit would have cost live. ``cache_write_tokens`` counts every prompt-cache write and
+    ``cache_write_1h_tokens`` the 1-hour part of it (the rest was written for 5 minutes);
+    ``prompt_cache_saved_usd`` is what prompt caching saved on the call (its cache tokens
+    priced as plain input minus what they cost; negative for a call that only wrote), kept
+    apart from the response cache's ``saved_usd``.
+    ``latency_s`` is wall-clock seconds for the whole call, retries
     included. ``status`` is how the call ended (:data:`CALL_STATUSES`): ``ok``, ``error``,
     ``timeout`` or ``cancelled``; a cancelled or timed-out call still carries the tokens and
     cost the API billed for it. The streaming metrics (``ttft_s``: request sent to first text
@@ -96,6 +101,8 @@ class CallRecord:
     itl_p50_s: float | None = None
     output_tokens_per_s: float | None = None
     call_mode: str = "interactive"
+    cache_write_1h_tokens: int = 0
+    prompt_cache_saved_usd: float = 0.0
 
     def __post_init__(self) -> None:
         if self.call_mode not in CALL_MODES:
@@ -114,10 +121,15 @@ class CallRecord:
                 self.output_tokens,
                 self.cache_read_tokens,
                 self.cache_write_tokens,
+                self.cache_write_1h_tokens,
             )
             < 0
         ):
             raise ConfigurationError("token counts in a CallRecord must be >= 0")
+        if self.cache_write_1h_tokens > self.cache_write_tokens:
+            raise ConfigurationError(
+                "cache_write_1h_tokens is part of cache_write_tokens and cannot exceed it"
+            )
         for name in _STREAM_FIELDS:
             value = getattr(self, name)
             if value is not None and not (value >= 0.0 and math.isfinite(value)):
@@ -344,6 +356,7 @@ def _to_pico(usd: float) -> int:
 def _money_to_usd(row: dict[str, Any]) -> dict[str, Any]:
     row["cost_usd"] /= _PICO
     row["saved_usd"] /= _PICO
+    row["prompt_cache_saved_usd"] /= _PICO
     return row
 
 
@@ -359,9 +372,11 @@ class _Group:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
     cost_pusd: int = 0  # pico-USD: integer sums are exact and independent of order
     unknown_cost_calls: int = 0
     saved_pusd: int = 0
+    prompt_cache_saved_pusd: int = 0
     ttft: QuantileSketch | None = None  # created on the group's first streamed call
     tpot: QuantileSketch | None = None
     streamed: int = 0
@@ -379,6 +394,8 @@ class _Group:
         self.output_tokens += rec.output_tokens
         self.cache_read_tokens += rec.cache_read_tokens
         self.cache_write_tokens += rec.cache_write_tokens
+        self.cache_write_1h_tokens += rec.cache_write_1h_tokens
+        self.prompt_cache_saved_pusd += _to_pico(rec.prompt_cache_saved_usd)
         if rec.cost_usd is None:
             self.unknown_cost_calls += 1
         else:
@@ -408,9 +425,11 @@ class _Group:
             "output_tokens": self.output_tokens,
             "cache_read_tokens": self.cache_read_tokens,
             "cache_write_tokens": self.cache_write_tokens,
+            "cache_write_1h_tokens": self.cache_write_1h_tokens,
             "cost_usd": self.cost_pusd,
             "unknown_cost_calls": self.unknown_cost_calls,
             "saved_usd": self.saved_pusd,
+            "prompt_cache_saved_usd": self.prompt_cache_saved_pusd,
         }
 
 
@@ -590,8 +609,9 @@ class Metrics:
         """Sums over all calls since the last reset.
 
         Keys: ``calls, live_calls, cached_calls, errors, input_tokens, output_tokens,
-        cache_read_tokens, cache_write_tokens, cost_usd`` (sum of known costs),
-        ``unknown_cost_calls, saved_usd``.
+        cache_read_tokens, cache_write_tokens, cache_write_1h_tokens, cost_usd`` (sum of known
+        costs), ``unknown_cost_calls, saved_usd`` (the response cache's savings),
+        ``prompt_cache_saved_usd`` (prompt caching's).
         """
         with self._lock:
             groups = list(self._groups.items())
@@ -612,7 +632,8 @@ class Metrics:
 
         ``keys`` is any ordered subset of ``agent_name``, ``model``, ``cached``. Each row holds
         the key values, then ``calls, errors, input_tokens, output_tokens, cache_read_tokens,
-        cache_write_tokens, cost_usd, unknown_cost_calls, saved_usd``; rows are sorted by key.
+        cache_write_tokens, cache_write_1h_tokens, cost_usd, unknown_cost_calls, saved_usd,
+        prompt_cache_saved_usd``; rows are sorted by key.
         Raises :class:`ConfigurationError` for an unknown key.
         """
         keys = tuple(keys)

@@ -33,6 +33,7 @@ from typing import Any
 from .errors import PricingError
 
 __all__ = [
+    "DEFAULT_MIN_CACHEABLE_TOKENS",
     "PRICE_FIELDS",
     "LongContextPrice",
     "ModelPrice",
@@ -62,6 +63,9 @@ def format_usd(value: float | None) -> str:
     return f"${whole}.{fraction.rstrip('0').ljust(2, '0')}"
 
 
+#: The prompt-cache minimum (tokens) of a model the table gives none for (the API's usual one).
+DEFAULT_MIN_CACHEABLE_TOKENS = 1024
+
 #: The five rates every price has, in USD per million tokens.
 PRICE_FIELDS = ("input", "output", "cache_write_5m", "cache_write_1h", "cache_read")
 
@@ -83,8 +87,9 @@ class ModelPrice:
     """The rates of one model in USD per million tokens.
 
     ``long_context`` (optional) replaces every rate for requests whose prompt (input plus
-    cache write plus cache read tokens) exceeds its threshold. Raises :class:`PricingError`
-    when a rate is negative or not a finite number.
+    cache write plus cache read tokens) exceeds its threshold. ``min_cacheable_tokens``
+    (optional) is the shortest prompt prefix the API caches for the model (None: the table's
+    default). Raises :class:`PricingError` when a rate is negative or not a finite number.
     """
 
     input: Decimal
@@ -93,10 +98,13 @@ class ModelPrice:
     cache_write_1h: Decimal
     cache_read: Decimal
     long_context: LongContextPrice | None = None
+    min_cacheable_tokens: int | None = None
 
     def __post_init__(self) -> None:
         for name in PRICE_FIELDS:
             object.__setattr__(self, name, _to_rate(getattr(self, name), name))
+        if self.min_cacheable_tokens is not None:
+            _check_min_tokens(self.min_cacheable_tokens, "min_cacheable_tokens")
 
     def as_dict(self) -> dict[str, float]:
         """The five rates as floats, keyed by field name."""
@@ -142,7 +150,15 @@ class PriceTable:
     the only mutable state is the set of models already warned about, guarded by a lock.
     """
 
-    __slots__ = ("_aliases", "_lock", "_models", "_warned", "effective_date", "source")
+    __slots__ = (
+        "_aliases",
+        "_lock",
+        "_min_cacheable_default",
+        "_models",
+        "_warned",
+        "effective_date",
+        "source",
+    )
 
     def __init__(
         self,
@@ -151,8 +167,13 @@ class PriceTable:
         aliases: Mapping[str, str] | None = None,
         effective_date: str | None = None,
         source: str = "",
+        min_cacheable_default: int = 0,
     ) -> None:
-        """Raises :class:`PricingError` when an alias points at a model the table lacks."""
+        """Raises :class:`PricingError` when an alias points at a model the table lacks.
+
+        ``min_cacheable_default`` is the prompt-cache minimum of models without their own
+        (0: :data:`DEFAULT_MIN_CACHEABLE_TOKENS`).
+        """
         aliases = dict(aliases or {})
         for alias, target in aliases.items():
             if target not in models:
@@ -163,6 +184,11 @@ class PriceTable:
         self._aliases: Mapping[str, str] = MappingProxyType(aliases)
         self.effective_date = effective_date
         self.source = source
+        self._min_cacheable_default = (
+            _check_min_tokens(min_cacheable_default, "default")
+            if min_cacheable_default
+            else DEFAULT_MIN_CACHEABLE_TOKENS
+        )
         self._warned: set[str] = set()
         self._lock = threading.Lock()
 
@@ -215,11 +241,30 @@ class PriceTable:
         effective = data.get("effective_date")
         if effective is not None and not isinstance(effective, str):
             raise PricingError('"effective_date" must be a string such as "2026-11-01".')
+        minimums = data.get("min_cacheable_tokens", {})
+        if not isinstance(minimums, Mapping):
+            raise PricingError(
+                '"min_cacheable_tokens" must map model ids (and "default") to token counts.'
+            )
+        minimums = {k: v for k, v in minimums.items() if k != "description"}
         models = {
-            _check_model_id(model): _parse_price(model, spec, partial_of=None)
+            _check_model_id(model): _parse_price(
+                model, _with_minimum(spec, minimums.get(model)), partial_of=None
+            )
             for model, spec in models_raw.items()
         }
-        return cls(models, aliases=aliases_raw, effective_date=effective, source=source)
+        unknown = sorted(set(minimums) - set(models) - {"default"})
+        if unknown:
+            raise PricingError(
+                f'"min_cacheable_tokens" names models the table lacks: {", ".join(unknown)}.'
+            )
+        return cls(
+            models,
+            aliases=aliases_raw,
+            effective_date=effective,
+            source=source,
+            min_cacheable_default=_check_min_tokens(minimums.get("default", 0), "default"),
+        )
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> PriceTable:
         """A copy of this table with models added or changed; this table is left alone.
@@ -245,6 +290,7 @@ class PriceTable:
             aliases={a: t for a, t in self._aliases.items() if a not in overrides},
             effective_date=self.effective_date,
             source=f"{self.source} + overrides" if self.source else "overrides",
+            min_cacheable_default=self._min_cacheable_default,
         )
 
     # -- queries ------------------------------------------------------------------------
@@ -301,6 +347,37 @@ class PriceTable:
         if price is None:
             return None
         return float(_charge(price, _read_usage(usage), batch=batch))
+
+    def prompt_cache_saving(self, model: str, usage: Any, *, batch: bool = False) -> float | None:
+        """What prompt caching saved on one call, in USD: the prompt-cache tokens of ``usage``
+        (reads and both kinds of writes) priced as plain input, minus what they cost.
+
+        Negative when the call only wrote to the cache (a write costs more than plain input;
+        later reads earn it back). ``None`` for an unknown model (no warning: :meth:`cost`
+        gives it). Same ``usage`` shapes and errors as :meth:`cost`.
+
+        >>> PriceTable.bundled().prompt_cache_saving(
+        ...     "claude-haiku-4-5", {"cache_read_input_tokens": 1_000_000})
+        0.9
+        """
+        price = self.lookup(model)
+        if price is None:
+            return None
+        used = _read_usage(usage)
+        plain = _Usage(used.prompt, used.output, 0, 0, 0)
+        return float(_charge(price, plain, batch=batch) - _charge(price, used, batch=batch))
+
+    def min_cacheable_tokens(self, model: str) -> int:
+        """The shortest prompt prefix (tokens) the API caches for ``model``.
+
+        The model's own ``min_cacheable_tokens`` (bundled data, overridable like a rate with
+        :meth:`with_overrides`), else the table's default (:data:`DEFAULT_MIN_CACHEABLE_TOKENS`
+        unless the file says otherwise): an unknown model is never refused a breakpoint.
+        """
+        price = self.lookup(model)
+        if price is not None and price.min_cacheable_tokens is not None:
+            return price.min_cacheable_tokens
+        return self._min_cacheable_default
 
     def estimate(
         self, model: str, input_tokens: int, max_output_tokens: int, *, batch: bool = False
@@ -412,11 +489,12 @@ def _parse_price(model: str, spec: Any, *, partial_of: ModelPrice | None) -> Mod
         raise PricingError(
             f"The price of {model!r} must be an object of rates, got {_shown(spec)}."
         )
-    unknown = sorted(set(spec) - {*PRICE_FIELDS, "long_context"})
+    unknown = sorted(set(spec) - {*PRICE_FIELDS, "long_context", "min_cacheable_tokens"})
     if unknown:
         raise PricingError(
             f"Unknown price field(s) {', '.join(map(repr, unknown))} for {model!r}; "
-            f"expected {', '.join(PRICE_FIELDS)} and optionally long_context."
+            f"expected {', '.join(PRICE_FIELDS)} and optionally long_context and "
+            "min_cacheable_tokens."
         )
     missing = [f for f in PRICE_FIELDS if f not in spec]
     if missing and partial_of is None:
@@ -431,7 +509,27 @@ def _parse_price(model: str, spec: Any, *, partial_of: ModelPrice | None) -> Mod
     long_context = partial_of.long_context if partial_of is not None else None
     if "long_context" in spec:
         long_context = _parse_long_context(model, spec["long_context"])
-    return ModelPrice(**rates, long_context=long_context)
+    minimum = partial_of.min_cacheable_tokens if partial_of is not None else None
+    if spec.get("min_cacheable_tokens") is not None:
+        minimum = _check_min_tokens(
+            spec["min_cacheable_tokens"], f"min_cacheable_tokens of {model!r}"
+        )
+    return ModelPrice(**rates, long_context=long_context, min_cacheable_tokens=minimum)
+
+
+def _with_minimum(spec: Any, minimum: Any) -> Any:
+    """``spec`` with the file's ``min_cacheable_tokens`` entry for its model (its own wins)."""
+    if minimum is None or not isinstance(spec, Mapping) or "min_cacheable_tokens" in spec:
+        return spec
+    return {**spec, "min_cacheable_tokens": minimum}
+
+
+def _check_min_tokens(value: Any, where: str) -> int:
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise PricingError(f"{where} must be a whole number of tokens >= 0, got {_shown(value)}.")
+    return value
 
 
 def _parse_long_context(model: str, spec: Any) -> LongContextPrice | None:

@@ -230,9 +230,11 @@ def test_percentile_rows_totals_and_cost_by() -> None:
         "output_tokens": 80,
         "cache_read_tokens": 0,
         "cache_write_tokens": 0,
+        "cache_write_1h_tokens": 0,
         "cost_usd": pytest.approx(0.019),
         "unknown_cost_calls": 1,
         "saved_usd": 0.5,
+        "prompt_cache_saved_usd": 0.0,
     }
     by_model = metrics.cost_by(("model",))
     assert len(by_model) == 1

@@ -445,6 +445,8 @@ class StreamState:
     input_tokens: int | None = None
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    #: The 1-hour part of ``cache_creation_input_tokens`` (the rest was written for 5 minutes).
+    cache_creation_1h_input_tokens: int = 0
     output_tokens: int | None = None
     text: list[str] = field(default_factory=list)
     #: True once the attempt was sent as a stream.
@@ -464,6 +466,10 @@ class StreamState:
             )
             self.cache_read_input_tokens = (
                 _count(getattr(usage, "cache_read_input_tokens", None)) or 0
+            )
+            split = getattr(usage, "cache_creation", None)
+            self.cache_creation_1h_input_tokens = (
+                _count(getattr(split, "ephemeral_1h_input_tokens", None)) or 0
             )
             self.output_tokens = _count(getattr(usage, "output_tokens", None))
         elif kind == "message_delta":

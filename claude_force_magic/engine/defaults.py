@@ -30,6 +30,7 @@ __all__ = [
     "MAX_TOKENS",
     "MODEL",
     "OUTPUT_TOKENS_PER_MINUTE",
+    "PROMPT_CACHE",
     "STREAMING_REQUIRED_ABOVE",
     "TIMEOUT_SECONDS",
 ]
@@ -62,5 +63,8 @@ MAX_TASK_CHARS: Final = 100_000
 BREAKER_THRESHOLD: Final = 5
 #: Seconds an open circuit refuses calls before one probe is let through.
 BREAKER_COOLDOWN_SECONDS: Final = 30.0
+#: Prompt caching: ``auto`` (breakpoints where they pay, TTL by expected reuse), ``5m``,
+#: ``1h`` or ``off`` (see :mod:`~claude_force_magic.engine.prompt_cache`).
+PROMPT_CACHE: Final = "auto"
 #: Above this ``max_tokens`` the SDK refuses non-streaming calls; such calls stream internally.
 STREAMING_REQUIRED_ABOVE: Final = 21_333

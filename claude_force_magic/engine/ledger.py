@@ -65,6 +65,7 @@ class CallMetadata:
     usage: Usage = field(default_factory=Usage)
     cost_usd: float | None = None
     saved_usd: float = 0.0
+    prompt_cache_saved_usd: float | None = 0.0
     latency_s: float = 0.0
     attempts: int = 0
     cached: bool = False
@@ -88,8 +89,12 @@ class CallMetadata:
             "output_tokens": self.usage.output_tokens,
             "cache_creation_input_tokens": self.usage.cache_creation_input_tokens,
             "cache_read_input_tokens": self.usage.cache_read_input_tokens,
+            "cache_creation_5m_input_tokens": self.usage.cache_creation_input_tokens
+            - self.usage.ephemeral_1h_input_tokens,
+            "cache_creation_1h_input_tokens": self.usage.ephemeral_1h_input_tokens,
             "cost_usd": self.cost_usd,
             "saved_usd": self.saved_usd,
+            "prompt_cache_saved_usd": self.prompt_cache_saved_usd,
             "latency_s": self.latency_s,
             "attempts": self.attempts,
             "cached": self.cached,
@@ -148,11 +153,14 @@ def attempt_usage(
         estimate_text_tokens(text) if text else 0,
     )
     if state is not None and state.started:
+        written_1h = min(state.cache_creation_1h_input_tokens, state.cache_creation_input_tokens)
         return Usage(
             input_tokens=state.input_tokens if state.input_tokens is not None else input_estimate,
             output_tokens=output,
             cache_creation_input_tokens=state.cache_creation_input_tokens,
             cache_read_input_tokens=state.cache_read_input_tokens,
+            ephemeral_5m_input_tokens=state.cache_creation_input_tokens - written_1h,
+            ephemeral_1h_input_tokens=written_1h,
         )
     return Usage(input_tokens=input_estimate, output_tokens=output)
 
@@ -180,6 +188,8 @@ def sum_usage(usages: Iterable[Usage]) -> Usage:
             cache_creation_input_tokens=total.cache_creation_input_tokens
             + u.cache_creation_input_tokens,
             cache_read_input_tokens=total.cache_read_input_tokens + u.cache_read_input_tokens,
+            ephemeral_5m_input_tokens=total.ephemeral_5m_input_tokens + u.ephemeral_5m_input_tokens,
+            ephemeral_1h_input_tokens=total.ephemeral_1h_input_tokens + u.ephemeral_1h_input_tokens,
         )
     return total
 
@@ -315,6 +325,7 @@ class Ledger:
             model=call.model,
             usage=usage,
             cost_usd=cost,
+            prompt_cache_saved_usd=prices.prompt_cache_saving(call.model, usage),
             latency_s=time.perf_counter() - started,
             attempts=progress.attempts,
             stop_reason=answer.stop_reason,
@@ -359,6 +370,7 @@ class Ledger:
         if usages:
             meta.usage = sum_usage(usages)
             meta.cost_usd = self._prices().cost(call.model, meta.usage)
+            meta.prompt_cache_saved_usd = self._prices().prompt_cache_saving(call.model, meta.usage)
             self.budget.settle(reservation, meta.cost_usd)
         else:
             self.budget.release(reservation)
@@ -384,6 +396,8 @@ class Ledger:
                 output_tokens=int(entry["output_tokens"]),
                 cache_creation_input_tokens=int(stored.get("cache_creation_input_tokens", 0)),
                 cache_read_input_tokens=int(stored.get("cache_read_input_tokens", 0)),
+                ephemeral_5m_input_tokens=int(stored.get("cache_creation_5m_input_tokens", 0)),
+                ephemeral_1h_input_tokens=int(stored.get("cache_creation_1h_input_tokens", 0)),
             ),
             cost_usd=0.0,
             saved_usd=float(entry["estimated_cost"]),
@@ -422,8 +436,10 @@ class Ledger:
                     output_tokens=meta.usage.output_tokens,
                     cache_read_tokens=meta.usage.cache_read_input_tokens,
                     cache_write_tokens=meta.usage.cache_creation_input_tokens,
+                    cache_write_1h_tokens=meta.usage.ephemeral_1h_input_tokens,
                     cost_usd=meta.cost_usd,
                     saved_usd=meta.saved_usd,
+                    prompt_cache_saved_usd=meta.prompt_cache_saved_usd or 0.0,
                     cached=meta.cached,
                     success=result.success,
                     error_type=None if result.error is None else type(result.error).__name__,

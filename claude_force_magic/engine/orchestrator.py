@@ -44,6 +44,7 @@ from .gate import AttemptBreaker, AttemptGate, AttemptLimiter
 from .ledger import Ledger
 from .limits import RateLimiter
 from .pipeline import CallPipeline, OnCancelled
+from .prompt_cache import check_prompt_cache
 from .request import CallOptions, PreparedCall, RequestBuilder
 from .result import AgentResult
 from .retry import RetryPolicy
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from ..pricing import PriceTable
     from .batch import BatchContext, BatchJob, BatchLimits
     from .batch_registry import BatchRegistry
+    from .conversation import Conversation
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -105,6 +107,9 @@ class AsyncAgentOrchestrator:
     ``breaker_cooldown_seconds``. ``http_client`` (an ``httpx2.AsyncClient``) is used as is
     and never closed by the orchestrator. ``cache_encrypt=True`` stores the disk cache's
     answers encrypted (None: ``$CLAUDE_CACHE_ENCRYPT`` decides; see docs/cache.md).
+    ``prompt_cache`` (``"auto"``, ``"5m"``, ``"1h"``, ``"off"``; per call the ``prompt_cache``
+    option) marks agent definitions and conversation histories cacheable at the API (see
+    :mod:`.prompt_cache`).
     """
 
     def __init__(
@@ -141,6 +146,7 @@ class AsyncAgentOrchestrator:
         store: ResponseStore | None = None,
         limiter: AttemptLimiter | None = None,
         breaker: AttemptBreaker | None = None,
+        prompt_cache: str = defaults.PROMPT_CACHE,
     ) -> None:
         from ..guard import InjectionPolicy, SecretRedactor, get_logger
 
@@ -172,6 +178,8 @@ class AsyncAgentOrchestrator:
             timeout_seconds=self._timeout,
             injection_policy=self._policy,
             max_task_chars=self._max_task_chars,
+            prompt_cache=check_prompt_cache(prompt_cache),
+            min_cacheable_tokens=lambda model: self.prices.min_cacheable_tokens(model),
         )
         self._client = ClientHandle(api_key=api_key, base_url=base_url, http_client=http_client)
         self._key_registered = self._client.api_key is not None
@@ -563,6 +571,20 @@ class AsyncAgentOrchestrator:
             if not task_.done():
                 task_.cancel()
                 await asyncio.gather(task_, return_exceptions=True)
+
+    def conversation(self, agent_name: str, **options: Any) -> Conversation:
+        """A :class:`~.conversation.Conversation` with ``agent_name``: ``await conv.send(task)``
+        asks the next turn with the history so far (see :mod:`.conversation`).
+
+        ``options`` are the call options of every turn (as for :meth:`execute_agent`; a turn
+        may override them). Raises :class:`UnknownAgentError` and :class:`ConfigurationError`
+        (a bad option, a closed orchestrator) at once.
+        """
+        from .conversation import Conversation
+
+        if self._closed:
+            raise ConfigurationError("This orchestrator is closed; create a new one.")
+        return Conversation(self, agent_name, CallOptions.from_kwargs(**options))
 
     async def execute_multiple(
         self,

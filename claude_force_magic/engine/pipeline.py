@@ -176,6 +176,8 @@ class CallPipeline:
                 "warnings": answer.warnings,
                 "cache_creation_input_tokens": answer.usage.cache_creation_input_tokens,
                 "cache_read_input_tokens": answer.usage.cache_read_input_tokens,
+                "cache_creation_5m_input_tokens": answer.usage.ephemeral_5m_input_tokens,
+                "cache_creation_1h_input_tokens": answer.usage.ephemeral_1h_input_tokens,
                 "preview": call.preview,
                 "origin": call.origin,
                 "options": _key_options(call),

@@ -26,7 +26,7 @@ only cost time (key version 2, see docs/cache.md).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from ..settings import check_ttl_hours
 from ..validation import check_flag, check_int, check_number
 from . import defaults
 from .estimate import estimate_input_tokens
+from .prompt_cache import ReusePlanner, check_prompt_cache, mark_breakpoints
 
 if TYPE_CHECKING:
     from ..agents import AgentDefinition
@@ -81,6 +82,10 @@ class CallOptions:
     ``untrusted`` (name -> text, wrapped as data) and ``stop_sequences``. ``origin`` says
     where the call came from (``"library"`` when None; the notebook passes
     ``"notebook cell [N]"``); it is kept with the cached answer, not part of its key.
+    ``prompt_cache`` (``"auto"``, ``"5m"``, ``"1h"`` or ``"off"``; None inherits from the
+    orchestrator) marks the agent definition and the history cacheable (see
+    :mod:`.prompt_cache`); it changes what a call costs, never its answer, so it is not part
+    of the response cache's key either.
 
     Raises :class:`ConfigurationError` naming the option for a bad value.
 
@@ -99,6 +104,7 @@ class CallOptions:
     screen_task: bool = True
     stop_sequences: tuple[str, ...] | None = None
     origin: str | None = None
+    prompt_cache: str | None = None
 
     def __post_init__(self) -> None:
         checked: dict[str, Any] = {
@@ -118,6 +124,8 @@ class CallOptions:
             from ..guard import InjectionPolicy
 
             checked["injection_policy"] = InjectionPolicy.parse(self.injection_policy).value
+        if self.prompt_cache is not None:
+            checked["prompt_cache"] = check_prompt_cache(self.prompt_cache)
         if self.origin is not None and not isinstance(self.origin, str):
             raise ConfigurationError(f"origin must be a str, not {type(self.origin).__name__}.")
         if self.untrusted is not None:
@@ -214,9 +222,13 @@ def _warning_lines(findings: Sequence[Any]) -> list[str]:
 class RequestBuilder:
     """Builds :class:`PreparedCall` objects with an orchestrator's defaults.
 
-    ``model``, ``max_tokens``, ``timeout_seconds`` and ``injection_policy`` apply when neither
-    the call nor (for model and max_tokens) the agent sets them; ``max_task_chars`` bounds the
-    task. Pure apart from the injection screen's warnings; safe from any thread.
+    ``model``, ``max_tokens``, ``timeout_seconds``, ``injection_policy`` and
+    ``prompt_cache`` apply when neither the call nor (for model and max_tokens) the agent sets
+    them; ``max_task_chars`` bounds the task. ``min_cacheable_tokens(model)`` gives the
+    shortest prefix worth a prompt-cache breakpoint (None: 1024 tokens for every model);
+    ``planner`` picks the TTL of ``prompt_cache="auto"``. Pure apart from the injection
+    screen's warnings and the planner's memory of when each agent was last used; safe from
+    any thread.
     """
 
     model: str = defaults.MODEL
@@ -224,6 +236,9 @@ class RequestBuilder:
     timeout_seconds: float = defaults.TIMEOUT_SECONDS
     injection_policy: InjectionPolicy | str = defaults.INJECTION_POLICY
     max_task_chars: int = defaults.MAX_TASK_CHARS
+    prompt_cache: str = defaults.PROMPT_CACHE
+    min_cacheable_tokens: Callable[[str], int] | None = None
+    planner: ReusePlanner = field(default_factory=ReusePlanner)
 
     def build(
         self,
@@ -270,6 +285,7 @@ class RequestBuilder:
         if turns:
             params["messages"] = [*turns, *params["messages"]]
             cache_request["history"] = turns
+        self._mark_prompt_cache(params, turns, options, agent.definition_hash)
         return PreparedCall(
             agent=agent,
             model=model,
@@ -289,6 +305,23 @@ class RequestBuilder:
             preview=task_preview(task, options.untrusted or {}),
             origin=options.origin or "library",
         )
+
+    def _mark_prompt_cache(
+        self,
+        params: dict[str, Any],
+        turns: Sequence[Mapping[str, str]],
+        options: CallOptions,
+        definition_hash: str,
+    ) -> None:
+        """Add the prompt-cache breakpoints of ``options.prompt_cache`` (see
+        :mod:`.prompt_cache`): on the system prompt and the last history turn."""
+        mode = check_prompt_cache(options.prompt_cache or self.prompt_cache)
+        if mode == "off":
+            return
+        model: str = params["model"]
+        ttl = self.planner.ttl(f"{model}\0{definition_hash}") if mode == "auto" else mode
+        minimum = 1024 if self.min_cacheable_tokens is None else self.min_cacheable_tokens(model)
+        mark_breakpoints(params, turns, ttl=ttl, min_tokens=minimum)
 
 
 #: How many characters of a task a cached entry keeps as its preview.

@@ -17,12 +17,29 @@ __all__ = ["Answer", "Usage", "check_message", "read_usage"]
 
 @dataclass(frozen=True)
 class Usage:
-    """Token counts of one answer (0 when the server did not say)."""
+    """Token counts of one answer (0 when the server did not say).
+
+    ``cache_creation_input_tokens`` is every prompt-cache write; ``ephemeral_5m_input_tokens``
+    and ``ephemeral_1h_input_tokens`` are its split by TTL as the API reports it in
+    ``usage.cache_creation`` (a write the server did not split is priced at the 5-minute
+    rate). :attr:`cache_creation` gives the split in the API's shape, so a :class:`Usage` is
+    priced by :meth:`~claude_force_magic.pricing.PriceTable.cost` like the SDK's own.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_creation_input_tokens: int = 0
     cache_read_input_tokens: int = 0
+    ephemeral_5m_input_tokens: int = 0
+    ephemeral_1h_input_tokens: int = 0
+
+    @property
+    def cache_creation(self) -> dict[str, int]:
+        """The cache writes by TTL, as the API's ``usage.cache_creation`` object."""
+        return {
+            "ephemeral_5m_input_tokens": self.ephemeral_5m_input_tokens,
+            "ephemeral_1h_input_tokens": self.ephemeral_1h_input_tokens,
+        }
 
 
 def _int(value: object) -> int:
@@ -34,11 +51,14 @@ def read_usage(message: Any) -> Usage:
     usage = getattr(message, "usage", None)
     if usage is None:
         return Usage()
+    split = getattr(usage, "cache_creation", None)
     return Usage(
         input_tokens=_int(getattr(usage, "input_tokens", 0)),
         output_tokens=_int(getattr(usage, "output_tokens", 0)),
         cache_creation_input_tokens=_int(getattr(usage, "cache_creation_input_tokens", 0)),
         cache_read_input_tokens=_int(getattr(usage, "cache_read_input_tokens", 0)),
+        ephemeral_5m_input_tokens=_int(getattr(split, "ephemeral_5m_input_tokens", 0)),
+        ephemeral_1h_input_tokens=_int(getattr(split, "ephemeral_1h_input_tokens", 0)),
     )
 
 

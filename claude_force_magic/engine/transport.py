@@ -353,12 +353,28 @@ class InMemoryTransport:
 
     @staticmethod
     def _answer(params: Mapping[str, Any], text: str, state: AttemptState) -> Answer:
-        contents = [m["content"] for m in params["messages"] if isinstance(m["content"], str)]
         usage = Usage(
-            input_tokens=estimate_input_tokens(str(params.get("system", "")), *contents),
+            input_tokens=estimate_input_tokens(
+                *_texts(params.get("system")), *_message_texts(params)
+            ),
             output_tokens=estimate_text_tokens(text),
         )
         return Answer(text, "end_turn", False, usage, request_id=state.request_id)
+
+
+def _texts(content: Any) -> list[str]:
+    """The text of a system prompt or message content: a string, or its text blocks."""
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, list):
+        return [
+            b["text"] for b in content if isinstance(b, dict) and isinstance(b.get("text"), str)
+        ]
+    return []
+
+
+def _message_texts(params: Mapping[str, Any]) -> list[str]:
+    return [text for m in params["messages"] for text in _texts(m.get("content"))]
 
 
 def _pieces(text: str) -> list[str]:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ..engine.result import AgentResult
     from .options import CellRequest
     from .session import AgentSession
+    from .threads import Thread
 
 __all__ = [
     "BenchRequest",
@@ -71,13 +72,16 @@ def run_cell(
     orch = session.orchestrator(simulated)
     for name in request.agents:
         orch.registry.get(name)
+    plans = thread_turns(session, request)
     pump = Pump(view)
     view.simulated = simulated
     view.open()
     partials: dict[int, AgentResult] = {}  # filled on the loop thread by on_cancelled
     try:
         outcomes = session.run(
-            _run_all(orch, request, pump, partials), pump=pump.drain, wake=lambda: pump.put(DONE)
+            _run_all(orch, request, pump, partials, plans),
+            pump=pump.drain,
+            wake=lambda: pump.put(DONE),
         )
     except KeyboardInterrupt as exc:
         view.interrupted()  # no "waiting" line left, also when the stop came outside the pump
@@ -95,6 +99,10 @@ def run_cell(
     finally:
         view.flush(force=True)
     pump.drain_queued()  # agents that finished last are shown as they finished
+    for index, plan in plans.items():
+        note = plan.replaced_note(outcomes[index])
+        if note:
+            print(note)
     for index, outcome in enumerate(outcomes):
         result = None if isinstance(outcome, BaseException) else outcome
         error = failure_of(outcome) if len(outcomes) > 1 else None
@@ -159,14 +167,52 @@ def run_workflow_cell(
     return done
 
 
+@dataclass
+class ThreadTurn:
+    """Where a thread cell's turn goes: ``thread``'s turn ``index + 1``; ``later`` turns
+    after it are dropped when it succeeds (a re-run cell replaces its own turn)."""
+
+    thread: Thread
+    index: int
+    rerun: bool
+    later: int
+
+    def replaced_note(self, outcome: AgentResult | BaseException) -> str | None:
+        """The one line a re-run cell prints once its turn succeeded, else None."""
+        if not self.rerun or failure_of(outcome) is not None:
+            return None
+        where = f"turn {self.index + 1} of thread {self.thread.name} ({self.thread.agent})"
+        dropped = (
+            f" and the {self.later} later turn{'s' if self.later > 1 else ''} were dropped"
+            if self.later
+            else ""
+        )
+        return f"This cell re-ran {where}: its new answer replaced that turn{dropped}."
+
+
+def thread_turns(session: AgentSession, request: CellRequest) -> dict[int, ThreadTurn]:
+    """The thread turn of each agent of a ``--continue`` / ``--thread`` cell (empty for a
+    plain cell): a new last turn, or the turn this cell asked before (a re-run)."""
+    if request.thread is None and not request.continue_thread:
+        return {}
+    plans = {}
+    for index, agent in enumerate(request.agents):
+        thread = session.threads.resolve(agent, request.thread, request.cell_key)
+        earlier = thread.turn_of(request.cell_key) if request.cell_key else None
+        at = len(thread.turns) if earlier is None else earlier
+        plans[index] = ThreadTurn(thread, at, earlier is not None, len(thread.turns) - at - 1)
+    return plans
+
+
 async def _run_all(
     orch: AsyncAgentOrchestrator,
     request: CellRequest,
     pump: Pump,
     partials: dict[int, AgentResult],
+    plans: Mapping[int, ThreadTurn],
 ) -> list[AgentResult | BaseException]:
     calls = [
-        _run_one(orch, i, name, request, pump, partials.__setitem__)
+        _run_one(orch, i, name, request, pump, partials.__setitem__, plans.get(i))
         for i, name in enumerate(request.agents)
     ]
     outcomes: Sequence[Any] = await asyncio.gather(*calls, return_exceptions=True)
@@ -183,10 +229,11 @@ async def _run_one(
     request: CellRequest,
     pump: Pump,
     keep_partial: Callable[[int, AgentResult], None],
+    plan: ThreadTurn | None = None,
 ) -> AgentResult:
     """One agent's call; its outcome is also put on the pump so it is shown when it ends."""
     try:
-        result = await _call_one(orch, index, name, request, pump, keep_partial)
+        result = await _call_one(orch, index, name, request, pump, keep_partial, plan)
     except Exception as exc:
         pump.put(Finished(index, None, exc))
         raise
@@ -201,6 +248,7 @@ async def _call_one(
     request: CellRequest,
     pump: Pump,
     keep_partial: Callable[[int, AgentResult], None],
+    plan: ThreadTurn | None = None,
 ) -> AgentResult:
     def on_cancelled(result: AgentResult) -> None:
         keep_partial(index, result)
@@ -208,6 +256,8 @@ async def _call_one(
     def on_text(piece: str) -> None:
         pump.put((index, piece))
 
+    if plan is not None:
+        return await _thread_turn(orch, name, request, plan, on_text, on_cancelled)
     result: AgentResult = await orch.execute(
         name,
         request.task,
@@ -215,6 +265,37 @@ async def _call_one(
         on_text=on_text if request.stream else None,
         on_cancelled=on_cancelled,
     )
+    return result
+
+
+async def _thread_turn(
+    orch: AsyncAgentOrchestrator,
+    name: str,
+    request: CellRequest,
+    plan: ThreadTurn,
+    on_text: Callable[[str], None],
+    on_cancelled: Callable[[AgentResult], None],
+) -> AgentResult:
+    """One turn of a thread, sent with the thread's turns before ``plan.index`` as history.
+
+    On success the thread's turns from ``plan.index`` on become this answer; a failed or
+    interrupted turn leaves the thread as it was. What the call cost is added either way.
+    """
+    from ..engine.conversation import Conversation
+
+    thread = plan.thread
+    conv = Conversation(orch, name, request.options, turns=thread.turns[: plan.index])
+    try:
+        result = await conv.send(
+            request.task, on_text=on_text if request.stream else None, on_cancelled=on_cancelled
+        )
+    finally:
+        thread.add_usage(conv.usage)
+    if result.success:
+        thread.replace_from(plan.index, conv.turns[plan.index :], request.cell_key or "")
+        thread.model = result.metadata.get("model") or thread.model
+    result.metadata["thread"] = thread.name
+    result.metadata["turn"] = plan.index + 1
     return result
 
 

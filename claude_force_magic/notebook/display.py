@@ -118,8 +118,10 @@ def format_footer(result: AgentResult, *, simulated: bool = False, caching: bool
     ``caching=False`` (``--no-cache`` or the cache turned off) says so instead of "stored".
     """
     meta = result.metadata
+    thread = meta.get("thread")
     parts = [
         result.agent_name,
+        *([f"thread {thread} · turn {int(meta.get('turn') or 0)}"] if thread else []),
         str(meta.get("model") or "?"),
         f"{float(meta.get('latency_s') or 0.0):.2f} s",
         f"{int(meta.get('input_tokens') or 0):,} → {int(meta.get('output_tokens') or 0):,} tok",
@@ -138,11 +140,30 @@ def format_footer(result: AgentResult, *, simulated: bool = False, caching: bool
         parts += [_money(meta.get("cost_usd")), state if result.success else failed]
         if meta.get("attempts", 1) and int(meta.get("attempts", 1)) > 1:
             parts.append(f"{int(meta['attempts'])} attempts")
+    prompt_cache = _prompt_cache_part(meta)
+    if prompt_cache:
+        parts.append(prompt_cache)
     if meta.get("truncated"):
         parts.append("truncated at max_tokens")
     if simulated:
         parts.append("simulated")
     return " · ".join(parts)
+
+
+def _prompt_cache_part(meta: Mapping[str, Any]) -> str:
+    """``prompt cache read 3,012 · wrote 140 tok (saved $0.0051)``; empty when a live call
+    neither read nor wrote the prompt cache (a cache hit sent nothing: no such part)."""
+    if meta.get("cached"):
+        return ""
+    read = int(meta.get("cache_read_input_tokens") or 0)
+    wrote = int(meta.get("cache_creation_input_tokens") or 0)
+    if not read and not wrote:
+        return ""
+    saved = meta.get("prompt_cache_saved_usd")
+    money = ""
+    if isinstance(saved, (int, float)):
+        money = f" (saved {_money(saved)})" if saved >= 0 else f" (cost {_money(-saved)} extra)"
+    return f"prompt cache read {read:,} · wrote {wrote:,} tok{money}"
 
 
 #: Library settings and calls that mean nothing in a notebook: advice naming them is dropped

@@ -62,6 +62,7 @@ _REBUILD = (
     "injection_policy",
     "config_path",
     "prices",
+    "prompt_cache",
 )
 
 
@@ -140,6 +141,13 @@ class AgentMagics(Magics):
     simulator_per_token = Float(0.0, help="Extra simulated seconds per streamed token.").tag(
         config=True
     )
+    prompt_cache = EnumTrait(
+        ["auto", "5m", "1h", "off"],
+        defaults.PROMPT_CACHE,
+        help="Prompt caching of agent definitions and thread histories: auto (where it pays, "
+        "1-hour entries only when reuse is slower than 5 minutes), 5m, 1h or off "
+        "(--prompt-cache per cell).",
+    ).tag(config=True)
     prices = Dict(
         help="Prices to add or change, in USD per million tokens: {model: {'input': ..., "
         "'output': ..., 'cache_write_5m': ..., 'cache_write_1h': ..., 'cache_read': ...}}."
@@ -202,6 +210,7 @@ class AgentMagics(Magics):
             simulator_latency=self.simulator_latency,
             simulator_per_token=self.simulator_per_token,
             prices=dict(self.prices),
+            prompt_cache=self.prompt_cache,
         )
 
     @validate("ttl_hours")
@@ -268,6 +277,19 @@ class AgentMagics(Magics):
         metavar="NAME",
         help="run a workflow's agents in order, each given the previous output as data",
     )
+    @argument(
+        "-c",
+        "--continue",
+        dest="continue_thread",
+        action="store_true",
+        help="continue this session's latest thread with the agent (a new one if none)",
+    )
+    @argument("--thread", metavar="NAME", help="continue thread NAME (a new name starts it)")
+    @argument(
+        "--prompt-cache",
+        choices=["auto", "5m", "1h", "off"],
+        help="prompt caching for this cell (default: AgentMagics.prompt_cache)",
+    )
     @cell_magic("agent")
     def agent_cell(self, line: str, cell: str) -> None:
         """Ask one or more agents; the cell body is the task.
@@ -287,6 +309,10 @@ class AgentMagics(Magics):
         """
         args = parse_args(self.agent_cell, line)
         request = build_cell_request(args, cell, self.ip.user_ns, policy=self.injection_policy)
+        if request.thread is not None or request.continue_thread:
+            from .threads import cell_key
+
+            request = _replace(request, cell_key=cell_key(self.ip, line, cell))
         for note in request.notes:
             print(note)
         simulated = request.simulate or self.session.simulate

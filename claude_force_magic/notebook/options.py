@@ -87,6 +87,12 @@ class CellRequest:
     #: The policy this cell's data is screened under (``off`` with ``--trust``); workflow
     #: cells screen each step's input from the previous agent with it too.
     data_policy: str = "block"
+    #: ``--thread NAME``: the conversation thread each agent continues (None: see below).
+    thread: str | None = None
+    #: ``--continue``: continue each agent's latest thread (a plain cell is a single turn).
+    continue_thread: bool = False
+    #: What identifies this cell across re-runs (see :func:`~.threads.cell_key`).
+    cell_key: str | None = None
 
     @property
     def options(self) -> CallOptions:
@@ -311,6 +317,7 @@ def build_cell_request(
         )
     if args.no_cache and args.refresh:
         raise UsageError("--no-cache and --refresh contradict each other; choose one.")
+    thread, continue_thread = _thread_flags(args, workflow)
     shadowing = check_variable_name(args.output)
     fmt = args.format
     if fmt not in _FORMATS:
@@ -345,6 +352,8 @@ def build_cell_request(
         options["use_cache"] = False
     if args.refresh:
         options["refresh"] = True
+    if getattr(args, "prompt_cache", None):
+        options["prompt_cache"] = args.prompt_cache
     # The body is the user's own words; the values were screened above under the policy.
     options["screen_task"] = False
     options["injection_policy"] = "off"
@@ -361,4 +370,27 @@ def build_cell_request(
         simulate=args.simulate,
         notes=notes,
         data_policy="off" if args.trust else policy,
+        thread=thread,
+        continue_thread=continue_thread,
     )
+
+
+def _thread_flags(args: argparse.Namespace, workflow: str | None) -> tuple[str | None, bool]:
+    """``--thread NAME`` and ``--continue``, checked: UsageError for a bad name or a
+    combination that has no meaning."""
+    from .threads import check_thread_name
+
+    thread = getattr(args, "thread", None)
+    continued = bool(getattr(args, "continue_thread", False))
+    if thread is None and not continued:
+        return None, False
+    if workflow:
+        raise UsageError(
+            "--workflow runs single turns; --continue and --thread are for agents "
+            "(%%agent AGENT --thread NAME)."
+        )
+    if thread is not None and continued:
+        raise UsageError(
+            "--thread NAME already continues that thread; use --thread NAME or --continue."
+        )
+    return (check_thread_name(thread) if thread is not None else None), continued

@@ -25,6 +25,7 @@ from ..engine import defaults
 from ..errors import ConfigurationError
 from ..settings import API_KEY_ENV
 from .runner import BackgroundLoop
+from .threads import ThreadStore
 
 if TYPE_CHECKING:
     from ..agents import AgentRegistry
@@ -119,6 +120,7 @@ class SessionConfig:
     simulator_latency: float = 0.2
     simulator_per_token: float = 0.0
     prices: Mapping[str, Any] = field(default_factory=dict)
+    prompt_cache: str = defaults.PROMPT_CACHE
 
 
 class AgentSession:
@@ -145,6 +147,8 @@ class AgentSession:
         self._budgets: dict[Mode, Budget] = {}
         # The key given with `%agent key`: in this process's memory only, never on disk.
         self._api_key: str | None = None
+        #: The conversation threads of ``--continue`` / ``--thread`` cells.
+        self.threads = ThreadStore()
 
     # ------------------------------------------------------------------ API key
 
@@ -309,6 +313,7 @@ class AgentSession:
             "prices": price_table(cfg),
             "metrics": self.metrics(mode),
             "budget": self.budget(mode),
+            "prompt_cache": cfg.prompt_cache,
         }
 
     def budget(self, mode: Mode | bool) -> Budget:

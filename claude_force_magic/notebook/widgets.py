@@ -187,6 +187,7 @@ def stats_sections(session: AgentSession) -> list[tuple[str, list[dict[str, Any]
             }
         )
     summary: list[dict[str, Any]] = []
+    prompt_cache: list[dict[str, Any]] = []
     latency: list[dict[str, Any]] = []
     streaming: list[dict[str, Any]] = []
     for mode in Mode:
@@ -202,6 +203,8 @@ def stats_sections(session: AgentSession) -> list[tuple[str, list[dict[str, Any]
                 "saved_usd": totals.get("saved_usd"),
             }
         )
+        if totals.get("cache_read_tokens") or totals.get("cache_write_tokens"):
+            prompt_cache.append({"mode": mode.label, **_prompt_cache_row(totals)})
         latency.extend({"mode": mode.label, **r} for r in metrics.latency_percentiles())
         streaming.extend({"mode": mode.label, **r} for r in metrics.stream_percentiles())
     return [
@@ -210,10 +213,30 @@ def stats_sections(session: AgentSession) -> list[tuple[str, list[dict[str, Any]
         (_STREAMING_TITLE, streaming, _STREAM_FIELDS),
         ("Spend", summary, ("mode", "calls", "cached_calls", "errors", "spent_usd", "saved_usd")),
         ("Budget", spend_rows, ("mode", "spent_usd", "budget_usd", "budget_left")),
+        (_PROMPT_CACHE_TITLE, prompt_cache, _PROMPT_CACHE_FIELDS),
     ]
 
 
+#: The prompt-cache section of ``%agent stats``: its own table, apart from the response
+#: cache's ``saved_usd`` in "Spend" (a different saving).
+_PROMPT_CACHE_TITLE = "Prompt cache (tokens the API read from / wrote to its cache)"
+_PROMPT_CACHE_FIELDS = ("mode", "read_tokens", "write_5m_tokens", "write_1h_tokens", "saved_usd")
+
+
+def _prompt_cache_row(totals: dict[str, Any]) -> dict[str, Any]:
+    written = int(totals.get("cache_write_tokens") or 0)
+    one_hour = int(totals.get("cache_write_1h_tokens") or 0)
+    return {
+        "read_tokens": int(totals.get("cache_read_tokens") or 0),
+        "write_5m_tokens": written - one_hour,
+        "write_1h_tokens": one_hour,
+        "saved_usd": totals.get("prompt_cache_saved_usd"),
+    }
+
+
 def _empty(title: str) -> str:
+    if title == _PROMPT_CACHE_TITLE:
+        return "no call read or wrote the prompt cache yet"
     return _EMPTY.get(title, "no calls yet")
 
 

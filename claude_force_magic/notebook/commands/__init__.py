@@ -18,6 +18,7 @@ from .key import key
 from .registry import Command, CommandTable
 from .simulate import simulate
 from .stats import show_stats
+from .threads import list_threads, thread
 
 __all__ = ["COMMANDS", "Command", "CommandTable"]
 
@@ -30,6 +31,8 @@ COMMANDS = CommandTable(
         cache,
         history,
         cost,
+        list_threads,
+        thread,
         budget,
         config,
         key,
