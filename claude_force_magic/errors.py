@@ -15,6 +15,7 @@
     ├── CacheError                        the response cache could not do its job
     │   └── IntegrityError                an entry failed its signature check (served as a miss)
     ├── BudgetExceededError               the call would exceed ``budget_usd``; raise the budget
+    ├── TeamUnavailableError              the team's Redis is unreachable for a team-only action
     ├── CircuitOpenError                  too many consecutive failures; wait for the cool-down
     ├── DeadlineExceededError             the overall deadline ran out across attempts
     └── APIError                          the Messages API (or the network) failed the call
@@ -56,6 +57,7 @@ __all__ = [
     "SecretError",
     "SecurityError",
     "ServerError",
+    "TeamUnavailableError",
     "UnknownAgentError",
     "UnsafePathError",
 ]
@@ -252,3 +254,8 @@ class ResponseError(APIError):
         self.stop_reason = stop_reason
         self.retryable = retryable
         self.usage = usage
+
+
+class TeamUnavailableError(ClaudeForceError):
+    """The team's Redis (``redis_url``) cannot be reached for an operation that has no local
+    fallback, such as resetting the team's spend; try again when it is back."""
