@@ -27,9 +27,7 @@ per-minute limits again, for this kernel alone (the server's ``retry-after`` sti
 from __future__ import annotations
 
 import contextlib
-import importlib
 import math
-import re
 import threading
 import time
 import warnings
@@ -38,7 +36,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import BudgetExceededError, ConfigurationError, TeamUnavailableError
+from ..errors import BudgetExceededError, RedisUnavailableError, TeamUnavailableError
 from ..pricing import format_usd
 from .budget import Budget, Reservation
 from .limits import RateLimiter, Ticket
@@ -55,7 +53,6 @@ if TYPE_CHECKING:
     from .store import ResponseStore
 
 __all__ = [
-    "DEFAULT_NAMESPACE",
     "Team",
     "TeamBudget",
     "TeamDown",
@@ -64,15 +61,9 @@ __all__ = [
     "TeamReservation",
     "TeamStore",
     "TeamWarning",
-    "check_namespace",
-    "check_redis_url",
 ]
 
 T = TypeVar("T")
-
-#: The namespace when none is given: teams sharing one Redis pick their own.
-DEFAULT_NAMESPACE = "claude-force-magic"
-_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
 class TeamWarning(UserWarning):
@@ -83,50 +74,19 @@ class TeamDown(Exception):
     """Redis cannot be used right now (internal: every caller falls back to local state)."""
 
 
-def check_redis_url(url: object) -> str:
-    """``url`` if it is a ``redis://``, ``rediss://`` or ``unix://`` URL; else
-    :class:`ConfigurationError` saying what is expected."""
-    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-        shown = url if not isinstance(url, str) else redact_url(url)
-        raise ConfigurationError(
-            f"redis_url must be a redis:// (or rediss:// for TLS, unix:// for a socket) URL "
-            f"such as 'redis://redis.example.org:6379/0', got {shown!r}. Leave it unset (None) "
-            "for the kernel's own cache, budget and limits."
-        )
-    return url
-
-
-def check_namespace(namespace: object) -> str:
-    """``namespace`` if it is 1-64 letters, digits or ``_.:-``; else
-    :class:`ConfigurationError`."""
-    if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
-        raise ConfigurationError(
-            f"namespace must be 1-64 letters, digits, '_', '.', ':' or '-' starting with a "
-            f"letter or digit (e.g. 'data-team'), got {namespace!r}."
-        )
-    return namespace
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its user name and password (for messages and the dashboard)."""
-    return re.sub(r"//[^@/]*@", "//***@", url, count=1)
-
-
 def _unavailable_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean "Redis is not reachable or not usable now"."""
     import redis.exceptions as rex
 
-    errors: list[type[BaseException]] = [
+    return (
+        RedisUnavailableError,
         rex.ConnectionError,
         rex.TimeoutError,
         rex.ReadOnlyError,
         rex.BusyLoadingError,
+        rex.NoPermissionError,
         OSError,
-    ]
-    with contextlib.suppress(ImportError, AttributeError):
-        link = importlib.import_module("claude_force_magic.redis_link")
-        errors.append(link.RedisUnavailableError)
-    return tuple(errors)
+    )
 
 
 class TeamLink:
@@ -143,26 +103,17 @@ class TeamLink:
         namespace: str,
         *,
         probe_seconds: float = 5.0,
-        socket_timeout: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         log: logging.Logger | None = None,
     ) -> None:
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
         from ..guard import get_logger
+        from ..redis_link import RedisKeys, check_namespace, connect, parse_redis_url
 
-        self.url = check_redis_url(url)
+        self.target = parse_redis_url(url)  # ConfigurationError for a bad URL
         self.namespace = check_namespace(namespace)
+        self.keys = RedisKeys(self.namespace)
         self.probe_seconds = probe_seconds
-        self.client: redis.Redis = redis.Redis.from_url(
-            url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_timeout,
-            retry=Retry(NoBackoff(), 1),  # one retry: a pooled connection the server dropped
-            client_name="claude-force-magic",
-        )
+        self.client: redis.Redis = connect(self.target, ping=False)  # fails fast, no retries
         self._errors = _unavailable_errors()
         self._clock = clock
         self._log = log or get_logger(__name__)
@@ -175,7 +126,7 @@ class TeamLink:
     @property
     def where(self) -> str:
         """The server and namespace, without credentials."""
-        return f"{redact_url(self.url)} (namespace {self.namespace!r})"
+        return f"{self.target.display} (namespace {self.namespace!r})"
 
     @property
     def up(self) -> bool:
@@ -203,9 +154,13 @@ class TeamLink:
             if self._clock() < self._next_probe:
                 return False
             self._next_probe = self._clock() + self.probe_seconds  # one prober per period
-        try:
-            self.client.ping()
-        except self._errors:
+        for _ in range(2):  # a pooled connection the server dropped fails the first one
+            try:
+                self.client.ping()
+                break
+            except self._errors:
+                continue
+        else:
             return False
         self._mark_up()
         return True
@@ -597,6 +552,8 @@ class Team:
         probe_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        from ..redis_link import DEFAULT_NAMESPACE
+
         self.link = TeamLink(
             url, namespace or DEFAULT_NAMESPACE, probe_seconds=probe_seconds, clock=clock
         )
@@ -612,14 +569,15 @@ class Team:
     def budget(self, local: Budget) -> TeamBudget:
         """``local`` wrapped: the limit checked against the team's spend."""
         self.team_budget = TeamBudget(
-            local, RedisBudget(self.client, self.link.namespace), self.link
+            local, RedisBudget(self.client, self.link.keys.name("budget", "")), self.link
         )
         return self.team_budget
 
     def limiter(self, local: RateLimiter, rates: tuple[float | None, ...]) -> TeamLimiter:
         """The team's buckets at ``rates`` (requests, input, output per minute); ``local``
         while Redis is down."""
-        remote = RedisRateLimiter(self.client, self.link.namespace, *rates, run=self.link.call)
+        key = self.link.keys.name("limits", "state")
+        remote = RedisRateLimiter(self.client, key, *rates, run=self.link.call)
         self.team_limiter = TeamLimiter(remote, local, self.link)
         return self.team_limiter
 

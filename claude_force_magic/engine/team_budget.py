@@ -9,7 +9,7 @@ they had in flight: with worst-case reservations they never pass it at all.
 reservation id (a ``done`` marker), so a settle replayed after a lost reply or an outage is
 never charged twice.
 
-Keys (all under ``{namespace}:budget:``, the braces keep them in one cluster slot):
+Keys (all under ``<namespace>:budget:``, see :class:`~claude_force_magic.redis_link.RedisKeys`):
 
 - ``res`` (hash id -> USD) and ``res:exp`` (sorted set id -> expiry, the server's time): the
   reservations in flight. A reservation a crashed process never settled expires
@@ -143,7 +143,8 @@ def new_reservation_id() -> str:
 
 
 class RedisBudget:
-    """The team's spend and reservations in one Redis, under ``namespace``.
+    """The team's spend and reservations in one Redis, in keys starting with ``prefix``
+    (``<namespace>:budget:``).
 
     ``client`` is a ``redis.Redis``; every method makes one round trip and raises
     ``redis`` exceptions as they come (:mod:`.team` turns an unreachable server into the local
@@ -155,14 +156,14 @@ class RedisBudget:
     def __init__(
         self,
         client: redis.Redis,
-        namespace: str,
+        prefix: str,
         *,
         reservation_ttl_seconds: float = DEFAULT_RESERVATION_TTL,
     ) -> None:
         from ..validation import check_number
 
         self._client = client
-        self._prefix = f"{{{namespace}}}:budget:"
+        self._prefix = prefix
         self.ttl = check_number("reservation_ttl_seconds", reservation_ttl_seconds)
         self._reserve = client.register_script(_RESERVE)
         self._settle = client.register_script(_SETTLE)
@@ -171,7 +172,7 @@ class RedisBudget:
 
     @property
     def prefix(self) -> str:
-        """The key prefix (``{namespace}:budget:``)."""
+        """The key prefix (``<namespace>:budget:``)."""
         return self._prefix
 
     def reserve(

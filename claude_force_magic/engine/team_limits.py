@@ -215,7 +215,8 @@ class TeamTicket(Ticket):
 class RedisRateLimiter:
     """Requests, input tokens and output tokens per minute, shared through Redis.
 
-    Satisfies :class:`~.gate.AttemptLimiter`. ``client`` is a ``redis.Redis``; its calls run
+    Satisfies :class:`~.gate.AttemptLimiter`. The state is the hash ``key``
+    (``<namespace>:limits:state``). ``client`` is a ``redis.Redis``; its calls run
     on a worker thread so a slow Redis never stalls the event loop. Redis errors propagate
     (:mod:`.team` falls back to the local limiter); ``run`` wraps every Redis operation
     (:meth:`.team.TeamLink.call` does). ``margin_seconds`` is added to a booking that had to
@@ -240,7 +241,7 @@ class RedisRateLimiter:
     def __init__(
         self,
         client: redis.Redis,
-        namespace: str,
+        key: str,
         requests_per_minute: float | None = None,
         input_tokens_per_minute: float | None = None,
         output_tokens_per_minute: float | None = None,
@@ -256,7 +257,7 @@ class RedisRateLimiter:
             for v in (requests_per_minute, input_tokens_per_minute, output_tokens_per_minute)
         )
         self._client = client
-        self._key = f"{{{namespace}}}:limits"
+        self._key = key
         self._clock = clock
         self._run = run
         self.margin_seconds = max(0.0, float(margin_seconds))

@@ -42,7 +42,7 @@ class Clock:
 def redis_budget(url: str, **kwargs: object) -> RedisBudget:
     import redis
 
-    return RedisBudget(redis.Redis.from_url(url), "t", **kwargs)  # type: ignore[arg-type]
+    return RedisBudget(redis.Redis.from_url(url), "t:budget:", **kwargs)  # type: ignore[arg-type]
 
 
 def test_reserve_refuses_past_the_limit_and_settle_replaces_the_reservation(redis_server):
@@ -85,7 +85,8 @@ def test_a_killed_process_holds_its_reservation_until_it_expires(redis_server):
     script = (
         "import os, signal, redis, sys\n"
         "from claude_force_magic.engine.team_budget import RedisBudget\n"
-        "b = RedisBudget(redis.Redis.from_url(sys.argv[1]), 't', reservation_ttl_seconds=1)\n"
+        "c = redis.Redis.from_url(sys.argv[1])\n"
+        "b = RedisBudget(c, 't:budget:', reservation_ttl_seconds=1)\n"
         "assert b.reserve('dead', 0.9, 1.0, window='total').granted\n"
         "os.kill(os.getpid(), signal.SIGKILL)\n"
     )
@@ -162,7 +163,9 @@ def test_eight_processes_end_within_one_call_of_the_limit(redis_server, tmp_path
 
     spent = redis_budget(redis_server.url).figures(window="total")
 
-    final = RedisBudget(redis.Redis.from_url(redis_server.url), "hammer").figures(window="total")
+    final = RedisBudget(redis.Redis.from_url(redis_server.url), "hammer:budget:").figures(
+        window="total"
+    )
     assert spent[0] == 0.0  # other namespaces are untouched
     assert final[1] == 0.0 and final[2] == 0  # nothing left reserved
     assert LIMIT - ESTIMATE < final[0] <= LIMIT + 1e-9
@@ -201,7 +204,7 @@ def test_outage_settles_locally_once_and_replays_into_redis_once(private_redis, 
     clock.now += 5
     assert budget.spent == pytest.approx(0.5)  # the probe replays first
     assert budget.pending == 0
-    remote = RedisBudget(redis.Redis.from_url(private_redis.url), "t")
+    remote = RedisBudget(redis.Redis.from_url(private_redis.url), "t:budget:")
     assert remote.figures(window="total") == (pytest.approx(0.5), 0.0, 0)
     remote.settle(first.id, 0.3, window="total")  # a second replay changes nothing
     assert remote.figures(window="total")[0] == pytest.approx(0.5)
