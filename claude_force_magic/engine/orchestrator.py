@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from ..cache.store import ResponseCache
     from ..metrics import Metrics
     from ..pricing import PriceTable
+    from .team import Team
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -100,7 +101,11 @@ class AsyncAgentOrchestrator:
     orchestrators, e.g. one rebuilt with new settings (``budget_usd``, when given, sets its
     cap); ``breaker_threshold`` consecutive server failures open the circuit for
     ``breaker_cooldown_seconds``. ``http_client`` (an ``httpx2.AsyncClient``) is used as is
-    and never closed by the orchestrator.
+    and never closed by the orchestrator. ``redis_url`` (default
+    ``$CLAUDE_FORCE_MAGIC_REDIS_URL``) and ``namespace`` (default
+    ``$CLAUDE_FORCE_MAGIC_REDIS_NAMESPACE``) move the cache, the budget and the rate limits to
+    a team's Redis together, with this kernel's own as the fallback while it is unreachable
+    (docs/team.md); without them nothing changes.
     """
 
     def __init__(
@@ -136,6 +141,8 @@ class AsyncAgentOrchestrator:
         store: ResponseStore | None = None,
         limiter: AttemptLimiter | None = None,
         breaker: AttemptBreaker | None = None,
+        redis_url: str | None = None,
+        namespace: str | None = None,
     ) -> None:
         from ..guard import InjectionPolicy, SecretRedactor, get_logger
 
@@ -224,6 +231,7 @@ class AsyncAgentOrchestrator:
         self._cache_dir = cache_dir
         self._cache_problem: str | None = None
         self._closed = False
+        self._team = self._join_team(redis_url, namespace, rates, own_limiter=limiter is None)
         self._pipeline = CallPipeline(
             transport=self._transport,
             gate=self._gate,
@@ -327,6 +335,37 @@ class AsyncAgentOrchestrator:
             self._log.warning("%s", self._cache_problem)
             return None
 
+    def _join_team(
+        self,
+        redis_url: str | None,
+        namespace: str | None,
+        rates: tuple[float | None, float | None, float | None],
+        *,
+        own_limiter: bool,
+    ) -> Team | None:
+        """With a Redis URL (the argument or ``$CLAUDE_FORCE_MAGIC_REDIS_URL``): the budget and
+        the limiter (unless injected) move to the team's Redis,
+        with this kernel's own as the fallback (:mod:`.team`). Without one: None, and
+        nothing is imported."""
+        from ..settings import team_redis
+
+        url, namespace = team_redis(redis_url, namespace)
+        if url is None:
+            return None
+        from .team import Team
+
+        team = Team(url, namespace)
+        self._budget = team.budget(self._budget)
+        if own_limiter and isinstance(self._gate.limiter, RateLimiter):
+            self._gate.limiter = team.limiter(self._gate.limiter, rates)
+        return team
+
+    @property
+    def team(self) -> Team | None:
+        """The team's Redis (cache, budget, limits; ``figures()`` for a dashboard), or None
+        without ``redis_url``."""
+        return self._team
+
     @property
     def cache_problem(self) -> str | None:
         """Why the response cache could not be opened (calls run without it), else None."""
@@ -411,6 +450,8 @@ class AsyncAgentOrchestrator:
                 self._cache.close()  # and this thread's, if a command read the cache here
         else:
             await self._store_thread.close(None)
+        if self._team is not None:
+            self._team.close()
 
     async def __aenter__(self) -> AsyncAgentOrchestrator:
         return self
