@@ -240,9 +240,9 @@ def test_four_kernels_share_one_limit_without_429s(redis_server, tmp_path):
     the run (after the first 600, which both full buckets let through at once) at least 95 %
     of 10 requests/s, every kernel getting at least 60 % of a fair share of the answers. The
     baseline in the same run (4 local limiters of 600 each, each believing it has the whole
-    bucket) meets 429s. The default run lasts 15 s (its measured part about 7 s, 70-odd answers, so one
-    answer at either edge moves the rate by under 1.5 %); the limit is the real one, so the
-    property is the one of the slow variant, over a shorter window."""
+    bucket) meets 429s. The default run lasts 15 s (its measured part up to 7.5 s, 70-odd
+    answers, so one answer at either edge moves the rate by about 1.5 %); the limit is the
+    real one, so the property is the one of the slow variant, over a shorter window."""
     _check_shared_limit(redis_server, tmp_path, seconds=15.0)
 
 
