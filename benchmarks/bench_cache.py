@@ -20,7 +20,8 @@ Sides, all on the same answers in the same run:
 The sides run in short alternating blocks so that all see the same machine load; each figure
 is a median. Goals: get-hit at most 2x raw default and faster than the old cache, get-miss at
 most 1.5x raw default, set within 1.3x raw LRU, and opening a 100,000-entry cache plus its
-first hit in milliseconds.
+first hit in milliseconds. Then ``encrypt=True`` against plain: the added cost of set and
+get-hit (goal: at most 10 us per 2 KB answer).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ GOALS = (
     ("get (miss)", "raw default", 1.5),
 )
 Op = Callable[[int], object]
+#: The most encryption may add to one set or get-hit of a 2 KB answer, in microseconds.
+ENCRYPTION_GOAL_US = 10.0
 
 
 def install_old_cache(target: Path) -> type | None:
@@ -91,8 +94,8 @@ def raw_cache(directory: Path, policy: str = "least-recently-used") -> diskcache
     )
 
 
-def our_cache(directory: Path) -> ResponseCache:
-    return ResponseCache(directory, cache_secret=SECRET, max_size_mb=SIZE_LIMIT_MB)
+def our_cache(directory: Path, *, encrypt: bool = False) -> ResponseCache:
+    return ResponseCache(directory, cache_secret=SECRET, max_size_mb=SIZE_LIMIT_MB, encrypt=encrypt)
 
 
 def answer(i: int, size: int) -> str:
@@ -210,6 +213,55 @@ def bench_ops(
     }
 
 
+def bench_encryption(
+    base: Path, n: int, size: int, rounds: int, timer: Callable[[], float]
+) -> dict[str, dict[str, float]]:
+    """Median seconds per call of set and get-hit with and without ``encrypt=True``, side by
+    side in alternating blocks, and the added cost (encrypted minus plain) of each."""
+    runs: dict[str, list[dict[str, float]]] = {"set": [], "get (hit)": []}
+    for r in range(rounds):
+        plain = our_cache(base / f"enc-plain{r}")
+        encrypted = our_cache(base / f"enc-aes{r}", encrypt=True)
+        data = make_data(plain, n, size)
+        sides = {"ours": our_ops(plain, data), "encrypted": our_ops(encrypted, data)}
+        for op in runs:
+            figures = interleaved({s: ops[op] for s, ops in sides.items()}, n, 50, timer)
+            figures["added"] = figures["encrypted"] - figures["ours"]
+            runs[op].append(figures)
+        assert encrypted.get_stats()["integrity_failures"] == 0
+        plain.close()
+        encrypted.close()
+    return {
+        op: {name: statistics.median(r[name] for r in rs) for name in rs[0]}
+        for op, rs in runs.items()
+    }
+
+
+def bench_envelopes(size: int, number: int = 5000) -> dict[str, float]:
+    """Best-of-7 seconds per seal and per open of one ``size``-char answer, plain and encrypted
+    (the envelope alone: no SQLite, so the machine's load disturbs it least)."""
+    import timeit
+
+    from claude_force_magic.cache.signing import Signer
+    from claude_force_magic.settings import Secret
+
+    key = "0" * 64
+    now = time.time()
+    body = {"response": answer(1, size), "agent_name": AGENT, "model": MODEL,
+            "input_tokens": 100, "output_tokens": 500, "estimated_cost": 0.0051,
+            "created_at": now, "expires_at": now + 86400,
+            "metadata": {"preview": "Explain item 1 of the benchmark in detail."}}  # fmt: skip
+    figures: dict[str, float] = {}
+    for mode, signer in (("plain", Signer(Secret(SECRET))),
+                         ("encrypted", Signer(Secret(SECRET), encrypt=True))):  # fmt: skip
+        blob = signer.seal(key, body)
+        for op, fn in (("seal", lambda s=signer: s.seal(key, body)),
+                       ("open", lambda s=signer, b=blob: s.open(key, b))):  # fmt: skip
+            best = min(timeit.repeat(fn, number=number, repeat=7))
+            figures[f"{op} {mode}"] = best / number
+    return figures
+
+
 def build_big(base: Path, count: int, size: int) -> tuple[Path, Path, str]:
     """Fill one ResponseCache and one raw diskcache with ``count`` entries, one transaction each."""
     ours_dir, raw_dir = base / "big-ours", base / "big-raw"
@@ -243,6 +295,25 @@ def bench_open(ours_dir: Path, raw_dir: Path, first_key: str, rounds: int) -> tu
         theirs.append(time.perf_counter() - start)
         raw.close()
     return statistics.median(mine), statistics.median(theirs)
+
+
+def report_encryption(
+    encrypted: dict[str, dict[str, float]], envelopes: dict[str, float], size: int
+) -> None:
+    """Encryption's added cost per call (goal: at most 10 us per 2 KB answer)."""
+    print(f"\nencrypt=True (AES-256-GCM) against plain, {size}-char answers:")
+    for op in ("seal", "open"):
+        plain, aes = envelopes[f"{op} plain"] * 1e6, envelopes[f"{op} encrypted"] * 1e6
+        added = aes - plain
+        verdict = "met" if added <= ENCRYPTION_GOAL_US else "MISSED"
+        print(f"envelope {op:<5} plain {plain:.1f}us  encrypted {aes:.1f}us  added {added:+.1f}us"
+              f" (goal <= {ENCRYPTION_GOAL_US:g}us: {verdict})")  # fmt: skip
+    for op, figures in encrypted.items():
+        added = figures["added"] * 1e6
+        verdict = "met" if added <= ENCRYPTION_GOAL_US else "MISSED"
+        print(f"{op:<14}plain {figures['ours'] * 1e6:.1f}us  encrypted "
+              f"{figures['encrypted'] * 1e6:.1f}us  added {added:+.1f}us "
+              f"(goal <= {ENCRYPTION_GOAL_US:g}us: {verdict})")  # fmt: skip
 
 
 def report(args: argparse.Namespace, ops: dict[str, dict[str, float]],
@@ -286,11 +357,14 @@ def main() -> None:
         os.chmod(base, 0o700)
         old = None if args.no_old else install_old_cache(base / "old-release")
         ops = bench_ops(base, args.entries, args.size, args.rounds, timer, old)
+        encrypted = bench_encryption(base, args.entries, args.size, args.rounds, timer)
+        envelopes = bench_envelopes(args.size)
         start = time.perf_counter()
         ours_dir, raw_dir, first_key = build_big(base, args.big, 512)
         build_s = time.perf_counter() - start
         opened = bench_open(ours_dir, raw_dir, first_key, args.rounds)
     report(args, ops, opened, build_s)
+    report_encryption(encrypted, envelopes, args.size)
 
 
 if __name__ == "__main__":

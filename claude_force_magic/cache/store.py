@@ -111,7 +111,11 @@ class ResponseCache:
     kept near ``max_size_mb`` by least-recently-used culling, and answers whose stored form
     exceeds ``max_entry_kb`` KiB are not stored. ``enabled=False`` touches no file: ``get``
     returns None and ``set`` returns False, and nothing is counted. ``clock`` (epoch seconds)
-    decides creation and expiry and can be replaced in tests.
+    decides creation and expiry and can be replaced in tests. ``encrypt=True`` (default: env
+    ``CLAUDE_CACHE_ENCRYPT``) stores answers encrypted with AES-256-GCM under a key derived
+    from the secret; such a cache treats an entry stored unencrypted as an integrity failure
+    (deleted, a miss), while a cache without ``encrypt`` still reads encrypted entries. See
+    "Encryption at rest" in ``docs/cache.md`` for what is and is not hidden.
 
     ``cache_dir`` may start with ``~``. A directory (or ``cache.db``) that cannot be written
     is opened **read-only**: ``get`` serves what is stored, ``set`` stores nothing, and
@@ -148,7 +152,9 @@ class ResponseCache:
         enabled: bool = True,
         exclude_agents: Iterable[str] = (),
         clock: Callable[[], float] = time.time,
+        encrypt: bool | None = None,
     ) -> None:
+        self.encrypt = settings.cache_encrypt() if encrypt is None else bool(encrypt)
         self.ttl_hours = settings.check_ttl_hours("ttl_hours", ttl_hours)
         self._max_size_bytes = int(check_number("max_size_mb", max_size_mb) * 2**20)
         self._max_entry_bytes = int(check_number("max_entry_kb", max_entry_kb) * 1024)
@@ -180,12 +186,13 @@ class ResponseCache:
             return
         secret = settings.load_cache_secret(cache_secret)
         SecretRedactor.register(secret)  # redacted from every package log record (SEC-005)
-        self._signer = Signer(secret)
+        self._signer = Signer(secret, encrypt=self.encrypt)
         self._db = self._open()
         _OPEN.add(self)
 
     def __repr__(self) -> str:
         state = ", read_only=True" if self.read_only else ""
+        state += ", encrypt=True" if self.encrypt else ""
         return (
             f"ResponseCache(directory={str(self.directory)!r}, enabled={self.enabled}{state}, "
             f"ttl_hours={self.ttl_hours:g}, max_size_mb={self._max_size_bytes / 2**20:g}, "
@@ -210,7 +217,12 @@ class ResponseCache:
         try:
             if not os.access(self.directory, os.W_OK):  # EROFS or no permission (not for root)
                 raise CacheWriteError(f"the directory {self.directory} is not writable")
-            db = Backend(self.directory, size_limit=self._max_size_bytes, max_value_bytes=bound)
+            db = Backend(
+                self.directory,
+                size_limit=self._max_size_bytes,
+                max_value_bytes=bound,
+                secure_delete=self.encrypt,
+            )
         except CacheWriteError as exc:
             db = ReadOnlyBackend(self.directory, max_value_bytes=bound)
             self._warn_once(
@@ -702,6 +714,11 @@ class ResponseCache:
         files that no entry refers to and that are older than ``orphan_grace_seconds`` (so a
         concurrent writer's file, written just before its row is committed, is left alone)
         are removed too.
+
+        In an encrypted cache (``encrypt=True``) entries stored in clear are removed as
+        invalid ("stored unencrypted"), their bytes zeroed in ``cache.db`` (SQLite's
+        ``secure_delete``) and the write-ahead log truncated: run it once after turning
+        encryption on for an existing cache.
         """
         report = VerifyReport()
         db = self._usable("verify (it removes what fails)")
@@ -710,6 +727,8 @@ class ResponseCache:
         self._flush(db)
         self._verify_entries(report)
         report.orphans_removed = self._remove_orphans(orphan_grace_seconds)
+        if self.encrypt and report.removed and isinstance(db, Backend):
+            db.truncate_log()  # removed rows (perhaps stored in clear) leave no page images
         return report
 
     def _remove_orphans(self, grace_seconds: float) -> int:

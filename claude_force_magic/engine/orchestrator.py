@@ -100,7 +100,8 @@ class AsyncAgentOrchestrator:
     orchestrators, e.g. one rebuilt with new settings (``budget_usd``, when given, sets its
     cap); ``breaker_threshold`` consecutive server failures open the circuit for
     ``breaker_cooldown_seconds``. ``http_client`` (an ``httpx2.AsyncClient``) is used as is
-    and never closed by the orchestrator.
+    and never closed by the orchestrator. ``cache_encrypt=True`` stores the disk cache's
+    answers encrypted (None: ``$CLAUDE_CACHE_ENCRYPT`` decides; see docs/cache.md).
     """
 
     def __init__(
@@ -123,6 +124,7 @@ class AsyncAgentOrchestrator:
         cache: ResponseCache | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         cache_ttl_hours: float = defaults.CACHE_TTL_HOURS,
+        cache_encrypt: bool | None = None,
         injection_policy: str = defaults.INJECTION_POLICY,
         max_task_chars: int = defaults.MAX_TASK_CHARS,
         registry: AgentRegistry | None = None,
@@ -160,6 +162,7 @@ class AsyncAgentOrchestrator:
         self._policy = InjectionPolicy.parse(injection_policy)
         self._max_task_chars = check_int("max_task_chars", max_task_chars)
         self._cache_ttl_hours = check_ttl_hours("cache_ttl_hours", cache_ttl_hours)
+        self._cache_encrypt = cache_encrypt  # None: $CLAUDE_CACHE_ENCRYPT decides
         self._builder = RequestBuilder(
             model=self._model,
             max_tokens=self._max_tokens,
@@ -317,7 +320,9 @@ class AsyncAgentOrchestrator:
         from ..cache.store import ResponseCache
 
         try:
-            return ResponseCache(self._cache_dir, ttl_hours=self._cache_ttl_hours)
+            return ResponseCache(
+                self._cache_dir, ttl_hours=self._cache_ttl_hours, encrypt=self._cache_encrypt
+            )
         except ClaudeForceError as exc:
             self._cache_problem = (
                 f"The response cache could not be opened, so calls run without it: {exc} "

@@ -55,6 +55,14 @@ def assert_counted_miss(cache: ResponseCache, task: str, failures: int = 1) -> N
     ) == [(0,)], "the failed entry must be deleted"
 
 
+@pytest.fixture(params=[False, True], ids=["plain", "encrypted"])
+def cache(
+    make_cache: Callable[..., ResponseCache], request: pytest.FixtureRequest
+) -> ResponseCache:
+    """Every attack runs against a plain and an encrypted (``encrypt=True``) cache."""
+    return make_cache(encrypt=request.param)
+
+
 @pytest.fixture
 def outside(tmp_path: Path) -> Path:
     victim = tmp_path / "outside.txt"
@@ -192,7 +200,10 @@ def test_edited_expire_column_does_not_shorten_life(cache: ResponseCache) -> Non
 
 
 @pytest.mark.parametrize("field", ["expires_at", "created_at"])
-def test_edited_times_inside_the_body_without_resigning(cache: ResponseCache, field: str) -> None:
+def test_edited_times_inside_the_body_without_resigning(
+    make_cache: Callable[..., ResponseCache], field: str
+) -> None:
+    cache = make_cache(encrypt=False)  # encrypted, the times cannot be found to edit them
     put(cache, "t", ttl_hours=1)
     rowid, _, _, value = row(cache, "t")
     assert value is not None
