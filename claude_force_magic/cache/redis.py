@@ -286,8 +286,12 @@ class RedisResponseCache:
     ``$CLAUDE_CACHE_SECRET``, else the key file) signs every entry and never leaves the
     kernel: every member of a team must use the same one, or the namespace refuses them
     (:class:`SecretError`) rather than treat their entries as forgeries. ``ttl_hours``,
-    ``max_size_mb`` and ``max_entry_kb`` mean what they mean for the disk cache; ``encrypt``
-    is accepted for the same API and must stay False in this version. ``enabled=False`` touches
+    ``max_size_mb`` and ``max_entry_kb`` mean what they mean for the disk cache. ``encrypt=True``
+    (default: env ``CLAUDE_CACHE_ENCRYPT``) stores answers encrypted with AES-256-GCM under a
+    key derived from the secret, so a Redis dump, replica or backup reveals no answer text
+    (keys, agent names, sizes and counters stay readable); such a cache treats an entry stored
+    in clear as an integrity failure, while one without ``encrypt`` still reads encrypted
+    entries. ``enabled=False`` touches
     nothing; ``exclude_agents`` are never cached; ``clock`` (epoch seconds) decides the signed
     creation and expiry times.
 
@@ -314,7 +318,7 @@ class RedisResponseCache:
         ttl_hours: float = 24,
         max_size_mb: float = 100,
         max_entry_kb: float = 1024,
-        encrypt: bool = False,
+        encrypt: bool | None = None,
         enabled: bool = True,
         exclude_agents: Iterable[str] = (),
         clock: Callable[[], float] = time.time,
@@ -328,12 +332,7 @@ class RedisResponseCache:
                 f"(max_entry_kb={max_entry_kb!r}): every large answer would evict the whole "
                 "cache. Raise max_size_mb or lower max_entry_kb."
             )
-        if encrypt:
-            raise ConfigurationError(
-                "encrypt=True is not available in this version of RedisResponseCache; "
-                "pass encrypt=False."
-            )
-        self.encrypt = False
+        self.encrypt = settings.cache_encrypt() if encrypt is None else bool(encrypt)
         self.namespace = check_namespace(namespace)
         self.target = url if isinstance(url, RedisTarget) else parse_redis_url(url)
         if isinstance(exclude_agents, str):
@@ -353,7 +352,7 @@ class RedisResponseCache:
             return
         secret = settings.load_cache_secret(cache_secret)
         SecretRedactor.register(secret)
-        self._signer = Signer(secret)
+        self._signer = Signer(secret, encrypt=self.encrypt)
         self._fingerprint = _fingerprint(secret)
         self._client = connect(self.target)
         self._scripts = {name: self._client.register_script(src) for name, src in _SCRIPTS}
@@ -362,7 +361,7 @@ class RedisResponseCache:
     def __repr__(self) -> str:
         return (
             f"RedisResponseCache(url={self.target.display!r}, namespace={self.namespace!r}, "
-            f"enabled={self.enabled}, ttl_hours={self.ttl_hours:g}, "
+            f"enabled={self.enabled}, encrypt={self.encrypt}, ttl_hours={self.ttl_hours:g}, "
             f"max_size_mb={self._max_size_bytes / 2**20:g}, "
             f"max_entry_kb={self._max_entry_bytes / 1024:g})"
         )
@@ -638,7 +637,7 @@ class RedisResponseCache:
         Entries whose Redis TTL passed are accounted for first (counted as ``expirations``).
         Keys: hits, misses, sets, deletes, evictions, expirations, integrity_failures,
         oversized_skipped, cleared, entries, size_bytes (the stored envelopes), max_size_bytes,
-        max_entry_bytes, hit_rate, ttl_hours, enabled, backend ("redis"), url (password
+        max_entry_bytes, hit_rate, ttl_hours, enabled, encrypt, backend ("redis"), url (password
         masked), namespace, directory (url and namespace, for displays written for the disk
         cache), read_only (False) and problem (None). Raises :class:`RedisUnavailableError`.
         """
@@ -663,6 +662,7 @@ class RedisResponseCache:
             "hit_rate": counts["hits"] / lookups if lookups else 0.0,
             "ttl_hours": self.ttl_hours,
             "enabled": self.enabled,
+            "encrypt": self.encrypt,
             "backend": "redis",
             "url": self.target.display,
             "namespace": self.namespace,

@@ -21,9 +21,14 @@ from .redis_helpers import SECRET, check_bookkeeping, entry_key, fetch, raw, sto
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture
-def cache(redis_server: RedisServer, clock: FakeClock) -> Iterator[RedisResponseCache]:
-    cache = RedisResponseCache(redis_server.url, cache_secret=SECRET, clock=clock)
+@pytest.fixture(params=[False, True], ids=["plain", "encrypted"])
+def cache(
+    redis_server: RedisServer, clock: FakeClock, request: pytest.FixtureRequest
+) -> Iterator[RedisResponseCache]:
+    """Every attack runs on a plain and on an encrypted cache."""
+    cache = RedisResponseCache(
+        redis_server.url, cache_secret=SECRET, clock=clock, encrypt=request.param
+    )
     yield cache
     cache.close()
 
@@ -94,8 +99,9 @@ def test_shortening_the_redis_ttl_only_loses_the_entry(
 
 
 def test_edited_expiry_inside_the_body_without_resigning(
-    cache: RedisResponseCache, client: redis.Redis, clock: FakeClock
+    redis_server: RedisServer, client: redis.Redis, clock: FakeClock
 ) -> None:
+    cache = RedisResponseCache(redis_server.url, cache_secret=SECRET, clock=clock)  # readable
     store(cache, "t", ttl_hours=1)
     value = client.get(name(cache, "t")) or b""
     old = str(clock.now + 3600).encode()
