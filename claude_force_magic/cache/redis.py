@@ -28,6 +28,7 @@ never evicts the entry it just wrote.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import hmac
 import math
@@ -40,7 +41,6 @@ from types import TracebackType
 from typing import Any
 
 import redis
-from redis.commands.core import Script
 
 from .. import settings
 from ..errors import (
@@ -90,15 +90,19 @@ _COUNTERS = (
 )
 _MISMATCH = "CFM_SECRET_MISMATCH"
 
-# KEYS: 1 lru, 2 exp, 3 meta, 4 hits, 5 stats, 6 tick, 7 fp, 8 the entry (when one is meant)
-# ARGV: 1 entry-key prefix, 2 fingerprint, then the script's own arguments.
+# KEYS: 1 the entry (when one is meant). ARGV: 1 the namespace's "{namespace}:cache:" prefix,
+# 2 the secret's fingerprint, then the script's own arguments. The bookkeeping keys are named
+# from the prefix here rather than passed (a hit sends 5 arguments, not 13); culling names
+# other entries' keys anyway, so a namespace lives on one server (not a Redis Cluster).
 _PRELUDE = (
     """
-local LRU, EXP, META, HITS, STATS, TICK = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local PREFIX = ARGV[1]
-local known = redis.call('GET', KEYS[7])
+local P = ARGV[1]
+local LRU, EXP, META = P .. 'lru', P .. 'exp', P .. 'meta'
+local HITS, STATS, TICK = P .. 'hits', P .. 'stats', P .. 'tick'
+local PREFIX = P .. 'e:'
+local known = redis.call('GET', P .. 'fp')
 if not known then
-  redis.call('SET', KEYS[7], ARGV[2])
+  redis.call('SET', P .. 'fp', ARGV[2])
 elseif known ~= ARGV[2] then
   return redis.error_reply('"""
     + _MISMATCH
@@ -151,7 +155,7 @@ _GET = (
     _PRELUDE
     + """
 local k = ARGV[3]
-local v = redis.call('GET', KEYS[8])
+local v = redis.call('GET', KEYS[1])
 local meta = redis.call('HGET', META, k)
 if not v then
   if meta then
@@ -183,7 +187,7 @@ local meta = redis.call('HGET', META, k)
 if meta and meta == seen then
   drop(k, meta)
 elseif (not meta) and seen == '0:0:' then
-  redis.call('DEL', KEYS[8])
+  redis.call('DEL', KEYS[1])
 else
   return 0
 end
@@ -202,7 +206,7 @@ local old = redis.call('HGET', META, k)
 if old then drop(k, old) end
 local size = string.len(value)
 local tick = redis.call('INCR', TICK)
-redis.call('SET', KEYS[8], value, 'PX', ttl)
+redis.call('SET', KEYS[1], value, 'PX', ttl)
 redis.call('ZADD', LRU, tick, k)
 redis.call('ZADD', EXP, now_ms() + ttl, k)
 redis.call('HSET', META, k, tick .. ':' .. size .. ':' .. agent)
@@ -341,7 +345,8 @@ class RedisResponseCache:
         self._clock = clock
         self.enabled = bool(enabled)
         self._keys = RedisKeys(self.namespace)
-        self._prefix = self._keys.name("cache", "e", "")
+        self._area = self._keys.name("cache", "")
+        self._prefix = self._area + "e:"
         self._fixed = [self._keys.name("cache", part) for part in _FIXED_PARTS]
         self._client: redis.Redis | None = None
         self._signer: Signer | None = None
@@ -355,7 +360,6 @@ class RedisResponseCache:
         self._signer = Signer(secret, encrypt=self.encrypt)
         self._fingerprint = _fingerprint(secret)
         self._client = connect(self.target)
-        self._scripts = {name: self._client.register_script(src) for name, src in _SCRIPTS}
         self._run("stats", "check the namespace's secret", None, 0)  # SecretError now, not later
 
     def __repr__(self) -> str:
@@ -398,18 +402,26 @@ class RedisResponseCache:
     # -- running scripts ---------------------------------------------------------------------
 
     def _run(self, name: str, doing: str, key: str | None, *args: Any) -> Any:
-        """Run script ``name`` on the entry ``key`` (or none) with ``args``; errors translated."""
+        """Run script ``name`` on the entry ``key`` (or none) with ``args``; errors translated.
+
+        EVALSHA directly (redis-py's ``Script`` re-packs its arguments on every call); a
+        server that lost its scripts (restarted) is sent them again.
+        """
         client = self._client
         if client is None:
             raise RedisUnavailableError(
                 "This RedisResponseCache was closed (or created with enabled=False); create a "
                 "new one."
             )
-        keys = [*self._fixed, self._prefix + (key or "")]
-        script: Script = self._scripts[name]
+        sha, source = _SHAS[name], _SOURCES[name]
+        head = (1, self._prefix + key) if key is not None else (0,)
         try:
             with redis_errors(self.target, doing):
-                return script(keys=keys, args=[self._prefix, self._fingerprint, *args])
+                try:
+                    return client.evalsha(sha, *head, self._area, self._fingerprint, *args)
+                except redis.exceptions.NoScriptError:
+                    client.script_load(source)
+                    return client.evalsha(sha, *head, self._area, self._fingerprint, *args)
         except redis.exceptions.ResponseError as exc:
             if _MISMATCH in str(exc):
                 raise SecretError(
@@ -890,9 +902,13 @@ _SCRIPTS = (
     ("remove", _REMOVE),
     ("stats", _STATS),
 )
+_SOURCES = dict(_SCRIPTS)
+_SHAS = {
+    name: hashlib.sha1(src.encode(), usedforsecurity=False).hexdigest() for name, src in _SCRIPTS
+}
 _FINGERPRINT_LABEL = b"claude-force-magic/redis-namespace-secret\x00"
 
 
 def _fingerprint(secret: Secret) -> bytes:
     """A keyed hash of a fixed label: equal for equal secrets, and useless for finding one."""
-    return hmac.new(secret.as_bytes(), _FINGERPRINT_LABEL, "sha256").hexdigest().encode()
+    return hmac.new(secret.as_bytes(), _FINGERPRINT_LABEL, "sha256").hexdigest()[:32].encode()
