@@ -76,7 +76,6 @@ _PAGE = 200
 MIN_PREFIX = 8
 _PREFIX_PATTERN = re.compile(r"\A[0-9a-f]{8,64}\Z")
 _REAP = 500
-_FOREIGN = b"0:0:"  # the "meta" of a value that has no bookkeeping (not written by us)
 _COUNTERS = (
     "hits",
     "misses",
@@ -149,8 +148,8 @@ end
 """
 )
 
-# ARGV 3: the key. Returns false (a miss) or {envelope, meta}. The hit is counted here; a
-# value that then fails its check is turned into a miss by _DISCARD.
+# ARGV 3: the key. Returns false (a miss) or the envelope. The hit is counted here; a value
+# that then fails its check is turned into a miss by _DISCARD.
 _GET = (
     _PRELUDE
     + """
@@ -166,15 +165,17 @@ if not v then
   return false
 end
 redis.call('HINCRBY', STATS, 'hits', 1)
-if not meta then return {v, '0:0:'} end
-redis.call('ZADD', LRU, 'XX', redis.call('INCR', TICK), k)
-redis.call('HINCRBY', HITS, k, 1)
-return {v, meta}
+if meta then
+  redis.call('ZADD', LRU, 'XX', redis.call('INCR', TICK), k)
+  redis.call('HINCRBY', HITS, k, 1)
+end
+return v
 """
 )
 
-# ARGV 3: key, 4: the meta read with the value, 5: counter, 6: "1" if the lookup was counted
-# as a hit (it becomes a miss). Deletes the entry only if it is still the version read.
+# ARGV 3: key, 4: SHA-1 of the value read, 5: counter, 6: "1" if the lookup was counted as a
+# hit (it becomes a miss). Deletes the entry only if it still holds the value read (another
+# kernel may have stored a good one meanwhile); a value without bookkeeping is deleted too.
 _DISCARD = (
     _PRELUDE
     + """
@@ -183,14 +184,10 @@ if ARGV[6] == '1' then
   redis.call('HINCRBY', STATS, 'hits', -1)
   redis.call('HINCRBY', STATS, 'misses', 1)
 end
+local current = redis.call('GET', KEYS[1])
+if (not current) or redis.sha1hex(current) ~= seen then return 0 end
 local meta = redis.call('HGET', META, k)
-if meta and meta == seen then
-  drop(k, meta)
-elseif (not meta) and seen == '0:0:' then
-  redis.call('DEL', KEYS[1])
-else
-  return 0
-end
+if meta then drop(k, meta) else redis.call('DEL', KEYS[1]) end
 redis.call('HINCRBY', STATS, counter, 1)
 return 1
 """
@@ -465,10 +462,9 @@ class RedisResponseCache:
         signer = self._active(agent_name)
         if signer is None:
             return None
-        found = self._run("get", "read the cache", key, key)
-        if found is None:
+        value = self._run("get", "read the cache", key, key)
+        if value is None:
             return None
-        value, meta = found
         now = self._clock()
         try:
             body = signer.open(self._signed_key(key), value)
@@ -479,19 +475,20 @@ class RedisResponseCache:
                 sanitize_for_log(agent_name, 64),
                 exc,
             )
-            self._discard(key, meta, "integrity_failures", lookup=True)
+            self._discard(key, value, "integrity_failures", lookup=True)
             return None
         if body["expires_at"] <= now:
-            self._discard(key, meta, "expirations", lookup=True)
+            self._discard(key, value, "expirations", lookup=True)
             return None
         return self._public(key, body, now)
 
-    def _discard(self, key: str, meta: bytes, counter: str, *, lookup: bool) -> bool:
-        """Delete ``key`` if it is still the version read (``meta``) and count ``counter``
-        (and, for a lookup, turn its counted hit into a miss). True if it was deleted."""
+    def _discard(self, key: str, value: bytes, counter: str, *, lookup: bool) -> bool:
+        """Delete ``key`` if it still holds ``value`` and count ``counter`` (and, for a
+        lookup, turn its counted hit into a miss). True if it was deleted."""
+        seen = hashlib.sha1(value, usedforsecurity=False).hexdigest()
         try:
             return bool(
-                self._run("discard", "delete an entry", key, key, meta, counter, int(lookup))
+                self._run("discard", "delete an entry", key, key, seen, counter, int(lookup))
             )
         except RedisUnavailableError as exc:
             log.warning("could not delete the failed cache entry %s: %s", key[:12], exc)
@@ -683,20 +680,17 @@ class RedisResponseCache:
             "problem": None,
         }
 
-    def _pages(self) -> Iterator[list[tuple[str, bytes | None, bytes | None, int]]]:
-        """(key, envelope, meta, hits) of every stored entry, a page at a time (one pipelined
-        round trip per page)."""
+    def _pages(self) -> Iterator[list[tuple[str, bytes | None, int]]]:
+        """(key, envelope, hits) of every stored entry, a page at a time (one pipelined round
+        trip per page)."""
         client = self._live()
         for keys in self._stored_keys():
             with redis_errors(self.target, "read entries"):
                 pipe = client.pipeline(transaction=False)
                 pipe.mget([self._prefix + k for k in keys])
-                pipe.hmget(self._fixed[2], keys)
                 pipe.hmget(self._fixed[3], keys)
-                values, metas, hits = pipe.execute()
-            yield [
-                (k, v, m, int(h or 0)) for k, v, m, h in zip(keys, values, metas, hits, strict=True)
-            ]
+                values, hits = pipe.execute()
+            yield [(k, v, int(h or 0)) for k, v, h in zip(keys, values, hits, strict=True)]
 
     def _verified(self) -> Iterator[tuple[str, int, int, dict[str, Any]]]:
         """(key, stored size, hits, verified body) of every valid, unexpired entry; entries
@@ -706,7 +700,7 @@ class RedisResponseCache:
             return
         now = self._clock()
         for page in self._pages():
-            for key, value, _meta, hits in page:
+            for key, value, hits in page:
                 if value is None:
                     continue
                 try:
@@ -730,12 +724,12 @@ class RedisResponseCache:
             return report
         now = self._clock()
         for page in self._pages():
-            for key, value, meta, _hits in page:
+            for key, value, _hits in page:
                 if value is None:  # its TTL passed: accounted for by the stats script
                     continue
-                self._verify_one(signer, key, value, meta or _FOREIGN, now, report)
+                self._verify_one(signer, key, value, now, report)
         for key, value in self._unaccounted():
-            self._verify_one(signer, key, value, _FOREIGN, now, report)
+            self._verify_one(signer, key, value, now, report)
         report.removed = report.expired + len(report.invalid)
         self.get_stats()  # accounts for entries whose Redis TTL passed
         if report.invalid:
@@ -743,17 +737,17 @@ class RedisResponseCache:
         return report
 
     def _verify_one(
-        self, signer: Signer, key: str, value: bytes, meta: bytes, now: float, report: VerifyReport
+        self, signer: Signer, key: str, value: bytes, now: float, report: VerifyReport
     ) -> None:
         report.checked += 1
         try:
             body = signer.open(self._signed_key(key), value)
         except IntegrityError as exc:
-            if self._discard(key, meta, "integrity_failures", lookup=False):
+            if self._discard(key, value, "integrity_failures", lookup=False):
                 report.invalid.append((key, str(exc)))
             return
         if body["expires_at"] <= now:
-            if self._discard(key, meta, "expirations", lookup=False):
+            if self._discard(key, value, "expirations", lookup=False):
                 report.expired += 1
             return
         report.valid += 1
@@ -836,23 +830,22 @@ class RedisResponseCache:
         with redis_errors(self.target, "read an entry"):
             pipe = client.pipeline(transaction=False)
             pipe.get(self._prefix + full)
-            pipe.hget(self._fixed[2], full)
             pipe.hget(self._fixed[3], full)
-            value, meta, hits = pipe.execute()
+            value, hits = pipe.execute()
         if value is None:
             return None
         now = self._clock()
         try:
             body = signer.open(self._signed_key(full), value)
         except IntegrityError as exc:
-            removed = self._discard(full, meta or _FOREIGN, "integrity_failures", lookup=False)
+            removed = self._discard(full, value, "integrity_failures", lookup=False)
             raise IntegrityError(
                 f"The cache entry {full[:12]} failed its integrity check ({exc}): it was "
                 "edited or signed with another secret, so it is not shown"
                 + (" and was deleted." if removed else ".")
             ) from None
         if body["expires_at"] <= now:
-            self._discard(full, meta or _FOREIGN, "expirations", lookup=False)
+            self._discard(full, value, "expirations", lookup=False)
             return None
         options = body["metadata"].get("options")
         return {
