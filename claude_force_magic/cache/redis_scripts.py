@@ -131,7 +131,6 @@ redis.call('SET', KEYS[1], value, 'PX', ttl)
 redis.call('ZADD', LRU, tick, k)
 redis.call('ZADD', EXP, now_ms() + ttl, k)
 redis.call('HSET', META, k, tick .. ':' .. size .. ':' .. agent)
-redis.call('HSET', HITS, k, 0)
 local total = redis.call('HINCRBY', STATS, 'bytes', size)
 redis.call('HINCRBY', STATS, 'sets', 1)
 local evicted = 0
