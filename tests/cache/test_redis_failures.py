@@ -132,3 +132,23 @@ def test_client_kill_mid_operation_leaves_a_consistent_cache(
     )
     check_bookkeeping(admin)
     assert cache.verify().ok
+
+
+def test_the_documented_acl_rights_are_enough(private_redis: RedisServer) -> None:
+    """docs/cache.md lists the rights a team's ACL user needs; with exactly those, every
+    operation works, and without scripting the cache says which right is missing."""
+    admin = raw(private_redis.url)
+    rights = ["~team:*", "+@read", "+@write", "+@scripting", "+ping", "+time"]
+    admin.execute_command("ACL", "SETUSER", "member", "on", ">member-pass-123", *rights)
+    url = f"redis://member:member-pass-123@127.0.0.1:{private_redis.port}/0"
+    with RedisResponseCache(url, cache_secret=SECRET, namespace="team") as cache:
+        store(cache, "t")
+        assert fetch(cache, "t") is not None
+        assert len(cache.entries()) == 1 and cache.verify().ok
+        assert cache.get_stats()["hits"] == 1
+        assert cache.clear() == 1
+    for missing in ("-time", "-@scripting"):  # refused inside a script, and before one
+        admin.execute_command("ACL", "SETUSER", "member", missing)
+        with pytest.raises(RedisUnavailableError, match="ACL") as info:
+            RedisResponseCache(url, cache_secret=SECRET, namespace="team")
+        assert "member-pass-123" not in str(info.value)
