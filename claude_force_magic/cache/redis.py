@@ -125,9 +125,8 @@ class RedisResponseCache:
     key derived from the secret, so a Redis dump, replica or backup reveals no answer text
     (keys, agent names, sizes and counters stay readable); such a cache treats an entry stored
     in clear as an integrity failure, while one without ``encrypt`` still reads encrypted
-    entries. ``enabled=False`` touches
-    nothing; ``exclude_agents`` are never cached; ``clock`` (epoch seconds) decides the signed
-    creation and expiry times.
+    entries. ``enabled=False`` touches nothing; ``exclude_agents`` are never cached; ``clock``
+    (epoch seconds) decides the signed creation and expiry times.
 
     Construction connects (``PING``) and raises :class:`RedisUnavailableError` when Redis
     cannot be reached or refuses the credentials, :class:`ConfigurationError` for a bad URL,
@@ -177,7 +176,9 @@ class RedisResponseCache:
         self._keys = RedisKeys(self.namespace)
         self._area = self._keys.name("cache", "")
         self._prefix = self._area + "e:"
-        self._fixed = [self._keys.name("cache", part) for part in _FIXED_PARTS]
+        self._meta_key, self._hits_key, self._stats_key = (
+            self._keys.name("cache", part) for part in ("meta", "hits", "stats")
+        )
         self._client: redis.Redis | None = None
         self._signer: Signer | None = None
         self._fingerprint = b""
@@ -190,7 +191,11 @@ class RedisResponseCache:
         self._signer = Signer(secret, encrypt=self.encrypt)
         self._fingerprint = _fingerprint(secret)
         self._client = connect(self.target)
-        self._run("stats", "check the namespace's secret", None, 0)  # SecretError now, not later
+        try:
+            self._run("stats", "check the namespace's secret", None, 0)  # SecretError now
+        except BaseException:
+            self.close()
+            raise
 
     def __repr__(self) -> str:
         return (
@@ -426,7 +431,7 @@ class RedisResponseCache:
         client = self._client
         if client is not None:
             with redis_errors(self.target, "count"):
-                client.hincrby(self._fixed[4], counter, 1)
+                client.hincrby(self._stats_key, counter, 1)
 
     def _remove(self, keys: list[str], counter: str, agent: str | None = None) -> int:
         if not keys:
@@ -445,7 +450,7 @@ class RedisResponseCache:
         cursor = 0
         while True:
             with redis_errors(self.target, "list entries"):
-                cursor, page = client.hscan(self._fixed[2], cursor, count=_PAGE)
+                cursor, page = client.hscan(self._meta_key, cursor, count=_PAGE)
             if page:
                 yield [_text(k) for k in page]
             if cursor == 0:
@@ -521,7 +526,7 @@ class RedisResponseCache:
             with redis_errors(self.target, "read entries"):
                 pipe = client.pipeline(transaction=False)
                 pipe.mget([self._prefix + k for k in keys])
-                pipe.hmget(self._fixed[3], keys)
+                pipe.hmget(self._hits_key, keys)
                 values, hits = pipe.execute()
             yield [(k, v, int(h or 0)) for k, v, h in zip(keys, values, hits, strict=True)]
 
@@ -593,7 +598,7 @@ class RedisResponseCache:
         for start in range(0, len(names), _PAGE):
             chunk = [n[len(self._prefix) :] for n in names[start : start + _PAGE]]
             with redis_errors(self.target, "scan entries"):
-                metas = client.hmget(self._fixed[2], chunk)
+                metas = client.hmget(self._meta_key, chunk)
                 orphans = [k for k, m in zip(chunk, metas, strict=True) if m is None]
                 values = client.mget([self._prefix + k for k in orphans]) if orphans else []
             yield from (
@@ -643,7 +648,7 @@ class RedisResponseCache:
         client = self._live()
         found: list[str] = []
         with redis_errors(self.target, "look up a key"):
-            for name in client.hscan_iter(self._fixed[2], match=prefix + "*", count=_PAGE):
+            for name in client.hscan_iter(self._meta_key, match=prefix + "*", count=_PAGE):
                 found.append(_text(name[0]))
                 if len(found) > 1:
                     raise CacheError(
@@ -663,7 +668,7 @@ class RedisResponseCache:
         with redis_errors(self.target, "read an entry"):
             pipe = client.pipeline(transaction=False)
             pipe.get(self._prefix + full)
-            pipe.hget(self._fixed[3], full)
+            pipe.hget(self._hits_key, full)
             value, hits = pipe.execute()
         if value is None:
             return None
@@ -720,7 +725,6 @@ class RedisResponseCache:
         return [listing for _, _, listing in sorted(newest, key=lambda i: i[:2], reverse=True)]
 
 
-_FIXED_PARTS = ("lru", "exp", "meta", "hits", "stats", "tick", "fp")
 _FINGERPRINT_LABEL = b"claude-force-magic/redis-namespace-secret\x00"
 
 
