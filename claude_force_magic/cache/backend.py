@@ -483,6 +483,15 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
         cursor: sqlite3.Cursor = self._sql(statement, args)
         return cursor
 
+    def read_row(self, key: str) -> Row | None:
+        """The row stored under ``key``, or None, read without taking the write lock (the
+        lookup's one statement, on this thread's connection with no layer between)."""
+        try:
+            row: Row | None = self._con.execute(_SELECT_KEY, (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise CacheError(f"The cache database failed: {exc}") from exc
+        return row
+
     def truncate_log(self) -> bool:
         """Checkpoint the write-ahead log into ``cache.db`` and truncate it to zero bytes, so
         page images of deleted rows do not linger in ``cache.db-wal``. Returns False when

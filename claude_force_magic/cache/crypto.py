@@ -1,6 +1,9 @@
-"""Encryption at rest for cache entries: AES-256-GCM with a key derived from the cache secret.
+"""AES-256-GCM for cache entries, with a key derived from the cache secret.
 
-The encryption key is ``HKDF-SHA256(cache secret, info="claude-force-magic/cache/aes-256-gcm
+It encrypts and authenticates entries of an encrypting cache, and authenticates (as a MAC,
+"GMAC": the entry is associated data, nothing is encrypted) those of a plain one; the
+envelope's flags are authenticated too, so one kind can never pass for the other.
+The key is ``HKDF-SHA256(cache secret, info="claude-force-magic/cache/aes-256-gcm
 v2")``: a pseudo-random function of the secret under its own label, so it is independent of
 the HMAC key that signs plain envelopes (the secret itself, under the domain label in
 :mod:`.signing`), and learning one says nothing about the other. Each entry gets a fresh

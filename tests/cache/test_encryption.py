@@ -13,7 +13,13 @@ import pytest
 
 from claude_force_magic.cache import ResponseCache, signing
 from claude_force_magic.cache.crypto import KEY_INFO, derive_key
-from claude_force_magic.cache.signing import ENCRYPTED_VERSION, ENVELOPE_VERSION, MAGIC, Signer
+from claude_force_magic.cache.signing import (
+    ENCRYPTED_VERSION,
+    FLAG_ENCRYPTED,
+    LEGACY_VERSION,
+    MAGIC,
+    Signer,
+)
 from claude_force_magic.errors import ConfigurationError, IntegrityError
 from claude_force_magic.settings import CACHE_ENCRYPT_ENV, Secret
 
@@ -113,9 +119,14 @@ def test_encrypted_envelope_with_another_secret_fails() -> None:
 def test_version_downgrade_and_unknown_flags_fail() -> None:
     signer = Signer(Secret(SECRET), encrypt=True)
     blob = bytearray(signer.seal(KEY, body()))
-    downgraded = bytes(blob[:4]) + bytes([ENVELOPE_VERSION]) + bytes(blob[5:])
-    with pytest.raises(IntegrityError):
-        signer.open(KEY, downgraded)
+    assert blob[5] == FLAG_ENCRYPTED
+    downgraded = bytes(blob[:4]) + bytes([LEGACY_VERSION]) + bytes(blob[5:])
+    for reader in (signer, Signer(Secret(SECRET))):
+        with pytest.raises(IntegrityError):
+            reader.open(KEY, downgraded)
+        cleared = bytes(blob[:5]) + b"\x00" + bytes(blob[6:])  # "not encrypted": tag fails
+        with pytest.raises(IntegrityError, match="signature"):
+            reader.open(KEY, cleared)
     blob[5] = 0x03
     with pytest.raises(IntegrityError, match="flags"):
         signer.open(KEY, bytes(blob))

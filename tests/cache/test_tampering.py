@@ -6,9 +6,9 @@ forged answer come back from ``get``.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
+import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -207,10 +207,11 @@ def test_edited_times_inside_the_body_without_resigning(
     put(cache, "t", ttl_hours=1)
     rowid, _, _, value = row(cache, "t")
     assert value is not None
-    start = value.index(f'"{field}":'.encode()) + len(field) + 3
-    end = value.index(b",", start)
-    later = json.dumps(float(value[start:end]) + 10**6).encode()
-    edited = value[:start] + later + value[end:]
+    # The fixed fields follow magic, version, flags and nonce: 2 u64, then 3 doubles.
+    at = 18 + 16 + {"created_at": 8, "expires_at": 16}[field]
+    (stored,) = struct.unpack_from(">d", value, at)
+    assert abs(stored - 1_800_000_000.0) <= 3600  # the fake clock's time (+1 h for expiry)
+    edited = value[:at] + struct.pack(">d", stored + 10**6) + value[at + 8 :]
     db_execute(cache.directory, "UPDATE Cache SET value = ? WHERE rowid = ?", (edited, rowid))
     assert_counted_miss(cache, "t")
 
