@@ -7,6 +7,7 @@ value copied from another namespace, and a key planted by someone without the se
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 
 import pytest
@@ -104,9 +105,14 @@ def test_edited_expiry_inside_the_body_without_resigning(
     cache = RedisResponseCache(redis_server.url, cache_secret=SECRET, clock=clock)  # readable
     store(cache, "t", ttl_hours=1)
     value = client.get(name(cache, "t")) or b""
-    old = str(clock.now + 3600).encode()
-    assert old in value
-    forged = value.replace(old, str(clock.now + 10**8).encode()[: len(old)].ljust(len(old), b"0"))
+    expiry = clock.now + 3600
+    # Find the signed expiry wherever the envelope keeps it: a big-endian double (version 2)
+    # or JSON text (version 1); push it a long way into the future.
+    packed, text = struct.pack(">d", expiry), str(expiry).encode()
+    old, new = (packed, struct.pack(">d", expiry + 10**8)) if packed in value else (text, None)
+    assert old in value, "the expiry should be findable in a plain envelope"
+    new = new or str(expiry + 10**7).encode()[: len(text)].ljust(len(text), b"0")
+    forged = value.replace(old, new)
     assert forged != value
     client.set(name(cache, "t"), forged, keepttl=True)
     clock.advance(3601)
