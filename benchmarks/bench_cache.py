@@ -9,6 +9,9 @@ Run::
 Sides, all on the same answers in the same run:
 
 * ``ours``: :class:`ResponseCache` (key derivation, signing, verification, statistics);
+  ``get (hit)`` is each entry's first hit in this process (its envelope verified and parsed),
+  ``get (hit again)`` a second pass over the same entries (served from the memo of verified
+  bodies, see cache/memo.py, after the same SQLite read);
 * ``raw LRU``: diskcache with the settings ResponseCache uses (least-recently-used culling:
   its ``get`` writes the access time);
 * ``raw default``: diskcache with its default policy (least-recently-stored: ``get`` only
@@ -20,7 +23,8 @@ Sides, all on the same answers in the same run:
 The sides run in short alternating blocks so that all see the same machine load; each figure
 is a median. Goals: get-hit at most 2x raw default and faster than the old cache, get-miss at
 most 1.5x raw default, set within 1.3x raw LRU, and opening a 100,000-entry cache plus its
-first hit in milliseconds.
+first hit in milliseconds. Then ``encrypt=True`` against plain: the added cost of set and
+get-hit (goal: at most 10 us per 2 KB answer).
 """
 
 from __future__ import annotations
@@ -51,9 +55,13 @@ GOALS = (
     ("set", "raw LRU", 1.3),
     ("get (hit)", "raw default", 2.0),
     ("get (hit)", "old 1.3.2", 1.0),
+    ("get (hit again)", "raw default", 2.0),
+    ("get (hit again)", "old 1.3.2", 1.0),
     ("get (miss)", "raw default", 1.5),
 )
 Op = Callable[[int], object]
+#: The most encryption may add to one set or get-hit of a 2 KB answer, in microseconds.
+ENCRYPTION_GOAL_US = 10.0
 
 
 def install_old_cache(target: Path) -> type | None:
@@ -91,8 +99,10 @@ def raw_cache(directory: Path, policy: str = "least-recently-used") -> diskcache
     )
 
 
-def our_cache(directory: Path) -> ResponseCache:
-    return ResponseCache(directory, cache_secret=SECRET, max_size_mb=SIZE_LIMIT_MB)
+def our_cache(directory: Path, *, encrypt: bool = False) -> ResponseCache:
+    # encrypt= only when asked: the benchmark also runs against releases without it
+    options: dict[str, Any] = {"encrypt": True} if encrypt else {}
+    return ResponseCache(directory, cache_secret=SECRET, max_size_mb=SIZE_LIMIT_MB, **options)
 
 
 def answer(i: int, size: int) -> str:
@@ -131,9 +141,13 @@ def our_ops(ours: ResponseCache, d: Data) -> dict[str, Op]:
             metadata={"stop_reason": "end_turn"}, max_tokens=1024,
         )  # fmt: skip
 
+    def hit(i: int) -> object:
+        return ours.get(AGENT, d.tasks[i], MODEL, max_tokens=1024)
+
     return {
         "set": our_set,
-        "get (hit)": lambda i: ours.get(AGENT, d.tasks[i], MODEL, max_tokens=1024),
+        "get (hit)": hit,
+        "get (hit again)": hit,
         "get (miss)": lambda i: ours.get(AGENT, d.tasks[i], MODEL, max_tokens=7),
     }
 
@@ -142,6 +156,7 @@ def raw_ops(raw: diskcache.Cache, d: Data) -> dict[str, Op]:
     return {
         "set": lambda i: raw.set(d.keys[i], d.envelopes[i]),
         "get (hit)": lambda i: raw.get(d.keys[i]),
+        "get (hit again)": lambda i: raw.get(d.keys[i]),
         "get (miss)": lambda i: raw.get(d.keys[i][::-1]),
     }
 
@@ -150,6 +165,7 @@ def old_ops(old: Any, d: Data) -> dict[str, Op]:
     return {
         "set": lambda i: old.set(AGENT, d.tasks[i], MODEL, d.texts[i], 100, 500, 0.0051),
         "get (hit)": lambda i: old.get(AGENT, d.tasks[i], MODEL),
+        "get (hit again)": lambda i: old.get(AGENT, d.tasks[i], MODEL),
         "get (miss)": lambda i: old.get(AGENT, d.tasks[i] + " (other)", MODEL),
     }
 
@@ -185,7 +201,12 @@ def bench_ops(
     base: Path, n: int, size: int, rounds: int, timer: Callable[[], float], old: type | None
 ) -> dict[str, dict[str, float]]:
     """Median figures per operation over ``rounds`` fresh sets of caches."""
-    runs: dict[str, list[dict[str, float]]] = {"set": [], "get (hit)": [], "get (miss)": []}
+    runs: dict[str, list[dict[str, float]]] = {
+        "set": [],
+        "get (hit)": [],
+        "get (hit again)": [],
+        "get (miss)": [],
+    }
     for r in range(rounds):
         ours = our_cache(base / f"ours{r}")
         raw_lru, raw_default = (
@@ -200,7 +221,7 @@ def bench_ops(
         for op in runs:
             runs[op].append(interleaved({s: ops[op] for s, ops in sides.items()}, n, 50, timer))
         stats = ours.get_stats()
-        assert stats["hits"] == n and stats["integrity_failures"] == 0
+        assert stats["hits"] == 2 * n and stats["integrity_failures"] == 0
         ours.close()
         raw_lru.close()
         raw_default.close()
@@ -208,6 +229,55 @@ def bench_ops(
         op: {name: statistics.median(r[name] for r in rs) for name in rs[0]}
         for op, rs in runs.items()
     }
+
+
+def bench_encryption(
+    base: Path, n: int, size: int, rounds: int, timer: Callable[[], float]
+) -> dict[str, dict[str, float]]:
+    """Median seconds per call of set and get-hit with and without ``encrypt=True``, side by
+    side in alternating blocks, and the added cost (encrypted minus plain) of each."""
+    runs: dict[str, list[dict[str, float]]] = {"set": [], "get (hit)": []}
+    for r in range(rounds):
+        plain = our_cache(base / f"enc-plain{r}")
+        encrypted = our_cache(base / f"enc-aes{r}", encrypt=True)
+        data = make_data(plain, n, size)
+        sides = {"ours": our_ops(plain, data), "encrypted": our_ops(encrypted, data)}
+        for op in runs:
+            figures = interleaved({s: ops[op] for s, ops in sides.items()}, n, 50, timer)
+            figures["added"] = figures["encrypted"] - figures["ours"]
+            runs[op].append(figures)
+        assert encrypted.get_stats()["integrity_failures"] == 0
+        plain.close()
+        encrypted.close()
+    return {
+        op: {name: statistics.median(r[name] for r in rs) for name in rs[0]}
+        for op, rs in runs.items()
+    }
+
+
+def bench_envelopes(size: int, number: int = 5000) -> dict[str, float]:
+    """Best-of-7 seconds per seal and per open of one ``size``-char answer, plain and encrypted
+    (the envelope alone: no SQLite, so the machine's load disturbs it least)."""
+    import timeit
+
+    from claude_force_magic.cache.signing import Signer
+    from claude_force_magic.settings import Secret
+
+    key = "0" * 64
+    now = time.time()
+    body = {"response": answer(1, size), "agent_name": AGENT, "model": MODEL,
+            "input_tokens": 100, "output_tokens": 500, "estimated_cost": 0.0051,
+            "created_at": now, "expires_at": now + 86400,
+            "metadata": {"preview": "Explain item 1 of the benchmark in detail."}}  # fmt: skip
+    figures: dict[str, float] = {}
+    for mode, signer in (("plain", Signer(Secret(SECRET))),
+                         ("encrypted", Signer(Secret(SECRET), encrypt=True))):  # fmt: skip
+        blob = signer.seal(key, body)
+        for op, fn in (("seal", lambda s=signer: s.seal(key, body)),
+                       ("open", lambda s=signer, b=blob: s.open(key, b))):  # fmt: skip
+            best = min(timeit.repeat(fn, number=number, repeat=7))
+            figures[f"{op} {mode}"] = best / number
+    return figures
 
 
 def build_big(base: Path, count: int, size: int) -> tuple[Path, Path, str]:
@@ -245,6 +315,25 @@ def bench_open(ours_dir: Path, raw_dir: Path, first_key: str, rounds: int) -> tu
     return statistics.median(mine), statistics.median(theirs)
 
 
+def report_encryption(
+    encrypted: dict[str, dict[str, float]], envelopes: dict[str, float], size: int
+) -> None:
+    """Encryption's added cost per call (goal: at most 10 us per 2 KB answer)."""
+    print(f"\nencrypt=True (AES-256-GCM) against plain, {size}-char answers:")
+    for op in ("seal", "open"):
+        plain, aes = envelopes[f"{op} plain"] * 1e6, envelopes[f"{op} encrypted"] * 1e6
+        added = aes - plain
+        verdict = "met" if added <= ENCRYPTION_GOAL_US else "MISSED"
+        print(f"envelope {op:<5} plain {plain:.1f}us  encrypted {aes:.1f}us  added {added:+.1f}us"
+              f" (goal <= {ENCRYPTION_GOAL_US:g}us: {verdict})")  # fmt: skip
+    for op, figures in encrypted.items():
+        added = figures["added"] * 1e6
+        verdict = "met" if added <= ENCRYPTION_GOAL_US else "MISSED"
+        print(f"{op:<14}plain {figures['ours'] * 1e6:.1f}us  encrypted "
+              f"{figures['encrypted'] * 1e6:.1f}us  added {added:+.1f}us "
+              f"(goal <= {ENCRYPTION_GOAL_US:g}us: {verdict})")  # fmt: skip
+
+
 def report(args: argparse.Namespace, ops: dict[str, dict[str, float]],
            opened: tuple[float, float], build_s: float) -> None:  # fmt: skip
     clock = "CPU time" if args.cpu else "wall time"
@@ -277,6 +366,9 @@ def main() -> None:
     parser.add_argument("--cpu", action="store_true", help="time with process CPU time")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--no-old", action="store_true", help="skip the old project's cache")
+    parser.add_argument(
+        "--no-encryption", action="store_true", help="skip encrypt=True against plain"
+    )
     args = parser.parse_args()
     if args.quick:
         args.entries, args.rounds, args.big = 300, 3, 5000
@@ -286,11 +378,17 @@ def main() -> None:
         os.chmod(base, 0o700)
         old = None if args.no_old else install_old_cache(base / "old-release")
         ops = bench_ops(base, args.entries, args.size, args.rounds, timer, old)
+        encrypted, envelopes = {}, {}
+        if not args.no_encryption:
+            encrypted = bench_encryption(base, args.entries, args.size, args.rounds, timer)
+            envelopes = bench_envelopes(args.size)
         start = time.perf_counter()
         ours_dir, raw_dir, first_key = build_big(base, args.big, 512)
         build_s = time.perf_counter() - start
         opened = bench_open(ours_dir, raw_dir, first_key, args.rounds)
     report(args, ops, opened, build_s)
+    if encrypted:
+        report_encryption(encrypted, envelopes, args.size)
 
 
 if __name__ == "__main__":

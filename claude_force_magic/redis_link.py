@@ -261,9 +261,12 @@ def _describe(exc: BaseException, target: RedisTarget) -> str:
     return text[:300]
 
 
+#: What Redis says when credentials or ACL rights are missing (inside a script, too).
+_REFUSALS = ("NOAUTH", "WRONGPASS", "NOPERM", "can't run this command", "No permissions")
+
 _AUTH_HINT = (
-    " Check the user and password in the URL (and the user's ACL rights: it needs GET, SET, "
-    "EVALSHA and SCAN on the namespace's keys)."
+    " Check the user and password in the URL, and the user's ACL rights (docs/cache.md, "
+    "Redis backend: ~namespace:* +@read +@write +@scripting +ping +time)."
 )
 
 
@@ -292,7 +295,7 @@ def redis_errors(target: RedisTarget, doing: str) -> Iterator[None]:
             "Check that the server runs and the URL is right; the cache serves misses meanwhile."
         ) from None
     except redis.exceptions.ResponseError as exc:
-        if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc) or "NOPERM" in str(exc):
+        if any(sign in str(exc) for sign in _REFUSALS):
             raise RedisUnavailableError(
                 f"Redis at {target.display} refused to {doing}: {_describe(exc, target)}."
                 + _AUTH_HINT

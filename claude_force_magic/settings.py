@@ -9,6 +9,9 @@ Environment variables (all optional):
     32-byte key is generated once in :func:`config_dir` as ``cache.key`` with mode 0600.
 ``CLAUDE_CACHE_DIR``
     The response cache directory (default: the user's cache directory).
+``CLAUDE_CACHE_ENCRYPT``
+    ``1`` (or ``true``/``yes``/``on``) encrypts cached answers at rest (AES-256-GCM) when a
+    cache is made without an explicit ``encrypt=``; ``0``/``false``/``no``/``off`` or unset: not.
 ``CLAUDE_FORCE_MAGIC_CONFIG_DIR``
     Where the generated cache key lives (default: the user's config directory).
 ``CLAUDE_FORCE_CONFIG``
@@ -32,6 +35,7 @@ from .validation import check_number
 __all__ = [
     "API_KEY_ENV",
     "CACHE_DIR_ENV",
+    "CACHE_ENCRYPT_ENV",
     "CACHE_SECRET_ENV",
     "CONFIG_DIR_ENV",
     "FORCE_CONFIG_ENV",
@@ -41,6 +45,7 @@ __all__ = [
     "REDIS_URL_ENV",
     "Secret",
     "cache_dir",
+    "cache_encrypt",
     "check_ttl_hours",
     "config_dir",
     "ensure_private_dir",
@@ -52,6 +57,7 @@ APP_NAME = "claude-force-magic"
 API_KEY_ENV = "ANTHROPIC_API_KEY"
 CACHE_SECRET_ENV = "CLAUDE_CACHE_SECRET"  # noqa: S105 (a variable name, not a secret)
 CACHE_DIR_ENV = "CLAUDE_CACHE_DIR"
+CACHE_ENCRYPT_ENV = "CLAUDE_CACHE_ENCRYPT"
 CONFIG_DIR_ENV = "CLAUDE_FORCE_MAGIC_CONFIG_DIR"
 FORCE_CONFIG_ENV = "CLAUDE_FORCE_CONFIG"
 #: The team switch (docs/team.md): cache, budget and rate limits in this Redis.
@@ -174,6 +180,28 @@ def team_redis(
     if namespace is None:
         namespace = os.environ.get(REDIS_NAMESPACE_ENV) or None
     return (url or None), namespace
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+def cache_encrypt() -> bool:
+    """Whether caches encrypt answers at rest by default: ``$CLAUDE_CACHE_ENCRYPT``.
+
+    Raises :class:`ConfigurationError` for a value that is neither on nor off, rather than
+    guessing (a typo must not silently leave answers in clear).
+    """
+    raw = os.environ.get(CACHE_ENCRYPT_ENV, "")
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(
+        f"${CACHE_ENCRYPT_ENV}={raw[:20]!r} is not understood: set it to 1 (encrypt cached "
+        "answers) or 0 (do not), or unset it."
+    )
 
 
 def config_dir() -> Path:

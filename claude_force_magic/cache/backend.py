@@ -334,6 +334,7 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
         min_file_size: int = 2**15,
         max_value_bytes: int = 16 * 2**20,
         timeout: float = 60.0,
+        secure_delete: bool = False,
     ) -> None:
         self._forced: dict[str, Any] = {
             **DEFAULT_SETTINGS,
@@ -343,6 +344,9 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
             "size_limit": int(size_limit),
             "disk_min_file_size": int(min_file_size),
             "disk_pickle_protocol": 0,
+            # ON for an encrypted cache: a deleted row's bytes (an entry stored in clear before
+            # encryption was turned on) are overwritten with zeros, not left in free space.
+            "sqlite_secure_delete": int(bool(secure_delete)),
         }
         _check_db_files(directory)
         try:
@@ -478,6 +482,23 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
     def _query(self, statement: str, args: tuple[Any, ...] = ()) -> sqlite3.Cursor:
         cursor: sqlite3.Cursor = self._sql(statement, args)
         return cursor
+
+    def read_row(self, key: str) -> Row | None:
+        """The row stored under ``key``, or None, read without taking the write lock (the
+        lookup's one statement, on this thread's connection with no layer between)."""
+        try:
+            row: Row | None = self._con.execute(_SELECT_KEY, (key,)).fetchone()
+        except sqlite3.Error as exc:
+            raise CacheError(f"The cache database failed: {exc}") from exc
+        return row
+
+    def truncate_log(self) -> bool:
+        """Checkpoint the write-ahead log into ``cache.db`` and truncate it to zero bytes, so
+        page images of deleted rows do not linger in ``cache.db-wal``. Returns False when
+        another connection's read kept it from completing (it is then retried by SQLite's
+        next automatic checkpoint). Raises :class:`CacheError` if SQLite fails."""
+        ((busy, _log, _done),) = self._read("PRAGMA wal_checkpoint(TRUNCATE)")
+        return not busy
 
     def _restore_stats_row(self) -> None:
         try:

@@ -94,16 +94,47 @@ def canonical_json(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
+def _encode_flat(request: dict[str, Any]) -> str | None:
+    """``canonical_json(request)`` for the common case of options that are all exact ``int``
+    or ``str`` (``max_tokens``, a system-prompt hash...), built by hand; None for anything
+    else (bool, float, None, containers, subclasses), which takes the general path.
+
+    Exactly what the encoder writes: keys sorted as strings, an int as ``int.__repr__``, a
+    str quoted as with ``ensure_ascii=False``.
+    """
+    parts = []
+    for name in sorted(request):
+        value = request[name]
+        kind = type(value)
+        if kind is int:
+            parts.append(_quote(name) + ":" + int.__repr__(value))
+        elif kind is str:
+            parts.append(_quote(name) + ":" + _quote(value))
+        else:
+            return None
+    return "{" + ",".join(parts) + "}"
+
+
+def _encode_request(request: dict[str, Any]) -> str:
+    if not request:
+        return "{}"
+    flat = _encode_flat(request)
+    if flat is not None:
+        return flat
+    require_json(request, "request")
+    return _ENCODER.encode(request)
+
+
 def key_for(agent_name: str, task: str, model: str, **request: Any) -> str:
     """Return the hex SHA-256 cache key of one request.
 
     Raises TypeError when ``agent_name``, ``task`` or ``model`` is not a str, or when a
     ``request`` value is not JSON-serializable (the message names the offending option).
     """
-    _check_text("agent_name", agent_name)
-    _check_text("task", task)
-    _check_text("model", model)
-    require_json(request, "request")
+    if type(agent_name) is not str or type(task) is not str or type(model) is not str:
+        _check_text("agent_name", agent_name)  # subclasses of str pass; others raise
+        _check_text("task", task)
+        _check_text("model", model)
     # Exactly canonical_json({"v":..., "agent":..., "task":..., "model":..., "request":...}),
     # assembled by hand in sorted-key order: it runs on every get and set.
     text = "".join(
@@ -113,7 +144,7 @@ def key_for(agent_name: str, task: str, model: str, **request: Any) -> str:
             ',"model":',
             _quote(model),
             ',"request":',
-            _ENCODER.encode(request) if request else "{}",
+            _encode_request(request),
             ',"task":',
             _quote(task),
             _VERSION_TAIL,

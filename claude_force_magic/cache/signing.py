@@ -1,23 +1,36 @@
 """Signed envelopes: the only byte format the response cache writes or believes.
 
-Layout of one stored value::
+What :meth:`Signer.seal` writes (version 2)::
 
-    b"CFMC" | version (1 byte) | HMAC-SHA256 tag (32 bytes) | signed body
-    signed body = header length (4 bytes, big-endian) | compact UTF-8 JSON header | response
+    b"CFMC" | 2 | flags (1 byte) | nonce (12 bytes) | body | GCM tag (16 bytes)
+    flags 0x00: body = the payload in clear, authenticated by the tag (AES-256-GCM used as a
+                MAC, "GMAC": the payload is associated data, nothing is encrypted)
+    flags 0x01: body = the payload encrypted with AES-256-GCM (``encrypt=True``)
+    payload = fixed fields | agent name | model | metadata JSON | response
+    fixed fields = input_tokens, output_tokens (u64), estimated_cost, created_at, expires_at
+                   (IEEE doubles), then the byte lengths of agent name, model, metadata (u32),
+                   all big-endian
 
-The JSON header carries every field but the answer (agent, model, tokens, cost, metadata,
-``created_at`` and ``expires_at``); the answer follows it as plain UTF-8, so a long Markdown
-answer is neither JSON-escaped on ``set`` nor un-escaped on ``get`` (that escaping was a third
-of the cache's own overhead in ``benchmarks/bench_cache.py``).
+The key is HKDF-SHA256 of the cache secret (:mod:`.crypto`), each entry gets a random 96-bit
+nonce, and the tag authenticates a domain label, the magic, version and flags, the cache key
+and the payload. So an envelope copied onto another key, an edited payload (including
+``created_at`` / ``expires_at``: the TTL lives inside the signed body, because diskcache's
+``expire_time`` column can be edited), a header whose flags or version were changed, or a value
+made with another secret all fail, *before* anything is decrypted or parsed. Only the
+metadata is JSON; the answer follows as plain UTF-8 and the numbers are fixed-width, so a hit
+parses about 30 bytes of JSON rather than the whole header (GMAC over a 2 KB entry is also
+about 4x cheaper than the HMAC-SHA256 of version 1).
 
-The tag covers a domain label, the version, the cache key and the whole body, so an envelope
-copied onto another key, an edited body (including ``created_at`` / ``expires_at``: the TTL
-lives inside the signed body, because diskcache's ``expire_time`` column can be edited) or a
-value signed with another secret all fail. The tag is checked with
-:func:`hmac.compare_digest` *before* anything is parsed, so unauthenticated bytes never reach
-the JSON parser.
+Version 1 (written before this release) is still opened::
 
-:class:`Signer` is immutable and safe to share between threads.
+    b"CFMC" | 1 | HMAC-SHA256 tag (32 bytes) | header length (u32) | JSON header | response
+
+its tag keyed with the secret itself under a domain label, checked with
+:func:`hmac.compare_digest` before the JSON header is parsed.
+
+An encrypting Signer refuses envelopes stored in clear (either version): a cache that
+encrypts never serves, and so deletes, answers left readable. :class:`Signer` is safe to
+share between threads.
 """
 
 from __future__ import annotations
@@ -25,21 +38,45 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import struct
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
 from ..errors import IntegrityError
 from ..settings import Secret
+from .crypto import NONCE_SIZE, TAG_SIZE, EntryCipher
 
-__all__ = ["ENVELOPE_VERSION", "MAGIC", "Signer"]
+__all__ = [
+    "ENCRYPTED_VERSION",
+    "ENVELOPE_VERSION",
+    "FLAG_ENCRYPTED",
+    "LEGACY_VERSION",
+    "MAGIC",
+    "Signer",
+]
 
 MAGIC = b"CFMC"
-ENVELOPE_VERSION = 1
-_VERSION_BYTE = bytes([ENVELOPE_VERSION])
-_HEADER = MAGIC + _VERSION_BYTE
-_TAG_SIZE = 32
-_BODY_START = len(_HEADER) + _TAG_SIZE
-_DOMAIN = b"claude-force-magic/cache\x00" + _VERSION_BYTE
+#: The version :meth:`Signer.seal` writes.
+ENVELOPE_VERSION = 2
+#: HMAC-SHA256 and a JSON header: opened, no longer written.
+LEGACY_VERSION = 1
+FLAG_ENCRYPTED = 0x01
+#: Encrypted entries are version 2 too: the flags byte tells the two kinds apart.
+ENCRYPTED_VERSION = ENVELOPE_VERSION
+
+_PLAIN_HEADER = MAGIC + bytes([ENVELOPE_VERSION, 0])
+_ENCRYPTED_HEADER = MAGIC + bytes([ENVELOPE_VERSION, FLAG_ENCRYPTED])
+_HEADER_SIZE = len(_PLAIN_HEADER)
+_BODY_START = _HEADER_SIZE + NONCE_SIZE
+_DOMAIN = b"claude-force-magic/cache\x00"
+_FIXED = struct.Struct(">QQdddIII")
+_MIN_SIZE = _BODY_START + _FIXED.size + TAG_SIZE
+
+_V1_HEADER = MAGIC + bytes([LEGACY_VERSION])
+_V1_TAG_SIZE = 32
+_V1_BODY_START = len(_V1_HEADER) + _V1_TAG_SIZE
+_V1_DOMAIN = _DOMAIN + bytes([LEGACY_VERSION])
+
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 _DECODER = json.JSONDecoder()
 
@@ -71,71 +108,186 @@ def _check_fields(body: object) -> dict[str, Any]:
     return body
 
 
-class Signer:
-    """Seal and open envelopes with one secret (an HMAC-SHA256 key).
+def _text(value: object, name: str) -> bytes:
+    if type(value) is not str:
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    return value.encode("utf-8", "surrogatepass")
 
-    The secret is held privately and never appears in ``repr``, ``str`` or error messages.
+
+def _payload(body: Mapping[str, Any]) -> bytes:
+    """The payload of ``body``: fixed fields, agent, model, metadata JSON, response."""
+    agent = _text(body["agent_name"], "agent_name")
+    model = _text(body["model"], "model")
+    response = _text(body["response"], "response")
+    metadata = body["metadata"]
+    if type(metadata) is not dict:
+        raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
+    meta = _ENCODER.encode(metadata).encode("utf-8", "surrogatepass")
+    numbers = [body[name] for name in ("input_tokens", "output_tokens")]
+    if any(type(n) is not int for n in numbers):
+        raise TypeError(f"token counts must be ints, not {numbers!r}")
+    if any(not 0 <= n < 2**64 for n in numbers):
+        raise ValueError(f"token counts must be from 0 to 2**64-1, not {numbers!r}")
+    times = [float(body[name]) for name in ("estimated_cost", "created_at", "expires_at")]
+    if not all(map(math.isfinite, times)):
+        raise ValueError(f"cost and times must be finite numbers, not {times!r}")
+    fixed = _FIXED.pack(*numbers, *times, len(agent), len(model), len(meta))
+    return b"".join((fixed, agent, model, meta, response))
+
+
+def _parse(payload: bytes | memoryview) -> dict[str, Any]:
+    """The body of an authenticated version-2 payload."""
+    if len(payload) < _FIXED.size:
+        raise IntegrityError("signed payload is too short")
+    tokens_in, tokens_out, cost, created, expires, n_agent, n_model, n_meta = _FIXED.unpack_from(
+        payload
+    )
+    start = _FIXED.size
+    agent_end = start + n_agent
+    model_end = agent_end + n_model
+    meta_end = model_end + n_meta
+    if meta_end > len(payload):
+        raise IntegrityError("signed field lengths are out of range")
+    if not (math.isfinite(cost) and math.isfinite(created) and math.isfinite(expires)):
+        raise IntegrityError("signed cost or times are not finite numbers")
+    try:
+        metadata = _DECODER.decode(str(payload[model_end:meta_end], "utf-8", "surrogatepass"))
+        body = {
+            "response": str(payload[meta_end:], "utf-8", "surrogatepass"),
+            "agent_name": str(payload[start:agent_end], "utf-8", "surrogatepass"),
+            "model": str(payload[agent_end:model_end], "utf-8", "surrogatepass"),
+            "input_tokens": tokens_in,
+            "output_tokens": tokens_out,
+            "estimated_cost": cost,
+            "created_at": created,
+            "expires_at": expires,
+            "metadata": metadata,
+        }
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError
+        raise IntegrityError("signed payload is not valid UTF-8 JSON") from exc
+    if type(metadata) is not dict:
+        raise IntegrityError("envelope field 'metadata' is missing or has the wrong type")
+    return body
+
+
+def _parse_v1(payload: memoryview) -> dict[str, Any]:
+    """The body of an authenticated version-1 payload (JSON header, then the response)."""
+    end = 4 + int.from_bytes(payload[:4], "big")
+    if end > len(payload):
+        raise IntegrityError("signed header length is out of range")
+    try:
+        body = _DECODER.decode(str(payload[4:end], "utf-8", "surrogatepass"))
+        response = str(payload[end:], "utf-8", "surrogatepass")
+    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError
+        raise IntegrityError("signed body is not valid UTF-8 JSON") from exc
+    if isinstance(body, dict):
+        body["response"] = response
+    return _check_fields(body)
+
+
+def _associated(header: bytes, key: str) -> bytes:
+    """What the tag authenticates besides the body: domain, header and the cache key."""
+    key_bytes = key.encode("ascii")
+    return b"".join((_DOMAIN, header, len(key_bytes).to_bytes(2, "big"), key_bytes))
+
+
+class Signer:
+    """Seal and open envelopes with one secret: authenticated (AES-256-GCM as a MAC), or with
+    ``encrypt=True`` encrypted and authenticated (AES-256-GCM), see :mod:`.crypto`.
+
+    Either kind of Signer opens both kinds of envelope made with its secret (and version-1
+    envelopes), except that an encrypting Signer refuses an envelope stored in clear
+    (:class:`IntegrityError`, "stored unencrypted"). The secret is held privately and never
+    appears in ``repr``, ``str`` or error messages.
     """
 
-    __slots__ = ("_mac", "_secret")
+    __slots__ = ("_cipher", "_encrypt", "_v1_mac")
 
-    def __init__(self, secret: Secret) -> None:
-        self._secret = secret.as_bytes()
-        self._mac = hmac.new(self._secret, _DOMAIN, "sha256")  # keyed once; copied per use
+    def __init__(self, secret: Secret, *, encrypt: bool = False) -> None:
+        raw = secret.as_bytes()
+        self._cipher = EntryCipher(raw)  # the key is derived once, here
+        self._v1_mac = hmac.new(raw, _V1_DOMAIN, "sha256")  # keyed once; copied per use
+        self._encrypt = bool(encrypt)
 
-    def _tag(self, key: str, body: bytes | memoryview) -> bytes:
-        """HMAC-SHA256 over domain | key length | key | body, without joining them (a large
-        body is hashed where it lies, not copied)."""
-        key_bytes = key.encode("ascii")
-        mac = self._mac.copy()
-        mac.update(len(key_bytes).to_bytes(2, "big") + key_bytes)
-        mac.update(body)
-        return mac.digest()
+    @property
+    def encrypts(self) -> bool:
+        """True when :meth:`seal` encrypts (and :meth:`open` refuses entries in clear)."""
+        return self._encrypt
 
     def __repr__(self) -> str:
-        return "Signer(secret=Secret('**********'))"
+        mode = ", encrypt=True" if self._encrypt else ""
+        return f"Signer(secret=Secret('**********'){mode})"
 
     def __reduce__(self) -> NoReturn:
         raise TypeError("Signer holds the cache secret and cannot be pickled")
 
     def seal(self, key: str, body: Mapping[str, Any]) -> bytes:
-        """Return the envelope of ``body`` (which holds ``"response"``) bound to ``key``.
+        """Return the envelope of ``body`` bound to ``key``: encrypted when this Signer
+        encrypts, else in clear and authenticated.
 
-        Raises TypeError/ValueError if the other fields are not JSON-serializable.
+        ``body`` holds ``response``, ``agent_name``, ``model`` (str), ``input_tokens``,
+        ``output_tokens`` (int), ``estimated_cost``, ``created_at``, ``expires_at`` (finite
+        numbers) and ``metadata`` (a JSON dict). Raises TypeError/ValueError otherwise.
         """
-        header = dict(body)
-        response: str = header.pop("response")
-        head = _ENCODER.encode(header).encode("utf-8", "surrogatepass")
-        payload = b"".join(
-            (len(head).to_bytes(4, "big"), head, response.encode("utf-8", "surrogatepass"))
-        )
-        return b"".join((_HEADER, self._tag(key, payload), payload))
+        payload = _payload(body)
+        cipher = self._cipher
+        nonce = cipher.new_nonce()
+        if self._encrypt:
+            sealed = cipher.encrypt(nonce, payload, _associated(_ENCRYPTED_HEADER, key))
+            return b"".join((_ENCRYPTED_HEADER, nonce, sealed))
+        tag = cipher.encrypt(nonce, b"", _associated(_PLAIN_HEADER, key) + payload)
+        return b"".join((_PLAIN_HEADER, nonce, payload, tag))
 
     def open(self, key: str, data: bytes) -> dict[str, Any]:
-        """Verify ``data`` for ``key`` and return its body (header fields plus ``response``).
+        """Verify ``data`` for ``key`` and return its body (the fields :meth:`seal` takes).
 
         Raises :class:`IntegrityError` (with a short reason, never the secret or the body) when
-        the bytes are not an envelope, were signed for another key or with another secret,
-        were edited, or carry a body without the expected fields.
+        the bytes are not an envelope, were sealed for another key or with another secret,
+        were edited, carry a body without the expected fields, or (for an encrypting Signer)
+        were stored unencrypted.
         """
         if not isinstance(data, bytes):
             raise IntegrityError("stored value is not bytes")
-        if len(data) < _BODY_START + 4 or not data.startswith(MAGIC):
+        if not data.startswith(MAGIC) or len(data) < _HEADER_SIZE:
             raise IntegrityError("not a signed envelope")
-        if data[len(MAGIC)] != ENVELOPE_VERSION:
-            raise IntegrityError(f"unsupported envelope version {data[len(MAGIC)]}")
-        payload = memoryview(data)[_BODY_START:]  # no copy of a large answer
-        expected = self._tag(key, payload)
-        if not hmac.compare_digest(expected, data[len(_HEADER) : _BODY_START]):
+        version = data[len(MAGIC)]
+        if version == ENVELOPE_VERSION:
+            return _parse(self._open_v2(key, data))
+        if version == LEGACY_VERSION:
+            return _parse_v1(self._open_v1(key, data))
+        raise IntegrityError(f"unsupported envelope version {version}")
+
+    def _open_v2(self, key: str, data: bytes) -> bytes | memoryview:
+        if len(data) < _MIN_SIZE:
+            raise IntegrityError("not a signed envelope")
+        header = data[:_HEADER_SIZE]
+        nonce = data[_HEADER_SIZE:_BODY_START]
+        if header == _ENCRYPTED_HEADER:
+            sealed = memoryview(data)[_BODY_START:]
+            return self._cipher.decrypt(nonce, sealed, _associated(header, key))
+        if header != _PLAIN_HEADER:
+            raise IntegrityError(f"unsupported envelope flags {data[_HEADER_SIZE - 1]:#04x}")
+        tag_start = len(data) - TAG_SIZE
+        payload = memoryview(data)[_BODY_START:tag_start]
+        self._cipher.decrypt(nonce, data[tag_start:], _associated(header, key) + payload)
+        self._refuse_clear()
+        return payload
+
+    def _open_v1(self, key: str, data: bytes) -> memoryview:
+        if len(data) < _V1_BODY_START + 4:
+            raise IntegrityError("not a signed envelope")
+        payload = memoryview(data)[_V1_BODY_START:]  # no copy of a large answer
+        key_bytes = key.encode("ascii")
+        mac = self._v1_mac.copy()
+        mac.update(len(key_bytes).to_bytes(2, "big") + key_bytes)
+        mac.update(payload)
+        if not hmac.compare_digest(mac.digest(), data[len(_V1_HEADER) : _V1_BODY_START]):
             raise IntegrityError("signature mismatch")
-        end = 4 + int.from_bytes(payload[:4], "big")
-        if end > len(payload):
-            raise IntegrityError("signed header length is out of range")
-        try:
-            body = _DECODER.decode(str(payload[4:end], "utf-8", "surrogatepass"))
-            response = str(payload[end:], "utf-8", "surrogatepass")
-        except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError
-            raise IntegrityError("signed body is not valid UTF-8 JSON") from exc
-        if isinstance(body, dict):
-            body["response"] = response
-        return _check_fields(body)
+        self._refuse_clear()
+        return payload
+
+    def _refuse_clear(self) -> None:
+        if self._encrypt:
+            raise IntegrityError(
+                "stored unencrypted, but this cache encrypts (encrypt=True): not served"
+            )

@@ -33,6 +33,7 @@ from ..validation import check_number
 from .backend import Backend, Cleanup, ReadOnlyBackend, Row, Sql
 from .disk import CacheWriteError
 from .keys import key_for, require_json
+from .memo import VerifiedMemo
 from .pending import PendingCounts
 from .signing import Signer
 from .verify import VerifyReport
@@ -51,7 +52,8 @@ _MIN_READ_BOUND = 16 * 2**20
 FLUSH_SECONDS = 1.0
 #: …and after at most this many lookups.
 FLUSH_OPS = 10_000
-#: A lookup re-checks ``cache.db``'s identity at most this often (seconds; writes always do).
+#: A lookup re-checks the directory's and ``cache.db``'s identity at most this often
+#: (seconds; writes always do).
 IDENTITY_SECONDS = 0.1
 #: (device, inode) of the directory and of cache.db ((0, 0) while it does not exist).
 Identity = tuple[int, int, int, int]
@@ -100,6 +102,16 @@ def _cost(value: object) -> float:
     return number
 
 
+def _json_copy(value: Any) -> Any:
+    """A deep copy of a parsed JSON value (dicts and lists are the only mutable parts)."""
+    kind = type(value)
+    if kind is dict:
+        return {name: _json_copy(item) for name, item in value.items()}
+    if kind is list:
+        return [_json_copy(item) for item in value]
+    return value
+
+
 class ResponseCache:
     """A signed, size-bounded response cache in a private directory.
 
@@ -111,7 +123,11 @@ class ResponseCache:
     kept near ``max_size_mb`` by least-recently-used culling, and answers whose stored form
     exceeds ``max_entry_kb`` KiB are not stored. ``enabled=False`` touches no file: ``get``
     returns None and ``set`` returns False, and nothing is counted. ``clock`` (epoch seconds)
-    decides creation and expiry and can be replaced in tests.
+    decides creation and expiry and can be replaced in tests. ``encrypt=True`` (default: env
+    ``CLAUDE_CACHE_ENCRYPT``) stores answers encrypted with AES-256-GCM under a key derived
+    from the secret; such a cache treats an entry stored unencrypted as an integrity failure
+    (deleted, a miss), while a cache without ``encrypt`` still reads encrypted entries. See
+    "Encryption at rest" in ``docs/cache.md`` for what is and is not hidden.
 
     ``cache_dir`` may start with ``~``. A directory (or ``cache.db``) that cannot be written
     is opened **read-only**: ``get`` serves what is stored, ``set`` stores nothing, and
@@ -119,7 +135,7 @@ class ResponseCache:
     full, the file system turned read-only, the lock held for over 60 s) never fails ``get``
     or ``set``: the hit is still returned, the answer is not stored, and one warning is logged
     per episode. Before each operation the directory and ``cache.db`` are checked to be the
-    ones opened (device and inode, ``lstat``; a lookup checks ``cache.db`` at most every
+    ones opened (device and inode, ``lstat``; a lookup checks them at most every
     :data:`IDENTITY_SECONDS`, every write checks both): a deleted directory is recreated
     (safely, ``0700``) and reopened; one swapped for a symlink or made unsafe is refused (the
     safety checks run again), and until it is fixed ``get`` misses, ``set`` stores nothing and
@@ -148,7 +164,9 @@ class ResponseCache:
         enabled: bool = True,
         exclude_agents: Iterable[str] = (),
         clock: Callable[[], float] = time.time,
+        encrypt: bool | None = None,
     ) -> None:
+        self.encrypt = settings.cache_encrypt() if encrypt is None else bool(encrypt)
         self.ttl_hours = settings.check_ttl_hours("ttl_hours", ttl_hours)
         self._max_size_bytes = int(check_number("max_size_mb", max_size_mb) * 2**20)
         self._max_entry_bytes = int(check_number("max_entry_kb", max_entry_kb) * 1024)
@@ -173,19 +191,22 @@ class ResponseCache:
         self._reopen_lock = threading.Lock()
         self._paths = ("", "")
         self._pending = PendingCounts(interval=FLUSH_SECONDS, max_ops=FLUSH_OPS)
-        self._checked_until = 0.0  # cache.db's identity is checked again after this
+        self._memo = VerifiedMemo()  # bodies verified here, per row version (see memo.py)
+        self._checked_until = 0.0  # lookups check the identities again after this
+        self._monotonic = time.monotonic  # when the identities were checked (tests replace it)
         if not self.enabled:
             if cache_secret is not None:
                 settings.load_cache_secret(cache_secret)  # validate; writes nothing
             return
         secret = settings.load_cache_secret(cache_secret)
         SecretRedactor.register(secret)  # redacted from every package log record (SEC-005)
-        self._signer = Signer(secret)
+        self._signer = Signer(secret, encrypt=self.encrypt)
         self._db = self._open()
         _OPEN.add(self)
 
     def __repr__(self) -> str:
         state = ", read_only=True" if self.read_only else ""
+        state += ", encrypt=True" if self.encrypt else ""
         return (
             f"ResponseCache(directory={str(self.directory)!r}, enabled={self.enabled}{state}, "
             f"ttl_hours={self.ttl_hours:g}, max_size_mb={self._max_size_bytes / 2**20:g}, "
@@ -210,7 +231,12 @@ class ResponseCache:
         try:
             if not os.access(self.directory, os.W_OK):  # EROFS or no permission (not for root)
                 raise CacheWriteError(f"the directory {self.directory} is not writable")
-            db = Backend(self.directory, size_limit=self._max_size_bytes, max_value_bytes=bound)
+            db = Backend(
+                self.directory,
+                size_limit=self._max_size_bytes,
+                max_value_bytes=bound,
+                secure_delete=self.encrypt,
+            )
         except CacheWriteError as exc:
             db = ReadOnlyBackend(self.directory, max_value_bytes=bound)
             self._warn_once(
@@ -220,7 +246,7 @@ class ResponseCache:
             )
         self._paths = (os.fspath(self.directory), os.path.join(self.directory, "cache.db"))
         self._identity = self._current_identity()
-        self._checked_until = time.monotonic() + IDENTITY_SECONDS
+        self._checked_until = self._monotonic() + IDENTITY_SECONDS
         return db
 
     def _current_identity(self) -> Identity | None:
@@ -245,8 +271,7 @@ class ResponseCache:
         A deleted directory would otherwise keep serving and storing into an unlinked
         database, and a directory swapped for a symlink would be written through. Every write
         checks the directory and ``cache.db`` (two ``lstat`` calls); a lookup (``full=False``)
-        checks the directory every time and ``cache.db`` at most every
-        :data:`IDENTITY_SECONDS` (see :meth:`_unchanged`).
+        checks them at most every :data:`IDENTITY_SECONDS` (see :meth:`_unchanged`).
         """
         db = self._db
         if db is None or self._unchanged(full):
@@ -257,30 +282,33 @@ class ResponseCache:
             return self._reopen(db)
 
     def _unchanged(self, full: bool) -> bool:
-        """True when the directory (and, if ``full`` or due, ``cache.db``) is the one opened.
+        """True when the directory and ``cache.db`` are the ones opened (checked now if
+        ``full`` or due; a lookup within :data:`IDENTITY_SECONDS` of the last check trusts it).
 
-        Why a lookup may skip the ``cache.db`` check for a moment: the directory itself is
-        still checked (deleted, swapped for a symlink: noticed at once), and a lookup writes
-        nothing, so the only effect of a ``cache.db`` replaced inside an unchanged directory is
-        that lookups in the next :data:`IDENTITY_SECONDS` still read the old file's signed,
-        verified entries. Every write checks both first.
+        Why a lookup may skip both checks for a moment: a lookup writes nothing, and what it
+        reads is believed only after its signature checks. Inline values come from the
+        connection opened on the genuine ``cache.db`` (a deleted or moved file stays that
+        file); value files are reached from the directory's path with ``O_NOFOLLOW`` at every
+        step, so a directory swapped for a symlink is refused on the read itself (a miss,
+        whose deletion is a write: it checks first and refuses the directory). So for at
+        most :data:`IDENTITY_SECONDS` after a deletion, a swap or a replaced ``cache.db``,
+        lookups may still serve verified answers from the cache that was opened; nothing is
+        ever written or followed through a changed path, because every write checks both
+        first.
         """
         if self._refused:
             return False
         identity = self._identity
-        if not full and time.monotonic() < self._checked_until and identity is not None:
-            try:
-                found = os.lstat(self._paths[0])
-            except OSError:
-                return False
-            return found.st_ino == identity[1] and found.st_dev == identity[0]
+        if not full and identity is not None and self._monotonic() < self._checked_until:
+            return True
         if self._current_identity() != identity:
             return False
-        self._checked_until = time.monotonic() + IDENTITY_SECONDS
+        self._checked_until = self._monotonic() + IDENTITY_SECONDS
         return True
 
     def _reopen(self, db: AnyBackend) -> AnyBackend | None:
         self._pending.take()  # rowids of a database that is gone: never written elsewhere
+        self._memo.clear()  # and its rows are not the new database's rows
         db.close()
         try:
             self._db = self._open()
@@ -406,17 +434,21 @@ class ResponseCache:
         if row is None:
             self._count(db, None)
             return None
-        try:
-            body = signer.open(key, db.fetch_value(row))
-        except IntegrityError as exc:
-            self._discard(db, row, "integrity_failures")
-            log.warning(
-                "cache entry %s for agent %s failed its integrity check (%s); deleted",
-                key[:12],
-                sanitize_for_log(agent_name, 64),
-                exc,
-            )
-            return None
+        body = self._memo.get(key, row[0], row[6])  # verified earlier, this very row version
+        if body is None:
+            try:
+                data = db.fetch_value(row)
+                body = signer.open(key, data)
+            except IntegrityError as exc:
+                self._discard(db, row, "integrity_failures")
+                log.warning(
+                    "cache entry %s for agent %s failed its integrity check (%s); deleted",
+                    key[:12],
+                    sanitize_for_log(agent_name, 64),
+                    exc,
+                )
+                return None
+            self._memo.put(key, row[0], row[6], body, len(data))
         if body["expires_at"] <= now:
             self._discard(db, row, "expirations")
             return None
@@ -496,7 +528,7 @@ class ResponseCache:
             "created_at": float(body["created_at"]),
             "expires_at": float(body["expires_at"]),
             "age_seconds": max(0.0, now - body["created_at"]),
-            "metadata": body["metadata"],
+            "metadata": _json_copy(body["metadata"]),  # the caller's own: the memo keeps its
             "key": key,
         }
 
@@ -702,6 +734,11 @@ class ResponseCache:
         files that no entry refers to and that are older than ``orphan_grace_seconds`` (so a
         concurrent writer's file, written just before its row is committed, is left alone)
         are removed too.
+
+        In an encrypted cache (``encrypt=True``) entries stored in clear are removed as
+        invalid ("stored unencrypted"), their bytes zeroed in ``cache.db`` (SQLite's
+        ``secure_delete``) and the write-ahead log truncated: run it once after turning
+        encryption on for an existing cache.
         """
         report = VerifyReport()
         db = self._usable("verify (it removes what fails)")
@@ -710,6 +747,8 @@ class ResponseCache:
         self._flush(db)
         self._verify_entries(report)
         report.orphans_removed = self._remove_orphans(orphan_grace_seconds)
+        if self.encrypt and report.removed and isinstance(db, Backend):
+            db.truncate_log()  # removed rows (perhaps stored in clear) leave no page images
         return report
 
     def _remove_orphans(self, grace_seconds: float) -> int:

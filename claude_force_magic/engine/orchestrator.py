@@ -101,8 +101,9 @@ class AsyncAgentOrchestrator:
     orchestrators, e.g. one rebuilt with new settings (``budget_usd``, when given, sets its
     cap); ``breaker_threshold`` consecutive server failures open the circuit for
     ``breaker_cooldown_seconds``. ``http_client`` (an ``httpx2.AsyncClient``) is used as is
-    and never closed by the orchestrator. ``redis_url`` (default
-    ``$CLAUDE_FORCE_MAGIC_REDIS_URL``) and ``namespace`` (default
+    and never closed by the orchestrator. ``cache_encrypt=True`` stores the disk cache's
+    answers encrypted (None: ``$CLAUDE_CACHE_ENCRYPT`` decides; see docs/cache.md).
+    ``redis_url`` (default ``$CLAUDE_FORCE_MAGIC_REDIS_URL``) and ``namespace`` (default
     ``$CLAUDE_FORCE_MAGIC_REDIS_NAMESPACE``) move the cache, the budget and the rate limits to
     a team's Redis together, with this kernel's own as the fallback while it is unreachable
     (docs/team.md); without them nothing changes.
@@ -128,6 +129,7 @@ class AsyncAgentOrchestrator:
         cache: ResponseCache | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         cache_ttl_hours: float = defaults.CACHE_TTL_HOURS,
+        cache_encrypt: bool | None = None,
         injection_policy: str = defaults.INJECTION_POLICY,
         max_task_chars: int = defaults.MAX_TASK_CHARS,
         registry: AgentRegistry | None = None,
@@ -167,6 +169,7 @@ class AsyncAgentOrchestrator:
         self._policy = InjectionPolicy.parse(injection_policy)
         self._max_task_chars = check_int("max_task_chars", max_task_chars)
         self._cache_ttl_hours = check_ttl_hours("cache_ttl_hours", cache_ttl_hours)
+        self._cache_encrypt = cache_encrypt  # None: $CLAUDE_CACHE_ENCRYPT decides
         self._builder = RequestBuilder(
             model=self._model,
             max_tokens=self._max_tokens,
@@ -325,7 +328,9 @@ class AsyncAgentOrchestrator:
         from ..cache.store import ResponseCache
 
         try:
-            return ResponseCache(self._cache_dir, ttl_hours=self._cache_ttl_hours)
+            return ResponseCache(
+                self._cache_dir, ttl_hours=self._cache_ttl_hours, encrypt=self._cache_encrypt
+            )
         except ClaudeForceError as exc:
             self._cache_problem = (
                 f"The response cache could not be opened, so calls run without it: {exc} "
@@ -343,8 +348,8 @@ class AsyncAgentOrchestrator:
         *,
         own_limiter: bool,
     ) -> Team | None:
-        """With a Redis URL (the argument or ``$CLAUDE_FORCE_MAGIC_REDIS_URL``): the budget and
-        the limiter (unless injected) move to the team's Redis,
+        """With a Redis URL (the argument or ``$CLAUDE_FORCE_MAGIC_REDIS_URL``): the budget,
+        the limiter (unless injected) and the cache (unless given) move to the team's Redis,
         with this kernel's own as the fallback (:mod:`.team`). Without one: None, and
         nothing is imported."""
         from ..settings import team_redis
@@ -358,7 +363,34 @@ class AsyncAgentOrchestrator:
         self._budget = team.budget(self._budget)
         if own_limiter and isinstance(self._gate.limiter, RateLimiter):
             self._gate.limiter = team.limiter(self._gate.limiter, rates)
+        if self._owns_cache:
+            self._cache = team.store(self._open_team_cache, self._open_local_cache)
         return team
+
+    def _open_team_cache(self) -> ResponseStore:
+        from ..cache.redis import RedisResponseCache
+
+        assert self._team is not None
+        link = self._team.link
+        return RedisResponseCache(
+            link.target,
+            namespace=link.namespace,
+            ttl_hours=self._cache_ttl_hours,
+            encrypt=self._cache_encrypt,
+        )
+
+    def _open_local_cache(self) -> ResponseStore | None:
+        """The kernel's own cache beside the team's (None, with a warning, if it cannot be
+        opened: the team's still works)."""
+        from ..cache.store import ResponseCache
+
+        try:
+            return ResponseCache(
+                self._cache_dir, ttl_hours=self._cache_ttl_hours, encrypt=self._cache_encrypt
+            )
+        except ClaudeForceError as exc:
+            self._log.warning("The kernel's own response cache could not be opened: %s", exc)
+            return None
 
     @property
     def team(self) -> Team | None:

@@ -186,17 +186,39 @@ def test_a_forged_entry_is_deleted_and_counted_at_once(
     assert (stats["integrity_failures"], stats["misses"], stats["entries"]) == (1, 1, 0)
 
 
-def test_a_lookup_notices_a_directory_swapped_for_a_symlink_at_once(
+def test_a_lookup_notices_a_directory_swapped_for_a_symlink_within_the_window(
     make_cache: MakeCache, tmp_path: Path
 ) -> None:
-    # Lookups check cache.db's identity at most every IDENTITY_SECONDS, the directory always.
+    # Lookups check the directory's and cache.db's identity at most every IDENTITY_SECONDS;
+    # within that window they may still serve the opened cache's verified entries.
     cache = make_cache()
-    put(cache, "t")
-    assert fetch(cache, "t") is not None  # within the window from here on
+    now = [0.0]
+    cache._monotonic = lambda: now[0]
+    put(cache, "t")  # a write: checked now, the window starts
+    assert fetch(cache, "t") is not None
     elsewhere = tmp_path / "elsewhere"
     cache.directory.rename(elsewhere)
     cache.directory.symlink_to(elsewhere)
+    within = fetch(cache, "t")  # the verified entry of the cache that was opened
+    assert within is not None and within["response"] == "an answer"
+    now[0] += store.IDENTITY_SECONDS
     assert fetch(cache, "t") is None
+    assert "symlink" in (cache.get_stats()["problem"] or "")
+
+
+def test_a_lookup_never_follows_a_swapped_directory_to_a_value_file(
+    make_cache: MakeCache, tmp_path: Path
+) -> None:
+    # Within the window too: a value file is reached with O_NOFOLLOW from the directory path,
+    # so the symlink is refused on the read itself (a miss), and the delete that follows is a
+    # write, which checks the directory first and refuses it.
+    cache = make_cache()
+    cache._monotonic = lambda: 0.0  # the window never ends
+    put(cache, "big", "B" * 40_000)  # stored in its own value file
+    elsewhere = tmp_path / "elsewhere"
+    cache.directory.rename(elsewhere)
+    cache.directory.symlink_to(elsewhere)
+    assert fetch(cache, "big") is None
     assert "symlink" in (cache.get_stats()["problem"] or "")
 
 

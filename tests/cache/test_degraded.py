@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from claude_force_magic.cache import ResponseCache
+from claude_force_magic.cache import ResponseCache, store
 from claude_force_magic.errors import CacheError, ConfigurationError
 from claude_force_magic.settings import MAX_TTL_HOURS
 
@@ -155,8 +155,11 @@ def test_deleted_directory_is_recreated_not_written_into_the_void(
     make_cache: MakeCache, caplog: pytest.LogCaptureFixture
 ) -> None:
     cache = make_cache()
+    now = [0.0]
+    cache._monotonic = lambda: now[0]  # lookups check the directory every IDENTITY_SECONDS
     put(cache, "t")
     shutil.rmtree(cache.directory)
+    now[0] += store.IDENTITY_SECONDS
     assert fetch(cache, "t") is None  # not a "hit" from the unlinked database
     put(cache, "u", "kept after the restart")
     assert (cache.directory.stat().st_mode & 0o777) == 0o700

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from claude_force_magic.cache.keys import canonical_json, key_for
 
@@ -100,3 +102,42 @@ def test_circular_or_absurdly_deep_values_are_a_type_error() -> None:
     for value in (cyclic, deep):
         with pytest.raises(TypeError, match="nested too deeply or circular"):
             key_for("a", "t", "m", opt=value)
+
+
+class _Level(int):
+    """An int subclass (like an IntEnum): the general path must serialize it as its base."""
+
+
+class _Name(str):
+    """A str subclass: the general path must serialize it as its base."""
+
+
+_option_values = st.one_of(
+    st.integers(),
+    st.text(),
+    st.booleans(),
+    st.none(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers().map(_Level),
+    st.text().map(_Name),
+    st.lists(st.integers(), max_size=3),
+)
+
+
+@given(
+    st.text(),
+    st.dictionaries(st.text(min_size=1).filter(str.isidentifier), _option_values, max_size=5),
+)
+def test_key_is_the_canonical_sha256_for_any_options(task: str, options: dict[str, object]) -> None:
+    """The hand-built fast path for int/str options and the general path agree with the
+    canonical document byte for byte (bool is not int, 1.0 is not 1, -0.0 is not 0)."""
+    import hashlib
+
+    doc = {"v": 1, "agent": "a", "task": task, "model": "m", "request": options}
+    text = canonical_json(doc).encode("utf-8", "surrogatepass")
+    assert key_for("a", task, "m", **options) == hashlib.sha256(text).hexdigest()
+
+
+def test_lookalike_option_values_give_different_keys() -> None:
+    keys = {key_for("a", "t", "m", n=value) for value in (1, True, 1.0, "1", _Level(1))}
+    assert len(keys) == 4  # 1 and _Level(1) are the same JSON; the others differ

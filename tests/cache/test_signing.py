@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hmac
 import json
+import math
 import pickle
+import struct
 from typing import Any
 
 import pytest
 
 from claude_force_magic.cache import signing
-from claude_force_magic.cache.signing import MAGIC, Signer
+from claude_force_magic.cache.signing import ENVELOPE_VERSION, MAGIC, Signer
 from claude_force_magic.errors import IntegrityError
 from claude_force_magic.settings import Secret
 
@@ -68,10 +71,59 @@ def test_any_flipped_byte_fails(position: int) -> None:
 def test_edited_expiry_inside_the_body_fails_without_resigning() -> None:
     signer = Signer(SECRET)
     blob = signer.seal(KEY, body())
-    edited = blob.replace(b'"expires_at":4600.0', b'"expires_at":9600.0')
-    assert edited != blob
+    # expires_at is the fifth fixed field: after magic, version, flags, nonce, 2 u64, 2 doubles
+    at = 4 + 1 + 1 + 12 + 8 + 8 + 8 + 8
+    assert struct.unpack_from(">d", blob, at) == (4600.0,)
+    edited = blob[:at] + struct.pack(">d", 9600.0) + blob[at + 8 :]
     with pytest.raises(IntegrityError, match="signature"):
         signer.open(KEY, edited)
+
+
+def v1_envelope(key: str, value: dict[str, Any], secret: Secret = SECRET) -> bytes:
+    """A version-1 envelope as the previous release wrote it (HMAC-SHA256, JSON header); the
+    golden blob below checks that this helper is that format."""
+    header = {k: v for k, v in value.items() if k != "response"}
+    head = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    payload = len(head).to_bytes(4, "big") + head + value["response"].encode()
+    mac = hmac.new(secret.as_bytes(), b"claude-force-magic/cache\x00\x01", "sha256")
+    mac.update(len(key).to_bytes(2, "big") + key.encode())
+    mac.update(payload)
+    return MAGIC + b"\x01" + mac.digest() + payload
+
+
+#: Written by the previous release's Signer.seal (commit 047f925) for KEY, SECRET, LEGACY_BODY.
+GOLDEN_V1 = bytes.fromhex(
+    "43464d43018b8c0e14838556b3e19f1960970e111bc0697eae0a68822ae5c1ff6fc8f73013000000db7b2261"
+    "67656e745f6e616d65223a22707974686f6e2d657870657274222c226d6f64656c223a22636c617564652d73"
+    "6f6e6e65742d35222c22696e7075745f746f6b656e73223a31322c226f75747075745f746f6b656e73223a33"
+    "342c22657374696d617465645f636f7374223a302e303031322c22637265617465645f6174223a313030302e"
+    "302c22657870697265735f6174223a343630302e302c226d65746164617461223a7b2273746f705f72656173"
+    "6f6e223a22656e645f7475726e222c2270726576696577223a226c6567616379207461736b227d7d23204c65"
+    "6761637920616e737765720a0a55736520606173796e63696f2e53656d6170686f72656020e29c93"
+)
+LEGACY_BODY = body(
+    response="# Legacy answer\n\nUse `asyncio.Semaphore` ✓",
+    metadata={"stop_reason": "end_turn", "preview": "legacy task"},
+)
+
+
+def test_entries_written_by_the_previous_release_still_open() -> None:
+    assert v1_envelope(KEY, LEGACY_BODY) == GOLDEN_V1
+    assert Signer(SECRET).open(KEY, GOLDEN_V1) == LEGACY_BODY
+    with pytest.raises(IntegrityError, match="signature"):
+        Signer(SECRET).open(OTHER_KEY, GOLDEN_V1)
+    flipped = bytearray(GOLDEN_V1)
+    flipped[-3] ^= 0x01
+    with pytest.raises(IntegrityError, match="signature"):
+        Signer(SECRET).open(KEY, bytes(flipped))
+    with pytest.raises(IntegrityError, match="unencrypted"):
+        Signer(SECRET, encrypt=True).open(KEY, GOLDEN_V1)
+
+
+def test_new_envelopes_are_version_2_and_smaller_to_parse() -> None:
+    blob = Signer(SECRET).seal(KEY, body())
+    assert blob[4:6] == bytes([ENVELOPE_VERSION, 0])
+    assert b'"input_tokens"' not in blob and b'"stop_reason":"end_turn"' in blob
 
 
 @pytest.mark.parametrize(
@@ -96,12 +148,19 @@ def test_signature_is_checked_before_parsing(monkeypatch: pytest.MonkeyPatch) ->
         Signer(SECRET).open(KEY, bytes(blob))
 
 
-def test_signed_body_with_wrong_fields_is_still_rejected() -> None:
+def test_seal_refuses_wrong_fields_and_open_rejects_them_in_old_envelopes() -> None:
     signer = Signer(SECRET)
+    with pytest.raises(TypeError, match="token counts"):
+        signer.seal(KEY, body(input_tokens="12"))
+    with pytest.raises(TypeError, match="metadata"):
+        signer.seal(KEY, body(metadata=["not", "a", "dict"]))
+    with pytest.raises(ValueError, match="finite"):
+        signer.seal(KEY, body(expires_at=math.inf))
     with pytest.raises(IntegrityError, match="input_tokens"):
-        signer.open(KEY, signer.seal(KEY, body(input_tokens="12")))
+        signer.open(KEY, v1_envelope(KEY, body(input_tokens="12")))
     with pytest.raises(IntegrityError, match="metadata"):
-        signer.open(KEY, signer.seal(KEY, {k: v for k, v in body().items() if k != "metadata"}))
+        no_metadata = {k: v for k, v in body().items() if k != "metadata"}
+        signer.open(KEY, v1_envelope(KEY, no_metadata))
 
 
 def test_signer_never_shows_or_pickles_the_secret() -> None:

@@ -6,9 +6,9 @@ forged answer come back from ``get``.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
+import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -53,6 +53,14 @@ def assert_counted_miss(cache: ResponseCache, task: str, failures: int = 1) -> N
     assert db_execute(
         cache.directory, "SELECT count(*) FROM Cache WHERE key = ?", (key(cache, task),)
     ) == [(0,)], "the failed entry must be deleted"
+
+
+@pytest.fixture(params=[False, True], ids=["plain", "encrypted"])
+def cache(
+    make_cache: Callable[..., ResponseCache], request: pytest.FixtureRequest
+) -> ResponseCache:
+    """Every attack runs against a plain and an encrypted (``encrypt=True``) cache."""
+    return make_cache(encrypt=request.param)
 
 
 @pytest.fixture
@@ -192,14 +200,18 @@ def test_edited_expire_column_does_not_shorten_life(cache: ResponseCache) -> Non
 
 
 @pytest.mark.parametrize("field", ["expires_at", "created_at"])
-def test_edited_times_inside_the_body_without_resigning(cache: ResponseCache, field: str) -> None:
+def test_edited_times_inside_the_body_without_resigning(
+    make_cache: Callable[..., ResponseCache], field: str
+) -> None:
+    cache = make_cache(encrypt=False)  # encrypted, the times cannot be found to edit them
     put(cache, "t", ttl_hours=1)
     rowid, _, _, value = row(cache, "t")
     assert value is not None
-    start = value.index(f'"{field}":'.encode()) + len(field) + 3
-    end = value.index(b",", start)
-    later = json.dumps(float(value[start:end]) + 10**6).encode()
-    edited = value[:start] + later + value[end:]
+    # The fixed fields follow magic, version, flags and nonce: 2 u64, then 3 doubles.
+    at = 18 + 16 + {"created_at": 8, "expires_at": 16}[field]
+    (stored,) = struct.unpack_from(">d", value, at)
+    assert abs(stored - 1_800_000_000.0) <= 3600  # the fake clock's time (+1 h for expiry)
+    edited = value[:at] + struct.pack(">d", stored + 10**6) + value[at + 8 :]
     db_execute(cache.directory, "UPDATE Cache SET value = ? WHERE rowid = ?", (edited, rowid))
     assert_counted_miss(cache, "t")
 

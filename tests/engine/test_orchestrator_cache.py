@@ -92,3 +92,20 @@ def test_cache_and_cache_dir_together_are_refused(tmp_path: Path) -> None:
         with pytest.raises(ConfigurationError, match="not both"):
             AsyncAgentOrchestrator(cache=cache, cache_dir=tmp_path / "other")
         assert AsyncAgentOrchestrator(cache=cache).cache is cache
+
+
+async def test_cache_encrypt_stores_no_answer_text_and_still_hits(
+    sim: Simulator, make_orch: MakeOrch, tmp_path: Path
+) -> None:
+    directory = tmp_path / "encrypted-cache"
+    orch = make_orch(cache_dir=directory, cache_encrypt=True)
+    first = await orch.execute_agent(AGENT, "Explain asyncio.Semaphore in depth")
+    assert first.success and not first.cached and len(first.output) > 40
+    assert orch.cache is not None and orch.cache.encrypt
+    orch.cache.flush()
+    stored = b"".join(p.read_bytes() for p in directory.rglob("*") if p.is_file())
+    assert first.output[:40].encode() not in stored
+    assert b"asyncio.Semaphore" not in stored  # nor the task preview
+    again = await orch.execute_agent(AGENT, "Explain asyncio.Semaphore in depth")
+    assert again.cached and again.output == first.output
+    assert sim.stats["requests"] == 1

@@ -1,0 +1,93 @@
+"""Bodies this process has verified, so that a repeated hit skips the signature check and parse.
+
+An entry is remembered under its cache key *with the version of the row it was read from*: the
+row's ``rowid`` and ``store_time``. Every lookup still reads the row (one SQLite read, as
+before); the remembered body is used only when that row is still the same version, else the
+stored bytes are verified and parsed as usual. Why this never serves a forged, edited or
+expired answer:
+
+* only bodies that passed :meth:`Signer.open` in this process are remembered, so whatever the
+  memo returns was verified; an attacker who edits the stored bytes cannot change it;
+* a new answer stored under the key (by any process) rewrites the row with a new
+  ``store_time`` (the writer's clock, taken when it stores), a deleted row is gone, and a row
+  inserted again has a new ``store_time`` too (SQLite may reuse the ``rowid``): each makes
+  the lookup read and verify the new bytes;
+* forging a row that keeps an old ``rowid`` and ``store_time`` only makes the lookup serve the
+  answer verified earlier for that same key, never the forged bytes (``verify()`` still
+  reads, finds and deletes them);
+* expiry is checked on every hit from ``expires_at`` inside the remembered (signed) body.
+
+Bounded: at most ``max_entries`` bodies and about ``max_bytes`` of memory (each counted as its
+stored size plus :data:`ENTRY_OVERHEAD`; oldest remembered first out); entries larger than an
+eighth of ``max_bytes`` are not remembered.
+Thread-safe: lookups are single dict reads; inserts and evictions take a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+__all__ = ["VerifiedMemo"]
+
+#: (rowid, store_time, verified body, bytes counted for it)
+_Item = tuple[int, Any, dict[str, Any], int]
+#: What one remembered body costs beyond its stored size: the body dict, its floats, ints and
+#: short strings, the metadata dict (measured with tracemalloc: about 1 KB).
+ENTRY_OVERHEAD = 1024
+
+
+class VerifiedMemo:
+    """Verified entry bodies by cache key, each valid only for one version of its row."""
+
+    def __init__(self, *, max_bytes: int = 8 * 2**20, max_entries: int = 4096) -> None:
+        self.max_bytes = max_bytes
+        self.max_entries = max_entries
+        self._items: dict[str, _Item] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def size_bytes(self) -> int:
+        """About the memory the remembered bodies hold (at most ``max_bytes``)."""
+        return self._bytes
+
+    def get(self, key: str, rowid: int, store_time: Any) -> dict[str, Any] | None:
+        """The body verified for ``key`` when its row was at (``rowid``, ``store_time``), or
+        None when nothing is remembered for that exact version."""
+        item = self._items.get(key)
+        if item is not None and item[0] == rowid and item[1] == store_time:
+            return item[2]
+        return None
+
+    def put(self, key: str, rowid: int, store_time: Any, body: dict[str, Any], size: int) -> None:
+        """Remember ``body``, verified from the row at (``rowid``, ``store_time``) whose stored
+        bytes were ``size`` long."""
+        size += ENTRY_OVERHEAD
+        if size > self.max_bytes // 8:
+            return
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old[3]
+            self._items[key] = (rowid, store_time, body, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes or len(self._items) > self.max_entries:
+                oldest = next(iter(self._items))
+                self._bytes -= self._items.pop(oldest)[3]
+
+    def forget(self, key: str) -> None:
+        """Drop what is remembered for ``key``."""
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old[3]
+
+    def clear(self) -> None:
+        """Forget everything (the database was reopened: its rows are other rows)."""
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
