@@ -589,8 +589,10 @@ class Team:
         return self.team_store
 
     def figures(self) -> dict[str, Any]:
-        """What the dashboard shows: connection, team spend, limiter level (one read each)."""
-        out: dict[str, Any] = {"redis": self.link.where, "connected": self.link.up}
+        """What the dashboard shows: the connection, the team's spend beside this kernel's,
+        the shared cache's counters and the limiter's buckets (each read once; while Redis is
+        down, what is known locally)."""
+        out: dict[str, Any] = {"redis": self.link.where}
         if self.team_budget is not None:
             budget = self.team_budget
             out.update(
@@ -599,10 +601,27 @@ class Team:
                 own_spent_usd=budget.own_spent,
                 pending_charges=budget.pending,
             )
+        if self.team_store is not None:
+            out.update(self._cache_figures(self.team_store))
         if self.team_limiter is not None:
             out["limits"] = self.team_limiter.snapshot()
         out["connected"] = self.link.up
         return out
+
+    def _cache_figures(self, store: TeamStore) -> dict[str, Any]:
+        def read() -> dict[str, Any]:
+            remote: Any = store.remote
+            return dict(remote.get_stats())
+
+        try:
+            stats = self.link.call(read)
+        except TeamDown:
+            return {}
+        return {
+            "team_cache_hits": stats.get("hits"),
+            "team_cache_misses": stats.get("misses"),
+            "team_cache_entries": stats.get("entries"),
+        }
 
     def close(self) -> None:
         """Close the connection (the stores are closed by their owner)."""
