@@ -254,11 +254,18 @@ def main() -> None:
     parser.add_argument(
         "--cpu", action="store_true", help="time CPU (this process + redis-server), not wall"
     )
+    parser.add_argument(
+        "--limits", action="store_true", help="then the shared-limit goodput (bench_redis_team)"
+    )
     args = parser.parse_args()
     n, rounds = (300, 1) if args.quick else (args.n, args.rounds)
     with redis_server() as server:
         print(f"redis-server on 127.0.0.1:{server.port} (persistence off)")
         ok = run_cache_section(server.url, n, args.size, rounds, cpu=args.cpu)
+        if args.limits:
+            from bench_redis_team import run_limits_section
+
+            ok = run_limits_section(server.url, 600, 30.0 if args.quick else 90.0) and ok
     sys.exit(0 if ok else 1)
 
 
