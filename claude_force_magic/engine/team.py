@@ -137,8 +137,11 @@ class TeamLink:
         """Run ``hook()`` when Redis answers again after an outage (it may call :meth:`call`)."""
         self._hooks.append(hook)
 
-    def call(self, fn: Callable[[], T]) -> T:
-        """``fn()`` (one Redis operation), or :class:`TeamDown` when Redis cannot be used."""
+    def call(self, fn: Callable[[], T], *, probe_now: bool = False) -> T:
+        """``fn()`` (one Redis operation), or :class:`TeamDown` when Redis cannot be used
+        (``probe_now``: check it now rather than at the next probe time)."""
+        if probe_now:
+            self._next_probe = 0.0
         if not self.up and not self._probe():
             raise TeamDown(self.where)
         try:
@@ -624,5 +627,9 @@ class Team:
         }
 
     def close(self) -> None:
-        """Close the connection (the stores are closed by their owner)."""
+        """Write charges still waiting for Redis if it answers now, then close the connection
+        (the stores are closed by their owner)."""
+        if self.team_budget is not None and self.team_budget.pending:
+            with contextlib.suppress(TeamDown):
+                self.link.call(self.client.ping, probe_now=True)  # replays on the way back
         self.link.close()

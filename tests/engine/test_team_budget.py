@@ -212,6 +212,25 @@ def test_outage_settles_locally_once_and_replays_into_redis_once(private_redis, 
     team.close()
 
 
+def test_closing_writes_the_charges_still_waiting_for_redis(private_redis):
+    """Redis came back but no call has probed it yet: closing the kernel's team still writes
+    what was charged during the outage."""
+    import redis
+
+    clock = Clock()
+    team = Team(private_redis.url, "t", probe_seconds=5, clock=clock)
+    budget = team.budget(Budget(1.0))
+    private_redis.stop()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        budget.settle(budget.reserve(0.25, model="m"), 0.25)
+    assert budget.pending == 1
+    private_redis.start()
+    team.close()  # before the next probe time
+    remote = RedisBudget(redis.Redis.from_url(private_redis.url), "t:budget:")
+    assert remote.figures(window="total")[0] == pytest.approx(0.25)
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["worker"]:
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     _worker(sys.argv[2], Path(sys.argv[3]))
