@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 # public name -> module (relative to this package) that defines it
 _LAZY: dict[str, str] = {
     "ResponseCache": ".cache.store",
+    "RedisResponseCache": ".cache.redis",
     "AsyncAgentOrchestrator": ".engine.orchestrator",
     "Conversation": ".engine.conversation",
     "AgentResult": ".engine.result",
@@ -45,6 +46,7 @@ __all__ = sorted([*_LAZY, "__version__", "load_ipython_extension", "unload_ipyth
 if TYPE_CHECKING:
     from .agents import AgentDefinition as AgentDefinition
     from .agents import AgentRegistry as AgentRegistry
+    from .cache.redis import RedisResponseCache as RedisResponseCache
     from .cache.store import ResponseCache as ResponseCache
     from .engine.conversation import Conversation as Conversation
     from .engine.orchestrator import AsyncAgentOrchestrator as AsyncAgentOrchestrator

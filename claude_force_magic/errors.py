@@ -14,8 +14,10 @@
     │   └── PromptInjectionError          the screening policy blocked untrusted data (or a task)
     ├── InvalidTaskError                  the task is too long or has control characters
     ├── CacheError                        the response cache could not do its job
-    │   └── IntegrityError                an entry failed its signature check (served as a miss)
+    │   ├── IntegrityError                an entry failed its signature check (served as a miss)
+    │   └── RedisUnavailableError         Redis is down, unreachable or refused the credentials
     ├── BudgetExceededError               the call would exceed ``budget_usd``; raise the budget
+    ├── TeamUnavailableError              the team's Redis is unreachable for a team-only action
     ├── CircuitOpenError                  too many consecutive failures; wait for the cool-down
     ├── DeadlineExceededError             the overall deadline ran out across attempts
     └── APIError                          the Messages API (or the network) failed the call
@@ -56,10 +58,12 @@ __all__ = [
     "PricingError",
     "PromptInjectionError",
     "RateLimitError",
+    "RedisUnavailableError",
     "ResponseError",
     "SecretError",
     "SecurityError",
     "ServerError",
+    "TeamUnavailableError",
     "UnknownAgentError",
     "UnsafePathError",
 ]
@@ -256,6 +260,20 @@ class ResponseError(APIError):
         self.stop_reason = stop_reason
         self.retryable = retryable
         self.usage = usage
+
+
+class RedisUnavailableError(CacheError):
+    """Redis (the team's shared cache, budget or limits) could not be reached or refused the
+    credentials: connection refused or dropped, a timeout, a wrong password, a missing ACL
+    right. Retryable. The message names the server with its password masked; callers fall
+    back to local state (the shared cache serves a miss)."""
+
+    retryable = True
+
+
+class TeamUnavailableError(ClaudeForceError):
+    """The team's Redis (``redis_url``) cannot be reached for an operation that has no local
+    fallback, such as resetting the team's spend; try again when it is back."""
 
 
 class BatchJobNotFoundError(ConfigurationError, LookupError):

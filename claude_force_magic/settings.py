@@ -41,6 +41,8 @@ __all__ = [
     "FORCE_CONFIG_ENV",
     "MAX_TTL_HOURS",
     "MIN_SECRET_BYTES",
+    "REDIS_NAMESPACE_ENV",
+    "REDIS_URL_ENV",
     "Secret",
     "cache_dir",
     "cache_encrypt",
@@ -48,6 +50,7 @@ __all__ = [
     "config_dir",
     "ensure_private_dir",
     "load_cache_secret",
+    "team_redis",
 ]
 
 APP_NAME = "claude-force-magic"
@@ -57,6 +60,9 @@ CACHE_DIR_ENV = "CLAUDE_CACHE_DIR"
 CACHE_ENCRYPT_ENV = "CLAUDE_CACHE_ENCRYPT"
 CONFIG_DIR_ENV = "CLAUDE_FORCE_MAGIC_CONFIG_DIR"
 FORCE_CONFIG_ENV = "CLAUDE_FORCE_CONFIG"
+#: The team switch (docs/team.md): cache, budget and rate limits in this Redis.
+REDIS_URL_ENV = "CLAUDE_FORCE_MAGIC_REDIS_URL"
+REDIS_NAMESPACE_ENV = "CLAUDE_FORCE_MAGIC_REDIS_NAMESPACE"
 KEY_FILE_NAME = "cache.key"
 MIN_SECRET_BYTES = 16
 #: The longest a cached answer may stay valid: ten years, in hours.
@@ -161,6 +167,19 @@ def cache_dir() -> Path:
     """The default response cache directory: ``$CLAUDE_CACHE_DIR`` or the user cache dir."""
     env = os.environ.get(CACHE_DIR_ENV)
     return Path(env).expanduser() if env else _platform_dir("cache") / "responses"
+
+
+def team_redis(
+    url: str | None = None, namespace: str | None = None
+) -> tuple[str | None, str | None]:
+    """The team's Redis URL and namespace: the arguments, else ``$CLAUDE_FORCE_MAGIC_REDIS_URL``
+    and ``$CLAUDE_FORCE_MAGIC_REDIS_NAMESPACE``. An empty URL (argument or variable) means no
+    team: the kernel's own cache, budget and limits."""
+    if url is None:
+        url = os.environ.get(REDIS_URL_ENV)
+    if namespace is None:
+        namespace = os.environ.get(REDIS_NAMESPACE_ENV) or None
+    return (url or None), namespace
 
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

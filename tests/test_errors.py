@@ -49,6 +49,7 @@ def test_retryable_is_true_only_for_transient_failures() -> None:
         "APIConnectionError",
         "APITimeoutError",
         "CircuitOpenError",
+        "RedisUnavailableError",
     }
 
 

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
     from .batch import BatchContext, BatchJob, BatchLimits
     from .batch_registry import BatchRegistry
     from .conversation import Conversation
+    from .team import Team
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -109,7 +110,10 @@ class AsyncAgentOrchestrator:
     answers encrypted (None: ``$CLAUDE_CACHE_ENCRYPT`` decides; see docs/cache.md).
     ``prompt_cache`` (``"auto"``, ``"5m"``, ``"1h"``, ``"off"``; per call the ``prompt_cache``
     option) marks agent definitions and conversation histories cacheable at the API (see
-    :mod:`.prompt_cache`).
+    :mod:`.prompt_cache`). ``redis_url`` (default ``$CLAUDE_FORCE_MAGIC_REDIS_URL``) and
+    ``namespace`` (default ``$CLAUDE_FORCE_MAGIC_REDIS_NAMESPACE``) move the cache, the budget
+    and the rate limits to a team's Redis together, with this kernel's own as the fallback
+    while it is unreachable (docs/team.md); without them nothing changes.
     """
 
     def __init__(
@@ -147,6 +151,8 @@ class AsyncAgentOrchestrator:
         limiter: AttemptLimiter | None = None,
         breaker: AttemptBreaker | None = None,
         prompt_cache: str = defaults.PROMPT_CACHE,
+        redis_url: str | None = None,
+        namespace: str | None = None,
     ) -> None:
         from ..guard import InjectionPolicy, SecretRedactor, get_logger
 
@@ -238,6 +244,7 @@ class AsyncAgentOrchestrator:
         self._cache_dir = cache_dir
         self._cache_problem: str | None = None
         self._closed = False
+        self._team = self._join_team(redis_url, namespace, rates, own_limiter=limiter is None)
         self._ledger = Ledger(self._budget, lambda: self.prices, lambda: self.metrics, self._log)
         self._pipeline = CallPipeline(
             transport=self._transport,
@@ -344,6 +351,64 @@ class AsyncAgentOrchestrator:
             self._log.warning("%s", self._cache_problem)
             return None
 
+    def _join_team(
+        self,
+        redis_url: str | None,
+        namespace: str | None,
+        rates: tuple[float | None, float | None, float | None],
+        *,
+        own_limiter: bool,
+    ) -> Team | None:
+        """With a Redis URL (the argument or ``$CLAUDE_FORCE_MAGIC_REDIS_URL``): the budget,
+        the limiter (unless injected) and the cache (unless given) move to the team's Redis,
+        with this kernel's own as the fallback (:mod:`.team`). Without one: None, and
+        nothing is imported."""
+        from ..settings import team_redis
+
+        url, namespace = team_redis(redis_url, namespace)
+        if url is None:
+            return None
+        from .team import Team
+
+        team = Team(url, namespace)
+        self._budget = team.budget(self._budget)
+        if own_limiter and isinstance(self._gate.limiter, RateLimiter):
+            self._gate.limiter = team.limiter(self._gate.limiter, rates)
+        if self._owns_cache:
+            self._cache = team.store(self._open_team_cache, self._open_local_cache)
+        return team
+
+    def _open_team_cache(self) -> ResponseStore:
+        from ..cache.redis import RedisResponseCache
+
+        assert self._team is not None
+        link = self._team.link
+        return RedisResponseCache(
+            link.target,
+            namespace=link.namespace,
+            ttl_hours=self._cache_ttl_hours,
+            encrypt=self._cache_encrypt,
+        )
+
+    def _open_local_cache(self) -> ResponseStore | None:
+        """The kernel's own cache beside the team's (None, with a warning, if it cannot be
+        opened: the team's still works)."""
+        from ..cache.store import ResponseCache
+
+        try:
+            return ResponseCache(
+                self._cache_dir, ttl_hours=self._cache_ttl_hours, encrypt=self._cache_encrypt
+            )
+        except ClaudeForceError as exc:
+            self._log.warning("The kernel's own response cache could not be opened: %s", exc)
+            return None
+
+    @property
+    def team(self) -> Team | None:
+        """The team's Redis (cache, budget, limits; ``figures()`` for a dashboard), or None
+        without ``redis_url``."""
+        return self._team
+
     @property
     def cache_problem(self) -> str | None:
         """Why the response cache could not be opened (calls run without it), else None."""
@@ -428,6 +493,8 @@ class AsyncAgentOrchestrator:
                 self._cache.close()  # and this thread's, if a command read the cache here
         else:
             await self._store_thread.close(None)
+        if self._team is not None:
+            self._team.close()
 
     async def __aenter__(self) -> AsyncAgentOrchestrator:
         return self

@@ -50,6 +50,8 @@ __all__ = ["AgentMagics", "load_ipython_extension", "unload_ipython_extension"]
 
 _ENV_PREFIX = "CLAUDE_FORCE_MAGIC_"
 _REBUILD = (
+    "redis_url",
+    "redis_namespace",
     "model",
     "max_tokens",
     "timeout",
@@ -148,6 +150,15 @@ class AgentMagics(Magics):
         "1-hour entries only when reuse is slower than 5 minutes), 5m, 1h or off "
         "(--prompt-cache per cell).",
     ).tag(config=True)
+    redis_url = Unicode(
+        "",
+        help="A team's Redis (redis://, rediss:// for TLS): cache, budget and rate limits are "
+        "shared there (default: $CLAUDE_FORCE_MAGIC_REDIS_URL; see docs/team.md).",
+    ).tag(config=True)
+    redis_namespace = Unicode(
+        "",
+        help="The team's key prefix in that Redis (default: $CLAUDE_FORCE_MAGIC_REDIS_NAMESPACE).",
+    ).tag(config=True)
     prices = Dict(
         help="Prices to add or change, in USD per million tokens: {model: {'input': ..., "
         "'output': ..., 'cache_write_5m': ..., 'cache_write_1h': ..., 'cache_read': ...}}."
@@ -211,6 +222,8 @@ class AgentMagics(Magics):
             simulator_per_token=self.simulator_per_token,
             prices=dict(self.prices),
             prompt_cache=self.prompt_cache,
+            redis_url=self.redis_url,
+            redis_namespace=self.redis_namespace,
         )
 
     @validate("ttl_hours")

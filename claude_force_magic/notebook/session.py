@@ -121,6 +121,24 @@ class SessionConfig:
     simulator_per_token: float = 0.0
     prices: Mapping[str, Any] = field(default_factory=dict)
     prompt_cache: str = defaults.PROMPT_CACHE
+    redis_url: str = ""
+    redis_namespace: str = ""
+
+
+def _team_arguments(cfg: SessionConfig, mode: Mode) -> dict[str, Any]:
+    """``redis_url`` and ``namespace`` for the orchestrator: the traits, else the environment
+    (an empty URL turns the team off). Simulated calls use ``<namespace>-simulated``, so
+    pretend dollars and simulated answers never mix with the team's real ones."""
+    from ..settings import team_redis
+
+    url, namespace = team_redis(cfg.redis_url or None, cfg.redis_namespace or None)
+    if url is None:
+        return {"redis_url": ""}
+    if mode.simulated:
+        from ..redis_link import DEFAULT_NAMESPACE
+
+        namespace = f"{namespace or DEFAULT_NAMESPACE}-simulated"
+    return {"redis_url": url, "namespace": namespace}
 
 
 class AgentSession:
@@ -314,6 +332,7 @@ class AgentSession:
             "metrics": self.metrics(mode),
             "budget": self.budget(mode),
             "prompt_cache": cfg.prompt_cache,
+            **_team_arguments(cfg, mode),
         }
 
     def budget(self, mode: Mode | bool) -> Budget:

@@ -207,7 +207,7 @@ def stats_sections(session: AgentSession) -> list[tuple[str, list[dict[str, Any]
             prompt_cache.append({"mode": mode.label, **_prompt_cache_row(totals)})
         latency.extend({"mode": mode.label, **r} for r in metrics.latency_percentiles())
         streaming.extend({"mode": mode.label, **r} for r in metrics.stream_percentiles())
-    return [
+    sections: list[tuple[str, list[dict[str, Any]], Sequence[str]]] = [
         ("Cache", cache_rows, ("mode", *_CACHE_FIELDS)),
         ("Latency (seconds; by mode, cache hits apart)", latency, _LATENCY_FIELDS),
         (_STREAMING_TITLE, streaming, _STREAM_FIELDS),
@@ -215,6 +215,46 @@ def stats_sections(session: AgentSession) -> list[tuple[str, list[dict[str, Any]
         ("Budget", spend_rows, ("mode", "spent_usd", "budget_usd", "budget_left")),
         (_PROMPT_CACHE_TITLE, prompt_cache, _PROMPT_CACHE_FIELDS),
     ]
+    team = team_rows(orchestrators)
+    if team:  # only with the team switch on (docs/team.md)
+        sections.append(("Team (shared through Redis)", team, _TEAM_FIELDS))
+    return sections
+
+
+_TEAM_FIELDS = (
+    "mode",
+    "connected",
+    "team_spent_usd",
+    "own_spent_usd",
+    "team_reserved_usd",
+    "pending_charges",
+    "team_cache_hits",
+    "team_cache_misses",
+    "requests_left",
+    "requests_per_minute",
+)
+
+
+def team_rows(orchestrators: Mapping[Any, Any]) -> list[dict[str, Any]]:
+    """One row per mode whose orchestrator shares a team's Redis: the team's spend beside
+    this kernel's own, the shared cache's hits and the rate limiter's requests bucket (the
+    team's, or this kernel's while Redis is down: ``connected`` says which)."""
+    rows: list[dict[str, Any]] = []
+    for mode, orch in orchestrators.items():
+        team = getattr(orch, "team", None)
+        if team is None:
+            continue
+        figures = team.figures()
+        bucket = (figures.get("limits") or {}).get("requests") or {}
+        rows.append(
+            {
+                "mode": mode.label,
+                **{k: figures.get(k) for k in _TEAM_FIELDS[1:8]},
+                "requests_left": bucket.get("level"),
+                "requests_per_minute": bucket.get("per_minute"),
+            }
+        )
+    return rows
 
 
 #: The prompt-cache section of ``%agent stats``: its own table, apart from the response

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from typing import TYPE_CHECKING, Any
 
 from ...settings import API_KEY_ENV
@@ -34,6 +35,8 @@ def effective_config(magics: AgentMagics) -> dict[str, Any]:
     values["cache_dir"] = str(session.cache_dir(Mode.LIVE))
     values["simulate"] = session.simulate
     values["api_key"] = _masked_key(session.api_key)
+    if values.get("redis_url"):  # never show a password in the URL
+        values["redis_url"] = re.sub(r"//([^:@/]*):[^@/]*@", r"//\1:****@", values["redis_url"])
     for mode, orch in session.live_orchestrators().items():
         values[f"spent_usd ({mode.label})"] = orch.spent_usd
     return values

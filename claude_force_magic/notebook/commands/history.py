@@ -29,10 +29,22 @@ def history(magics: AgentMagics, args: argparse.Namespace) -> Any:
 def cost(magics: AgentMagics, args: argparse.Namespace) -> Any:
     """Spend and savings by mode, agent and model, as a DataFrame."""
     from ..frames import cost_frame
+    from ..widgets import team_rows
 
     session = magics.session
-    return cost_frame(
+    rows = [
         {"mode": mode.label, **row}
         for mode in Mode
         for row in session.metrics(mode).cost_by(("agent_name", "model"))
-    )
+    ]
+    # with the team switch on: the team's spend as one more row per mode, beside this kernel's
+    rows += [
+        {
+            "mode": t["mode"],
+            "agent_name": "(whole team)",
+            "model": "",
+            "cost_usd": t["team_spent_usd"],
+        }
+        for t in team_rows(session.live_orchestrators())
+    ]
+    return cost_frame(rows)

@@ -1,0 +1,733 @@
+"""``RedisResponseCache``: the signed response cache, shared by every kernel through Redis.
+
+Same API and same envelope as the disk :class:`~claude_force_magic.cache.store.ResponseCache`
+(keys from :mod:`.keys`, envelopes from :mod:`.signing`): every value is HMAC-signed over the
+envelope version, the namespace-qualified key and the body, the tag is checked before anything
+is parsed, and the expiry is inside the signed body. The secret stays in the kernel; Redis
+only ever sees envelopes, and a fingerprint of the secret (a keyed hash that reveals nothing
+of it) so that a kernel with the wrong secret is refused instead of deleting its team's
+entries as forgeries.
+
+Layout, under ``{namespace}:cache:`` (see :class:`~claude_force_magic.redis_link.RedisKeys`)::
+
+    e:{key}   the envelope (a string with a Redis TTL: Redis frees expired answers itself)
+    lru       sorted set key -> access tick (least recently used first)
+    exp       sorted set key -> expiry (server milliseconds), to account for TTL expiries
+    meta      hash key -> "tick:size:agent" (the version, stored size and agent of each entry)
+    hits      hash key -> lookups served
+    stats     hash of counters shared by every process (hits, misses, sets, ... and bytes)
+    tick      the access clock (INCR)
+    fp        the secret's fingerprint
+
+Every change is one Lua script (:mod:`.redis_scripts`: run by EVALSHA, reloaded after a
+server restart), so entries, sizes, the LRU order and the counters always move together: a lookup is
+one round trip that reads the envelope, touches the LRU order and counts the hit; a store
+writes, counts and culls least-recently-used entries to ``max_size_mb`` in the same step and
+never evicts the entry it just wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import hmac
+import math
+import re
+import time
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
+from types import TracebackType
+from typing import Any
+
+import redis
+
+from .. import settings
+from ..errors import (
+    CacheError,
+    ConfigurationError,
+    IntegrityError,
+    RedisUnavailableError,
+    SecretError,
+)
+from ..guard.logs import SecretRedactor, get_logger, sanitize_for_log
+from ..redis_link import (
+    DEFAULT_NAMESPACE,
+    RedisKeys,
+    RedisTarget,
+    check_namespace,
+    connect,
+    parse_redis_url,
+    redis_errors,
+)
+from ..settings import Secret
+from ..validation import check_number
+from .keys import key_for, require_json
+from .redis_scripts import MISMATCH, SHAS, SOURCES
+from .signing import Signer
+from .store import CacheSkipWarning
+from .verify import VerifyReport
+
+__all__ = ["RedisResponseCache"]
+
+log = get_logger("claude_force_magic.cache")
+
+_PAGE = 200
+#: A key may be given by its first ``MIN_PREFIX`` hex digits (or more), as on disk.
+MIN_PREFIX = 8
+_PREFIX_PATTERN = re.compile(r"\A[0-9a-f]{8,64}\Z")
+_REAP = 500
+_COUNTERS = (
+    "hits",
+    "misses",
+    "sets",
+    "deletes",
+    "evictions",
+    "expirations",
+    "integrity_failures",
+    "oversized_skipped",
+    "cleared",
+)
+
+
+def _count(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise TypeError(f"{name} must be a non-negative int, not {value!r}")
+    return value
+
+
+def _cost(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise TypeError(f"estimated_cost must be a number, not {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise TypeError(f"estimated_cost must be a finite non-negative number, not {value!r}")
+    return number
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+class RedisResponseCache:
+    """A signed, size-bounded response cache in Redis, shared by every kernel that uses the
+    same ``url``, ``namespace`` and ``cache_secret``.
+
+    ``url`` is ``redis://``, ``rediss://`` (TLS) or ``unix://`` with an optional ACL user,
+    password and database (see :func:`~claude_force_magic.redis_link.parse_redis_url`); the
+    password never appears in a repr, a log record or an error. ``namespace`` (default
+    ``"cfm"``) prefixes every key, so teams can share one server. ``cache_secret`` (else
+    ``$CLAUDE_CACHE_SECRET``, else the key file) signs every entry and never leaves the
+    kernel: every member of a team must use the same one, or the namespace refuses them
+    (:class:`SecretError`) rather than treat their entries as forgeries. ``ttl_hours``,
+    ``max_size_mb`` and ``max_entry_kb`` mean what they mean for the disk cache. ``encrypt=True``
+    (default: env ``CLAUDE_CACHE_ENCRYPT``) stores answers encrypted with AES-256-GCM under a
+    key derived from the secret, so a Redis dump, replica or backup reveals no answer text
+    (keys, agent names, sizes and counters stay readable); such a cache treats an entry stored
+    in clear as an integrity failure, while one without ``encrypt`` still reads encrypted
+    entries. ``enabled=False`` touches nothing; ``exclude_agents`` are never cached; ``clock``
+    (epoch seconds) decides the signed creation and expiry times.
+
+    Construction connects (``PING``) and raises :class:`RedisUnavailableError` when Redis
+    cannot be reached or refuses the credentials, :class:`ConfigurationError` for a bad URL,
+    namespace or limit, :class:`SecretError` for a bad secret. Afterwards every operation is
+    atomic (one Lua script) and safe from any number of threads and processes; a connection
+    that fails (server down or restarted, connection killed) raises
+    :class:`RedisUnavailableError` (a :class:`CacheError`: the engine then calls the API and
+    the answer goes unstored) and leaves Redis unchanged or wholly changed, never half. The
+    next call reconnects. Statistics are kept in Redis, so :meth:`get_stats` is exact for the
+    whole team at once.
+
+    Run Redis with ``maxmemory-policy noeviction`` or a ``volatile-*`` policy: only the
+    answers carry a TTL, and an ``allkeys-*`` policy could evict the bookkeeping.
+    """
+
+    def __init__(
+        self,
+        url: str | Secret | RedisTarget,
+        *,
+        cache_secret: str | bytes | Secret | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+        ttl_hours: float = 24,
+        max_size_mb: float = 100,
+        max_entry_kb: float = 1024,
+        encrypt: bool | None = None,
+        enabled: bool = True,
+        exclude_agents: Iterable[str] = (),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.ttl_hours = settings.check_ttl_hours("ttl_hours", ttl_hours)
+        self._max_size_bytes = int(check_number("max_size_mb", max_size_mb) * 2**20)
+        self._max_entry_bytes = int(check_number("max_entry_kb", max_entry_kb) * 1024)
+        if self._max_size_bytes < self._max_entry_bytes:
+            raise ConfigurationError(
+                f"max_size_mb={max_size_mb!r} is smaller than one entry may be "
+                f"(max_entry_kb={max_entry_kb!r}): every large answer would evict the whole "
+                "cache. Raise max_size_mb or lower max_entry_kb."
+            )
+        self.encrypt = settings.cache_encrypt() if encrypt is None else bool(encrypt)
+        self.namespace = check_namespace(namespace)
+        self.target = url if isinstance(url, RedisTarget) else parse_redis_url(url)
+        if isinstance(exclude_agents, str):
+            exclude_agents = (exclude_agents,)
+        self._exclude = frozenset(exclude_agents)
+        self._clock = clock
+        self.enabled = bool(enabled)
+        self._keys = RedisKeys(self.namespace)
+        self._area = self._keys.name("cache", "")
+        self._prefix = self._area + "e:"
+        self._meta_key, self._hits_key, self._stats_key = (
+            self._keys.name("cache", part) for part in ("meta", "hits", "stats")
+        )
+        self._client: redis.Redis | None = None
+        self._signer: Signer | None = None
+        self._fingerprint = b""
+        if not self.enabled:
+            if cache_secret is not None:
+                settings.load_cache_secret(cache_secret)  # validate; touches nothing
+            return
+        secret = settings.load_cache_secret(cache_secret)
+        SecretRedactor.register(secret)
+        self._signer = Signer(secret, encrypt=self.encrypt)
+        self._fingerprint = _fingerprint(secret)
+        self._client = connect(self.target)
+        try:
+            self._run("stats", "check the namespace's secret", None, 0)  # SecretError now
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisResponseCache(url={self.target.display!r}, namespace={self.namespace!r}, "
+            f"enabled={self.enabled}, encrypt={self.encrypt}, ttl_hours={self.ttl_hours:g}, "
+            f"max_size_mb={self._max_size_bytes / 2**20:g}, "
+            f"max_entry_kb={self._max_entry_bytes / 1024:g})"
+        )
+
+    def __reduce__(self) -> Any:
+        raise TypeError("RedisResponseCache holds the cache secret and cannot be pickled")
+
+    @property
+    def read_only(self) -> bool:
+        """Always False: a Redis cache that cannot be written raises instead."""
+        return False
+
+    def __enter__(self) -> RedisResponseCache:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool. Idempotent; later operations raise :class:`CacheError`
+        (a closed cache is not reopened behind your back)."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def flush(self) -> None:
+        """Nothing to do: every count is written to Redis by the operation that makes it."""
+
+    # -- running scripts ---------------------------------------------------------------------
+
+    def _run(self, name: str, doing: str, key: str | None, *args: Any) -> Any:
+        """Run script ``name`` on the entry ``key`` (or none) with ``args``; errors translated.
+
+        EVALSHA directly (redis-py's ``Script`` re-packs its arguments on every call); a
+        server that lost its scripts (restarted) is sent them again.
+        """
+        client = self._client
+        if client is None:
+            raise RedisUnavailableError(
+                "This RedisResponseCache was closed (or created with enabled=False); create a "
+                "new one."
+            )
+        sha, source = SHAS[name], SOURCES[name]
+        head = (1, self._prefix + key) if key is not None else (0,)
+        try:
+            with redis_errors(self.target, doing):
+                try:
+                    return client.evalsha(sha, *head, self._area, self._fingerprint, *args)
+                except redis.exceptions.NoScriptError:
+                    client.script_load(source)
+                    return client.evalsha(sha, *head, self._area, self._fingerprint, *args)
+        except redis.exceptions.ResponseError as exc:
+            if MISMATCH in str(exc):
+                raise SecretError(
+                    f"The Redis namespace {self.namespace!r} at {self.target.display} is used "
+                    "with another cache secret. Every kernel sharing a namespace needs the same "
+                    "secret: set CLAUDE_CACHE_SECRET (or cache_secret=) to your team's secret, "
+                    "or choose another namespace."
+                ) from None
+            raise
+
+    def _signed_key(self, key: str) -> str:
+        """What the envelope's tag binds: the namespace and the key (a value copied from
+        another namespace on the same server fails its check)."""
+        return f"redis:{self.namespace}:{key}"
+
+    def _active(self, agent_name: str) -> Signer | None:
+        if self._signer is None or agent_name in self._exclude:
+            return None
+        return self._signer
+
+    # -- keys, get ---------------------------------------------------------------------------
+
+    def key_for(self, agent_name: str, task: str, model: str, **request: Any) -> str:
+        """The hex SHA-256 key of a request (see :func:`keys.key_for`); TypeError if not JSON."""
+        return key_for(agent_name, task, model, **request)
+
+    def get(self, agent_name: str, task: str, model: str, **request: Any) -> dict[str, Any] | None:
+        """Return the cached answer for this request, or None (same dict as the disk cache's
+        ``get``: response, agent_name, model, tokens, estimated_cost, created_at, expires_at,
+        age_seconds, metadata, key).
+
+        One round trip: a script reads the envelope, moves the entry to the young end of the
+        LRU order and counts the hit (or the miss). A forged, damaged or expired entry is
+        deleted (if it is still the version read), counted as an ``integrity_failures`` or
+        ``expirations``, and turned into a miss in a second step; it never raises. Raises
+        TypeError for non-JSON request values, :class:`RedisUnavailableError` when Redis
+        cannot be reached (nothing is counted then) and :class:`SecretError` when the
+        namespace belongs to another secret.
+        """
+        key = key_for(agent_name, task, model, **request)
+        signer = self._active(agent_name)
+        if signer is None:
+            return None
+        value = self._run("get", "read the cache", key, key)
+        if value is None:
+            return None
+        now = self._clock()
+        try:
+            body = signer.open(self._signed_key(key), value)
+        except IntegrityError as exc:
+            log.warning(
+                "cache entry %s for agent %s failed its integrity check (%s); deleted",
+                key[:12],
+                sanitize_for_log(agent_name, 64),
+                exc,
+            )
+            self._discard(key, value, "integrity_failures", lookup=True)
+            return None
+        if body["expires_at"] <= now:
+            self._discard(key, value, "expirations", lookup=True)
+            return None
+        return self._public(key, body, now)
+
+    def _discard(self, key: str, value: bytes, counter: str, *, lookup: bool) -> bool:
+        """Delete ``key`` if it still holds ``value`` and count ``counter`` (and, for a
+        lookup, turn its counted hit into a miss). True if it was deleted."""
+        seen = hashlib.sha1(value, usedforsecurity=False).hexdigest()
+        try:
+            return bool(
+                self._run("discard", "delete an entry", key, key, seen, counter, int(lookup))
+            )
+        except RedisUnavailableError as exc:
+            log.warning("could not delete the failed cache entry %s: %s", key[:12], exc)
+            return False
+
+    @staticmethod
+    def _public(key: str, body: dict[str, Any], now: float) -> dict[str, Any]:
+        return {
+            "response": body["response"],
+            "agent_name": body["agent_name"],
+            "model": body["model"],
+            "input_tokens": body["input_tokens"],
+            "output_tokens": body["output_tokens"],
+            "estimated_cost": float(body["estimated_cost"]),
+            "created_at": float(body["created_at"]),
+            "expires_at": float(body["expires_at"]),
+            "age_seconds": max(0.0, now - body["created_at"]),
+            "metadata": body["metadata"],
+            "key": key,
+        }
+
+    # -- set, delete, clear ------------------------------------------------------------------
+
+    def _skip(self, reason: str, agent_name: str) -> bool:
+        message = f"Response not cached for agent {sanitize_for_log(agent_name, 64)}: {reason}."
+        log.info(message)
+        warnings.warn(message, CacheSkipWarning, stacklevel=3)
+        return False
+
+    def set(
+        self,
+        agent_name: str,
+        task: str,
+        model: str,
+        response: str,
+        input_tokens: int,
+        output_tokens: int,
+        estimated_cost: float,
+        *,
+        metadata: dict[str, Any] | None = None,
+        ttl_hours: float | None = None,
+        **request: Any,
+    ) -> bool:
+        """Store an answer; return True if stored, False (with a :class:`CacheSkipWarning`)
+        when the cache is disabled, the agent is excluded, or the entry exceeds
+        ``max_entry_kb`` (counted as ``oversized_skipped``).
+
+        One atomic script writes the envelope with its Redis TTL, replaces an older entry of
+        the same key, counts the set and culls least-recently-used entries until the namespace
+        fits ``max_size_mb`` (never the entry just written). Raises TypeError for wrongly typed
+        arguments or non-JSON values, :class:`ConfigurationError` for a bad ``ttl_hours``
+        (checked before anything is sent), :class:`RedisUnavailableError` when Redis cannot be
+        reached (then nothing, or everything, was written).
+        """
+        key = key_for(agent_name, task, model, **request)
+        if not isinstance(response, str):
+            raise TypeError(f"response must be a str, not {type(response).__name__}")
+        body = {
+            "response": response,
+            "agent_name": agent_name,
+            "model": model,
+            "input_tokens": _count("input_tokens", input_tokens),
+            "output_tokens": _count("output_tokens", output_tokens),
+            "estimated_cost": _cost(estimated_cost),
+            "created_at": 0.0,
+            "expires_at": 0.0,
+            "metadata": {} if metadata is None else metadata,
+        }
+        if not isinstance(body["metadata"], dict):
+            raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
+        require_json(body["metadata"], "metadata")
+        ttl = settings.check_ttl_hours(
+            "ttl_hours", self.ttl_hours if ttl_hours is None else ttl_hours
+        )
+        signer = self._active(agent_name)
+        if signer is None:
+            why = "the cache is disabled" if self._signer is None else "the agent is excluded"
+            return self._skip(why, agent_name)
+        if len(response) <= self._max_entry_bytes:
+            now = self._clock()
+            body["created_at"] = now
+            body["expires_at"] = now + ttl * 3600.0
+            blob = signer.seal(self._signed_key(key), body)
+            if len(blob) <= self._max_entry_bytes:
+                ttl_ms = max(1, int(ttl * 3_600_000))
+                self._run(
+                    "set",
+                    "store an answer",
+                    key,
+                    key,
+                    blob,
+                    ttl_ms,
+                    self._max_size_bytes,
+                    agent_name,
+                )
+                return True
+        self._bump("oversized_skipped")
+        limit = self._max_entry_bytes // 1024
+        return self._skip(f"the entry is larger than max_entry_kb={limit}", agent_name)
+
+    def _bump(self, counter: str) -> None:
+        client = self._client
+        if client is not None:
+            with redis_errors(self.target, "count"):
+                client.hincrby(self._stats_key, counter, 1)
+
+    def _remove(self, keys: list[str], counter: str, agent: str | None = None) -> int:
+        if not keys:
+            return 0
+        only = "" if agent is None else "=" + agent
+        return int(self._run("remove", "remove entries", None, counter, only, *keys))
+
+    def delete(self, agent_name: str, task: str, model: str, **request: Any) -> bool:
+        """Remove the entry for this request; True if one was removed (counted as a delete).
+        Atomic. Raises :class:`RedisUnavailableError` when Redis cannot be reached."""
+        return self._remove([key_for(agent_name, task, model, **request)], "deletes") > 0
+
+    def _stored_keys(self) -> Iterator[list[str]]:
+        """Every stored key, a page at a time (HSCAN of the bookkeeping: no value is read)."""
+        client = self._live()
+        cursor = 0
+        while True:
+            with redis_errors(self.target, "list entries"):
+                cursor, page = client.hscan(self._meta_key, cursor, count=_PAGE)
+            if page:
+                yield [_text(k) for k in page]
+            if cursor == 0:
+                return
+
+    def _live(self) -> redis.Redis:
+        if self._client is None:
+            raise RedisUnavailableError(
+                "This RedisResponseCache was closed (or created with enabled=False); create a "
+                "new one."
+            )
+        return self._client
+
+    def clear(self, agent_name: str | None = None) -> int:
+        """Remove every entry of this namespace (or only ``agent_name``'s); return how many.
+
+        Works in pages of 200 keys, one atomic script each (counted as ``cleared``), so other
+        kernels keep working meanwhile; entries stored while it runs may survive. Raises
+        :class:`RedisUnavailableError` when Redis cannot be reached.
+        """
+        if self._client is None:
+            return 0
+        return sum(self._remove(page, "cleared", agent_name) for page in self._stored_keys())
+
+    # -- inspection --------------------------------------------------------------------------
+
+    def get_stats(self) -> dict[str, Any]:
+        """Counters shared by every kernel using this namespace (exact: each is counted in the
+        script that does the work), plus size and settings.
+
+        Entries whose Redis TTL passed are accounted for first (counted as ``expirations``).
+        Keys: hits, misses, sets, deletes, evictions, expirations, integrity_failures,
+        oversized_skipped, cleared, entries, size_bytes (the stored envelopes), max_size_bytes,
+        max_entry_bytes, hit_rate, ttl_hours, enabled, encrypt, backend ("redis"), url (password
+        masked), namespace, directory (url and namespace, for displays written for the disk
+        cache), read_only (False) and problem (None). Raises :class:`RedisUnavailableError`.
+        """
+        counts = dict.fromkeys(_COUNTERS, 0)
+        entries = size = 0
+        if self._client is not None:
+            while True:
+                reaped, entries, flat = self._run("stats", "read statistics", None, _REAP)
+                if int(reaped) < _REAP:
+                    break
+            raw = {_text(flat[i]): int(flat[i + 1]) for i in range(0, len(flat), 2)}
+            counts = {name: raw.get(name, 0) for name in _COUNTERS}
+            size = raw.get("bytes", 0)
+        lookups = counts["hits"] + counts["misses"]
+        where = f"{self.target.display} namespace {self.namespace}"
+        return {
+            **counts,
+            "entries": int(entries),
+            "size_bytes": int(size),
+            "max_size_bytes": self._max_size_bytes,
+            "max_entry_bytes": self._max_entry_bytes,
+            "hit_rate": counts["hits"] / lookups if lookups else 0.0,
+            "ttl_hours": self.ttl_hours,
+            "enabled": self.enabled,
+            "encrypt": self.encrypt,
+            "backend": "redis",
+            "url": self.target.display,
+            "namespace": self.namespace,
+            "directory": where,
+            "read_only": False,
+            "problem": None,
+        }
+
+    def _pages(self) -> Iterator[list[tuple[str, bytes | None, int]]]:
+        """(key, envelope, hits) of every stored entry, a page at a time (one pipelined round
+        trip per page)."""
+        client = self._live()
+        for keys in self._stored_keys():
+            with redis_errors(self.target, "read entries"):
+                pipe = client.pipeline(transaction=False)
+                pipe.mget([self._prefix + k for k in keys])
+                pipe.hmget(self._hits_key, keys)
+                values, hits = pipe.execute()
+            yield [(k, v, int(h or 0)) for k, v, h in zip(keys, values, hits, strict=True)]
+
+    def _verified(self) -> Iterator[tuple[str, int, int, dict[str, Any]]]:
+        """(key, stored size, hits, verified body) of every valid, unexpired entry; entries
+        that fail their check are skipped (:meth:`verify` removes them)."""
+        signer = self._signer
+        if signer is None:
+            return
+        now = self._clock()
+        for page in self._pages():
+            for key, value, hits in page:
+                if value is None:
+                    continue
+                try:
+                    body = signer.open(self._signed_key(key), value)
+                except IntegrityError:
+                    continue
+                if body["expires_at"] > now:
+                    yield key, len(value), hits, body
+
+    def verify(self) -> VerifyReport:
+        """Check every entry's signature and signed expiry; remove what fails.
+
+        Entries that fail are deleted (if still the version read) and counted as
+        ``integrity_failures``, expired ones as ``expirations``; envelopes under this
+        namespace's prefix that the cache never wrote (no bookkeeping) are checked too.
+        Reads a page at a time. Raises :class:`RedisUnavailableError`.
+        """
+        report = VerifyReport()
+        signer = self._signer
+        if signer is None:
+            return report
+        now = self._clock()
+        for page in self._pages():
+            for key, value, _hits in page:
+                if value is None:  # its TTL passed: accounted for by the stats script
+                    continue
+                self._verify_one(signer, key, value, now, report)
+        for key, value in self._unaccounted():
+            self._verify_one(signer, key, value, now, report)
+        report.removed = report.expired + len(report.invalid)
+        self.get_stats()  # accounts for entries whose Redis TTL passed
+        if report.invalid:
+            log.warning("cache verify removed %d invalid entries", len(report.invalid))
+        return report
+
+    def _verify_one(
+        self, signer: Signer, key: str, value: bytes, now: float, report: VerifyReport
+    ) -> None:
+        report.checked += 1
+        try:
+            body = signer.open(self._signed_key(key), value)
+        except IntegrityError as exc:
+            if self._discard(key, value, "integrity_failures", lookup=False):
+                report.invalid.append((key, str(exc)))
+            return
+        if body["expires_at"] <= now:
+            if self._discard(key, value, "expirations", lookup=False):
+                report.expired += 1
+            return
+        report.valid += 1
+
+    def _unaccounted(self) -> Iterator[tuple[str, bytes]]:
+        """Envelopes under the entry prefix with no bookkeeping (written by someone else)."""
+        client = self._live()
+        with redis_errors(self.target, "scan entries"):
+            names = [_text(n) for n in client.scan_iter(match=self._prefix + "*", count=_PAGE)]
+        for start in range(0, len(names), _PAGE):
+            chunk = [n[len(self._prefix) :] for n in names[start : start + _PAGE]]
+            with redis_errors(self.target, "scan entries"):
+                metas = client.hmget(self._meta_key, chunk)
+                orphans = [k for k, m in zip(chunk, metas, strict=True) if m is None]
+                values = client.mget([self._prefix + k for k in orphans]) if orphans else []
+            yield from (
+                (k, v) for k, v in zip(orphans, values, strict=True) if isinstance(v, bytes)
+            )
+
+    @staticmethod
+    def _listing(key: str, size: int, hits: int, body: dict[str, Any]) -> dict[str, Any]:
+        metadata = body["metadata"]
+        preview, origin = metadata.get("preview"), metadata.get("origin")
+        return {
+            "key": key,
+            "agent_name": body["agent_name"],
+            "model": body["model"],
+            "created_at": float(body["created_at"]),
+            "expires_at": float(body["expires_at"]),
+            "size_bytes": size,
+            "hits": hits,
+            "input_tokens": body["input_tokens"],
+            "output_tokens": body["output_tokens"],
+            "estimated_cost": float(body["estimated_cost"]),
+            "preview": preview if isinstance(preview, str) else "",
+            "origin": origin if isinstance(origin, str) else "",
+        }
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Metadata of every valid, unexpired entry (no response text), oldest first.
+
+        Same keys as the disk cache's ``entries()`` (key, agent_name, model, created_at,
+        expires_at, size_bytes, hits, tokens, estimated_cost, preview, origin). Entries that
+        fail their check are skipped (call :meth:`verify` to remove them). Raises
+        :class:`RedisUnavailableError`.
+        """
+        listed = [self._listing(k, s, h, body) for k, s, h, body in self._verified()]
+        return sorted(listed, key=lambda item: (item["created_at"], item["key"]))
+
+    def resolve_key(self, key: str) -> str | None:
+        """The full key for ``key`` (64 hex digits, or a unique prefix of at least 8); None
+        when no entry has it. Raises :class:`CacheError` for something that is not a key or a
+        prefix more than one entry starts with."""
+        if not isinstance(key, str) or not _PREFIX_PATTERN.match(key.lower()):
+            raise CacheError(
+                f"{str(key)[:70]!r} is not a cache key: give the key (64 hex digits) or at "
+                f"least {MIN_PREFIX} of its first digits, as %agent cache lists them."
+            )
+        prefix = key.lower()
+        client = self._live()
+        found: list[str] = []
+        with redis_errors(self.target, "look up a key"):
+            for name in client.hscan_iter(self._meta_key, match=prefix + "*", count=_PAGE):
+                found.append(_text(name[0]))
+                if len(found) > 1:
+                    raise CacheError(
+                        f"The key prefix {prefix!r} matches more than one entry; type more digits."
+                    )
+        return found[0] if found else None
+
+    def entry(self, key: str) -> dict[str, Any] | None:
+        """The whole entry under ``key`` (full key or unique prefix), verified; None when there
+        is none or it has expired (then it is removed). A forged entry is deleted, counted and
+        reported with :class:`IntegrityError`. Same keys as the disk cache's ``entry``."""
+        full = self.resolve_key(key)
+        signer = self._signer
+        if full is None or signer is None:
+            return None
+        client = self._live()
+        with redis_errors(self.target, "read an entry"):
+            pipe = client.pipeline(transaction=False)
+            pipe.get(self._prefix + full)
+            pipe.hget(self._hits_key, full)
+            value, hits = pipe.execute()
+        if value is None:
+            return None
+        now = self._clock()
+        try:
+            body = signer.open(self._signed_key(full), value)
+        except IntegrityError as exc:
+            removed = self._discard(full, value, "integrity_failures", lookup=False)
+            raise IntegrityError(
+                f"The cache entry {full[:12]} failed its integrity check ({exc}): it was "
+                "edited or signed with another secret, so it is not shown"
+                + (" and was deleted." if removed else ".")
+            ) from None
+        if body["expires_at"] <= now:
+            self._discard(full, value, "expirations", lookup=False)
+            return None
+        options = body["metadata"].get("options")
+        return {
+            **self._public(full, body, now),
+            **self._listing(full, len(value), int(hits or 0), body),
+            "options": options if isinstance(options, dict) else {},
+        }
+
+    def delete_key(self, key: str) -> bool:
+        """Remove the entry under ``key`` (full key or unique prefix); True if one was removed
+        (counted as a delete)."""
+        full = self.resolve_key(key)
+        return full is not None and self._remove([full], "deletes") > 0
+
+    def search(
+        self, text: str, *, agent: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        """Entries whose preview or answer contains ``text`` (case-insensitive), newest first,
+        at most ``limit``; each as :meth:`entries` lists it. Every entry is verified before it
+        is matched; values are read a page at a time. TypeError for an empty ``text`` or a
+        ``limit`` that is not a positive int."""
+        if not isinstance(text, str) or not text:
+            raise TypeError(f"text must be a non-empty str, not {text!r:.40}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise TypeError(f"limit must be a positive int, not {limit!r}")
+        needle = text.casefold()
+        newest: list[tuple[float, str, dict[str, Any]]] = []
+        for key, size, hits, body in self._verified():
+            if agent is not None and body["agent_name"] != agent:
+                continue
+            preview = str(body["metadata"].get("preview") or "")
+            if needle not in preview.casefold() and needle not in body["response"].casefold():
+                continue
+            item = (float(body["created_at"]), key, self._listing(key, size, hits, body))
+            if len(newest) < limit:
+                heapq.heappush(newest, item)
+            elif item[:2] > newest[0][:2]:
+                heapq.heapreplace(newest, item)
+        return [listing for _, _, listing in sorted(newest, key=lambda i: i[:2], reverse=True)]
+
+
+_FINGERPRINT_LABEL = b"claude-force-magic/redis-namespace-secret\x00"
+
+
+def _fingerprint(secret: Secret) -> bytes:
+    """A keyed hash of a fixed label: equal for equal secrets, and useless for finding one."""
+    return hmac.new(secret.as_bytes(), _FINGERPRINT_LABEL, "sha256").hexdigest()[:32].encode()
