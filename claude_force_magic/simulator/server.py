@@ -84,9 +84,10 @@ class RequestRecord:
 class _Exchange:
     """What a handler learns about its request, for the log."""
 
-    __slots__ = ("body", "fault", "first_delta_s", "request_id", "status", "ttft_s")
+    __slots__ = ("arrived", "body", "fault", "first_delta_s", "request_id", "status", "ttft_s")
 
     def __init__(self) -> None:
+        self.arrived = time.monotonic()
         self.body: Any = None
         self.status = 0
         self.fault: str | None = None
@@ -599,8 +600,8 @@ class Simulator:
         return exchange.body
 
     async def _tracked(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
-        started = time.monotonic()
         exchange = _Exchange()
+        started = exchange.arrived
         task = asyncio.current_task()
         with self._lock:
             self._count += 1
@@ -782,10 +783,12 @@ class Simulator:
     ) -> web.StreamResponse:
         """Write the planned events, waiting ttft before the first delta and per-token after.
 
-        The deltas after the first are paced against the first one's time (each is due at
-        ``first + per_token x tokens before it``), so sleep overshoot does not accumulate and a
-        client's TPOT can be checked against ``per_token``. A paced stream's intended ttft is
-        sent as ``x-sim-ttft-ms`` and logged with when the first delta was written.
+        The first delta is due ``ttft`` after the request arrived (the time spent reading and
+        planning the answer is part of it, as on a real server), and the deltas after it are
+        paced against its time (each is due at ``first + per_token x tokens before it``), so
+        sleep overshoot does not accumulate and a client's TTFT and TPOT can be checked against
+        the latency model. A paced stream's intended ttft is sent as ``x-sim-ttft-ms`` and
+        logged with when the first delta was written.
         """
         latency = self._behaviour.latency
         ttft = self._behaviour.sample_first_token()
@@ -798,13 +801,13 @@ class Simulator:
             return web.Response(body=b"".join(e for e, _ in events), headers=headers)
         headers["x-sim-ttft-ms"] = f"{ttft * 1000:.3f}"
         exchange.ttft_s = ttft
-        arrived = time.monotonic()
+        arrived = exchange.arrived
         response = web.StreamResponse(headers=headers)
         try:
             await response.prepare(request)
             if latency.per_token == 0.0:
                 await response.write(b"".join(e for e, _ in events[: plan.first_delta]))
-                await self._sleep(ttft)
+                await self._sleep(arrived + ttft - time.monotonic())
                 exchange.first_delta_s = time.monotonic() - arrived
                 await response.write(b"".join(e for e, _ in events[plan.first_delta :]))
             else:
@@ -831,7 +834,7 @@ class Simulator:
         tokens_sent = 0
         for i, (event, tokens) in enumerate(plan.events):
             if i == plan.first_delta:
-                await self._sleep(ttft)
+                await self._sleep(arrived + ttft - time.monotonic())
                 first_at = time.monotonic()
                 exchange.first_delta_s = first_at - arrived
             elif i > plan.first_delta:
