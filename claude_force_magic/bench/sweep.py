@@ -356,7 +356,7 @@ def _run_doc(r: BenchResult) -> dict[str, Any]:
         "wall_s": r.wall_s,
         "summary": r.summary(),
         "samples": [asdict(s) for s in r.samples],
-        "itl_gaps": [round(g, 7) for g in r.itl_gaps],
+        "itl_gaps": list(r.itl_gaps),
     }
 
 
