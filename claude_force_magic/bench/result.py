@@ -33,6 +33,56 @@ __all__ = ["METRICS", "SLO", "BenchResult", "CallSample"]
 
 #: The latency metrics a result reports, each in seconds (see the module docstring).
 METRICS: tuple[str, ...] = ("ttft", "tpot", "itl", "e2e")
+#: The columns of a ``brief`` frame (what ``%agent bench`` shows); optional ones are left out
+#: when they hold nothing (no task sets, no SLO, no reference, nothing streamed).
+BRIEF_COLUMNS: tuple[str, ...] = (
+    "agent",
+    "model",
+    "tasks",
+    "load",
+    "ok",
+    "errors",
+    "ttft_p50",
+    "ttft_p99",
+    "tpot_p50",
+    "itl_p50",
+    "p50",
+    "p95",
+    "p99",
+    "throughput_per_s",
+    "output_tokens_per_s",
+    "goodput_per_s",
+    "ttft_bias_p50",
+    "cost_per_1k_calls_usd",
+    "error_types",
+)
+_OPTIONAL = frozenset(
+    {
+        "tasks",
+        "ttft_p50",
+        "ttft_p99",
+        "tpot_p50",
+        "itl_p50",
+        "goodput_per_s",
+        "ttft_bias_p50",
+        "error_types",
+    }
+)
+
+
+def brief(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` cut to :data:`BRIEF_COLUMNS`, without optional columns that hold nothing."""
+    keep = []
+    for column in BRIEF_COLUMNS:
+        if column not in frame.columns:
+            continue
+        values = frame[column]
+        empty = values.isna().all() or (values.astype(str) == "").all()
+        if column in _OPTIONAL and empty:
+            continue
+        keep.append(column)
+    cut: pd.DataFrame = frame[keep]
+    return cut
 
 
 @dataclass(frozen=True)
@@ -266,12 +316,12 @@ class BenchResult:
         frame: pd.DataFrame = pd.DataFrame([asdict(s) for s in self.samples])
         return frame
 
-    def summary_frame(self) -> pd.DataFrame:
-        """:meth:`summary` as a one-row DataFrame."""
+    def summary_frame(self, *, brief: bool = False) -> pd.DataFrame:
+        """:meth:`summary` as a one-row DataFrame (``brief``: the main columns only)."""
         import pandas as pd
 
         frame: pd.DataFrame = pd.DataFrame([self.summary()])
-        return frame
+        return _brief(frame) if brief else frame
 
     def plot(self, ax: Any = None, *, bins: int = 30) -> Any:
         """An end-to-end latency histogram with p50/p95/p99 lines; returns the matplotlib Axes."""
@@ -298,6 +348,9 @@ class BenchResult:
             f"p50={p['p50']:.3f}s p95={p['p95']:.3f}s p99={p['p99']:.3f}s "
             f"ttft_p50={ttft:.3f}s {self.throughput:.1f}/s errors={self.errors_by_type or 0})"
         )
+
+
+_brief = brief
 
 
 def samples_from(rows: Iterable[dict[str, Any]]) -> list[CallSample]:

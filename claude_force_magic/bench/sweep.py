@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigurationError
 from .load import ProgressCallback, TimingReference, run_benchmark
 from .result import SLO, BenchResult, CallSample, samples_from
+from .result import brief as brief_frame
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,12 +63,12 @@ KEYS: tuple[str, ...] = ("agent", "model", "tasks", "load")
 def task_sets(
     tasks: Sequence[str] | Mapping[str, Sequence[str]] | None,
 ) -> dict[str, list[str] | None]:
-    """``{label: tasks}`` from ``tasks``: None (generated tasks, label ``""``), one list of
-    strings (label ``"tasks"``), or a mapping of labels to lists (one sweep dimension, to
+    """``{label: tasks}`` from ``tasks``: None (generated tasks) or one list of strings (both
+    labelled ``""``), or a mapping of labels to lists (one sweep dimension, to
     compare prompts). Raises ``ConfigurationError`` for an empty list or a non-string task."""
     if tasks is None:
         return {"": None}
-    named = dict(tasks) if isinstance(tasks, Mapping) else {"tasks": tasks}
+    named = dict(tasks) if isinstance(tasks, Mapping) else {"": tasks}
     if not named:
         raise ConfigurationError("tasks is an empty mapping: give at least one task set")
     out: dict[str, list[str] | None] = {}
@@ -246,10 +247,11 @@ class SweepResult:
     settings: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
 
-    def frame(self) -> pd.DataFrame:
+    def frame(self, *, brief: bool = False) -> pd.DataFrame:
         """One tidy row per agent x model x tasks x load: every percentile of every metric
         (seconds), throughput, output tokens/s, goodput (NaN without an SLO), cost per call
-        and per 1,000 calls, and ``errors_<Type>`` counts."""
+        and per 1,000 calls, and ``errors_<Type>`` counts. ``brief``: the main columns only
+        (what ``%agent bench`` shows)."""
         import pandas as pd
 
         kinds = sorted({k for r in self.results for k in r.errors_by_type})
@@ -259,7 +261,7 @@ class SweepResult:
             row.update({f"errors_{k}": r.errors_by_type.get(k, 0) for k in kinds})
             rows.append(row)
         frame: pd.DataFrame = pd.DataFrame(rows)
-        return frame
+        return brief_frame(frame) if brief else frame
 
     def compare(self, other: SweepResult, columns: Sequence[str] = COMPARED) -> pd.DataFrame:
         """A before (``self``) / after (``other``) table: a row per matching agent x model x
