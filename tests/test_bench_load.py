@@ -284,3 +284,16 @@ async def test_simulator_paces_deltas_without_drift() -> None:
     # The last delta is due 196 tokens after the first: 196 ms; TPOT = 196/199 ms.
     assert result.summary()["tpot_p50"] == pytest.approx(0.196 / 199, rel=0.05)
     assert set(sim.intended_ttft().values()) == {0.0}
+
+
+async def test_the_orchestrators_cap_is_refused_or_reported_never_silent() -> None:
+    """A benchmark once reported 13 calls/s at rate=400/s: the orchestrator allowed one call
+    in flight and nothing said so."""
+    async with Simulator() as sim, _orchestrator(sim, 3) as orch:
+        with pytest.raises(ConfigurationError, match="max_concurrent=8 or more"):
+            await run_benchmark(orch, AGENT, n=8, concurrency=8)
+        with pytest.raises(ConfigurationError, match="max_concurrency=4 is above"):
+            await run_benchmark(orch, AGENT, n=8, rate=100.0, max_concurrency=4)
+        assert sim.stats["requests"] == 0
+        result = await run_benchmark(orch, AGENT, n=8, rate=math.inf, options={"max_tokens": 32})
+    assert result.concurrency == 3, "the open loop's real cap is the orchestrator's"

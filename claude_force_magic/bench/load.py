@@ -133,6 +133,7 @@ async def run_benchmark(
     plan = _Plan.build(
         agent, tasks, n, concurrency, rate, burstiness, duration, warmup, max_concurrency, seed
     )
+    _fit_orchestrator(plan, orch, rate, concurrency, max_concurrency)
     from ..engine.request import CallOptions
 
     call = CallOptions.from_kwargs(use_cache=use_cache, **(options or {}))
@@ -165,6 +166,24 @@ async def run_benchmark(
         tasks=tasks_label,
         itl_gaps=runner.gaps,
     )
+
+
+def _fit_orchestrator(
+    plan: _Plan, orch: Any, rate: float | None, concurrency: int, max_concurrency: int | None
+) -> None:
+    """Refuse a load the orchestrator's ``max_concurrent`` would silently cap; an uncapped
+    open loop is capped by it (and says so in ``BenchResult.concurrency``)."""
+    limit = getattr(orch, "max_concurrent", None)
+    if not isinstance(limit, int):
+        return
+    asked = concurrency if rate is None else max_concurrency
+    if asked is not None and asked > limit:
+        flag = "concurrency" if rate is None else "max_concurrency"
+        raise ConfigurationError(
+            f"{flag}={asked} is above the orchestrator's max_concurrent={limit}, which would "
+            f"cap the calls in flight: build it with max_concurrent={asked} or more"
+        )
+    plan.cap = min(plan.cap, limit)
 
 
 class _Plan:
