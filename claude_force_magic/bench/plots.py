@@ -92,22 +92,29 @@ def distribution(
 def cdf(
     results: Sequence[BenchResult], *, metrics: Sequence[str] = ("ttft", "e2e"), ax: Any = None
 ) -> Any:
-    """Empirical CDFs of ``metrics`` (solid TTFT, dashed e2e), one colour per run."""
+    """Empirical CDFs of ``metrics`` (solid, dashed, dotted... in that order), one colour per
+    run; the legend names each run once."""
     ax = _axes(ax)
     styles = ("-", "--", ":", "-.")
+    for metric in metrics:
+        _check(metric)
     for i, r in enumerate(results):
         colour = f"C{i % 10}"
+        label: str | None = " · ".join(p for p in (r.agent, r.model, r.tasks, r.load) if p)
         for metric, style in zip(metrics, styles, strict=False):
-            _check(metric)
             values = sorted(r.values(metric))
             if values:
                 ys = [(k + 1) / len(values) for k in range(len(values))]
-                label = " · ".join(p for p in (r.agent, r.model, r.tasks, r.load, metric) if p)
                 ax.step(values, ys, where="post", linestyle=style, color=colour, label=label)
+                label = None
     ax.set_xlabel("seconds")
     ax.set_ylabel("fraction of calls")
     ax.set_ylim(0, 1.02)
-    ax.set_title(" and ".join(metrics) + " CDF")
+    named = ", ".join(
+        f"{m} ({n})"
+        for m, n in zip(metrics, ("solid", "dashed", "dotted", "dash-dot"), strict=False)
+    )
+    ax.set_title(f"CDF: {named}")
     _legend(ax)
     return ax
 
