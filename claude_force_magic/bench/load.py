@@ -238,8 +238,9 @@ class _Plan:
             )
             plan.n = len(plan.offsets)
             plan.cap = max_concurrency or max(1, len(plan.offsets))
-        count = plan.n or 0
-        plan.tasks = list(tasks) if tasks is not None else default_tasks(max(count, 1), agent)
+        # A closed-loop duration run does not know its count: 1,000 distinct tasks, cycled.
+        count = plan.n or 1000
+        plan.tasks = list(tasks) if tasks is not None else default_tasks(count, agent)
         if not plan.tasks:
             raise ConfigurationError("tasks is empty: give at least one task")
         plan.warmup = warmup
