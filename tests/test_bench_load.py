@@ -327,3 +327,29 @@ async def test_the_orchestrators_cap_is_refused_or_reported_never_silent() -> No
         assert sim.stats["requests"] == 0
         result = await run_benchmark(orch, AGENT, n=8, rate=math.inf, options={"max_tokens": 32})
     assert result.concurrency == 3, "the open loop's real cap is the orchestrator's"
+
+
+async def test_a_stalled_stream_resumes_its_pace_instead_of_bursting() -> None:
+    """After the process stalls for 0.3 s, the simulator does not send the ~7 deltas it
+    missed at once (a burst once made a JupyterLab stop-button test take 1.6 s)."""
+    import time
+
+    import anthropic
+
+    async with Simulator(latency=Latency.fixed(0.0, ttft=0.0, per_token=0.01)) as sim:
+        sim.set_answers([ANSWER_200])
+        client = anthropic.AsyncAnthropic(api_key="sk-test", base_url=sim.base_url)
+        arrivals: list[float] = []
+        async with client.messages.stream(
+            model="claude-haiku-4-5",
+            max_tokens=256,
+            messages=[{"role": "user", "content": "pace"}],
+        ) as stream:
+            async for _text in stream.text_stream:
+                arrivals.append(time.monotonic())
+                if len(arrivals) == 10:
+                    time.sleep(0.3)  # blocks the loop the simulator shares with us
+        await client.close()
+    after = [b - a for a, b in itertools.pairwise(arrivals[10:20])]
+    # 40 ms apart when paced; a burst would put several within a few ms of each other.
+    assert sum(gap < 0.01 for gap in after) <= 2, [round(g, 3) for g in after]

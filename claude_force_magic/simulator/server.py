@@ -787,7 +787,8 @@ class Simulator:
         planning the answer is part of it, as on a real server), and the deltas after it are
         paced against its time (each is due at ``first + per_token x tokens before it``), so
         sleep overshoot does not accumulate and a client's TTFT and TPOT can be checked against
-        the latency model. A paced stream's intended ttft is sent as ``x-sim-ttft-ms`` and
+        the latency model. A stream that fell more than a delta behind (a stalled process)
+        resumes the pace from there instead of sending what it missed in a burst. A paced stream's intended ttft is sent as ``x-sim-ttft-ms`` and
         logged with when the first delta was written.
         """
         latency = self._behaviour.latency
@@ -839,7 +840,13 @@ class Simulator:
                 exchange.first_delta_s = first_at - arrived
             elif i > plan.first_delta:
                 tokens_sent += tokens
-                await self._sleep(first_at + tokens_sent * per_token - time.monotonic())
+                wait = first_at + tokens_sent * per_token - time.monotonic()
+                if wait < -tokens * per_token:
+                    # More than a delta behind (the process was stalled): start the schedule
+                    # afresh rather than send the missed deltas in a burst.
+                    first_at -= wait
+                    wait = 0.0
+                await self._sleep(wait)
             await response.write(event)
 
     # ----------------------------------------------------------------- Message Batches
