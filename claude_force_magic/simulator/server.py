@@ -788,8 +788,9 @@ class Simulator:
         paced against its time (each is due at ``first + per_token x tokens before it``), so
         sleep overshoot does not accumulate and a client's TTFT and TPOT can be checked against
         the latency model. A stream that fell more than a delta behind (a stalled process)
-        resumes the pace from there instead of sending what it missed in a burst. A paced stream's intended ttft is sent as ``x-sim-ttft-ms`` and
-        logged with when the first delta was written.
+        resumes the pace from there instead of sending what it missed in a burst. A paced
+        stream's intended ttft is sent as ``x-sim-ttft-ms`` and logged with when the first
+        delta was written.
         """
         latency = self._behaviour.latency
         ttft = self._behaviour.sample_first_token()
