@@ -75,7 +75,7 @@ def arrival_offsets(
     if not (burstiness > 0 and math.isfinite(burstiness)):
         raise ConfigurationError(f"burstiness must be a positive number, got {burstiness}")
     if (n is None) == (duration is None):
-        raise ConfigurationError("give either n or duration for an open-loop run, not both")
+        raise ConfigurationError("an open-loop schedule needs exactly one of n or duration")
     if math.isinf(rate):
         if n is None:
             raise ConfigurationError("rate=inf sends every call at once: give n, not duration")
