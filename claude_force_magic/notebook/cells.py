@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import queue
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,8 @@ from .session import Mode, require_api_key
 from .widgets import Progress
 
 if TYPE_CHECKING:
-    from ..bench import BenchResult
+    from ..bench import BenchResult, SweepResult
+    from ..bench.spec import BenchSpec
     from ..engine.orchestrator import AsyncAgentOrchestrator
     from ..engine.result import AgentResult
     from .options import CellRequest
@@ -341,70 +343,147 @@ class BenchRequest:
     notebook: bool
 
 
-def run_bench_command(session: AgentSession, request: BenchRequest) -> BenchResult:
+def run_bench_command(session: AgentSession, request: BenchRequest) -> BenchResult | SweepResult:
     """``%agent bench``: build a cache-less orchestrator, run, show progress, plot, return.
 
-    The bench orchestrator is separate from the session's (its calls stay out of ``%agent
-    history``), allows ``--concurrency`` requests in flight and, against the simulator, has
-    no client-side rate limit. It spends from what the session's budget has left, and what it
-    spends counts against that budget. Raises ``UsageError`` for bad arguments.
+    One agent, model and load gives a :class:`~..bench.BenchResult` (as before); more give a
+    :class:`~..bench.SweepResult` with a row per combination. The bench orchestrator is
+    separate from the session's (its calls stay out of ``%agent history``), allows as many
+    requests in flight as the largest load needs and, against the simulator, has no
+    client-side rate limit (and TTFT is compared with what the simulator meant). It spends
+    from what the session's budget has left, and what it spends counts against that budget.
+    The progress line shows the live p50 TTFT and the errors so far. Raises ``UsageError``
+    for bad arguments.
     """
-    from ..bench import run_benchmark
+    from ..bench import run_sweep
 
     args, notebook = request.args, request.notebook
-    for flag, value in (
-        ("--n", args.n),
-        ("--concurrency", args.concurrency),
-        ("--max-tokens", args.max_tokens),
-    ):
-        if value < 1:
-            raise UsageError(f"{flag} must be at least 1, not {value}.")
+    spec = _bench_spec(args)
     shadowing = check_variable_name(args.output)
     if shadowing:
         print(shadowing)
-    session.registry.get(args.agent)
+    for agent in spec.agents:
+        session.registry.get(agent)
     tasks, task_options = _bench_tasks(args, request.namespace, request.policy)
     mode = Mode.SIMULATED if args.simulate else session.mode
-    orch = _bench_orchestrator(session, mode, concurrency=args.concurrency)
-    progress = Progress(args.n, notebook=notebook, label=f"{args.agent}")
+    orch = _bench_orchestrator(session, mode, concurrency=spec.in_flight)
+    reference = session.simulator() if mode.simulated else None
+    sets = 1 if not isinstance(tasks, dict) else len(tasks)
+    total = spec.points * sets * (spec.n or 0)
+    progress = Progress(max(total, 1), notebook=notebook, label=" ".join(spec.agents))
     progress.show()
-    events: queue.SimpleQueue[int] = queue.SimpleQueue()
+    live = _LiveBench()
 
     def pump(timeout: float) -> None:
-        try:
-            done = events.get(timeout=timeout)
-        except queue.Empty:
-            return
-        while not events.empty():
-            done = events.get_nowait()
-        progress.update(done)
+        update = live.wait(timeout)
+        if update is not None:
+            progress.update(update[0], live.note(), total=update[1])
 
-    async def bench() -> BenchResult:
+    async def bench() -> SweepResult:
         try:
-            return await run_benchmark(
+            return await run_sweep(
                 orch,
-                args.agent,
-                tasks,
-                n=args.n,
-                concurrency=args.concurrency,
-                on_progress=lambda done, total, sample: events.put(done),
+                list(spec.agents),
+                models=list(spec.models),
+                concurrency=[int(c) for c in spec.loads] if spec.kind == "concurrency" else None,
+                rate=list(spec.loads) if spec.kind == "rate" else None,
+                tasks=tasks,
+                n=spec.n,
+                duration=spec.duration,
+                warmup=spec.warmup,
+                burstiness=spec.burstiness,
+                max_concurrency=spec.max_concurrency,
+                slo=spec.slo,
+                reference=reference,
+                on_progress=live.record,
                 options={"max_tokens": args.max_tokens, **task_options},
             )
         finally:
             await orch.close()
 
-    result: BenchResult = session.run(bench(), pump=pump, wake=lambda: events.put(args.n))
-    progress.update(args.n)
+    sweep: SweepResult = session.run(bench(), pump=pump, wake=live.wake)
+    progress.update(live.done, live.note(), total=max(live.done, 1))
     progress.close()
-    if not args.no_plot and result.latencies:
-        _show_plot(result, notebook=notebook)
-    return result
+    single = len(sweep.results) == 1
+    if not args.no_plot and any(r.latencies for r in sweep.results):
+        _show_plot(sweep.results[0] if single else sweep, notebook=notebook)
+    return sweep.results[0] if single else sweep
 
 
-def _show_plot(result: BenchResult, *, notebook: bool) -> None:
-    """Render the latency histogram as a PNG (independent of the matplotlib backend).
+class _LiveBench:
+    """Progress of a running bench, fed on the loop thread and read on the kernel thread."""
 
-    A terminal gets no plot; ``BenchResult.plot()`` is there for it.
+    def __init__(self) -> None:
+        self.events: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
+        self.ttfts: list[float] = []
+        self.errors = 0
+        self.done = 0
+
+    def record(self, done: int, total: int, sample: Any) -> None:
+        """``on_progress`` of the sweep (loop thread; cheap)."""
+        self.done = done
+        if sample.ttft_s is not None:
+            self.ttfts.append(sample.ttft_s)
+        if not sample.success:
+            self.errors += 1
+        self.events.put((done, total))
+
+    def wake(self) -> None:
+        """Unblock :meth:`wait` (the run ended or was interrupted)."""
+        self.events.put((self.done, max(self.done, 1)))
+
+    def wait(self, timeout: float) -> tuple[int, int] | None:
+        """The latest ``(done, total)`` after up to ``timeout`` seconds, or None."""
+        try:
+            latest = self.events.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        while not self.events.empty():
+            latest = self.events.get_nowait()
+        return latest
+
+    def note(self) -> str:
+        """``"p50 TTFT 312 ms · 0 errors"`` from what has finished so far."""
+        from ..metrics import percentile
+
+        ttfts = list(self.ttfts)
+        head = f"p50 TTFT {percentile(ttfts, 0.5) * 1000:.0f} ms · " if ttfts else ""
+        return f"{head}{self.errors} error{'s' if self.errors != 1 else ''}"
+
+
+def _bench_spec(args: argparse.Namespace) -> BenchSpec:
+    """The checked grid of ``%agent bench`` (``UsageError`` naming the bad option)."""
+    from ..bench.spec import bench_spec
+    from ..engine.request import CallOptions
+    from ..errors import ConfigurationError
+
+    if args.max_tokens < 1:
+        raise UsageError(f"--max-tokens must be at least 1, not {args.max_tokens}.")
+    try:
+        spec = bench_spec(
+            list(args.agent),
+            models=args.models,
+            concurrency=args.concurrency,
+            rate=args.rate,
+            n=args.n,
+            duration=args.duration,
+            warmup=args.warmup,
+            burstiness=args.burstiness,
+            max_concurrency=args.max_concurrency,
+            slo=args.slo,
+        )
+        for model in spec.models:
+            CallOptions(model=model, max_tokens=args.max_tokens)
+    except ConfigurationError as exc:
+        raise UsageError(str(exc)) from None
+    return spec
+
+
+def _show_plot(result: BenchResult | SweepResult, *, notebook: bool) -> None:
+    """Render the latency histogram of one run, or the sweep's plots, as a PNG (independent
+    of the matplotlib backend).
+
+    A terminal gets no plot; ``.plot()`` on the result is there for it.
     """
     if not notebook:
         return
@@ -413,10 +492,14 @@ def _show_plot(result: BenchResult, *, notebook: bool) -> None:
     from IPython.display import Image
     from matplotlib.figure import Figure
 
+    from ..bench import SweepResult
     from .display import show
 
-    figure = Figure(figsize=(7, 3.2))
-    result.plot(ax=figure.subplots())
+    if isinstance(result, SweepResult):
+        figure = result.plot()
+    else:
+        figure = Figure(figsize=(7, 3.2))
+        result.plot(ax=figure.subplots())
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     show(Image(data=buffer.getvalue(), format="png"))  # type: ignore[no-untyped-call]
@@ -424,7 +507,7 @@ def _show_plot(result: BenchResult, *, notebook: bool) -> None:
 
 def _bench_tasks(
     args: argparse.Namespace, namespace: Mapping[str, Any], policy: str
-) -> tuple[list[str] | None, dict[str, Any]]:
+) -> tuple[list[str] | dict[str, list[str]] | None, dict[str, Any]]:
     """The tasks for ``--task``/``--tasks`` and the call options they need.
 
     ``--task`` is the user's own text (not screened); its ``{name}`` values are untrusted data,
@@ -442,15 +525,52 @@ def _bench_tasks(
             options["untrusted"] = untrusted
         return [task], options
     if args.tasks:
-        value = namespace.get(args.tasks)
-        if (
-            not isinstance(value, (list, tuple))
-            or not value
-            or not all(isinstance(t, str) for t in value)
-        ):
-            raise UsageError(f"--tasks {args.tasks}: expected a non-empty list of strings.")
-        return list(value), {}
+        return _task_variable(args.tasks, namespace), {}
     return None, {}
+
+
+_TASKS_VAR = re.compile(r"^([A-Za-z_]\w*)(?:\[\s*(['\"]?)(.+?)\2\s*\])?$")
+
+
+def _task_variable(ref: str, namespace: Mapping[str, Any]) -> list[str] | dict[str, list[str]]:
+    """The tasks ``--tasks`` names: ``VAR`` (a list, tuple or Series of strings; a DataFrame,
+    each string column a task set; a dict of named lists, each a task set) or
+    ``VAR[COLUMN]``. Raises ``UsageError`` saying what was expected."""
+    match = _TASKS_VAR.match(ref.strip())
+    value = namespace.get(match.group(1)) if match else None
+    expected = (
+        f"--tasks {ref}: expected a notebook variable holding a non-empty list of strings, a "
+        "pandas Series or DataFrame column of strings (VAR or VAR[COLUMN]), or a dict of "
+        "named lists of strings."
+    )
+    if match is None or value is None:
+        raise UsageError(expected)
+    column = match.group(3)
+    if column is not None:
+        try:
+            value = value[column]
+        except (KeyError, TypeError, IndexError):
+            raise UsageError(f"--tasks {ref}: {match.group(1)} has no column {column!r}.") from None
+    if hasattr(value, "columns") and hasattr(value, "items"):  # a DataFrame: a set per column
+        value = {str(name): list(col) for name, col in value.items()}
+    if isinstance(value, dict):
+        sets = {str(k): _task_list(v) for k, v in value.items()}
+        if sets and all(v is not None for v in sets.values()):
+            return {k: v for k, v in sets.items() if v is not None}
+        raise UsageError(expected)
+    tasks = _task_list(value)
+    if tasks is None:
+        raise UsageError(expected)
+    return tasks
+
+
+def _task_list(value: Any) -> list[str] | None:
+    """``value`` as a non-empty list of strings (from a list, tuple or Series), else None."""
+    if hasattr(value, "tolist") and not isinstance(value, str):
+        value = value.tolist()
+    if not isinstance(value, (list, tuple)) or not value:
+        return None
+    return list(value) if all(isinstance(t, str) for t in value) else None
 
 
 def _bench_orchestrator(

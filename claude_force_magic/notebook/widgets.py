@@ -387,6 +387,7 @@ class Progress:
         self._box: Any = None
         self._handle: Any = None
         self._done = -1
+        self._note = ""
 
     def show(self) -> None:
         """Display the bar at 0."""
@@ -417,11 +418,16 @@ class Progress:
             },
         }
 
-    def update(self, done: int, note: str = "") -> None:
-        """Show ``done`` of ``total`` (cheap when nothing changed)."""
-        if done == self._done:
+    def update(self, done: int, note: str = "", *, total: int | None = None) -> None:
+        """Show ``done`` of ``total`` (cheap when nothing changed); ``total`` may change (a
+        run of a given duration learns its size as it goes)."""
+        if total is not None and total != self.total:
+            self.total = total
+            if self._bar is not None:
+                self._bar.max = total
+        elif done == self._done and (not note or note == self._note):
             return
-        self._done = done
+        self._done, self._note = done, note
         if self._bar is not None:
             self._bar.value = done
             self._text.value = f"{done}/{self.total} {note}".rstrip()

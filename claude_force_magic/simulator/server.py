@@ -72,17 +72,28 @@ class RequestRecord:
     time: float
     duration: float
     fault: str | None
+    #: The ``request-id`` header it was answered with (None before one was given).
+    request_id: str | None = None
+    #: For a paced stream: the seconds the simulator meant to wait before the first text
+    #: delta (also sent as the ``x-sim-ttft-ms`` response header), else None.
+    ttft_s: float | None = None
+    #: For a paced stream: seconds from the request's arrival to writing the first text delta.
+    first_delta_s: float | None = None
 
 
 class _Exchange:
     """What a handler learns about its request, for the log."""
 
-    __slots__ = ("body", "fault", "status")
+    __slots__ = ("arrived", "body", "fault", "first_delta_s", "request_id", "status", "ttft_s")
 
     def __init__(self) -> None:
+        self.arrived = time.monotonic()
         self.body: Any = None
         self.status = 0
         self.fault: str | None = None
+        self.request_id: str | None = None
+        self.ttft_s: float | None = None
+        self.first_delta_s: float | None = None
 
 
 _Handler = Callable[[web.Request, _Exchange], Awaitable[web.StreamResponse]]
@@ -233,6 +244,16 @@ class Simulator:
         """A snapshot of the request log, oldest first (the last 100,000 finished requests)."""
         with self._lock:
             return list(self._log)
+
+    def intended_ttft(self) -> dict[str, float]:
+        """``{request id: seconds}`` the simulator meant to wait before each paced stream's
+        first text delta (from the request log; what a benchmark compares its TTFT with)."""
+        with self._lock:
+            return {
+                r.request_id: r.ttft_s
+                for r in self._log
+                if r.request_id is not None and r.ttft_s is not None
+            }
 
     @property
     def stats(self) -> dict[str, Any]:
@@ -579,8 +600,8 @@ class Simulator:
         return exchange.body
 
     async def _tracked(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
-        started = time.monotonic()
         exchange = _Exchange()
+        started = exchange.arrived
         task = asyncio.current_task()
         with self._lock:
             self._count += 1
@@ -610,6 +631,9 @@ class Simulator:
                 started,
                 time.monotonic() - started,
                 exchange.fault,
+                exchange.request_id,
+                exchange.ttft_s,
+                exchange.first_delta_s,
             )
             with self._lock:
                 self._in_flight -= 1
@@ -715,6 +739,7 @@ class Simulator:
         if parsed.stream:
             plan = stream_plan(msg_id, parsed.model, fault, answer, input_tokens, request_id, cache)
             limits.refund_output(parsed.max_tokens - plan.answer.output_tokens)
+            exchange.request_id = request_id
             return await self._stream(request, exchange, plan, headers)
 
         await self._sleep(behaviour.sample_latency())
@@ -756,7 +781,17 @@ class Simulator:
         plan: StreamPlan,
         headers: dict[str, str],
     ) -> web.StreamResponse:
-        """Write the planned events, waiting ttft before the first delta and per-token after."""
+        """Write the planned events, waiting ttft before the first delta and per-token after.
+
+        The first delta is due ``ttft`` after the request arrived (the time spent reading and
+        planning the answer is part of it, as on a real server), and the deltas after it are
+        paced against its time (each is due at ``first + per_token x tokens before it``), so
+        sleep overshoot does not accumulate and a client's TTFT and TPOT can be checked against
+        the latency model. A stream that fell more than a delta behind (a stalled process)
+        resumes the pace from there instead of sending what it missed in a burst. A paced
+        stream's intended ttft is sent as ``x-sim-ttft-ms`` and logged with when the first
+        delta was written.
+        """
         latency = self._behaviour.latency
         ttft = self._behaviour.sample_first_token()
         headers["Content-Type"] = "text/event-stream; charset=utf-8"
@@ -766,20 +801,19 @@ class Simulator:
         if ttft == 0.0 and latency.per_token == 0.0 and not plan.abort:
             # Nothing to pace: one write of the whole event stream is much cheaper.
             return web.Response(body=b"".join(e for e, _ in events), headers=headers)
+        headers["x-sim-ttft-ms"] = f"{ttft * 1000:.3f}"
+        exchange.ttft_s = ttft
+        arrived = exchange.arrived
         response = web.StreamResponse(headers=headers)
         try:
             await response.prepare(request)
             if latency.per_token == 0.0:
                 await response.write(b"".join(e for e, _ in events[: plan.first_delta]))
-                await self._sleep(ttft)
+                await self._sleep(arrived + ttft - time.monotonic())
+                exchange.first_delta_s = time.monotonic() - arrived
                 await response.write(b"".join(e for e, _ in events[plan.first_delta :]))
             else:
-                for i, (event, tokens) in enumerate(events):
-                    if i == plan.first_delta:
-                        await self._sleep(ttft)
-                    elif i > plan.first_delta:
-                        await self._sleep(tokens * latency.per_token)
-                    await response.write(event)
+                await self._paced(response, exchange, plan, ttft, latency.per_token, arrived)
             if plan.abort:
                 self._abort(request)
                 return response
@@ -787,6 +821,34 @@ class Simulator:
         except ConnectionResetError:
             raise _ClientGone(response) from None
         return response
+
+    async def _paced(
+        self,
+        response: web.StreamResponse,
+        exchange: _Exchange,
+        plan: StreamPlan,
+        ttft: float,
+        per_token: float,
+        arrived: float,
+    ) -> None:
+        """Write ``plan``'s events one by one, each delta on its schedule (see :meth:`_stream`)."""
+        first_at = 0.0
+        tokens_sent = 0
+        for i, (event, tokens) in enumerate(plan.events):
+            if i == plan.first_delta:
+                await self._sleep(arrived + ttft - time.monotonic())
+                first_at = time.monotonic()
+                exchange.first_delta_s = first_at - arrived
+            elif i > plan.first_delta:
+                tokens_sent += tokens
+                wait = first_at + tokens_sent * per_token - time.monotonic()
+                if wait < -tokens * per_token:
+                    # More than a delta behind (the process was stalled): start the schedule
+                    # afresh rather than send the missed deltas in a burst.
+                    first_at -= wait
+                    wait = 0.0
+                await self._sleep(wait)
+            await response.write(event)
 
     # ----------------------------------------------------------------- Message Batches
 
