@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 from redis_server import RedisServer
 
 from claude_force_magic.cache import CacheSkipWarning, RedisResponseCache
@@ -310,3 +311,32 @@ def test_entry_reports_a_forged_entry(cache: RedisResponseCache) -> None:
         cache.entry(key)
     assert cache.get_stats()["integrity_failures"] == 1
     check_bookkeeping(client)
+
+
+def _commands_sent(client: redis.Redis, action: Callable[[], object]) -> list[str]:
+    """The top-level commands the server received while ``action`` ran (MONITOR; commands run
+    inside scripts are marked "lua" and left out)."""
+    seen: list[str] = []
+    marker = redis.Redis(
+        connection_pool=redis.ConnectionPool(**client.connection_pool.connection_kwargs)
+    )
+    marker.ping()  # connected before monitoring starts: it then sends only the ECHO
+    with client.monitor() as monitor:
+        action()
+        marker.echo("end-of-action")
+        while True:
+            command = monitor.next_command()
+            if command["client_type"] == "lua":
+                continue
+            if "end-of-action" in command["command"]:
+                marker.close()
+                return seen
+            seen.append(command["command"].split()[0].upper())
+
+
+def test_a_hit_and_a_miss_are_one_round_trip_each(cache: RedisResponseCache) -> None:
+    store(cache, "t")
+    client = raw(cache.target.display)
+    assert _commands_sent(client, lambda: fetch(cache, "t")) == ["EVALSHA"]
+    assert _commands_sent(client, lambda: fetch(cache, "other")) == ["EVALSHA"]
+    assert _commands_sent(client, lambda: store(cache, "u")) == ["EVALSHA"]
