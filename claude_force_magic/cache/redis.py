@@ -28,17 +28,20 @@ never evicts the entry it just wrote.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import hmac
+import json
 import math
+import os
 import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 import redis
 
@@ -723,6 +726,58 @@ class RedisResponseCache:
             elif item[:2] > newest[0][:2]:
                 heapq.heapreplace(newest, item)
         return [listing for _, _, listing in sorted(newest, key=lambda i: i[:2], reverse=True)]
+
+    def export(self, path: str | os.PathLike[str], *, force: bool = False) -> int:
+        """Write every valid, unexpired entry to ``path`` as JSON lines; return how many.
+
+        The same file as the disk cache's ``export``: each line has key, agent, model, created
+        and expires (epoch seconds), preview, answer and metadata. ``path`` may start with
+        ``~``; the file is created new, ``0600``; an existing file is refused unless ``force``,
+        a symlink always. Entries are read a page at a time. Raises :class:`CacheError` for a
+        file that exists, a symlink or a file that cannot be written (a failed export removes
+        what it wrote) and :class:`RedisUnavailableError` when Redis cannot be reached.
+        """
+        target = os.path.expanduser(os.fspath(path))
+        if os.path.islink(target):
+            raise CacheError(f"{target} is a symbolic link; export writes only to a real file.")
+        if force and os.path.lexists(target):
+            try:
+                os.unlink(target)
+            except OSError as exc:
+                raise CacheError(f"Cannot replace {target}: {exc.strerror or exc}.") from None
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(target, flags, 0o600)
+        except FileExistsError:
+            raise CacheError(
+                f"{target} exists; choose a new file name, or replace it with --force (force=True)."
+            ) from None
+        except OSError as exc:
+            raise CacheError(f"Cannot write {target}: {exc.strerror or exc}.") from None
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                return self._write_lines(out)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+            raise
+
+    def _write_lines(self, out: TextIO) -> int:
+        count = 0
+        for key, _size, _hits, body in self._verified():
+            line = {
+                "key": key,
+                "agent": body["agent_name"],
+                "model": body["model"],
+                "created": float(body["created_at"]),
+                "expires": float(body["expires_at"]),
+                "preview": str(body["metadata"].get("preview") or ""),
+                "answer": body["response"],
+                "metadata": body["metadata"],
+            }
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+            count += 1
+        return count
 
 
 _FINGERPRINT_LABEL = b"claude-force-magic/redis-namespace-secret\x00"

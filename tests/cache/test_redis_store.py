@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -340,3 +343,24 @@ def test_a_hit_and_a_miss_are_one_round_trip_each(cache: RedisResponseCache) -> 
     assert _commands_sent(client, lambda: fetch(cache, "t")) == ["EVALSHA"]
     assert _commands_sent(client, lambda: fetch(cache, "other")) == ["EVALSHA"]
     assert _commands_sent(client, lambda: store(cache, "u")) == ["EVALSHA"]
+
+
+def test_export_writes_json_lines_privately(cache: RedisResponseCache, tmp_path: Path) -> None:
+    store(cache, "t", "exported answer", metadata={"preview": "the task"})
+    target = tmp_path / "out.jsonl"
+    assert cache.export(target) == 1
+    (line,) = target.read_text(encoding="utf-8").splitlines()
+    record = json.loads(line)
+    assert (record["answer"], record["preview"], record["agent"]) == (
+        "exported answer",
+        "the task",
+        "python-expert",
+    )
+    assert os.stat(target).st_mode & 0o777 == 0o600
+    with pytest.raises(CacheError, match="exists"):
+        cache.export(target)
+    assert cache.export(target, force=True) == 1
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    with pytest.raises(CacheError, match="symbolic link"):
+        cache.export(link, force=True)
