@@ -337,12 +337,42 @@ def _commands_sent(client: redis.Redis, action: Callable[[], object]) -> list[st
             seen.append(command["command"].split()[0].upper())
 
 
-def test_a_hit_and_a_miss_are_one_round_trip_each(cache: RedisResponseCache) -> None:
+def _reads(client: redis.Redis) -> int:
+    """How many reads the server has made from client sockets (one per round trip of a
+    client, plus one for this INFO)."""
+    return int(client.info("stats")["total_reads_processed"])
+
+
+def _round_trips(client: redis.Redis, action: Callable[[], object]) -> int:
+    before = _reads(client)
+    action()
+    return _reads(client) - before - 1
+
+
+HIT = ["GET", "ZADD", "HINCRBY", "HINCRBY"]
+
+
+def test_a_hit_is_one_round_trip_of_native_commands(cache: RedisResponseCache) -> None:
+    """The hot path runs no script: GET, ZADD XX and the two counters, pipelined."""
     store(cache, "t")
     client = raw(cache.target.display)
-    assert _commands_sent(client, lambda: fetch(cache, "t")) == ["EVALSHA"]
-    assert _commands_sent(client, lambda: fetch(cache, "other")) == ["EVALSHA"]
+    assert _commands_sent(client, lambda: fetch(cache, "t")) == HIT
+    assert _round_trips(client, lambda: fetch(cache, "t")) == 1
     assert _commands_sent(client, lambda: store(cache, "u")) == ["EVALSHA"]
+    assert _round_trips(client, lambda: store(cache, "u")) == 1
+
+
+def test_a_miss_is_a_second_round_trip_that_counts_it(cache: RedisResponseCache) -> None:
+    store(cache, "t")
+    client = raw(cache.target.display)
+    assert _commands_sent(client, lambda: fetch(cache, "other")) == [*HIT, "EVALSHA"]
+    assert _round_trips(client, lambda: fetch(cache, "other")) == 2
+    assert fetch(cache, "t") is not None
+    stats = cache.get_stats()
+    assert (stats["hits"], stats["misses"]) == (1, 2)
+    # the lookup's per-entry count of a key that has no entry is removed again
+    assert client.hkeys("cfm:cache:hits") == [cache.key_for("python-expert", "t", "m").encode()]
+    check_bookkeeping(client)
 
 
 def test_export_writes_json_lines_privately(cache: RedisResponseCache, tmp_path: Path) -> None:
