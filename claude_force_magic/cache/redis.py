@@ -268,22 +268,32 @@ class RedisResponseCache:
         Straight on a pooled connection (redis-py's pipeline and command machinery cost more
         than the server's work on a hit): every reply is read, so the connection stays in step,
         and the first error reply is then raised. A broken connection is dropped by redis-py
-        and the next call connects again.
+        and the next call connects again. An error reply (other than a missing script or
+        another secret, which :meth:`_run` handles) raises :class:`CacheError`.
         """
         pool = self._live().connection_pool
-        with redis_errors(self.target, doing):
-            conn: Any = pool.get_connection()  # redis-py leaves Connection untyped
-            try:
-                conn.send_packed_command(conn.pack_commands(commands))
-                replies = [_reply(conn) for _ in commands]
-            except BaseException:
-                conn.disconnect()  # a reply may be unread: never reuse this connection
-                raise
-            finally:
-                pool.release(conn)
-            for reply in replies:
-                if isinstance(reply, redis.exceptions.ResponseError):
-                    raise reply
+        try:
+            with redis_errors(self.target, doing):
+                conn: Any = pool.get_connection()  # redis-py leaves Connection untyped
+                try:
+                    conn.send_packed_command(conn.pack_commands(commands))
+                    replies = [_reply(conn) for _ in commands]
+                except BaseException:
+                    conn.disconnect()  # a reply may be unread: never reuse this connection
+                    raise
+                finally:
+                    pool.release(conn)
+                for reply in replies:
+                    if isinstance(reply, redis.exceptions.ResponseError):
+                        raise reply
+        except redis.exceptions.ResponseError as exc:
+            if isinstance(exc, redis.exceptions.NoScriptError) or MISMATCH in str(exc):
+                raise  # for _run
+            raise CacheError(
+                f"Redis at {self.target.display} refused to {doing}: {str(exc)[:200]}. Something "
+                f"other than this cache wrote keys under {self._area!r} (a key of the wrong "
+                "type?): delete those keys, or use another namespace."
+            ) from None
         return replies
 
     def _run(self, name: str, doing: str, key: str | None, *args: Any) -> Any:

@@ -119,14 +119,15 @@ return 1
 
 # ARGV 3: key, 4: envelope, 5: ttl ms, 6: max total bytes, 7: agent, 8: the LRU score (the
 # writer's clock in integer microseconds: a hit's ZADD uses the same clock, so no script is
-# needed to read a shared tick). Returns evictions. Culling skips the entry just written even
-# when a member with a clock ahead left younger scores.
+# needed to read a shared tick). Returns evictions. Entries whose Redis TTL passed are
+# accounted for (reaped) only when the namespace is over its bound, before any live entry.
+# Culling skips the entry just written even when a member whose clock is ahead left younger
+# scores.
 _SET = (
     _PRELUDE
     + """
 local k, value, ttl, limit, agent = ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
 local tick = ARGV[8]
-reap(100)
 local old = redis.call('HGET', META, k)
 if old then drop(k, old) else redis.call('HDEL', HITS, k) end
 local size = string.len(value)
@@ -137,6 +138,9 @@ redis.call('HSET', META, k, tick .. ':' .. size .. ':' .. agent)
 local total = redis.call('HINCRBY', STATS, 'bytes', size)
 redis.call('HINCRBY', STATS, 'sets', 1)
 local evicted = 0
+if total > limit and reap(100) > 0 then  -- answers whose TTL passed go before live ones
+  total = tonumber(redis.call('HGET', STATS, 'bytes'))
+end
 while total > limit do
   local two = redis.call('ZRANGE', LRU, 0, 1)
   local oldest = two[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -394,3 +395,66 @@ def test_export_writes_json_lines_privately(cache: RedisResponseCache, tmp_path:
     link.symlink_to(target)
     with pytest.raises(CacheError, match="symbolic link"):
         cache.export(link, force=True)
+
+
+def _small(cache: RedisResponseCache, namespace: str) -> RedisResponseCache:
+    """Room for three 3,000-character answers, not four."""
+    return RedisResponseCache(
+        cache.target,
+        cache_secret=SECRET,
+        namespace=namespace,
+        max_size_mb=10 / 1024,
+        max_entry_kb=4,
+    )
+
+
+def test_culling_skips_the_new_entry_when_a_clock_ahead_made_it_oldest(
+    cache: RedisResponseCache,
+) -> None:
+    """LRU scores are the members' clocks: entries touched by a member whose clock runs an
+    hour ahead look younger than the one just written, which must still survive its store."""
+    small = _small(cache, "skew")
+    client = raw(cache.target.display)
+    for name in ("a", "b", "c"):
+        store(small, name, "x" * 3000)
+    ahead = (time.time() + 3600) * 1e6
+    client.zadd("skew:cache:lru", {m: ahead for m in client.zrange("skew:cache:lru", 0, -1)})
+    store(small, "d", "x" * 3000)
+    assert fetch(small, "d") is not None
+    stats = small.get_stats()
+    assert stats["evictions"] == 1 and stats["size_bytes"] <= stats["max_size_bytes"]
+    check_bookkeeping(client, "skew")
+    small.close()
+
+
+def test_a_full_namespace_drops_expired_entries_before_live_ones(
+    cache: RedisResponseCache,
+) -> None:
+    small = _small(cache, "reap")
+    client = raw(cache.target.display)
+    for name in ("a", "b", "c"):
+        store(small, name, "x" * 3000)
+    gone = small.key_for("python-expert", "a", "m")
+    client.zadd("reap:cache:exp", {gone: 1})  # its time is up, as Redis sees it
+    client.delete(f"reap:cache:e:{gone}")
+    store(small, "d", "x" * 3000)
+    stats = small.get_stats()
+    assert (stats["expirations"], stats["evictions"], stats["entries"]) == (1, 0, 3)
+    assert all(fetch(small, name) is not None for name in ("b", "c", "d"))
+    check_bookkeeping(client, "reap")
+    small.close()
+
+
+def test_foreign_keys_of_the_wrong_type_are_a_cache_error(cache: RedisResponseCache) -> None:
+    """An error reply inside the pipelined hit (or a script) is a CacheError, which the engine
+    turns into a call to the API; every reply is read, so the connection stays usable."""
+    store(cache, "t")
+    client = raw(cache.target.display)
+    client.delete("cfm:cache:lru")
+    client.set("cfm:cache:lru", "not a sorted set")
+    with pytest.raises(CacheError, match=r"WRONGTYPE.*another namespace"):
+        fetch(cache, "t")
+    with pytest.raises(CacheError, match="WRONGTYPE"):
+        store(cache, "u")
+    client.delete("cfm:cache:lru")
+    assert fetch(cache, "t") is not None
