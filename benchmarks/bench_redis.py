@@ -5,15 +5,19 @@ Run::
     .venv/bin/python benchmarks/bench_redis.py          # 2,000 answers of 2 KiB, 3 rounds
     .venv/bin/python benchmarks/bench_redis.py --quick  # a smaller smoke run
     .venv/bin/python benchmarks/bench_redis.py --cpu    # CPU time of both ends, not wall clock
+    .venv/bin/python benchmarks/bench_redis.py --no-hiredis  # redis-py's pure-Python parser
 
 It starts its own ``redis-server`` (Debian's package) on a free loopback port with persistence
 off (``tests/redis_server.py``), and stops it at the end.
 
 Cache section, all on the same answers in the same run:
 
-* ``ours``: :class:`RedisResponseCache` (key derivation, signing, one Lua script per call
-  that also keeps the LRU order, sizes and shared counters, verification);
+* ``ours``: :class:`RedisResponseCache` (key derivation, signing, verification; a hit is one
+  pipelined round trip of GET, ZADD XX and two HINCRBY, a store one Lua script that keeps the
+  LRU order, sizes and shared counters, a miss a lookup plus a script that counts it);
 * ``raw``: redis-py ``GET`` / ``SET`` of the same envelope bytes, nothing else.
+
+Both sides use the same reply parser: hiredis (a declared dependency) unless ``--no-hiredis``.
 
 The sides run in short alternating blocks so that both see the same machine load; each figure
 is a median. Goals: get-hit at most 1.5x raw ``GET``, set at most 2x raw ``SET``. Then
@@ -32,6 +36,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+if "--no-hiredis" in sys.argv:  # before redis-py looks for it
+    sys.modules["hiredis"] = None  # type: ignore[assignment]
 
 import redis
 
@@ -254,10 +261,14 @@ def main() -> None:
     parser.add_argument(
         "--cpu", action="store_true", help="time CPU (this process + redis-server), not wall"
     )
+    parser.add_argument(
+        "--no-hiredis", action="store_true", help="parse replies in Python, not with hiredis"
+    )
     args = parser.parse_args()
     n, rounds = (300, 1) if args.quick else (args.n, args.rounds)
     with redis_server() as server:
-        print(f"redis-server on 127.0.0.1:{server.port} (persistence off)")
+        parser_name = "hiredis" if redis.utils.HIREDIS_AVAILABLE else "pure Python"
+        print(f"redis-server on 127.0.0.1:{server.port} (persistence off), {parser_name} parser")
         ok = run_cache_section(server.url, n, args.size, rounds, cpu=args.cpu)
     sys.exit(0 if ok else 1)
 
