@@ -557,8 +557,9 @@ class RedisResponseCache:
     # -- inspection --------------------------------------------------------------------------
 
     def get_stats(self) -> dict[str, Any]:
-        """Counters shared by every kernel using this namespace (exact: each is counted in the
-        script that does the work), plus size and settings.
+        """Counters shared by every kernel using this namespace (exact: each is counted by the
+        command or script that does the work; a miss between its two round trips still shows
+        as a hit), plus size and settings.
 
         Entries whose Redis TTL passed are accounted for first (counted as ``expirations``).
         Keys: hits, misses, sets, deletes, evictions, expirations, integrity_failures,
