@@ -5,15 +5,19 @@ Run::
     .venv/bin/python benchmarks/bench_redis.py          # 2,000 answers of 2 KiB, 3 rounds
     .venv/bin/python benchmarks/bench_redis.py --quick  # a smaller smoke run
     .venv/bin/python benchmarks/bench_redis.py --cpu    # CPU time of both ends, not wall clock
+    .venv/bin/python benchmarks/bench_redis.py --no-hiredis  # redis-py's pure-Python parser
 
 It starts its own ``redis-server`` (Debian's package) on a free loopback port with persistence
 off (``tests/redis_server.py``), and stops it at the end.
 
 Cache section, all on the same answers in the same run:
 
-* ``ours``: :class:`RedisResponseCache` (key derivation, signing, one Lua script per call
-  that also keeps the LRU order, sizes and shared counters, verification);
+* ``ours``: :class:`RedisResponseCache` (key derivation, signing, verification; a hit is one
+  pipelined round trip of GET, ZADD XX and two HINCRBY, a store one Lua script that keeps the
+  LRU order, sizes and shared counters, a miss a lookup plus a script that counts it);
 * ``raw``: redis-py ``GET`` / ``SET`` of the same envelope bytes, nothing else.
+
+Both sides use the same reply parser: hiredis (a declared dependency) unless ``--no-hiredis``.
 
 The sides run in short alternating blocks so that both see the same machine load; each figure
 is a median. Goals: get-hit at most 1.5x raw ``GET``, set at most 2x raw ``SET``. Then
@@ -28,10 +32,14 @@ import statistics
 import sys
 import tempfile
 import time
+import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+if "--no-hiredis" in sys.argv:  # before redis-py looks for it
+    sys.modules["hiredis"] = None  # type: ignore[assignment]
 
 import redis
 
@@ -123,7 +131,7 @@ def interleaved(
     sides: dict[str, Op], n: int, block: int, timer: Callable[[], float]
 ) -> dict[str, float]:
     """Run every side over ``range(n)`` in alternating blocks; the median seconds per call of
-    each side, and ``"ours/<side>"``: the median of the per-block ratios."""
+    each side, and ``"<side>/<last side>"``: the median of the per-block ratios."""
     times: dict[str, list[float]] = {name: [] for name in sides}
     names = list(sides)
     for b, lo in enumerate(range(0, n, block)):
@@ -136,9 +144,9 @@ def interleaved(
                 fn(i)
             times[name].append((timer() - start) / len(idx))
     result = {name: statistics.median(ts) for name, ts in times.items()}
-    for name in names[1:]:
-        ratios = [o / t for o, t in zip(times[names[0]], times[name], strict=True) if t > 0]
-        result[f"{names[0]}/{name}"] = statistics.median(ratios)
+    for name in names[:-1]:
+        ratios = [o / t for o, t in zip(times[name], times[names[-1]], strict=True) if t > 0]
+        result[f"{name}/{names[-1]}"] = statistics.median(ratios)
     return result
 
 
@@ -150,21 +158,32 @@ def _medians(runs: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, flo
 
 
 def bench_cache_ops(
-    url: str, data: Data, rounds: int, timer: Callable[[], float]
+    url: str,
+    data: Data,
+    rounds: int,
+    timer: Callable[[], float],
+    before: type[RedisResponseCache] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Median figures of set, get-hit and get-miss, ours against raw, over ``rounds``."""
+    """Median figures of set, get-hit and get-miss, ours (and ``before``) against raw, over
+    ``rounds``."""
     n = len(data.tasks)
     runs: dict[str, list[dict[str, float]]] = {"set": [], "get (hit)": [], "get (miss)": []}
     client = redis.Redis.from_url(url)
     for r in range(rounds):
         ours = our_cache(url, f"bench{r}")
-        sides = {"ours": our_ops(ours, data), "raw": raw_ops(client, data, f"raw{r}:")}
+        sides = {"ours": our_ops(ours, data)}
+        if before is not None:
+            old = before(url, cache_secret=SECRET, namespace=f"before{r}", max_size_mb=1024)
+            sides["before"] = our_ops(old, data)
+        sides["raw"] = raw_ops(client, data, f"raw{r}:")
         for op in runs:
             runs[op].append(interleaved({s: ops[op] for s, ops in sides.items()}, n, 50, timer))
         stats = ours.get_stats()
         assert stats["hits"] == n and stats["integrity_failures"] == 0
         ours.clear()
         ours.close()
+        if before is not None:
+            old.close()
     client.flushdb()
     client.close()
     return _medians(runs)
@@ -210,6 +229,10 @@ def report_cache(
             f"{op:<12}{fig['ours'] * 1e6:>10.1f}{fig['raw'] * 1e6:>10.1f}{ratio:>7.2f}x"
             f"{shown:>8} {'' if met else 'MISSED'}"
         )
+    if "before/raw" in next(iter(ops.values())):
+        print(f"\nthe --before code, same run\n{'operation':<12}{'before':>10}{'ratio':>8}")
+        for op, fig in ops.items():
+            print(f"{op:<12}{fig['before'] * 1e6:>10.1f}{fig['before/raw']:>7.2f}x")
     print(f"\nencrypt=True vs plain (median us per call; goal: adds <= {ENCRYPTION_GOAL_US:g} us)")
     for op, fig in enc.items():
         added = fig["added"] * 1e6
@@ -235,12 +258,42 @@ def cpu_timer(url: str) -> Callable[[], float]:
     return now
 
 
-def run_cache_section(url: str, n: int, size: int, rounds: int, *, cpu: bool = False) -> bool:
+def load_before(root: Path) -> type[RedisResponseCache]:
+    """``RedisResponseCache`` as the checkout under ``root`` has it (its cache/redis.py and
+    cache/redis_scripts.py; everything else is today's), to run beside today's in one run:
+    ``git archive <ref> claude_force_magic | tar -x -C DIR``, then ``--before DIR``."""
+    pkg = root / "claude_force_magic" / "cache"
+    sources = {
+        "redis_scripts_before": (pkg / "redis_scripts.py").read_text(encoding="utf-8"),
+        "redis_before": (pkg / "redis.py")
+        .read_text(encoding="utf-8")
+        .replace("from .redis_scripts import", "from .redis_scripts_before import"),
+    }
+    for name, source in sources.items():
+        module = types.ModuleType(f"claude_force_magic.cache.{name}")
+        module.__package__ = "claude_force_magic.cache"
+        sys.modules[module.__name__] = module
+        exec(compile(source, str(pkg / f"{name}.py"), "exec"), module.__dict__)
+    cls: type[RedisResponseCache] = sys.modules[
+        "claude_force_magic.cache.redis_before"
+    ].RedisResponseCache
+    return cls
+
+
+def run_cache_section(
+    url: str,
+    n: int,
+    size: int,
+    rounds: int,
+    *,
+    cpu: bool = False,
+    before: type[RedisResponseCache] | None = None,
+) -> bool:
     """The get/set and encryption figures of the Redis cache; True when every goal is met."""
     timer = cpu_timer(url) if cpu else time.perf_counter
     print("clock:", "CPU of this process + redis-server" if cpu else "wall clock")
     data = make_data(url, n, size)
-    ops = bench_cache_ops(url, data, rounds, timer)
+    ops = bench_cache_ops(url, data, rounds, timer, before)
     enc = bench_cache_encryption(url, data, rounds, timer)
     return report_cache(ops, enc, size)
 
@@ -257,11 +310,22 @@ def main() -> None:
     parser.add_argument(
         "--limits", action="store_true", help="then the shared-limit goodput (bench_redis_team)"
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="DIR",
+        help="also run the RedisResponseCache of an older checkout in DIR (see load_before)",
+    )
+    parser.add_argument(
+        "--no-hiredis", action="store_true", help="parse replies in Python, not with hiredis"
+    )
     args = parser.parse_args()
     n, rounds = (300, 1) if args.quick else (args.n, args.rounds)
     with redis_server() as server:
-        print(f"redis-server on 127.0.0.1:{server.port} (persistence off)")
-        ok = run_cache_section(server.url, n, args.size, rounds, cpu=args.cpu)
+        parser_name = "hiredis" if redis.utils.HIREDIS_AVAILABLE else "pure Python"
+        print(f"redis-server on 127.0.0.1:{server.port} (persistence off), {parser_name} parser")
+        before = load_before(args.before) if args.before else None
+        ok = run_cache_section(server.url, n, args.size, rounds, cpu=args.cpu, before=before)
         if args.limits:
             from bench_redis_team import run_limits_section
 

@@ -16,29 +16,34 @@ Layout, under ``{namespace}:cache:`` (see :class:`~claude_force_magic.redis_link
     meta      hash key -> "tick:size:agent" (the version, stored size and agent of each entry)
     hits      hash key -> lookups served
     stats     hash of counters shared by every process (hits, misses, sets, ... and bytes)
-    tick      the access clock (INCR)
     fp        the secret's fingerprint
 
-Every change is one Lua script (:mod:`.redis_scripts`: run by EVALSHA, reloaded after a
-server restart), so entries, sizes, the LRU order and the counters always move together: a lookup is
-one round trip that reads the envelope, touches the LRU order and counts the hit; a store
-writes, counts and culls least-recently-used entries to ``max_size_mb`` in the same step and
-never evicts the entry it just wrote.
+Every store, removal and miss is one Lua script (:mod:`.redis_scripts`: run by EVALSHA,
+reloaded after a server restart), so entries, sizes, the LRU order and the counters always
+move together: a store writes, counts and culls least-recently-used entries to
+``max_size_mb`` in the same step and never evicts the entry it just wrote. A hit, the hot
+path, is one pipelined round trip of native commands on a pooled connection (GET the
+envelope, ZADD XX its LRU score, HINCRBY the hit counters): each stands alone, so no script
+is needed. A miss takes a second round trip that turns the counted hit into a miss. LRU
+scores are the members' clocks in microseconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import heapq
 import hmac
+import json
 import math
+import os
 import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 import redis
 
@@ -105,6 +110,25 @@ def _cost(value: object) -> float:
     return number
 
 
+def _reply(conn: Any) -> Any:
+    """The next reply on ``conn``; an error reply is returned (not raised), so the caller can
+    read the replies that follow it."""
+    try:
+        return conn.read_response()
+    except redis.exceptions.ResponseError as exc:
+        return exc
+
+
+def _lru_score() -> int:
+    """The least-recently-used order's clock: this machine's time in integer microseconds.
+
+    Hits touch the order with a native ZADD (no script to read a shared tick), so the order
+    is as good as the members' clocks agree: kernels on machines skewed by a second may see a
+    recent entry culled up to a second early. Never the injectable ``clock``, which decides
+    only the signed times."""
+    return time.time_ns() // 1000
+
+
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
@@ -130,13 +154,15 @@ class RedisResponseCache:
 
     Construction connects (``PING``) and raises :class:`RedisUnavailableError` when Redis
     cannot be reached or refuses the credentials, :class:`ConfigurationError` for a bad URL,
-    namespace or limit, :class:`SecretError` for a bad secret. Afterwards every operation is
-    atomic (one Lua script) and safe from any number of threads and processes; a connection
+    namespace or limit, :class:`SecretError` for a bad secret. Afterwards every change is
+    atomic (one Lua script; a hit is one pipelined round trip of native commands) and safe
+    from any number of threads and processes; a connection
     that fails (server down or restarted, connection killed) raises
     :class:`RedisUnavailableError` (a :class:`CacheError`: the engine then calls the API and
     the answer goes unstored) and leaves Redis unchanged or wholly changed, never half. The
     next call reconnects. Statistics are kept in Redis, so :meth:`get_stats` is exact for the
-    whole team at once.
+    whole team at once (a lookup is counted as a hit in its first round trip and turned into
+    a miss in its second: a process killed in between leaves one miss counted as a hit).
 
     Run Redis with ``maxmemory-policy noeviction`` or a ``volatile-*`` policy: only the
     answers carry a TTL, and an ``allkeys-*`` policy could evict the bookkeeping.
@@ -176,8 +202,8 @@ class RedisResponseCache:
         self._keys = RedisKeys(self.namespace)
         self._area = self._keys.name("cache", "")
         self._prefix = self._area + "e:"
-        self._meta_key, self._hits_key, self._stats_key = (
-            self._keys.name("cache", part) for part in ("meta", "hits", "stats")
+        self._meta_key, self._hits_key, self._stats_key, self._lru_key = (
+            self._keys.name("cache", part) for part in ("meta", "hits", "stats", "lru")
         )
         self._client: redis.Redis | None = None
         self._signer: Signer | None = None
@@ -236,27 +262,53 @@ class RedisResponseCache:
 
     # -- running scripts ---------------------------------------------------------------------
 
+    def _send(self, doing: str, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Send ``commands`` in one round trip and return their raw replies; errors translated.
+
+        Straight on a pooled connection (redis-py's pipeline and command machinery cost more
+        than the server's work on a hit): every reply is read, so the connection stays in step,
+        and the first error reply is then raised. A broken connection is dropped by redis-py
+        and the next call connects again. An error reply (other than a missing script or
+        another secret, which :meth:`_run` handles) raises :class:`CacheError`.
+        """
+        pool = self._live().connection_pool
+        try:
+            with redis_errors(self.target, doing):
+                conn: Any = pool.get_connection()  # redis-py leaves Connection untyped
+                try:
+                    conn.send_packed_command(conn.pack_commands(commands))
+                    replies = [_reply(conn) for _ in commands]
+                except BaseException:
+                    conn.disconnect()  # a reply may be unread: never reuse this connection
+                    raise
+                finally:
+                    pool.release(conn)
+                for reply in replies:
+                    if isinstance(reply, redis.exceptions.ResponseError):
+                        raise reply
+        except redis.exceptions.ResponseError as exc:
+            if isinstance(exc, redis.exceptions.NoScriptError) or MISMATCH in str(exc):
+                raise  # for _run
+            raise CacheError(
+                f"Redis at {self.target.display} refused to {doing}: {str(exc)[:200]}. Something "
+                f"other than this cache wrote keys under {self._area!r} (a key of the wrong "
+                "type?): delete those keys, or use another namespace."
+            ) from None
+        return replies
+
     def _run(self, name: str, doing: str, key: str | None, *args: Any) -> Any:
         """Run script ``name`` on the entry ``key`` (or none) with ``args``; errors translated.
 
-        EVALSHA directly (redis-py's ``Script`` re-packs its arguments on every call); a
-        server that lost its scripts (restarted) is sent them again.
+        EVALSHA directly; a server that lost its scripts (restarted) is sent them again.
         """
-        client = self._client
-        if client is None:
-            raise RedisUnavailableError(
-                "This RedisResponseCache was closed (or created with enabled=False); create a "
-                "new one."
-            )
-        sha, source = SHAS[name], SOURCES[name]
         head = (1, self._prefix + key) if key is not None else (0,)
+        command = ("EVALSHA", SHAS[name], *head, self._area, self._fingerprint, *args)
         try:
-            with redis_errors(self.target, doing):
-                try:
-                    return client.evalsha(sha, *head, self._area, self._fingerprint, *args)
-                except redis.exceptions.NoScriptError:
-                    client.script_load(source)
-                    return client.evalsha(sha, *head, self._area, self._fingerprint, *args)
+            try:
+                return self._send(doing, [command])[0]
+            except redis.exceptions.NoScriptError:
+                self._send(doing, [("SCRIPT", "LOAD", SOURCES[name])])
+                return self._send(doing, [command])[0]
         except redis.exceptions.ResponseError as exc:
             if MISMATCH in str(exc):
                 raise SecretError(
@@ -288,20 +340,23 @@ class RedisResponseCache:
         ``get``: response, agent_name, model, tokens, estimated_cost, created_at, expires_at,
         age_seconds, metadata, key).
 
-        One round trip: a script reads the envelope, moves the entry to the young end of the
-        LRU order and counts the hit (or the miss). A forged, damaged or expired entry is
-        deleted (if it is still the version read), counted as an ``integrity_failures`` or
-        ``expirations``, and turned into a miss in a second step; it never raises. Raises
-        TypeError for non-JSON request values, :class:`RedisUnavailableError` when Redis
-        cannot be reached (nothing is counted then) and :class:`SecretError` when the
-        namespace belongs to another secret.
+        A hit is one round trip of native commands, pipelined (no script: a script costs more
+        than the work): read the envelope, move the entry to the young end of the LRU order
+        and count the hit. A miss, or an entry that then fails its check, takes a second
+        round trip that turns the counted hit into a miss (and accounts for an entry whose
+        Redis TTL passed). A forged, damaged or expired entry is deleted (if it is still the
+        version read) and counted as an ``integrity_failures`` or ``expirations``; it never
+        raises. Raises TypeError for non-JSON request values, :class:`RedisUnavailableError`
+        when Redis cannot be reached (nothing is counted then) and :class:`SecretError` when
+        the namespace belongs to another secret.
         """
         key = key_for(agent_name, task, model, **request)
         signer = self._active(agent_name)
         if signer is None:
             return None
-        value = self._run("get", "read the cache", key, key)
+        value = self._lookup(key)
         if value is None:
+            self._miss(key)
             return None
         now = self._clock()
         try:
@@ -319,6 +374,29 @@ class RedisResponseCache:
             self._discard(key, value, "expirations", lookup=True)
             return None
         return self._public(key, body, now)
+
+    def _lookup(self, key: str) -> bytes | None:
+        """Read the envelope under ``key``, touch its LRU score if it is an entry (``XX``) and
+        count a hit, in one pipelined round trip; the envelope or None."""
+        replies = self._send(
+            "read the cache",
+            [
+                ("GET", self._prefix + key),
+                ("ZADD", self._lru_key, "XX", _lru_score(), key),
+                ("HINCRBY", self._stats_key, "hits", 1),
+                ("HINCRBY", self._hits_key, key, 1),
+            ],
+        )
+        value = replies[0]
+        return value if isinstance(value, bytes) else None
+
+    def _miss(self, key: str) -> None:
+        """Turn the hit :meth:`_lookup` counted into a miss. If Redis went away in between,
+        the lookup stays counted as a hit (logged); the caller's answer is a miss either way."""
+        try:
+            self._run("miss", "count a miss", key, key)
+        except RedisUnavailableError as exc:
+            log.warning("could not count the cache miss of %s: %s", key[:12], exc)
 
     def _discard(self, key: str, value: bytes, counter: str, *, lookup: bool) -> bool:
         """Delete ``key`` if it still holds ``value`` and count ``counter`` (and, for a
@@ -421,6 +499,7 @@ class RedisResponseCache:
                     ttl_ms,
                     self._max_size_bytes,
                     agent_name,
+                    _lru_score(),
                 )
                 return True
         self._bump("oversized_skipped")
@@ -478,8 +557,9 @@ class RedisResponseCache:
     # -- inspection --------------------------------------------------------------------------
 
     def get_stats(self) -> dict[str, Any]:
-        """Counters shared by every kernel using this namespace (exact: each is counted in the
-        script that does the work), plus size and settings.
+        """Counters shared by every kernel using this namespace (exact: each is counted by the
+        command or script that does the work; a miss between its two round trips still shows
+        as a hit), plus size and settings.
 
         Entries whose Redis TTL passed are accounted for first (counted as ``expirations``).
         Keys: hits, misses, sets, deletes, evictions, expirations, integrity_failures,
@@ -723,6 +803,58 @@ class RedisResponseCache:
             elif item[:2] > newest[0][:2]:
                 heapq.heapreplace(newest, item)
         return [listing for _, _, listing in sorted(newest, key=lambda i: i[:2], reverse=True)]
+
+    def export(self, path: str | os.PathLike[str], *, force: bool = False) -> int:
+        """Write every valid, unexpired entry to ``path`` as JSON lines; return how many.
+
+        The same file as the disk cache's ``export``: each line has key, agent, model, created
+        and expires (epoch seconds), preview, answer and metadata. ``path`` may start with
+        ``~``; the file is created new, ``0600``; an existing file is refused unless ``force``,
+        a symlink always. Entries are read a page at a time. Raises :class:`CacheError` for a
+        file that exists, a symlink or a file that cannot be written (a failed export removes
+        what it wrote) and :class:`RedisUnavailableError` when Redis cannot be reached.
+        """
+        target = os.path.expanduser(os.fspath(path))
+        if os.path.islink(target):
+            raise CacheError(f"{target} is a symbolic link; export writes only to a real file.")
+        if force and os.path.lexists(target):
+            try:
+                os.unlink(target)
+            except OSError as exc:
+                raise CacheError(f"Cannot replace {target}: {exc.strerror or exc}.") from None
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            fd = os.open(target, flags, 0o600)
+        except FileExistsError:
+            raise CacheError(
+                f"{target} exists; choose a new file name, or replace it with --force (force=True)."
+            ) from None
+        except OSError as exc:
+            raise CacheError(f"Cannot write {target}: {exc.strerror or exc}.") from None
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                return self._write_lines(out)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(target)
+            raise
+
+    def _write_lines(self, out: TextIO) -> int:
+        count = 0
+        for key, _size, _hits, body in self._verified():
+            line = {
+                "key": key,
+                "agent": body["agent_name"],
+                "model": body["model"],
+                "created": float(body["created_at"]),
+                "expires": float(body["expires_at"]),
+                "preview": str(body["metadata"].get("preview") or ""),
+                "answer": body["response"],
+                "metadata": body["metadata"],
+            }
+            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+            count += 1
+        return count
 
 
 _FINGERPRINT_LABEL = b"claude-force-magic/redis-namespace-secret\x00"

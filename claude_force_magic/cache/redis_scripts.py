@@ -1,8 +1,11 @@
 """The Lua scripts of :class:`~claude_force_magic.cache.redis.RedisResponseCache`.
 
-Each operation that changes the namespace is one script, so the entries, their sizes, the
-least-recently-used order and the shared counters always move together. Scripts are sent by
-SHA-1 (EVALSHA) and loaded again when a restarted server has lost them.
+Each operation that adds or removes entries is one script, so the entries, their sizes, the
+least-recently-used order and the shared counters always move together. A hit is the one
+exception, for speed: four native commands that each stand alone (read the envelope, touch
+an existing entry's LRU score, count the hit and the entry's hit), pipelined by the cache;
+a miss then runs :data:`SOURCES` ``["miss"]``. Scripts are sent by SHA-1 (EVALSHA) and
+loaded again when a restarted server has lost them.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ _PRELUDE = (
     """
 local P = ARGV[1]
 local LRU, EXP, META = P .. 'lru', P .. 'exp', P .. 'meta'
-local HITS, STATS, TICK = P .. 'hits', P .. 'stats', P .. 'tick'
+local HITS, STATS = P .. 'hits', P .. 'stats'
 local PREFIX = P .. 'e:'
 local known = redis.call('GET', P .. 'fp')
 if not known then
@@ -72,28 +75,25 @@ end
 """
 )
 
-# ARGV 3: the key. Returns false (a miss) or the envelope. The hit is counted here; a value
-# that then fails its check is turned into a miss by _DISCARD.
-_GET = (
+# A hit is not a script: RedisResponseCache.get reads the envelope, touches the LRU order
+# (ZADD XX) and counts the lookup as a hit, in one pipelined round trip of native commands.
+# When that read found nothing, this script turns the counted hit into a miss.
+# ARGV 3: the key. Accounts for an entry whose Redis TTL passed (its bookkeeping is left),
+# and removes the per-entry hit count the lookup created for a key that has no entry.
+_MISS = (
     _PRELUDE
     + """
 local k = ARGV[3]
-local v = redis.call('GET', KEYS[1])
+redis.call('HINCRBY', STATS, 'hits', -1)
+redis.call('HINCRBY', STATS, 'misses', 1)
 local meta = redis.call('HGET', META, k)
-if not v then
-  if meta then
-    drop(k, meta)
-    redis.call('HINCRBY', STATS, 'expirations', 1)
-  end
-  redis.call('HINCRBY', STATS, 'misses', 1)
-  return false
+if not meta then
+  redis.call('HDEL', HITS, k)
+elseif redis.call('EXISTS', KEYS[1]) == 0 then
+  drop(k, meta)
+  redis.call('HINCRBY', STATS, 'expirations', 1)
 end
-redis.call('HINCRBY', STATS, 'hits', 1)
-if meta then
-  redis.call('ZADD', LRU, 'XX', redis.call('INCR', TICK), k)
-  redis.call('HINCRBY', HITS, k, 1)
-end
-return v
+return 0
 """
 )
 
@@ -117,16 +117,20 @@ return 1
 """
 )
 
-# ARGV 3: key, 4: envelope, 5: ttl ms, 6: max total bytes, 7: agent. Returns evictions.
+# ARGV 3: key, 4: envelope, 5: ttl ms, 6: max total bytes, 7: agent, 8: the LRU score (the
+# writer's clock in integer microseconds: a hit's ZADD uses the same clock, so no script is
+# needed to read a shared tick). Returns evictions. Entries whose Redis TTL passed are
+# accounted for (reaped) only when the namespace is over its bound, before any live entry.
+# Culling skips the entry just written even when a member whose clock is ahead left younger
+# scores.
 _SET = (
     _PRELUDE
     + """
 local k, value, ttl, limit, agent = ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6]), ARGV[7]
-reap(100)
+local tick = ARGV[8]
 local old = redis.call('HGET', META, k)
-if old then drop(k, old) end
+if old then drop(k, old) else redis.call('HDEL', HITS, k) end
 local size = string.len(value)
-local tick = redis.call('INCR', TICK)
 redis.call('SET', KEYS[1], value, 'PX', ttl)
 redis.call('ZADD', LRU, tick, k)
 redis.call('ZADD', EXP, now_ms() + ttl, k)
@@ -134,9 +138,14 @@ redis.call('HSET', META, k, tick .. ':' .. size .. ':' .. agent)
 local total = redis.call('HINCRBY', STATS, 'bytes', size)
 redis.call('HINCRBY', STATS, 'sets', 1)
 local evicted = 0
+if total > limit and reap(100) > 0 then  -- answers whose TTL passed go before live ones
+  total = tonumber(redis.call('HGET', STATS, 'bytes'))
+end
 while total > limit do
-  local oldest = redis.call('ZRANGE', LRU, 0, 0)[1]
-  if (not oldest) or oldest == k then break end
+  local two = redis.call('ZRANGE', LRU, 0, 1)
+  local oldest = two[1]
+  if oldest == k then oldest = two[2] end
+  if not oldest then break end
   local meta = redis.call('HGET', META, oldest)
   if meta then
     total = total - size_of(meta)
@@ -181,7 +190,7 @@ return {reaped, redis.call('HLEN', META), redis.call('HGETALL', STATS)}
 
 
 _SCRIPTS = (
-    ("get", _GET),
+    ("miss", _MISS),
     ("discard", _DISCARD),
     ("set", _SET),
     ("remove", _REMOVE),

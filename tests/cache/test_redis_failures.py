@@ -152,3 +152,24 @@ def test_the_documented_acl_rights_are_enough(private_redis: RedisServer) -> Non
         with pytest.raises(RedisUnavailableError, match="ACL") as info:
             RedisResponseCache(url, cache_secret=SECRET, namespace="team")
         assert "member-pass-123" not in str(info.value)
+
+
+def test_a_miss_whose_second_round_trip_fails_is_still_a_clean_miss(
+    private_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A lookup's first round trip (native commands) works, its second (the miss script) is
+    refused: the caller gets a miss and no exception, the cache logs it, and the lookup stays
+    counted once (as the hit of the first round trip: the documented caveat)."""
+    admin = raw(private_redis.url)
+    rights = ["~team:*", "+@read", "+@write", "+@scripting", "+ping", "+time"]
+    admin.execute_command("ACL", "SETUSER", "member", "on", ">member-pass-123", *rights)
+    url = f"redis://member:member-pass-123@127.0.0.1:{private_redis.port}/0"
+    with RedisResponseCache(url, cache_secret=SECRET, namespace="team") as cache:
+        admin.execute_command("ACL", "SETUSER", "member", "-@scripting")
+        with caplog.at_level("WARNING", logger="claude_force_magic.cache"):
+            assert fetch(cache, "never stored") is None
+        assert "could not count the cache miss" in caplog.text
+        assert "member-pass-123" not in caplog.text
+        admin.execute_command("ACL", "SETUSER", "member", "+@scripting")
+        stats = cache.get_stats()
+        assert (stats["hits"], stats["misses"]) == (1, 0)

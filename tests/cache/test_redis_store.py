@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 import pickle
+import time
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from redis_server import RedisServer
 
 from claude_force_magic.cache import CacheSkipWarning, RedisResponseCache
@@ -310,3 +315,146 @@ def test_entry_reports_a_forged_entry(cache: RedisResponseCache) -> None:
         cache.entry(key)
     assert cache.get_stats()["integrity_failures"] == 1
     check_bookkeeping(client)
+
+
+def _commands_sent(client: redis.Redis, action: Callable[[], object]) -> list[str]:
+    """The top-level commands the server received while ``action`` ran (MONITOR; commands run
+    inside scripts are marked "lua" and left out)."""
+    seen: list[str] = []
+    marker = redis.Redis(
+        connection_pool=redis.ConnectionPool(**client.connection_pool.connection_kwargs)
+    )
+    marker.ping()  # connected before monitoring starts: it then sends only the ECHO
+    with client.monitor() as monitor:
+        action()
+        marker.echo("end-of-action")
+        while True:
+            command = monitor.next_command()
+            if command["client_type"] == "lua":
+                continue
+            if "end-of-action" in command["command"]:
+                marker.close()
+                return seen
+            seen.append(command["command"].split()[0].upper())
+
+
+def _reads(client: redis.Redis) -> int:
+    """How many reads the server has made from client sockets (one per round trip of a
+    client, plus one for this INFO)."""
+    return int(client.info("stats")["total_reads_processed"])
+
+
+def _round_trips(client: redis.Redis, action: Callable[[], object]) -> int:
+    before = _reads(client)
+    action()
+    return _reads(client) - before - 1
+
+
+HIT = ["GET", "ZADD", "HINCRBY", "HINCRBY"]
+
+
+def test_a_hit_is_one_round_trip_of_native_commands(cache: RedisResponseCache) -> None:
+    """The hot path runs no script: GET, ZADD XX and the two counters, pipelined."""
+    store(cache, "t")
+    client = raw(cache.target.display)
+    assert _commands_sent(client, lambda: fetch(cache, "t")) == HIT
+    assert _round_trips(client, lambda: fetch(cache, "t")) == 1
+    assert _commands_sent(client, lambda: store(cache, "u")) == ["EVALSHA"]
+    assert _round_trips(client, lambda: store(cache, "u")) == 1
+
+
+def test_a_miss_is_a_second_round_trip_that_counts_it(cache: RedisResponseCache) -> None:
+    store(cache, "t")
+    client = raw(cache.target.display)
+    assert _commands_sent(client, lambda: fetch(cache, "other")) == [*HIT, "EVALSHA"]
+    assert _round_trips(client, lambda: fetch(cache, "other")) == 2
+    assert fetch(cache, "t") is not None
+    stats = cache.get_stats()
+    assert (stats["hits"], stats["misses"]) == (1, 2)
+    # the lookup's per-entry count of a key that has no entry is removed again
+    assert client.hkeys("cfm:cache:hits") == [cache.key_for("python-expert", "t", "m").encode()]
+    check_bookkeeping(client)
+
+
+def test_export_writes_json_lines_privately(cache: RedisResponseCache, tmp_path: Path) -> None:
+    store(cache, "t", "exported answer", metadata={"preview": "the task"})
+    target = tmp_path / "out.jsonl"
+    assert cache.export(target) == 1
+    (line,) = target.read_text(encoding="utf-8").splitlines()
+    record = json.loads(line)
+    assert (record["answer"], record["preview"], record["agent"]) == (
+        "exported answer",
+        "the task",
+        "python-expert",
+    )
+    assert os.stat(target).st_mode & 0o777 == 0o600
+    with pytest.raises(CacheError, match="exists"):
+        cache.export(target)
+    assert cache.export(target, force=True) == 1
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target)
+    with pytest.raises(CacheError, match="symbolic link"):
+        cache.export(link, force=True)
+
+
+def _small(cache: RedisResponseCache, namespace: str) -> RedisResponseCache:
+    """Room for three 3,000-character answers, not four."""
+    return RedisResponseCache(
+        cache.target,
+        cache_secret=SECRET,
+        namespace=namespace,
+        max_size_mb=10 / 1024,
+        max_entry_kb=4,
+    )
+
+
+def test_culling_skips_the_new_entry_when_a_clock_ahead_made_it_oldest(
+    cache: RedisResponseCache,
+) -> None:
+    """LRU scores are the members' clocks: entries touched by a member whose clock runs an
+    hour ahead look younger than the one just written, which must still survive its store."""
+    small = _small(cache, "skew")
+    client = raw(cache.target.display)
+    for name in ("a", "b", "c"):
+        store(small, name, "x" * 3000)
+    ahead = (time.time() + 3600) * 1e6
+    client.zadd("skew:cache:lru", {m: ahead for m in client.zrange("skew:cache:lru", 0, -1)})
+    store(small, "d", "x" * 3000)
+    assert fetch(small, "d") is not None
+    stats = small.get_stats()
+    assert stats["evictions"] == 1 and stats["size_bytes"] <= stats["max_size_bytes"]
+    check_bookkeeping(client, "skew")
+    small.close()
+
+
+def test_a_full_namespace_drops_expired_entries_before_live_ones(
+    cache: RedisResponseCache,
+) -> None:
+    small = _small(cache, "reap")
+    client = raw(cache.target.display)
+    for name in ("a", "b", "c"):
+        store(small, name, "x" * 3000)
+    gone = small.key_for("python-expert", "a", "m")
+    client.zadd("reap:cache:exp", {gone: 1})  # its time is up, as Redis sees it
+    client.delete(f"reap:cache:e:{gone}")
+    store(small, "d", "x" * 3000)
+    stats = small.get_stats()
+    assert (stats["expirations"], stats["evictions"], stats["entries"]) == (1, 0, 3)
+    assert all(fetch(small, name) is not None for name in ("b", "c", "d"))
+    check_bookkeeping(client, "reap")
+    small.close()
+
+
+def test_foreign_keys_of_the_wrong_type_are_a_cache_error(cache: RedisResponseCache) -> None:
+    """An error reply inside the pipelined hit (or a script) is a CacheError, which the engine
+    turns into a call to the API; every reply is read, so the connection stays usable."""
+    store(cache, "t")
+    client = raw(cache.target.display)
+    client.delete("cfm:cache:lru")
+    client.set("cfm:cache:lru", "not a sorted set")
+    with pytest.raises(CacheError, match=r"WRONGTYPE.*another namespace"):
+        fetch(cache, "t")
+    with pytest.raises(CacheError, match="WRONGTYPE"):
+        store(cache, "u")
+    client.delete("cfm:cache:lru")
+    assert fetch(cache, "t") is not None
