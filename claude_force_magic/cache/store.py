@@ -8,31 +8,44 @@ check is counted as an integrity failure, deleted, and served as a miss.
 from __future__ import annotations
 
 import atexit
-import contextlib
-import heapq
-import json
-import math
 import os
 import re
 import stat
 import threading
 import time
-import warnings
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from decimal import Decimal
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
 from .. import settings
-from ..errors import CacheError, ClaudeForceError, ConfigurationError, IntegrityError
+from ..errors import CacheError, ClaudeForceError, IntegrityError
 from ..guard.logs import SecretRedactor, get_logger, sanitize_for_log
 from ..settings import Secret
-from ..validation import check_number
 from .backend import Backend, Cleanup, ReadOnlyBackend, Row, Sql
 from .disk import CacheWriteError
-from .keys import key_for, require_json
+from .entries import MIN_PREFIX as MIN_PREFIX  # part of this module's API
+from .entries import (
+    CacheSkipWarning,
+    Newest,
+    ambiguous_prefix,
+    check_key_prefix,
+    check_limits,
+    check_search,
+    entry_view,
+    exclusions,
+    export_line,
+    json_copy,
+    listing,
+    matches,
+    new_body,
+    public_view,
+    skip_warning,
+    stamp,
+    write_export,
+)
+from .keys import key_for
 from .memo import VerifiedMemo
 from .pending import PendingCounts
 from .signing import Signer
@@ -43,9 +56,6 @@ __all__ = ["CacheSkipWarning", "ResponseCache"]
 log = get_logger("claude_force_magic.cache")  # with the secret redactor (SEC-005)
 
 _KEY_PATTERN = re.compile(r"\A[0-9a-f]{64}\Z")
-#: A key may be given by its first ``MIN_PREFIX`` hex digits (or more) when they are unique.
-MIN_PREFIX = 8
-_PREFIX_PATTERN = re.compile(r"\A[0-9a-f]{8,64}\Z")
 _PAGE = 100
 _MIN_READ_BOUND = 16 * 2**20
 #: Gathered hits and misses are written at least this often (seconds) while the cache is used…
@@ -81,35 +91,6 @@ def _forget_pending_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pending_in_child)
-
-
-class CacheSkipWarning(UserWarning):
-    """A response was not stored: the cache is disabled, the agent excluded, or it was too big."""
-
-
-def _count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise TypeError(f"{name} must be a non-negative int, not {value!r}")
-    return value
-
-
-def _cost(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
-        raise TypeError(f"estimated_cost must be a number, not {type(value).__name__}")
-    number = float(value)
-    if not math.isfinite(number) or number < 0:
-        raise TypeError(f"estimated_cost must be a finite non-negative number, not {value!r}")
-    return number
-
-
-def _json_copy(value: Any) -> Any:
-    """A deep copy of a parsed JSON value (dicts and lists are the only mutable parts)."""
-    kind = type(value)
-    if kind is dict:
-        return {name: _json_copy(item) for name, item in value.items()}
-    if kind is list:
-        return [_json_copy(item) for item in value]
-    return value
 
 
 class ResponseCache:
@@ -167,18 +148,9 @@ class ResponseCache:
         encrypt: bool | None = None,
     ) -> None:
         self.encrypt = settings.cache_encrypt() if encrypt is None else bool(encrypt)
-        self.ttl_hours = settings.check_ttl_hours("ttl_hours", ttl_hours)
-        self._max_size_bytes = int(check_number("max_size_mb", max_size_mb) * 2**20)
-        self._max_entry_bytes = int(check_number("max_entry_kb", max_entry_kb) * 1024)
-        if self._max_size_bytes < self._max_entry_bytes:
-            raise ConfigurationError(
-                f"max_size_mb={max_size_mb!r} is smaller than one entry may be "
-                f"(max_entry_kb={max_entry_kb!r}): every large answer would evict the whole "
-                "cache. Raise max_size_mb or lower max_entry_kb."
-            )
-        if isinstance(exclude_agents, str):
-            exclude_agents = (exclude_agents,)
-        self._exclude = frozenset(exclude_agents)
+        limits = check_limits(ttl_hours, max_size_mb, max_entry_kb)
+        self.ttl_hours, self._max_size_bytes, self._max_entry_bytes = limits
+        self._exclude = exclusions(exclude_agents)
         self._clock = clock
         self.enabled = bool(enabled)
         target = cache_dir if cache_dir is not None else settings.cache_dir()
@@ -457,7 +429,8 @@ class ResponseCache:
             self._discard(db, row, "expirations")
             return None
         self._count(db, row)
-        return self._public(key, body, now)
+        # the caller's own metadata: the memo keeps the body for later lookups
+        return public_view(key, body, now, json_copy(body["metadata"]))
 
     def _count(self, db: AnyBackend, row: Row | None) -> None:
         """Gather a hit on ``row`` (or a miss) in memory; write the batch when it is due."""
@@ -520,29 +493,7 @@ class ResponseCache:
         else:
             self._warned.discard("write")
 
-    @staticmethod
-    def _public(key: str, body: dict[str, Any], now: float) -> dict[str, Any]:
-        return {
-            "response": body["response"],
-            "agent_name": body["agent_name"],
-            "model": body["model"],
-            "input_tokens": body["input_tokens"],
-            "output_tokens": body["output_tokens"],
-            "estimated_cost": float(body["estimated_cost"]),
-            "created_at": float(body["created_at"]),
-            "expires_at": float(body["expires_at"]),
-            "age_seconds": max(0.0, now - body["created_at"]),
-            "metadata": _json_copy(body["metadata"]),  # the caller's own: the memo keeps its
-            "key": key,
-        }
-
     # -- set / delete / clear ----------------------------------------------------------------
-
-    def _skip(self, reason: str, agent_name: str) -> bool:
-        message = f"Response not cached for agent {sanitize_for_log(agent_name, 64)}: {reason}."
-        log.info(message)
-        warnings.warn(message, CacheSkipWarning, stacklevel=3)
-        return False
 
     def set(
         self,
@@ -571,42 +522,27 @@ class ResponseCache:
         anything is written), :class:`CacheError` if the database is damaged.
         """
         key = key_for(agent_name, task, model, **request)
-        if not isinstance(response, str):
-            raise TypeError(f"response must be a str, not {type(response).__name__}")
-        body = {
-            "response": response,
-            "agent_name": agent_name,
-            "model": model,
-            "input_tokens": _count("input_tokens", input_tokens),
-            "output_tokens": _count("output_tokens", output_tokens),
-            "estimated_cost": _cost(estimated_cost),
-            "created_at": 0.0,
-            "expires_at": 0.0,
-            "metadata": {} if metadata is None else metadata,
-        }
-        if not isinstance(body["metadata"], dict):
-            raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
-        require_json(body["metadata"], "metadata")
+        body = new_body(
+            response, agent_name, model, input_tokens, output_tokens, estimated_cost, metadata
+        )
         ttl = settings.check_ttl_hours(
             "ttl_hours", self.ttl_hours if ttl_hours is None else ttl_hours
         )
         if self._db is None or agent_name in self._exclude:
             why = "the cache is disabled" if self._db is None else "the agent is excluded"
-            return self._skip(why, agent_name)
+            return skip_warning(why, agent_name)
         active = self._active(agent_name)
         if active is None:  # refused: already warned
             return False
         db, signer = active
         if len(response) <= self._max_entry_bytes:
-            now = self._clock()
-            body["created_at"] = now
-            body["expires_at"] = now + ttl * 3600.0
+            stamp(body, self._clock(), ttl)
             blob = signer.seal(key, body)
             if len(blob) <= self._max_entry_bytes:
                 return self._put(db, key, blob, agent_name)
         self._write(db, lambda sql, _cleanup: Backend.bump(sql, oversized_skipped=1))
         limit = self._max_entry_bytes // 1024
-        return self._skip(f"the entry is larger than max_entry_kb={limit}", agent_name)
+        return skip_warning(f"the entry is larger than max_entry_kb={limit}", agent_name)
 
     def _put(self, db: AnyBackend, key: str, blob: bytes, agent_name: str) -> bool:
         if not isinstance(db, Backend):
@@ -803,22 +739,8 @@ class ResponseCache:
 
     @staticmethod
     def _listing(row: Row, size: int, body: dict[str, Any]) -> dict[str, Any]:
-        metadata = body["metadata"]
-        preview, origin = metadata.get("preview"), metadata.get("origin")
-        return {
-            "key": row[1],
-            "agent_name": body["agent_name"],
-            "model": body["model"],
-            "created_at": float(body["created_at"]),
-            "expires_at": float(body["expires_at"]),
-            "size_bytes": size,
-            "hits": int(row[5] or 0),
-            "input_tokens": body["input_tokens"],
-            "output_tokens": body["output_tokens"],
-            "estimated_cost": float(body["estimated_cost"]),
-            "preview": preview if isinstance(preview, str) else "",
-            "origin": origin if isinstance(origin, str) else "",
-        }
+        """What :meth:`entries` lists for ``row`` (also used by :mod:`.inspect`)."""
+        return listing(row[1], size, int(row[5] or 0), body)
 
     def entries(self) -> list[dict[str, Any]]:
         """Metadata of every valid, unexpired entry (no response text), oldest row first.
@@ -846,20 +768,13 @@ class ResponseCache:
         something that is not hex, a prefix shorter than 8 digits, or one that more than
         one entry starts with (it names how many, so you can type more digits).
         """
-        if not isinstance(key, str) or not _PREFIX_PATTERN.match(key.lower()):
-            raise CacheError(
-                f"{str(key)[:70]!r} is not a cache key: give the key (64 hex digits) or at "
-                f"least {MIN_PREFIX} of its first digits, as %agent cache lists them."
-            )
-        prefix = key.lower()
+        prefix = check_key_prefix(key)
         db = self._usable("")
         if db is None:
             return None
         found = db.keys_with_prefix(prefix, 2)
         if len(found) > 1:
-            raise CacheError(
-                f"The key prefix {prefix!r} matches more than one entry; type more digits."
-            )
+            raise ambiguous_prefix(prefix)
         return found[0] if found else None
 
     def entry(self, key: str) -> dict[str, Any] | None:
@@ -895,12 +810,8 @@ class ResponseCache:
         if body["expires_at"] <= now:
             self._drop(db, row, "expirations")
             return None
-        options = body["metadata"].get("options")
-        return {
-            **self._public(full, body, now),
-            **self._listing(row, len(data), body),
-            "options": options if isinstance(options, dict) else {},
-        }
+        public = public_view(full, body, now, json_copy(body["metadata"]))
+        return entry_view(public, self._listing(row, len(data), body), body)
 
     def _drop(self, db: AnyBackend, row: Row, counter: str) -> bool:
         """Delete ``row`` if it is still the version read, counting ``counter``; True if
@@ -954,28 +865,16 @@ class ResponseCache:
         so a search never holds every answer in memory. Raises TypeError for a ``text`` that is
         not a non-empty str or a ``limit`` that is not a positive int.
         """
-        if not isinstance(text, str) or not text:
-            raise TypeError(f"text must be a non-empty str, not {text!r:.40}")
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise TypeError(f"limit must be a positive int, not {limit!r}")
+        needle = check_search(text, limit)
         db = self._usable("")
         if db is None or self._signer is None:
             return []
         self._flush(db)
-        needle = text.casefold()
-        newest: list[tuple[float, int, dict[str, Any]]] = []  # a min-heap of the newest
+        newest = Newest(limit)  # ties broken by row order
         for row, size, body in self._verified(db):
-            if agent is not None and body["agent_name"] != agent:
-                continue
-            preview = str(body["metadata"].get("preview") or "")
-            if needle not in preview.casefold() and needle not in body["response"].casefold():
-                continue
-            item = (float(body["created_at"]), row[0], self._listing(row, size, body))
-            if len(newest) < limit:
-                heapq.heappush(newest, item)
-            elif item[:2] > newest[0][:2]:
-                heapq.heapreplace(newest, item)
-        return [listing for _, _, listing in sorted(newest, key=lambda i: i[:2], reverse=True)]
+            if matches(body, needle, agent):
+                newest.offer(float(body["created_at"]), row[0], self._listing(row, size, body))
+        return newest.newest_first()
 
     def export(self, path: str | os.PathLike[str], *, force: bool = False) -> int:
         """Write every valid, unexpired entry to ``path`` as JSON lines; return how many.
@@ -987,30 +886,7 @@ class ResponseCache:
         Raises :class:`CacheError` for a file that exists, a symlink, or a file that cannot be
         written; a failed export removes the file it was writing.
         """
-        target = os.path.expanduser(os.fspath(path))
-        if os.path.islink(target):
-            raise CacheError(f"{target} is a symbolic link; export writes only to a real file.")
-        if force and os.path.lexists(target):
-            try:
-                os.unlink(target)
-            except OSError as exc:
-                raise CacheError(f"Cannot replace {target}: {exc.strerror or exc}.") from None
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        try:
-            fd = os.open(target, flags, 0o600)
-        except FileExistsError:
-            raise CacheError(
-                f"{target} exists; choose a new file name, or replace it with --force (force=True)."
-            ) from None
-        except OSError as exc:
-            raise CacheError(f"Cannot write {target}: {exc.strerror or exc}.") from None
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                return self._write_lines(out)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(target)
-            raise
+        return write_export(path, force, self._write_lines)
 
     def _write_lines(self, out: TextIO) -> int:
         db = self._usable("")
@@ -1018,16 +894,6 @@ class ResponseCache:
             return 0
         count = 0
         for row, _size, body in self._verified(db):
-            line = {
-                "key": row[1],
-                "agent": body["agent_name"],
-                "model": body["model"],
-                "created": float(body["created_at"]),
-                "expires": float(body["expires_at"]),
-                "preview": str(body["metadata"].get("preview") or ""),
-                "answer": body["response"],
-                "metadata": body["metadata"],
-            }
-            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+            out.write(export_line(row[1], body))
             count += 1
         return count
