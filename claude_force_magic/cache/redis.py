@@ -30,18 +30,11 @@ scores are the members' clocks in microseconds.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import heapq
 import hmac
-import json
-import math
 import os
-import re
 import time
-import warnings
 from collections.abc import Callable, Iterable, Iterator
-from decimal import Decimal
 from types import TracebackType
 from typing import Any, TextIO
 
@@ -50,7 +43,6 @@ import redis
 from .. import settings
 from ..errors import (
     CacheError,
-    ConfigurationError,
     IntegrityError,
     RedisUnavailableError,
     SecretError,
@@ -66,11 +58,27 @@ from ..redis_link import (
     redis_errors,
 )
 from ..settings import Secret
-from ..validation import check_number
-from .keys import key_for, require_json
+from .entries import MIN_PREFIX as MIN_PREFIX  # part of this module's API
+from .entries import (
+    Newest,
+    ambiguous_prefix,
+    check_key_prefix,
+    check_limits,
+    check_search,
+    entry_view,
+    exclusions,
+    export_line,
+    listing,
+    matches,
+    new_body,
+    public_view,
+    skip_warning,
+    stamp,
+    write_export,
+)
+from .keys import key_for
 from .redis_scripts import MISMATCH, SHAS, SOURCES
 from .signing import Signer
-from .store import CacheSkipWarning
 from .verify import VerifyReport
 
 __all__ = ["RedisResponseCache"]
@@ -78,9 +86,6 @@ __all__ = ["RedisResponseCache"]
 log = get_logger("claude_force_magic.cache")
 
 _PAGE = 200
-#: A key may be given by its first ``MIN_PREFIX`` hex digits (or more), as on disk.
-MIN_PREFIX = 8
-_PREFIX_PATTERN = re.compile(r"\A[0-9a-f]{8,64}\Z")
 _REAP = 500
 _COUNTERS = (
     "hits",
@@ -93,21 +98,6 @@ _COUNTERS = (
     "oversized_skipped",
     "cleared",
 )
-
-
-def _count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise TypeError(f"{name} must be a non-negative int, not {value!r}")
-    return value
-
-
-def _cost(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
-        raise TypeError(f"estimated_cost must be a number, not {type(value).__name__}")
-    number = float(value)
-    if not math.isfinite(number) or number < 0:
-        raise TypeError(f"estimated_cost must be a finite non-negative number, not {value!r}")
-    return number
 
 
 def _reply(conn: Any) -> Any:
@@ -182,21 +172,12 @@ class RedisResponseCache:
         exclude_agents: Iterable[str] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.ttl_hours = settings.check_ttl_hours("ttl_hours", ttl_hours)
-        self._max_size_bytes = int(check_number("max_size_mb", max_size_mb) * 2**20)
-        self._max_entry_bytes = int(check_number("max_entry_kb", max_entry_kb) * 1024)
-        if self._max_size_bytes < self._max_entry_bytes:
-            raise ConfigurationError(
-                f"max_size_mb={max_size_mb!r} is smaller than one entry may be "
-                f"(max_entry_kb={max_entry_kb!r}): every large answer would evict the whole "
-                "cache. Raise max_size_mb or lower max_entry_kb."
-            )
+        limits = check_limits(ttl_hours, max_size_mb, max_entry_kb)
+        self.ttl_hours, self._max_size_bytes, self._max_entry_bytes = limits
         self.encrypt = settings.cache_encrypt() if encrypt is None else bool(encrypt)
         self.namespace = check_namespace(namespace)
         self.target = url if isinstance(url, RedisTarget) else parse_redis_url(url)
-        if isinstance(exclude_agents, str):
-            exclude_agents = (exclude_agents,)
-        self._exclude = frozenset(exclude_agents)
+        self._exclude = exclusions(exclude_agents)
         self._clock = clock
         self.enabled = bool(enabled)
         self._keys = RedisKeys(self.namespace)
@@ -373,7 +354,7 @@ class RedisResponseCache:
         if body["expires_at"] <= now:
             self._discard(key, value, "expirations", lookup=True)
             return None
-        return self._public(key, body, now)
+        return public_view(key, body, now, body["metadata"])  # a fresh body each lookup
 
     def _lookup(self, key: str) -> bytes | None:
         """Read the envelope under ``key``, touch its LRU score if it is an entry (``XX``) and
@@ -410,29 +391,7 @@ class RedisResponseCache:
             log.warning("could not delete the failed cache entry %s: %s", key[:12], exc)
             return False
 
-    @staticmethod
-    def _public(key: str, body: dict[str, Any], now: float) -> dict[str, Any]:
-        return {
-            "response": body["response"],
-            "agent_name": body["agent_name"],
-            "model": body["model"],
-            "input_tokens": body["input_tokens"],
-            "output_tokens": body["output_tokens"],
-            "estimated_cost": float(body["estimated_cost"]),
-            "created_at": float(body["created_at"]),
-            "expires_at": float(body["expires_at"]),
-            "age_seconds": max(0.0, now - body["created_at"]),
-            "metadata": body["metadata"],
-            "key": key,
-        }
-
     # -- set, delete, clear ------------------------------------------------------------------
-
-    def _skip(self, reason: str, agent_name: str) -> bool:
-        message = f"Response not cached for agent {sanitize_for_log(agent_name, 64)}: {reason}."
-        log.info(message)
-        warnings.warn(message, CacheSkipWarning, stacklevel=3)
-        return False
 
     def set(
         self,
@@ -460,33 +419,18 @@ class RedisResponseCache:
         reached (then nothing, or everything, was written).
         """
         key = key_for(agent_name, task, model, **request)
-        if not isinstance(response, str):
-            raise TypeError(f"response must be a str, not {type(response).__name__}")
-        body = {
-            "response": response,
-            "agent_name": agent_name,
-            "model": model,
-            "input_tokens": _count("input_tokens", input_tokens),
-            "output_tokens": _count("output_tokens", output_tokens),
-            "estimated_cost": _cost(estimated_cost),
-            "created_at": 0.0,
-            "expires_at": 0.0,
-            "metadata": {} if metadata is None else metadata,
-        }
-        if not isinstance(body["metadata"], dict):
-            raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
-        require_json(body["metadata"], "metadata")
+        body = new_body(
+            response, agent_name, model, input_tokens, output_tokens, estimated_cost, metadata
+        )
         ttl = settings.check_ttl_hours(
             "ttl_hours", self.ttl_hours if ttl_hours is None else ttl_hours
         )
         signer = self._active(agent_name)
         if signer is None:
             why = "the cache is disabled" if self._signer is None else "the agent is excluded"
-            return self._skip(why, agent_name)
+            return skip_warning(why, agent_name)
         if len(response) <= self._max_entry_bytes:
-            now = self._clock()
-            body["created_at"] = now
-            body["expires_at"] = now + ttl * 3600.0
+            stamp(body, self._clock(), ttl)
             blob = signer.seal(self._signed_key(key), body)
             if len(blob) <= self._max_entry_bytes:
                 ttl_ms = max(1, int(ttl * 3_600_000))
@@ -504,7 +448,7 @@ class RedisResponseCache:
                 return True
         self._bump("oversized_skipped")
         limit = self._max_entry_bytes // 1024
-        return self._skip(f"the entry is larger than max_entry_kb={limit}", agent_name)
+        return skip_warning(f"the entry is larger than max_entry_kb={limit}", agent_name)
 
     def _bump(self, counter: str) -> None:
         client = self._client
@@ -685,25 +629,6 @@ class RedisResponseCache:
                 (k, v) for k, v in zip(orphans, values, strict=True) if isinstance(v, bytes)
             )
 
-    @staticmethod
-    def _listing(key: str, size: int, hits: int, body: dict[str, Any]) -> dict[str, Any]:
-        metadata = body["metadata"]
-        preview, origin = metadata.get("preview"), metadata.get("origin")
-        return {
-            "key": key,
-            "agent_name": body["agent_name"],
-            "model": body["model"],
-            "created_at": float(body["created_at"]),
-            "expires_at": float(body["expires_at"]),
-            "size_bytes": size,
-            "hits": hits,
-            "input_tokens": body["input_tokens"],
-            "output_tokens": body["output_tokens"],
-            "estimated_cost": float(body["estimated_cost"]),
-            "preview": preview if isinstance(preview, str) else "",
-            "origin": origin if isinstance(origin, str) else "",
-        }
-
     def entries(self) -> list[dict[str, Any]]:
         """Metadata of every valid, unexpired entry (no response text), oldest first.
 
@@ -712,28 +637,21 @@ class RedisResponseCache:
         fail their check are skipped (call :meth:`verify` to remove them). Raises
         :class:`RedisUnavailableError`.
         """
-        listed = [self._listing(k, s, h, body) for k, s, h, body in self._verified()]
+        listed = [listing(k, s, h, body) for k, s, h, body in self._verified()]
         return sorted(listed, key=lambda item: (item["created_at"], item["key"]))
 
     def resolve_key(self, key: str) -> str | None:
         """The full key for ``key`` (64 hex digits, or a unique prefix of at least 8); None
         when no entry has it. Raises :class:`CacheError` for something that is not a key or a
         prefix more than one entry starts with."""
-        if not isinstance(key, str) or not _PREFIX_PATTERN.match(key.lower()):
-            raise CacheError(
-                f"{str(key)[:70]!r} is not a cache key: give the key (64 hex digits) or at "
-                f"least {MIN_PREFIX} of its first digits, as %agent cache lists them."
-            )
-        prefix = key.lower()
+        prefix = check_key_prefix(key)
         client = self._live()
         found: list[str] = []
         with redis_errors(self.target, "look up a key"):
             for name in client.hscan_iter(self._meta_key, match=prefix + "*", count=_PAGE):
                 found.append(_text(name[0]))
                 if len(found) > 1:
-                    raise CacheError(
-                        f"The key prefix {prefix!r} matches more than one entry; type more digits."
-                    )
+                    raise ambiguous_prefix(prefix)
         return found[0] if found else None
 
     def entry(self, key: str) -> dict[str, Any] | None:
@@ -765,12 +683,8 @@ class RedisResponseCache:
         if body["expires_at"] <= now:
             self._discard(full, value, "expirations", lookup=False)
             return None
-        options = body["metadata"].get("options")
-        return {
-            **self._public(full, body, now),
-            **self._listing(full, len(value), int(hits or 0), body),
-            "options": options if isinstance(options, dict) else {},
-        }
+        public = public_view(full, body, now, body["metadata"])
+        return entry_view(public, listing(full, len(value), int(hits or 0), body), body)
 
     def delete_key(self, key: str) -> bool:
         """Remove the entry under ``key`` (full key or unique prefix); True if one was removed
@@ -785,24 +699,12 @@ class RedisResponseCache:
         at most ``limit``; each as :meth:`entries` lists it. Every entry is verified before it
         is matched; values are read a page at a time. TypeError for an empty ``text`` or a
         ``limit`` that is not a positive int."""
-        if not isinstance(text, str) or not text:
-            raise TypeError(f"text must be a non-empty str, not {text!r:.40}")
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise TypeError(f"limit must be a positive int, not {limit!r}")
-        needle = text.casefold()
-        newest: list[tuple[float, str, dict[str, Any]]] = []
+        needle = check_search(text, limit)
+        newest = Newest(limit)  # ties broken by key
         for key, size, hits, body in self._verified():
-            if agent is not None and body["agent_name"] != agent:
-                continue
-            preview = str(body["metadata"].get("preview") or "")
-            if needle not in preview.casefold() and needle not in body["response"].casefold():
-                continue
-            item = (float(body["created_at"]), key, self._listing(key, size, hits, body))
-            if len(newest) < limit:
-                heapq.heappush(newest, item)
-            elif item[:2] > newest[0][:2]:
-                heapq.heapreplace(newest, item)
-        return [listing for _, _, listing in sorted(newest, key=lambda i: i[:2], reverse=True)]
+            if matches(body, needle, agent):
+                newest.offer(float(body["created_at"]), key, listing(key, size, hits, body))
+        return newest.newest_first()
 
     def export(self, path: str | os.PathLike[str], *, force: bool = False) -> int:
         """Write every valid, unexpired entry to ``path`` as JSON lines; return how many.
@@ -814,45 +716,12 @@ class RedisResponseCache:
         file that exists, a symlink or a file that cannot be written (a failed export removes
         what it wrote) and :class:`RedisUnavailableError` when Redis cannot be reached.
         """
-        target = os.path.expanduser(os.fspath(path))
-        if os.path.islink(target):
-            raise CacheError(f"{target} is a symbolic link; export writes only to a real file.")
-        if force and os.path.lexists(target):
-            try:
-                os.unlink(target)
-            except OSError as exc:
-                raise CacheError(f"Cannot replace {target}: {exc.strerror or exc}.") from None
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        try:
-            fd = os.open(target, flags, 0o600)
-        except FileExistsError:
-            raise CacheError(
-                f"{target} exists; choose a new file name, or replace it with --force (force=True)."
-            ) from None
-        except OSError as exc:
-            raise CacheError(f"Cannot write {target}: {exc.strerror or exc}.") from None
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                return self._write_lines(out)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(target)
-            raise
+        return write_export(path, force, self._write_lines)
 
     def _write_lines(self, out: TextIO) -> int:
         count = 0
         for key, _size, _hits, body in self._verified():
-            line = {
-                "key": key,
-                "agent": body["agent_name"],
-                "model": body["model"],
-                "created": float(body["created_at"]),
-                "expires": float(body["expires_at"]),
-                "preview": str(body["metadata"].get("preview") or ""),
-                "answer": body["response"],
-                "metadata": body["metadata"],
-            }
-            out.write(json.dumps(line, ensure_ascii=False) + "\n")
+            out.write(export_line(key, body))
             count += 1
         return count
 
