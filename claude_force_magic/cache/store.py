@@ -30,7 +30,7 @@ from ..errors import CacheError, ClaudeForceError, ConfigurationError, Integrity
 from ..guard.logs import SecretRedactor, get_logger, sanitize_for_log
 from ..settings import Secret
 from ..validation import check_number
-from .backend import Backend, Cleanup, ReadOnlyBackend, Row, Sql
+from .backend import Backend, Cleanup, IndexFields, ReadOnlyBackend, Row, Sql
 from .disk import CacheWriteError
 from .keys import key_for, require_json
 from .memo import VerifiedMemo
@@ -579,7 +579,7 @@ class ResponseCache:
             "model": model,
             "input_tokens": _count("input_tokens", input_tokens),
             "output_tokens": _count("output_tokens", output_tokens),
-            "estimated_cost": _cost(estimated_cost),
+            "estimated_cost": (cost := _cost(estimated_cost)),
             "created_at": 0.0,
             "expires_at": 0.0,
             "metadata": {} if metadata is None else metadata,
@@ -600,20 +600,22 @@ class ResponseCache:
         if len(response) <= self._max_entry_bytes:
             now = self._clock()
             body["created_at"] = now
-            body["expires_at"] = now + ttl * 3600.0
+            body["expires_at"] = expires = now + ttl * 3600.0
             blob = signer.seal(key, body)
             if len(blob) <= self._max_entry_bytes:
-                return self._put(db, key, blob, agent_name)
+                return self._put(db, key, blob, agent_name, (model, now, expires, cost))
         self._write(db, lambda sql, _cleanup: Backend.bump(sql, oversized_skipped=1))
         limit = self._max_entry_bytes // 1024
         return self._skip(f"the entry is larger than max_entry_kb={limit}", agent_name)
 
-    def _put(self, db: AnyBackend, key: str, blob: bytes, agent_name: str) -> bool:
+    def _put(
+        self, db: AnyBackend, key: str, blob: bytes, agent_name: str, index: IndexFields
+    ) -> bool:
         if not isinstance(db, Backend):
             self._write_failed(db, CacheWriteError("read-only"))
             return False
         try:
-            db.put(key, blob, tag=agent_name, batch=self._pending.take())
+            db.put(key, blob, tag=agent_name, batch=self._pending.take(), index=index)
         except CacheWriteError as exc:
             self._write_failed(db, exc)
             return False
