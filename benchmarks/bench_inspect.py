@@ -9,8 +9,10 @@ The cache is filled through the public ``ResponseCache.set`` (nested in one tran
 filling 100,000 entries takes seconds rather than minutes): 8 agents, 3 models, short answers,
 a spread of creation times and hit counts. Then, each figure a median of several rounds:
 
-* ``index (cold)``: the first view of a cache never inspected (every entry read and verified
-  once; later views only index what was added);
+* ``open: first view ever``: the first view of a cache never inspected before; entries are
+  indexed as they are written, so it reads only its page;
+* ``index (older cache, once)``: the one-time pass over a cache written before the index
+  existed (every entry read and verified once; later views only index what was added);
 * ``open``: a new ResponseCache and view and its first page (the newest 100);
 * ``filter`` by agent, by model, by age, sorted by money saved, and the health summary;
 * ``text``: a text filter whose page fills early, and one for a word in 1 entry of 1000;
@@ -106,8 +108,16 @@ def measure(path: Path, count: int, rounds: int) -> dict[str, float]:
     figures: dict[str, float] = {"fill": fill(path, count)}
     with open_cache(path) as cache:
         start = time.perf_counter()
+        CacheView(cache).page(Query())
+        figures["open: first view ever"] = time.perf_counter() - start
+    con = sqlite3.connect(path / "cache.db", isolation_level=None)
+    con.execute("DELETE FROM CfmIndex")  # as a cache written by an older release
+    con.execute("DELETE FROM CfmIndexState")
+    con.close()
+    with open_cache(path) as cache:
+        start = time.perf_counter()
         CacheView(cache).sync()
-        figures["index (cold)"] = time.perf_counter() - start
+        figures["index (older cache, once)"] = time.perf_counter() - start
     figures["open"] = timed(lambda: first_page(path), rounds)
     with open_cache(path) as cache:
         view = CacheView(cache)
@@ -163,7 +173,7 @@ def main() -> int:
         figures = measure(large, args.large, args.rounds)
         print(f"{args.large:,} entries (median of {args.rounds}):")
         for name, seconds in figures.items():
-            goal = GOALS["open"] if name == "open" else GOALS["filter"]
+            goal = GOALS["open"] if name.startswith("open") else GOALS["filter"]
             checked = name.startswith(("open", "filter", "sort"))
             verdict = ""
             if checked:

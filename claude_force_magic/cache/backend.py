@@ -123,6 +123,24 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS CfmActivity (minute INTEGER PRIMARY KEY,"
     " hits INTEGER NOT NULL, misses INTEGER NOT NULL)",
 )
+#: The inspector's index (cache/inspect.py): one row per entry, no text, written by every
+#: :meth:`Backend.put` in the same transaction, so a cache never needs a cold full read to
+#: be inspected (entries stored by an older release are indexed once, on first inspection).
+#: ``{temp}``/``{schema}``: empty, or ``TEMP``/``temp.`` for a read-only cache's private copy.
+INDEX_SCHEMA = (
+    "CREATE {temp} TABLE IF NOT EXISTS CfmIndex (id INTEGER PRIMARY KEY, store_time REAL NOT"
+    " NULL, agent TEXT NOT NULL, model TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT"
+    " NULL, size INTEGER NOT NULL, cost REAL NOT NULL)",
+    "CREATE {temp} TABLE IF NOT EXISTS CfmIndexState (id INTEGER PRIMARY KEY CHECK (id = 0),"
+    " max_rowid INTEGER NOT NULL, row_deletes INTEGER NOT NULL, updates INTEGER NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS {schema}CfmIndex_created ON CfmIndex (created)",
+    "CREATE INDEX IF NOT EXISTS {schema}CfmIndex_agent ON CfmIndex (agent, created)",
+)
+#: One index row: rowid, store_time, agent, model, created, expires, size, cost.
+INDEX_ROW = "INSERT OR REPLACE INTO CfmIndex VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+#: What :meth:`Backend.put` indexes besides the row: model, created, expires, estimated cost.
+IndexFields = tuple[str, float, float, float]
+
 #: Minutes of hit/miss activity kept (one row per minute that saw lookups; a day).
 ACTIVITY_KEEP_MINUTES = 24 * 60
 _ACTIVITY = (
@@ -374,8 +392,8 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
         try:
             super().__init__(str(directory), timeout=timeout, disk=SafeDisk, **self._forced)
             self._disk.max_value_bytes = max_value_bytes
-            for statement in _SCHEMA:
-                self._sql_retry(statement)
+            for statement in (*_SCHEMA, *INDEX_SCHEMA):
+                self._sql_retry(statement.format(temp="", schema=""))
         except (sqlite3.Error, diskcache.Timeout) as exc:
             if isinstance(exc, diskcache.Timeout) or is_write_failure(exc):
                 raise CacheWriteError(
@@ -446,8 +464,16 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
         value: bytes = self._disk.fetch(row[2], row[3], row[4], False)
         return value
 
-    def put(self, key: str, value: bytes, tag: str, batch: Batch | None = None) -> None:
-        """Store ``value`` under ``key`` (no diskcache expiry) and count one set, atomically.
+    def put(
+        self,
+        key: str,
+        value: bytes,
+        tag: str,
+        batch: Batch | None = None,
+        index: IndexFields | None = None,
+    ) -> None:
+        """Store ``value`` under ``key`` (no diskcache expiry) and count one set, atomically;
+        with ``index``, its row in the inspector's index too (same transaction).
 
         Large values are written to their file before the lock is taken; old files are removed
         after the commit. ``batch`` (this process's gathered lookups) is written first, in the
@@ -469,6 +495,9 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
             else:
                 cleanup(old_filename)
                 sql(_UPDATE, (now, now, tag, size, mode, filename, db_value, rowid))
+            if index is not None:
+                model, created, expires, cost = index
+                sql(INDEX_ROW, (rowid, now, tag, model, created, expires, len(value), cost))
             if type(stored) is not int or stored < 0:  # edited (NULL, text, inf): recount
                 stored = self._recount_size(sql)
             excess = self._page_size * page_count + stored + size - self.size_limit

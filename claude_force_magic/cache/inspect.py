@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CacheError, IntegrityError
-from .backend import Backend, Row
+from .backend import INDEX_ROW, INDEX_SCHEMA, Backend, Row
 
 if TYPE_CHECKING:
     from .store import AnyBackend, ResponseCache
@@ -74,19 +74,12 @@ SORTS: dict[str, str] = {
 }
 _NEEDS_HITS = frozenset({"hits", "saved"})
 _BATCH = 200  # rows indexed, or answers read by a text filter, per statement
-_SCHEMA = (
-    "CREATE {temp} TABLE IF NOT EXISTS CfmIndex (id INTEGER PRIMARY KEY, store_time REAL NOT"
-    " NULL, agent TEXT NOT NULL, model TEXT NOT NULL, created REAL NOT NULL, expires REAL NOT"
-    " NULL, size INTEGER NOT NULL, cost REAL NOT NULL)",
-    "CREATE {temp} TABLE IF NOT EXISTS CfmIndexState (id INTEGER PRIMARY KEY CHECK (id = 0),"
-    " max_rowid INTEGER NOT NULL, row_deletes INTEGER NOT NULL, updates INTEGER NOT NULL)",
-    "CREATE INDEX IF NOT EXISTS {schema}CfmIndex_created ON CfmIndex (created)",
-    "CREATE INDEX IF NOT EXISTS {schema}CfmIndex_agent ON CfmIndex (agent, created)",
-)
-_INSERT = "INSERT OR REPLACE INTO CfmIndex VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+#: Rows above the last indexed rowid that the index does not hold yet (entries written by
+#: this release were indexed by the write itself; this reads older ones, once).
 _ROWS_AFTER = (
-    "SELECT rowid, key, mode, filename, value, access_count, store_time FROM Cache"
-    " WHERE rowid > ? AND raw = 1 ORDER BY rowid LIMIT ?"
+    "SELECT c.rowid, c.key, c.mode, c.filename, c.value, c.access_count, c.store_time"
+    " FROM Cache c LEFT JOIN CfmIndex i ON i.id = c.rowid AND i.store_time = c.store_time"
+    " WHERE c.rowid > ? AND c.raw = 1 AND i.id IS NULL ORDER BY c.rowid LIMIT ?"
 )
 _ROW_COLUMNS = "c.rowid, c.key, c.mode, c.filename, c.value, c.access_count, c.store_time"
 _PRUNE = (
@@ -242,17 +235,17 @@ class CacheView:
             return
         if db.read_only:
             for row in rows:
-                db._read(_INSERT, row)
+                db._read(INDEX_ROW, row)
             return
         assert isinstance(db, Backend)
         with db.transaction() as (_sql, _cleanup):
-            db._con.executemany(_INSERT, rows)
+            db._con.executemany(INDEX_ROW, rows)
 
     def _prepare(self, db: AnyBackend) -> None:
         if id(db) in self._ready:
             return
         temp, schema = ("TEMP", "temp.") if db.read_only else ("", "")
-        for statement in _SCHEMA:
+        for statement in INDEX_SCHEMA:
             self._execute(db, statement.format(temp=temp, schema=schema))
         self._ready.add(id(db))
 
@@ -382,9 +375,9 @@ class CacheView:
         statement, args = self._ordered(query, now, "i.id, i.store_time")
         offset = query.page * query.page_size
         ids = db._read(statement + " LIMIT ? OFFSET ?", (*args, query.page_size, offset))
+        rows, failures = self._verified(db, ids, query, now)  # drops what failed its check
         where, count_args = self._where(query, now)
         ((total,),) = db._read(f"SELECT COUNT(*) FROM CfmIndex i WHERE {where}", tuple(count_args))  # noqa: S608
-        rows, failures = self._verified(db, ids, query, now)
         return Page(rows, query.page, query.page_size, int(total), int(total), 0, failures)
 
     def _fetch(self, db: AnyBackend, ids: Sequence[tuple[int, float]]) -> dict[int, Row]:
@@ -416,6 +409,7 @@ class CacheView:
                 data = db.fetch_value(row)
                 body = self._cache._check_row(self._cache._signer, row, data)
             except IntegrityError:
+                self._execute(db, "DELETE FROM CfmIndex WHERE id = ?", (rowid,))
                 failure = self._report(row[1])
                 if failure is not None:
                     failures.append(failure)

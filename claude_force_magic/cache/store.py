@@ -23,7 +23,7 @@ from .. import settings
 from ..errors import CacheError, ClaudeForceError, IntegrityError
 from ..guard.logs import SecretRedactor, get_logger, sanitize_for_log
 from ..settings import Secret
-from .backend import Backend, Cleanup, ReadOnlyBackend, Row, Sql
+from .backend import Backend, Cleanup, IndexFields, ReadOnlyBackend, Row, Sql
 from .disk import CacheWriteError
 from .entries import MIN_PREFIX as MIN_PREFIX  # part of this module's API
 from .entries import (
@@ -539,17 +539,20 @@ class ResponseCache:
             stamp(body, self._clock(), ttl)
             blob = signer.seal(key, body)
             if len(blob) <= self._max_entry_bytes:
-                return self._put(db, key, blob, agent_name)
+                index = (model, body["created_at"], body["expires_at"], body["estimated_cost"])
+                return self._put(db, key, blob, agent_name, index)
         self._write(db, lambda sql, _cleanup: Backend.bump(sql, oversized_skipped=1))
         limit = self._max_entry_bytes // 1024
         return skip_warning(f"the entry is larger than max_entry_kb={limit}", agent_name)
 
-    def _put(self, db: AnyBackend, key: str, blob: bytes, agent_name: str) -> bool:
+    def _put(
+        self, db: AnyBackend, key: str, blob: bytes, agent_name: str, index: IndexFields
+    ) -> bool:
         if not isinstance(db, Backend):
             self._write_failed(db, CacheWriteError("read-only"))
             return False
         try:
-            db.put(key, blob, tag=agent_name, batch=self._pending.take())
+            db.put(key, blob, tag=agent_name, batch=self._pending.take(), index=index)
         except CacheWriteError as exc:
             self._write_failed(db, exc)
             return False

@@ -295,3 +295,35 @@ def test_a_text_filter_reports_a_tampered_entry_and_goes_on(
     assert previews(page.rows) == ["task 4", "task 3", "task 1", "task 0"]
     assert [prefix for prefix, _why in page.failures] == [keys[2][:12]]
     assert page.total == 4 and cache.get_stats()["integrity_failures"] == 1
+
+
+def test_entries_are_indexed_as_they_are_written_so_a_first_view_reads_only_its_page(
+    cache: ResponseCache, clock: FakeClock
+) -> None:
+    fill(cache, clock, 300)
+    reads = counting_reads(cache)
+    view = CacheView(cache)
+    assert view.sync() == 0  # nothing to index: every set wrote its index row
+    page = view.page()
+    assert page.total == 300 and len(page.rows) == 100
+    assert reads[0] == 100  # the page's own answers, verified; no cold pass over the cache
+
+
+def test_a_cache_written_before_the_index_existed_is_indexed_once(
+    cache: ResponseCache, clock: FakeClock, cache_path: Path
+) -> None:
+    fill(cache, clock, 30)
+    db_execute(cache_path, "DELETE FROM CfmIndex")  # as an older release left it
+    view = CacheView(cache)
+    assert view.sync() == 30
+    assert view.sync() == 0
+    assert view.page().total == 30
+
+
+def test_a_rewritten_entry_keeps_one_index_row_with_its_new_figures(
+    cache: ResponseCache, clock: FakeClock, cache_path: Path
+) -> None:
+    cache.set("a", "task", "m1", "first", 1, 1, 0.5)
+    cache.set("a", "task", "m1", "second", 1, 1, 0.25)
+    rows = db_execute(cache_path, "SELECT cost FROM CfmIndex")
+    assert rows == [(0.25,)]
