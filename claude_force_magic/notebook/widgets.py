@@ -440,20 +440,15 @@ class Progress:
         self._notebook = notebook
         self._label = label
         self._widget = WidgetBar()
-        self._bar: Any = None
-        self._text: Any = None
         self._done = -1
         self._note = ""
 
     def show(self) -> None:
         """Display the bar at 0."""
-        if self._notebook:
-            if self._widget.open(
-                self.total, f"0/{self.total}", self._plain(0), description=self._label[:20]
-            ):
-                self._bar, self._text = self._widget.bar, self._widget.text
-            else:
-                self._notebook = False
+        if self._notebook and not self._widget.open(
+            self.total, f"0/{self.total}", self._plain(0), description=self._label[:20]
+        ):
+            self._notebook = False
         self.update(0)
 
     def _plain(self, done: int, note: str = "") -> str:
@@ -465,14 +460,14 @@ class Progress:
         run of a given duration learns its size as it goes)."""
         if total is not None and total != self.total:
             self.total = total
-            if self._bar is not None:
-                self._bar.max = total
+            if self._widget.bar is not None:
+                self._widget.bar.max = total
         elif done == self._done and (not note or note == self._note):
             return
         self._done, self._note = done, note
-        if self._bar is not None:
-            self._bar.value = done
-            self._text.value = f"{done}/{self.total} {note}".rstrip()
+        if self._widget.bar is not None:
+            self._widget.bar.value = done
+            self._widget.text.value = f"{done}/{self.total} {note}".rstrip()
             return
         width = 30
         filled = int(width * done / max(1, self.total))
@@ -483,7 +478,7 @@ class Progress:
 
     def close(self) -> None:
         """Finish the bar (a newline for the text form)."""
-        if self._bar is not None:
+        if self._widget.bar is not None:
             self._widget.finish("success", self._plain(max(self._done, 0), " done"))
         else:
             sys.stdout.write("\n")

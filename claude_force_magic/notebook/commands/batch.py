@@ -290,16 +290,14 @@ class _Bar:
         self._notebook = notebook
         self._label = label
         self._widget = WidgetBar()
-        self._bar: Any = None
-        self._text: Any = None
         self.line = ""
 
     def show(self) -> None:
         if self._notebook:
             starting = f"{self._label}: starting"
-            if self._widget.open(max(1, self.total), html.escape(starting), starting, as_html=True):
-                self._bar, self._text = self._widget.bar, self._widget.text
-            else:
+            if not self._widget.open(
+                max(1, self.total), html.escape(starting), starting, as_html=True
+            ):
                 self._notebook = False
 
     def _plain(self) -> str:
@@ -308,28 +306,28 @@ class _Bar:
     @property
     def value(self) -> int:
         """What the bar shows as done (-1 without a widget)."""
-        return int(self._bar.value) if self._bar is not None else -1
+        return int(self._widget.bar.value) if self._widget.bar is not None else -1
 
     def update(self, status: BatchStatus) -> None:
         shown = ", ".join(f"{n} {k}" for k, n in status.counts.items() if n)
         self.line = (
             f"{self._label}: {status.processing_status}, {status.done}/{status.total} ({shown})"
         )
-        if self._bar is None:
+        if self._widget.bar is None:
             if not self._notebook:
                 sys.stdout.write("\r" + self.line)
                 sys.stdout.flush()
             return
-        self._bar.value = status.done
-        self._text.value = html.escape(self.line)
+        self._widget.bar.value = status.done
+        self._widget.text.value = html.escape(self.line)
         if status.ended:
             failed = status.counts.get("errored", 0) + status.counts.get("expired", 0)
             self._widget.finish("warning" if failed else "success", self._plain())
 
     def stop(self, why: str) -> None:
         self.line = f"{self.line or self._label} ({why})"
-        if self._bar is not None:
-            self._text.value = html.escape(self.line)
+        if self._widget.bar is not None:
+            self._widget.text.value = html.escape(self.line)
             self._widget.finish("danger", self._plain())
         elif not self._notebook:
             sys.stdout.write("\n")
