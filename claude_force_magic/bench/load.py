@@ -173,17 +173,30 @@ def _fit_orchestrator(
 ) -> None:
     """Refuse a load the orchestrator's ``max_concurrent`` would silently cap; an uncapped
     open loop is capped by it (and says so in ``BenchResult.concurrency``)."""
+    asked = concurrency if rate is None else max_concurrency
+    limit = check_fits_orchestrator(
+        orch, "concurrency" if rate is None else "max_concurrency", asked
+    )
+    if limit is not None:
+        plan.cap = min(plan.cap, limit)
+
+
+def check_fits_orchestrator(orch: Any, flag: str, asked: int | None) -> int | None:
+    """The orchestrator's ``max_concurrent`` (None when it has none).
+
+    Raises ``ConfigurationError`` when ``asked`` calls in flight (the value of the argument
+    ``flag``) are more than it allows: the orchestrator would cap them silently and the
+    numbers would lie. Used by :func:`run_benchmark` and, for a whole grid, by ``run_sweep``.
+    """
     limit = getattr(orch, "max_concurrent", None)
     if not isinstance(limit, int):
-        return
-    asked = concurrency if rate is None else max_concurrency
+        return None
     if asked is not None and asked > limit:
-        flag = "concurrency" if rate is None else "max_concurrency"
         raise ConfigurationError(
             f"{flag}={asked} is above the orchestrator's max_concurrent={limit}, which would "
             f"cap the calls in flight: build it with max_concurrent={asked} or more"
         )
-    plan.cap = min(plan.cap, limit)
+    return limit
 
 
 class _Plan:

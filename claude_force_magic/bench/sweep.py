@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigurationError
-from .load import ProgressCallback, TimingReference, run_benchmark
+from .load import ProgressCallback, TimingReference, check_fits_orchestrator, run_benchmark
 from .result import SLO, BenchResult, CallSample, samples_from
 from .result import brief as brief_frame
 
@@ -219,13 +219,10 @@ class _Grid:
         if not grid.loads or any(not v > 0 for v in grid.loads):
             raise ConfigurationError(f"{grid.kind} needs positive values, got {grid.loads}")
         grid.tasks = task_sets(tasks)
-        limit = getattr(orch, "max_concurrent", None)
-        caps = grid.loads if grid.kind == "concurrency" else [max_concurrency or 0]
-        if isinstance(limit, int) and max(caps) > limit:
-            raise ConfigurationError(
-                f"the orchestrator allows {limit} calls in flight, below the sweep's "
-                f"{max(caps):g}: build it with max_concurrent={int(max(caps))} or more"
-            )
+        if grid.kind == "concurrency":
+            check_fits_orchestrator(orch, "concurrency", int(max(grid.loads)))
+        else:
+            check_fits_orchestrator(orch, "max_concurrency", max_concurrency)
         return grid
 
     def points(self) -> list[tuple[str, str | None, str, float]]:

@@ -402,12 +402,13 @@ def _item_from_record(record: Mapping[str, Any], agents: AgentRegistry | None) -
 
 
 # -- cache lookups and stores on the store thread ---------------------------------------------
-# The pipeline's own lookup and store functions are used (not a copy), a chunk of items per
-# hop to the store thread: one hop per item costs more than the lookup itself at 100,000.
+# The pipeline's own lookup and store (CallPipeline.lookup_many / store_many) are used, a chunk
+# of items per hop to the store thread: one hop per item costs more than the lookup itself at
+# 100,000.
 
 
 def _store_usable(ctx: BatchContext) -> bool:
-    return ctx.pipeline._store_usable()
+    return ctx.pipeline.store_usable()
 
 
 async def _lookup_all(ctx: BatchContext, items: list[_Item]) -> dict[int, dict[str, Any]]:
@@ -416,18 +417,14 @@ async def _lookup_all(ctx: BatchContext, items: list[_Item]) -> dict[int, dict[s
     if not _store_usable(ctx):
         return found
     wanted = [i for i, it in enumerate(items) if it.call.use_cache and not it.call.refresh]
-    pipeline = ctx.pipeline
-
-    def lookup(chunk: list[int]) -> list[tuple[int, dict[str, Any] | None]]:
-        return [(i, pipeline._lookup(items[i].call)) for i in chunk]
-
     for start in range(0, len(wanted), _STORE_CHUNK):
+        chunk = wanted[start : start + _STORE_CHUNK]
         try:
-            pairs = await pipeline._store_thread.run(lookup, wanted[start : start + _STORE_CHUNK])
+            entries = await ctx.pipeline.lookup_many([items[i].call for i in chunk])
         except CacheError as exc:
             ctx.log.warning("cache lookup failed; the items are sent: %s", exc)
             return found
-        found.update((i, e) for i, e in pairs if e is not None)
+        found.update((i, e) for i, e in zip(chunk, entries, strict=True) if e is not None)
     return found
 
 
@@ -436,15 +433,8 @@ async def _store_answers(
 ) -> None:
     if not pending or not _store_usable(ctx):
         return
-    keep = ctx.pipeline._keep
-
-    def store() -> None:
-        for call, answer, cost in pending:
-            if call.use_cache:
-                keep(call, answer, cost)
-
     try:
-        await ctx.pipeline._store_thread.run(store)
+        await ctx.pipeline.store_many(pending)
     except CacheError as exc:
         ctx.log.warning("storing batch answers in the cache failed: %s", exc)
 
@@ -548,22 +538,26 @@ class _Spool:
         self._file.close()
 
 
-def _missing(item: _Item, batch_id: str) -> AgentResult:
-    error = BatchItemError(
-        f"The results of batch {batch_id} have no line for {item.custom_id}; it was not "
-        "billed. Resubmit it with job.retry_failed().",
-        result_type="missing",
-    )
+def _failed_item(item: _Item, result_type: str, why: str) -> AgentResult:
+    """The failed result of an item that has no answer (``why`` says so), to resubmit."""
+    error = BatchItemError(f"{why} Resubmit it with job.retry_failed().", result_type=result_type)
     return AgentResult.failure(item.call.agent.name, error)
+
+
+def _missing(item: _Item, batch_id: str) -> AgentResult:
+    return _failed_item(
+        item,
+        "missing",
+        f"The results of batch {batch_id} have no line for {item.custom_id}; it was not billed.",
+    )
 
 
 def _not_sent(item: _Item, reason: str) -> AgentResult:
-    error = BatchItemError(
-        f"This item's batch could not be created ({reason}); nothing was sent or billed. "
-        "Resubmit it with job.retry_failed().",
-        result_type="not_sent",
+    return _failed_item(
+        item,
+        "not_sent",
+        f"This item's batch could not be created ({reason}); nothing was sent or billed.",
     )
-    return AgentResult.failure(item.call.agent.name, error)
 
 
 def _seconds_between(start: Any, end: Any) -> float:

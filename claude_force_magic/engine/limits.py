@@ -37,6 +37,25 @@ __all__ = ["Bucket", "RateLimiter", "Ticket"]
 _NAMES = ("requests", "input_tokens", "output_tokens")
 
 
+def booking_amounts(input_tokens: float, output_tokens: float) -> tuple[float, float, float]:
+    """What one request books in the (requests, input tokens, output tokens) buckets:
+    one request and the token amounts, negative amounts counted as 0."""
+    return (1.0, float(max(0, input_tokens)), float(max(0, output_tokens)))
+
+
+def check_output_admissible(output_tokens: int, limit: float | None) -> None:
+    """Raise :class:`ConfigurationError` when ``output_tokens`` (a call's ``max_tokens``) is
+    more than ``limit``, the output tokens per minute the API last reported (None: unknown,
+    nothing refused). Shared by :class:`RateLimiter` and the team's Redis limiter."""
+    if limit is not None and output_tokens > limit:
+        raise ConfigurationError(
+            f"max_tokens={output_tokens:,} is more than the {limit:,.0f} output tokens per "
+            "minute the API allows (anthropic-ratelimit-output-tokens-limit), so the request "
+            "could never be admitted; nothing was sent. Lower max_tokens, or ask for a "
+            "higher rate limit."
+        )
+
+
 class Bucket:
     """One token bucket: ``per_minute`` capacity, refilled continuously at ``per_minute/60``/s.
 
@@ -196,21 +215,14 @@ class RateLimiter:
         instead of retrying until the deadline. Nothing is known (and nothing refused) before
         the first response with ``anthropic-ratelimit-output-tokens-limit``.
         """
-        limit = self._server_output_limit
-        if limit is not None and output_tokens > limit:
-            raise ConfigurationError(
-                f"max_tokens={output_tokens:,} is more than the {limit:,.0f} output tokens per "
-                "minute the API allows (anthropic-ratelimit-output-tokens-limit), so the request "
-                "could never be admitted; nothing was sent. Lower max_tokens, or ask for a "
-                "higher rate limit."
-            )
+        check_output_admissible(output_tokens, self._server_output_limit)
 
     def reserve(self, input_tokens: float = 0, output_tokens: float = 0) -> Ticket:
         """Book one request now; returns the ticket whose ``at`` is when it may be sent.
 
         Never blocks. An amount above a bucket's capacity waits for a full bucket.
         """
-        amounts = (1.0, float(max(0, input_tokens)), float(max(0, output_tokens)))
+        amounts = booking_amounts(input_tokens, output_tokens)
         with self._lock:
             now = self._clock()
             at = max(now, self._paused_until)

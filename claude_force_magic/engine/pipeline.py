@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
@@ -126,6 +126,48 @@ class CallPipeline:
 
     def _store_for(self, call: PreparedCall) -> ResponseStore | None:
         return self._store() if call.use_cache else None
+
+    # -- the response store, for callers that handle many calls at once (Message Batches) ------
+
+    def store_usable(self) -> bool:
+        """True when a response store can be used at all (caching on and a store configured).
+
+        Cheap and never touches the store thread: check it before building work for
+        :meth:`lookup_many` or :meth:`store_many`.
+        """
+        return self._store_usable()
+
+    async def lookup_many(self, calls: Sequence[PreparedCall]) -> list[dict[str, Any] | None]:
+        """The cached entry of each call (None where there is none), in the order given.
+
+        All the lookups run in one hop to the store thread, by the same code as the lookup of
+        :meth:`run`; a call that does not use the cache (or asks for a refresh) gets None.
+        Raises :class:`~claude_force_magic.errors.CacheError` when the store fails: the
+        caller decides whether to go on without the cache.
+        """
+        if not calls or not self._store_usable():
+            return [None] * len(calls)
+
+        def lookup() -> list[dict[str, Any] | None]:
+            return [None if c.refresh else self._lookup(c) for c in calls]
+
+        return await self._store_thread.run(lookup)
+
+    async def store_many(self, answers: Sequence[tuple[PreparedCall, Answer, float | None]]) -> int:
+        """Store each ``(call, answer, cost)`` whose call uses the cache; how many were stored.
+
+        All the stores run in one hop to the store thread, by the same code (and with the same
+        metadata) as the store of :meth:`run`. Raises
+        :class:`~claude_force_magic.errors.CacheError` when the store fails; answers stored
+        before the failure stay stored.
+        """
+        if not answers or not self._store_usable():
+            return 0
+
+        def keep_all() -> int:
+            return sum(1 for c, a, cost in answers if c.use_cache and self._keep(c, a, cost))
+
+        return await self._store_thread.run(keep_all)
 
     async def _cache_lookup(self, call: PreparedCall) -> AgentResult | None:
         """The cached answer, looked up on the store threads (:mod:`.store`), or None."""

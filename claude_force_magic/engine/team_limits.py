@@ -31,8 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..errors import ConfigurationError, DeadlineExceededError
-from .limits import Ticket
+from ..errors import DeadlineExceededError
+from .limits import Ticket, booking_amounts, check_output_admissible
 
 if TYPE_CHECKING:
     import redis
@@ -280,18 +280,11 @@ class RedisRateLimiter:
         """Raise :class:`ConfigurationError` when ``output_tokens`` is more than the output
         tokens per minute the API reported to any member (see
         :meth:`~.limits.RateLimiter.check_admissible`)."""
-        limit = self._server_output_limit
-        if limit is not None and output_tokens > limit:
-            raise ConfigurationError(
-                f"max_tokens={output_tokens:,} is more than the {limit:,.0f} output tokens per "
-                "minute the API allows (anthropic-ratelimit-output-tokens-limit), so the request "
-                "could never be admitted; nothing was sent. Lower max_tokens, or ask for a "
-                "higher rate limit."
-            )
+        check_output_admissible(output_tokens, self._server_output_limit)
 
     def reserve(self, input_tokens: float = 0, output_tokens: float = 0) -> TeamTicket:
         """Book one request in the team's buckets now (one round trip); never waits."""
-        amounts = (1.0, float(max(0, input_tokens)), float(max(0, output_tokens)))
+        amounts = booking_amounts(input_tokens, output_tokens)
         args = ["", *self._cap_args(), *(repr(a) for a in amounts)]
         reply = self._run(lambda: self._reserve(keys=[self._key], args=args))
         now = self._clock()

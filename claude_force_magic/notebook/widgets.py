@@ -22,7 +22,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .session import AgentSession, Mode
 
-__all__ = ["TEXT_WIDTH", "Progress", "StatsDashboard", "html_table", "stats_sections"]
+__all__ = [
+    "TEXT_WIDTH",
+    "WIDGET_VIEW",
+    "Progress",
+    "StatsDashboard",
+    "WidgetBar",
+    "html_table",
+    "stats_sections",
+    "widget_view",
+]
 
 _CACHE_FIELDS = (
     "entries",
@@ -353,11 +362,7 @@ class StatsDashboard:
     def _bundle(self, content: str) -> dict[str, Any]:
         bundle: dict[str, Any] = {"text/html": content, "text/plain": self.text()}
         if self._box is not None:
-            bundle["application/vnd.jupyter.widget-view+json"] = {
-                "model_id": self._box.model_id,
-                "version_major": 2,
-                "version_minor": 0,
-            }
+            bundle[WIDGET_VIEW] = widget_view(self._box)
         return bundle
 
     def refresh(self) -> None:
@@ -368,6 +373,58 @@ class StatsDashboard:
         for pane, (title, rows, cols) in zip(self._panes, sections, strict=False):
             pane.value = f"<b>{html.escape(title)}</b>" + html_table(rows, cols, _empty(title))
         self._handle.update(self._bundle(self.html()), raw=True)
+
+
+#: The MIME type of a widget's view in a display bundle.
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def widget_view(widget: Any) -> dict[str, Any]:
+    """The :data:`WIDGET_VIEW` entry of a display bundle that shows ``widget``."""
+    return {"model_id": widget.model_id, "version_major": 2, "version_minor": 0}
+
+
+class WidgetBar:
+    """An ipywidgets ``IntProgress`` with a text beside it, displayed with a ``display_id`` as
+    one bundle whose ``text/plain`` line stands in for front-ends that do not render widgets
+    (nbconvert, GitHub). Widget changes are comm messages, which ipykernel sends from any
+    thread, so :attr:`bar` and :attr:`text` may be set from a background thread.
+
+    Used by :class:`Progress` (``%agent bench``, multi-agent cells) and ``%agent batch``.
+    """
+
+    def __init__(self) -> None:
+        self.bar: Any = None
+        self.text: Any = None
+        self._box: Any = None
+        self._handle: Any = None
+
+    def open(
+        self, total: int, text: str, plain: str, *, as_html: bool = False, description: str = ""
+    ) -> bool:
+        """Display the bar at 0 of ``total`` with ``text`` beside it (an ``HTML`` widget when
+        ``as_html``, else a ``Label``) and ``plain`` as the text form. False (nothing shown)
+        when ipywidgets is not installed: the caller falls back to text."""
+        try:
+            import ipywidgets as widgets
+
+            from .display import show
+        except ImportError:
+            return False
+        self.bar = widgets.IntProgress(value=0, min=0, max=total, description=description)
+        self.text = widgets.HTML(text) if as_html else widgets.Label(text)
+        self._box = widgets.HBox([self.bar, self.text])
+        self._handle = show(self._bundle(plain), raw=True, display_id=True)
+        return True
+
+    def _bundle(self, plain: str) -> dict[str, Any]:
+        return {"text/plain": plain, WIDGET_VIEW: widget_view(self._box)}
+
+    def finish(self, style: str, plain: str) -> None:
+        """Colour the bar (``success``, ``warning`` or ``danger``) and show ``plain`` as the
+        display's text form from now on."""
+        self.bar.bar_style = style
+        self._handle.update(self._bundle(plain), raw=True)
 
 
 class Progress:
@@ -382,55 +439,35 @@ class Progress:
         self.total = total
         self._notebook = notebook
         self._label = label
-        self._bar: Any = None
-        self._text: Any = None
-        self._box: Any = None
-        self._handle: Any = None
+        self._widget = WidgetBar()
         self._done = -1
         self._note = ""
 
     def show(self) -> None:
         """Display the bar at 0."""
-        if self._notebook:
-            try:
-                import ipywidgets as widgets
-
-                from .display import show
-            except ImportError:
-                self._notebook = False
-            else:
-                self._bar = widgets.IntProgress(
-                    value=0, min=0, max=self.total, description=self._label[:20]
-                )
-                self._text = widgets.Label(f"0/{self.total}")
-                self._box = widgets.HBox([self._bar, self._text])
-                self._handle = show(self._bundle(0), raw=True, display_id=True)
+        if self._notebook and not self._widget.open(
+            self.total, f"0/{self.total}", self._plain(0), description=self._label[:20]
+        ):
+            self._notebook = False
         self.update(0)
 
-    def _bundle(self, done: int, note: str = "") -> dict[str, Any]:
+    def _plain(self, done: int, note: str = "") -> str:
         head = f"{self._label}: " if self._label else ""
-        return {
-            "text/plain": f"{head}{done}/{self.total}{note}",
-            "application/vnd.jupyter.widget-view+json": {
-                "model_id": self._box.model_id,
-                "version_major": 2,
-                "version_minor": 0,
-            },
-        }
+        return f"{head}{done}/{self.total}{note}"
 
     def update(self, done: int, note: str = "", *, total: int | None = None) -> None:
         """Show ``done`` of ``total`` (cheap when nothing changed); ``total`` may change (a
         run of a given duration learns its size as it goes)."""
         if total is not None and total != self.total:
             self.total = total
-            if self._bar is not None:
-                self._bar.max = total
+            if self._widget.bar is not None:
+                self._widget.bar.max = total
         elif done == self._done and (not note or note == self._note):
             return
         self._done, self._note = done, note
-        if self._bar is not None:
-            self._bar.value = done
-            self._text.value = f"{done}/{self.total} {note}".rstrip()
+        if self._widget.bar is not None:
+            self._widget.bar.value = done
+            self._widget.text.value = f"{done}/{self.total} {note}".rstrip()
             return
         width = 30
         filled = int(width * done / max(1, self.total))
@@ -441,9 +478,8 @@ class Progress:
 
     def close(self) -> None:
         """Finish the bar (a newline for the text form)."""
-        if self._bar is not None:
-            self._bar.bar_style = "success"
-            self._handle.update(self._bundle(max(self._done, 0), " done"), raw=True)
+        if self._widget.bar is not None:
+            self._widget.finish("success", self._plain(max(self._done, 0), " done"))
         else:
             sys.stdout.write("\n")
             sys.stdout.flush()

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from ..options import argument
+from ..widgets import WidgetBar
 from .registry import command, in_kernel, subcommand_args
 
 if TYPE_CHECKING:
@@ -281,71 +282,52 @@ def _cancel(magics: AgentMagics, args: argparse.Namespace) -> Any:
 
 
 class _Bar:
-    """A job's progress: an ipywidgets bar in a notebook (updated from any thread: widget
-    changes are comm messages, which ipykernel sends from any thread), a text line otherwise.
-    The display carries a ``text/plain`` form too, for front-ends without widgets."""
+    """A job's progress: a :class:`~..widgets.WidgetBar` in a notebook (updated from the
+    refresher's thread), a text line otherwise."""
 
     def __init__(self, total: int, *, notebook: bool, label: str) -> None:
         self.total = total
         self._notebook = notebook
         self._label = label
-        self._bar: Any = None
-        self._text: Any = None
-        self._box: Any = None
-        self._handle: Any = None
+        self._widget = WidgetBar()
         self.line = ""
 
     def show(self) -> None:
         if self._notebook:
-            try:
-                import ipywidgets as widgets
-
-                from ..display import show
-            except ImportError:
+            starting = f"{self._label}: starting"
+            if not self._widget.open(
+                max(1, self.total), html.escape(starting), starting, as_html=True
+            ):
                 self._notebook = False
-            else:
-                self._bar = widgets.IntProgress(value=0, min=0, max=max(1, self.total))
-                self._text = widgets.HTML(html.escape(f"{self._label}: starting"))
-                self._box = widgets.HBox([self._bar, self._text])
-                self._handle = show(self._bundle(), raw=True, display_id=True)
 
-    def _bundle(self) -> dict[str, Any]:
-        bundle: dict[str, Any] = {"text/plain": self.line or f"{self._label}: starting"}
-        if self._box is not None:
-            bundle["application/vnd.jupyter.widget-view+json"] = {
-                "model_id": self._box.model_id,
-                "version_major": 2,
-                "version_minor": 0,
-            }
-        return bundle
+    def _plain(self) -> str:
+        return self.line or f"{self._label}: starting"
 
     @property
     def value(self) -> int:
         """What the bar shows as done (-1 without a widget)."""
-        return int(self._bar.value) if self._bar is not None else -1
+        return int(self._widget.bar.value) if self._widget.bar is not None else -1
 
     def update(self, status: BatchStatus) -> None:
         shown = ", ".join(f"{n} {k}" for k, n in status.counts.items() if n)
         self.line = (
             f"{self._label}: {status.processing_status}, {status.done}/{status.total} ({shown})"
         )
-        if self._bar is None:
+        if self._widget.bar is None:
             if not self._notebook:
                 sys.stdout.write("\r" + self.line)
                 sys.stdout.flush()
             return
-        self._bar.value = status.done
-        self._text.value = html.escape(self.line)
+        self._widget.bar.value = status.done
+        self._widget.text.value = html.escape(self.line)
         if status.ended:
             failed = status.counts.get("errored", 0) + status.counts.get("expired", 0)
-            self._bar.bar_style = "warning" if failed else "success"
-            self._handle.update(self._bundle(), raw=True)
+            self._widget.finish("warning" if failed else "success", self._plain())
 
     def stop(self, why: str) -> None:
         self.line = f"{self.line or self._label} ({why})"
-        if self._bar is not None:
-            self._bar.bar_style = "danger"
-            self._text.value = html.escape(self.line)
-            self._handle.update(self._bundle(), raw=True)
+        if self._widget.bar is not None:
+            self._widget.text.value = html.escape(self.line)
+            self._widget.finish("danger", self._plain())
         elif not self._notebook:
             sys.stdout.write("\n")
