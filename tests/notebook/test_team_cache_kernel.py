@@ -60,13 +60,13 @@ def test_every_action_works_on_the_teams_redis_cache(
         assert "GCRA" in listing.result_text
         assert sorted(_keys(k)) == sorted(stored)
         assert _keys(k, "--local") == []  # the kernel's own cache holds none of them
+        inspector = k.ok("%agent cache --local")  # the widget inspector, on the disk cache
+        assert "Cache inspector: 0 entries" in "".join(inspector.texts())
 
         gcra = next(key for key, e in stored.items() if "GCRA" in e["preview"])
         answer = team.entry(gcra)
         assert answer is not None
-        shown = k.ok(
-            f"%agent cache show {gcra[:10]} -o _shown\nprint(json.dumps(_shown.output))"
-        )
+        shown = k.ok(f"%agent cache show {gcra[:10]} -o _shown\nprint(json.dumps(_shown.output))")
         assert json.loads(shown.stdout.strip().splitlines()[-1]) == answer["response"]
         assert f"cache entry {gcra[:12]}" in "".join(shown.texts("text/html"))
 
@@ -83,7 +83,8 @@ def test_every_action_works_on_the_teams_redis_cache(
         k.ok(f"%agent cache delete {gcra[:12]}")
         assert [e["key"] for e in team.entries()] == [key for key in stored if key != gcra]
         missing = k.run(f"%agent cache delete {gcra[:12]}")
-        assert missing.ename == "UsageError" and "nothing was deleted" in missing.stderr + str(missing.reply)
+        assert missing.ename == "UsageError"
+        assert "nothing was deleted" in missing.stderr + str(missing.reply)
 
         other = next(key for key in stored if key != gcra)
         team._live().set(team._prefix + other, b"not a signed envelope")

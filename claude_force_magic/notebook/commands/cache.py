@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from ...cache.redis import RedisResponseCache
     from ...cache.store import ResponseCache
     from ...engine.orchestrator import AsyncAgentOrchestrator
-    from ...engine.team import Team
+    from ...engine.team import TeamStore
     from ..magics import AgentMagics
 
     #: What the actions work on: the kernel's disk cache or the team's Redis cache.
@@ -120,7 +120,8 @@ def _target(orch: AsyncAgentOrchestrator, action: str | None, args: Any) -> Stor
     """The cache the command acts on: the kernel's disk cache, or in team mode the team's
     Redis cache (``--local``, or while Redis cannot be reached: the kernel's own)."""
     team = orch.team
-    if orch.store is None or team is None or team.team_store is None:
+    shared = None if team is None or orch.store is None else team.team_store
+    if team is None or shared is None:
         if orch.cache is None:
             raise UsageError(
                 orch.cache_problem
@@ -128,14 +129,14 @@ def _target(orch: AsyncAgentOrchestrator, action: str | None, args: Any) -> Stor
             )
         return orch.cache
     if args.local:
-        return _local(team, "")
+        return _local(shared, "")
     from ...engine.team import TeamDown
     from ...errors import ClaudeForceError
 
     try:
-        return team.link.call(lambda: _team_cache(team), probe_now=True)
+        return team.link.call(lambda: _team_cache(shared), probe_now=True)
     except TeamDown:
-        local = _local(team, f"the team's Redis at {team.link.where} cannot be reached")
+        local = _local(shared, f"the team's Redis at {team.link.where} cannot be reached")
         print(
             f"(The team's Redis at {team.link.where} cannot be reached: this acts on the "
             f"kernel's own cache, {local.directory}, which cells use until Redis is back.)"
@@ -145,13 +146,12 @@ def _target(orch: AsyncAgentOrchestrator, action: str | None, args: Any) -> Stor
         raise UsageError(f"%agent cache {action or ''}: {exc}") from None
 
 
-def _team_cache(team: Team) -> RedisResponseCache:
+def _team_cache(shared: TeamStore) -> RedisResponseCache:
     """The team's Redis cache, opened and checked with one round trip (raises when Redis
     cannot be reached, so the caller can fall back)."""
     from ...cache.redis import RedisResponseCache
 
-    assert team.team_store is not None
-    remote = team.team_store.remote
+    remote = shared.remote
     if not isinstance(remote, RedisResponseCache):
         raise UsageError(
             f"The team's cache is a {type(remote).__name__}, which %agent cache cannot inspect."
@@ -160,12 +160,11 @@ def _team_cache(team: Team) -> RedisResponseCache:
     return remote
 
 
-def _local(team: Team, why: str) -> ResponseCache:
+def _local(shared: TeamStore, why: str) -> ResponseCache:
     """The kernel's own disk cache beside the team's, or UsageError saying why there is none."""
     from ...cache.store import ResponseCache
 
-    assert team.team_store is not None
-    local = team.team_store.local
+    local = shared.local
     if not isinstance(local, ResponseCache):
         raise UsageError(
             (f"{why[0].upper()}{why[1:]}, and " if why else "")
