@@ -1,5 +1,9 @@
 """``%agent cache``: the inspector, and commands to list, show, search, rank, export, delete,
-clear and verify the response cache (no API key needed, except to refresh an entry)."""
+clear and verify the response cache (no API key needed, except to refresh an entry).
+
+In team mode (``AgentMagics.redis_url``) every action works on the team's Redis cache; the
+inspector, which works on a disk cache, opens this kernel's own with ``--local``. While the
+team's Redis cannot be reached, the actions say so in one line and work on the kernel's own."""
 
 from __future__ import annotations
 
@@ -12,8 +16,14 @@ from ..options import argument
 from .registry import command, in_kernel, subcommand_args
 
 if TYPE_CHECKING:
+    from ...cache.redis import RedisResponseCache
     from ...cache.store import ResponseCache
+    from ...engine.orchestrator import AsyncAgentOrchestrator
+    from ...engine.team import TeamStore
     from ..magics import AgentMagics
+
+    #: What the actions work on: the kernel's disk cache or the team's Redis cache.
+    Store = ResponseCache | RedisResponseCache
 
 __all__ = ["cache"]
 
@@ -21,7 +31,7 @@ _USAGE = (
     "Usage: %agent cache [--frame | -o VAR] | %agent cache clear [AGENT] | %agent cache verify | "
     "%agent cache show KEY | %agent cache search TEXT [--agent A] [--limit N] | "
     "%agent cache delete KEY... | %agent cache top [--by saved|hits|size] [--n 20] | "
-    "%agent cache export FILE.jsonl [--force]"
+    "%agent cache export FILE.jsonl [--force]  (--local: this kernel's own cache in team mode)"
 )
 #: How many words each action takes after its name: (fewest, most); None: no limit.
 _WORDS: dict[str | None, tuple[int, int | None]] = {
@@ -48,6 +58,7 @@ _TOP = {"saved": "saved_usd", "hits": "hits", "size": "size_bytes"}
     ("cache delete KEY...", "remove entries by key"),
     ("cache clear [AGENT]", "remove all entries, or one agent's"),
     ("cache verify", "check every signature; tampered entries are removed"),
+    ("cache --local ...", "team mode: the kernel's own disk cache, not the team's Redis"),
 )
 @subcommand_args("agent cache")
 @argument(
@@ -63,6 +74,11 @@ _TOP = {"saved": "saved_usd", "hits": "hits", "size": "size_bytes"}
 @argument("--n", type=int, default=20, metavar="N", help="with top: how many rows")
 @argument("--force", action="store_true", help="with export: replace an existing file")
 @argument("--frame", action="store_true", help="the entries as a DataFrame, not the inspector")
+@argument(
+    "--local",
+    action="store_true",
+    help="in team mode: this kernel's own disk cache (and its inspector), not the team's",
+)
 @argument("-o", "--output", metavar="VAR", help="store the DataFrame (or result) in VAR")
 def cache(magics: AgentMagics, args: argparse.Namespace) -> Any:
     """Open the cache inspector (in a terminal: the entries as a DataFrame); ``--frame`` or
@@ -72,20 +88,20 @@ def cache(magics: AgentMagics, args: argparse.Namespace) -> Any:
     _check_words(action, words)
     if args.output is not None and not _is_name(args.output):
         raise UsageError(f"-o needs a Python variable name, not {args.output!r}.")
-    # The cache is local: inspecting or clearing it needs no API key.
+    # Inspecting or clearing the cache needs no API key.
     orch = magics.session.orchestrator(require_key=False)
-    store = orch.cache
-    if store is None:
-        raise UsageError(
-            orch.cache_problem or "The response cache is off (AgentMagics.enable_cache = False)."
-        )
-    if store.read_only and action in (None, "show", "search", "top", "export"):
-        print(f"(read-only: {store.directory} cannot be written; answers are served, not stored)")
+    store = _target(orch, action, args)
+    from ...cache.store import ResponseCache
     from ...errors import CacheError
 
+    if isinstance(store, ResponseCache):
+        _say_read_only(store, action)
     try:
-        if action is None and not (args.frame or args.output) and in_kernel(magics.shell):
-            return _inspect(magics, store)
+        if not isinstance(store, ResponseCache):
+            if action is None and not (args.frame or args.output):
+                _team_health(store)
+        elif action is None and not (args.frame or args.output) and in_kernel(magics.shell):
+            return _inspect(magics, store, refresh=orch.team is None)
         result = _run(store, action, words, args)
     except CacheError as exc:
         raise UsageError(f"%agent cache {action or ''}: {exc}") from None
@@ -95,17 +111,113 @@ def cache(magics: AgentMagics, args: argparse.Namespace) -> Any:
     return result
 
 
+def _say_read_only(store: ResponseCache, action: str | None) -> None:
+    if store.read_only and action in (None, "show", "search", "top", "export"):
+        print(f"(read-only: {store.directory} cannot be written; answers are served, not stored)")
+
+
+def _target(orch: AsyncAgentOrchestrator, action: str | None, args: Any) -> Store:
+    """The cache the command acts on: the kernel's disk cache, or in team mode the team's
+    Redis cache (``--local``, or while Redis cannot be reached: the kernel's own)."""
+    team = orch.team
+    shared = None if team is None or orch.store is None else team.team_store
+    if team is None or shared is None:
+        if orch.cache is None:
+            raise UsageError(
+                orch.cache_problem
+                or "The response cache is off (AgentMagics.enable_cache = False)."
+            )
+        return orch.cache
+    if args.local:
+        return _local(shared, "")
+    from ...engine.team import TeamDown
+    from ...errors import ClaudeForceError
+
+    try:
+        return team.link.call(lambda: _team_cache(shared), probe_now=True)
+    except TeamDown:
+        local = _local(shared, f"the team's Redis at {team.link.where} cannot be reached")
+        print(
+            f"(The team's Redis at {team.link.where} cannot be reached: this acts on the "
+            f"kernel's own cache, {local.directory}, which cells use until Redis is back.)"
+        )
+        return local
+    except ClaudeForceError as exc:  # a secret the namespace refuses, a bad setting...
+        raise UsageError(f"%agent cache {action or ''}: {exc}") from None
+
+
+def _team_cache(shared: TeamStore) -> RedisResponseCache:
+    """The team's Redis cache, opened and checked with one round trip (raises when Redis
+    cannot be reached, so the caller can fall back)."""
+    from ...cache.redis import RedisResponseCache
+
+    remote = shared.remote
+    if not isinstance(remote, RedisResponseCache):
+        raise UsageError(
+            f"The team's cache is a {type(remote).__name__}, which %agent cache cannot inspect."
+        )
+    remote.get_stats()
+    return remote
+
+
+def _local(shared: TeamStore, why: str) -> ResponseCache:
+    """The kernel's own disk cache beside the team's, or UsageError saying why there is none."""
+    from ...cache.store import ResponseCache
+
+    local = shared.local
+    if not isinstance(local, ResponseCache):
+        raise UsageError(
+            (f"{why[0].upper()}{why[1:]}, and " if why else "")
+            + "this kernel's own cache could not be opened (see the warning in the log; "
+            "check AgentMagics.cache_dir and the cache secret)."
+        )
+    return local
+
+
+def _team_health(store: RedisResponseCache) -> None:
+    """Print the team cache's health in one line, and where the inspector is."""
+    stats = store.get_stats()
+    hits, misses = stats["hits"], stats["misses"]
+    parts = [
+        f"{stats['entries']:,} entr{'y' if stats['entries'] == 1 else 'ies'}",
+        f"{_size(stats['size_bytes'])} of {_size(stats['max_size_bytes'])}",
+        f"{hits:,} hit{'' if hits == 1 else 's'}, {misses:,} miss{'' if misses == 1 else 'es'}"
+        + (f" (hit rate {stats['hit_rate']:.0%})" if hits + misses else ""),
+        f"integrity failures {stats['integrity_failures']:,}",
+        f"evictions {stats['evictions']:,}",
+        f"expired {stats['expirations']:,}",
+    ]
+    print(
+        f"Team cache (Redis at {stats['url']}, namespace {stats['namespace']!r}): "
+        + " · ".join(parts)
+    )
+    print(
+        "(The interactive inspector works on this kernel's disk cache: %agent cache --local "
+        "opens it; the table below is the team's.)"
+    )
+
+
+def _size(count: float) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= size:
+            return f"{count / size:.1f} {unit}"
+    return f"{count:.0f} B"
+
+
 def _is_name(text: str) -> bool:
     import keyword
 
     return text.isidentifier() and not keyword.iskeyword(text)
 
 
-def _inspect(magics: AgentMagics, store: ResponseCache) -> None:
-    """Open the inspector on ``store``; refresh re-runs through the session's orchestrator."""
+def _inspect(magics: AgentMagics, store: ResponseCache, *, refresh: bool = True) -> None:
+    """Open the inspector on ``store``; refresh re-runs through the session's orchestrator
+    (not offered on the kernel's own cache in team mode: a new answer would go to the team's)."""
     from ..inspector import CacheInspector
 
-    CacheInspector(store, refresh=lambda entry: _refresh(magics, entry)).show()
+    CacheInspector(
+        store, refresh=(lambda entry: _refresh(magics, entry)) if refresh else None
+    ).show()
 
 
 def _refresh(magics: AgentMagics, entry: dict[str, Any]) -> str:
@@ -178,7 +290,7 @@ def _check_words(action: str | None, words: list[str]) -> None:
         raise UsageError(_USAGE)
 
 
-def _run(store: ResponseCache, action: str | None, words: list[str], args: Any) -> Any:
+def _run(store: Store, action: str | None, words: list[str], args: Any) -> Any:
     from .. import frames
 
     if action is None:
@@ -205,7 +317,7 @@ def _run(store: ResponseCache, action: str | None, words: list[str], args: Any) 
     return store.verify()
 
 
-def _entry(store: ResponseCache, key: str) -> dict[str, Any]:
+def _entry(store: Store, key: str) -> dict[str, Any]:
     from ...errors import IntegrityError
 
     try:
@@ -217,7 +329,7 @@ def _entry(store: ResponseCache, key: str) -> dict[str, Any]:
     return found
 
 
-def _show(store: ResponseCache, key: str) -> Any:
+def _show(store: Store, key: str) -> Any:
     """Render one entry's answer through the safe path and return it as an AgentResult."""
     from ...engine.result import AgentResult, empty_metadata
     from ..display import AgentOutput, show
@@ -255,7 +367,7 @@ def _footer(found: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def _top(store: ResponseCache, by: str, n: int) -> Any:
+def _top(store: Store, by: str, n: int) -> Any:
     from .. import frames
 
     if by not in _TOP:
@@ -267,7 +379,7 @@ def _top(store: ResponseCache, by: str, n: int) -> Any:
     return frames.cache_frame(rows[:n], extra=("saved_usd",))
 
 
-def _delete(store: ResponseCache, keys: list[str]) -> None:
+def _delete(store: Store, keys: list[str]) -> None:
     # Every key is resolved before anything is removed: a typo deletes nothing.
     full = []
     for key in keys:
