@@ -41,10 +41,11 @@ ProgressCallback = Callable[[int, int, CallSample], None]
 
 @runtime_checkable
 class TimingReference(Protocol):
-    """A server that can say what it meant to do (the simulator is one)."""
+    """A server that can say what it did (the simulator is one)."""
 
-    def intended_ttft(self) -> Mapping[str, float]:
-        """``{request id: seconds}`` the server meant to wait before each first text delta."""
+    def served_ttft(self) -> Mapping[str, float]:
+        """``{request id: seconds}`` from each request's arrival at the server to the moment
+        the server wrote its first text delta."""
         ...
 
 
@@ -406,12 +407,12 @@ def _with_bias(samples: list[CallSample], reference: TimingReference | None) -> 
     """``samples`` with ``ttft_bias_s`` filled in where ``reference`` knows the request."""
     if reference is None:
         return samples
-    meant = reference.intended_ttft()
+    served = reference.served_ttft()
     out = []
     for s in samples:
-        intended = meant.get(s.request_id) if s.request_id is not None else None
-        if intended is not None and s.ttft_s is not None:
-            s = replace(s, ttft_bias_s=s.ttft_s - intended)
+        at_server = served.get(s.request_id) if s.request_id is not None else None
+        if at_server is not None and s.ttft_s is not None:
+            s = replace(s, ttft_bias_s=s.ttft_s - at_server)
         out.append(s)
     return out
 

@@ -92,7 +92,8 @@ class CallSample:
     ``sent_s`` is when it was dispatched (seconds after the run started; for an open-loop run
     its scheduled arrival), ``latency_s`` its end-to-end latency. The streaming metrics are
     None for a call that was not streamed or failed; ``ttft_bias_s`` is the measured TTFT minus
-    the TTFT the server said it meant (only against a reference such as the simulator).
+    the TTFT the server says it served, from the request's arrival to its first text delta
+    (only against a reference such as the simulator): what the client adds.
     """
 
     index: int

@@ -255,6 +255,17 @@ class Simulator:
                 if r.request_id is not None and r.ttft_s is not None
             }
 
+    def served_ttft(self) -> dict[str, float]:
+        """``{request id: seconds}`` from each paced stream's arrival to the moment the
+        simulator wrote its first text delta: what it did, where :meth:`intended_ttft` says
+        what it meant (the two differ by the server's own scheduling delay)."""
+        with self._lock:
+            return {
+                r.request_id: r.first_delta_s
+                for r in self._log
+                if r.request_id is not None and r.first_delta_s is not None
+            }
+
     @property
     def stats(self) -> dict[str, Any]:
         """A snapshot: requests, in_flight, max_in_flight, disconnects, by_status, prompt_cache.
