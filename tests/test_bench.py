@@ -8,11 +8,11 @@ import statistics
 
 import numpy as np
 import pytest
+from bench_helpers import bench_orchestrator
 from hypothesis import given
 from hypothesis import strategies as st
 
 from claude_force_magic.bench import BenchResult, CallSample, percentile, run_benchmark
-from claude_force_magic.engine.orchestrator import AsyncAgentOrchestrator
 from claude_force_magic.metrics import CallRecord, Metrics
 from claude_force_magic.simulator import Latency, Simulator
 
@@ -76,22 +76,10 @@ def test_result_summary_counts_errors_and_nan_without_successes() -> None:
     assert "errors={'X': 1}" in repr(empty)
 
 
-def _orchestrator(sim: Simulator, concurrency: int) -> AsyncAgentOrchestrator:
-    return AsyncAgentOrchestrator(
-        api_key="sk-test",
-        base_url=sim.base_url,
-        enable_cache=False,
-        max_concurrent=concurrency,
-        calls_per_minute=None,
-        metrics=Metrics(),
-        max_retries=0,
-    )
-
-
 async def test_run_benchmark_respects_concurrency_and_reports_progress() -> None:
     progress: list[int] = []
     async with Simulator(latency=Latency.fixed(0.05)) as sim:
-        async with _orchestrator(sim, 8) as orch:
+        async with bench_orchestrator(sim, 8) as orch:
             result = await run_benchmark(
                 orch,
                 "python-expert",
@@ -118,7 +106,7 @@ async def test_run_benchmark_respects_concurrency_and_reports_progress() -> None
 
 async def test_run_benchmark_records_failures_by_type() -> None:
     script = ["refusal", "ok", "refusal"]
-    async with Simulator(script=script) as sim, _orchestrator(sim, 1) as orch:
+    async with Simulator(script=script) as sim, bench_orchestrator(sim, 1) as orch:
         result = await run_benchmark(orch, "python-expert", ["q"], n=3, concurrency=1)
     assert result.succeeded == 1
     assert result.errors_by_type == {"ResponseError": 2}
@@ -126,14 +114,14 @@ async def test_run_benchmark_records_failures_by_type() -> None:
 
 async def test_run_benchmark_records_caller_errors_instead_of_raising() -> None:
     async with Simulator() as sim:
-        async with _orchestrator(sim, 2) as orch:
+        async with bench_orchestrator(sim, 2) as orch:
             result = await run_benchmark(orch, "no-such-agent", n=2, concurrency=2)
         assert sim.stats["requests"] == 0
     assert result.errors_by_type == {"UnknownAgentError": 2}
 
 
 async def test_invalid_arguments_are_refused() -> None:
-    async with Simulator() as sim, _orchestrator(sim, 1) as orch:
+    async with Simulator() as sim, bench_orchestrator(sim, 1) as orch:
         with pytest.raises(ValueError):
             await run_benchmark(orch, "python-expert", n=0)
         with pytest.raises(ValueError):

@@ -13,6 +13,7 @@ import math
 import statistics
 
 import pytest
+from bench_helpers import bench_orchestrator
 from scipy import stats as scistats
 
 from claude_force_magic.bench import (
@@ -23,26 +24,12 @@ from claude_force_magic.bench import (
     arrival_offsets,
     run_benchmark,
 )
-from claude_force_magic.engine.orchestrator import AsyncAgentOrchestrator
 from claude_force_magic.errors import ConfigurationError
-from claude_force_magic.metrics import Metrics
 from claude_force_magic.simulator import Latency, Simulator
 
 AGENT = "python-expert"
 #: 800 characters the simulator streams as 50 deltas of exactly 4 tokens (200 tokens).
 ANSWER_200 = "abc " * 200
-
-
-def _orchestrator(sim: Simulator, concurrency: int) -> AsyncAgentOrchestrator:
-    return AsyncAgentOrchestrator(
-        api_key="sk-test",
-        base_url=sim.base_url,
-        enable_cache=False,
-        max_concurrent=concurrency,
-        calls_per_minute=None,
-        metrics=Metrics(),
-        max_retries=0,
-    )
 
 
 # ------------------------------------------------------------------ arrival process
@@ -103,7 +90,7 @@ async def test_ttft_and_tpot_match_the_simulators_latency_model() -> None:
     async with Simulator(latency=Latency.fixed(0.0, ttft=0.3, per_token=0.01)) as sim:
         sim.set_answers(["Warm."] * warm + [ANSWER_200] * n)
         assert isinstance(sim, TimingReference)
-        async with _orchestrator(sim, n) as orch:
+        async with bench_orchestrator(sim, n) as orch:
             result = await run_benchmark(
                 orch,
                 AGENT,
@@ -134,7 +121,7 @@ async def test_ttft_and_tpot_match_the_simulators_latency_model() -> None:
 
 async def _arrivals_at_server(rate: float, n: int) -> tuple[list[float], BenchResult]:
     """Server-side arrival times (s) of an ``n``-call open loop at ``rate``, seed 0."""
-    async with Simulator() as sim, _orchestrator(sim, n) as orch:
+    async with Simulator() as sim, bench_orchestrator(sim, n) as orch:
         # One warm-up call builds the SDK client: that blocks the loop for a moment, and
         # arrivals due meanwhile would reach the server together.
         result = await run_benchmark(
@@ -181,7 +168,7 @@ async def test_concurrency_cap_is_never_exceeded_at_the_server(mode: str) -> Non
         {"concurrency": cap} if mode == "closed" else {"rate": math.inf, "max_concurrency": cap}
     )
     async with Simulator(latency=Latency.fixed(0.0, ttft=0.03)) as sim:
-        async with _orchestrator(sim, 40) as orch:
+        async with bench_orchestrator(sim, 40) as orch:
             result = await run_benchmark(orch, AGENT, n=30, options={"max_tokens": 32}, **kwargs)
         assert sim.stats["max_in_flight"] == cap
     assert result.succeeded == 30 and result.concurrency == cap
@@ -189,7 +176,7 @@ async def test_concurrency_cap_is_never_exceeded_at_the_server(mode: str) -> Non
 
 async def test_uncapped_open_loop_sends_everything_at_once() -> None:
     async with Simulator(latency=Latency.fixed(0.0, ttft=0.2)) as sim:
-        async with _orchestrator(sim, 12) as orch:
+        async with bench_orchestrator(sim, 12) as orch:
             await run_benchmark(orch, AGENT, n=12, rate=math.inf, options={"max_tokens": 32})
         assert sim.stats["max_in_flight"] == 12
 
@@ -198,7 +185,7 @@ async def test_uncapped_open_loop_sends_everything_at_once() -> None:
 
 
 async def test_warmup_calls_are_sent_but_not_counted() -> None:
-    async with Simulator() as sim, _orchestrator(sim, 4) as orch:
+    async with Simulator() as sim, bench_orchestrator(sim, 4) as orch:
         result = await run_benchmark(
             orch, AGENT, n=5, warmup=3, concurrency=2, options={"max_tokens": 32}
         )
@@ -211,7 +198,7 @@ async def test_warmup_calls_are_sent_but_not_counted() -> None:
 
 async def test_duration_runs_stop_issuing_calls_when_time_is_up() -> None:
     async with Simulator(latency=Latency.fixed(0.0, ttft=0.02)) as sim:
-        async with _orchestrator(sim, 3) as orch:
+        async with bench_orchestrator(sim, 3) as orch:
             result = await run_benchmark(
                 orch, AGENT, duration=0.4, concurrency=3, options={"max_tokens": 32}
             )
@@ -221,7 +208,7 @@ async def test_duration_runs_stop_issuing_calls_when_time_is_up() -> None:
 
 
 async def test_non_streamed_runs_have_no_stream_metrics() -> None:
-    async with Simulator() as sim, _orchestrator(sim, 2) as orch:
+    async with Simulator() as sim, bench_orchestrator(sim, 2) as orch:
         result = await run_benchmark(
             orch, AGENT, n=3, concurrency=2, stream=False, options={"max_tokens": 32}
         )
@@ -233,7 +220,7 @@ async def test_non_streamed_runs_have_no_stream_metrics() -> None:
 async def test_goodput_counts_successes_meeting_every_objective() -> None:
     script = ["ok", "refusal", "ok", "ok"]
     sim = Simulator(latency=Latency.fixed(0.0, ttft=0.01), script=script)
-    async with sim, _orchestrator(sim, 1) as orch:
+    async with sim, bench_orchestrator(sim, 1) as orch:
         loose = await run_benchmark(
             orch, AGENT, n=4, concurrency=1, slo="ttft=10,e2e=60", options={"max_tokens": 32}
         )
@@ -264,7 +251,7 @@ def test_slo_specs_are_checked_with_clear_messages() -> None:
 
 
 async def test_bad_arguments_are_refused_before_anything_is_sent() -> None:
-    async with Simulator() as sim, _orchestrator(sim, 2) as orch:
+    async with Simulator() as sim, bench_orchestrator(sim, 2) as orch:
         for kwargs in (
             {"n": 0},
             {"n": 3, "duration": 1.0},
@@ -283,7 +270,7 @@ async def test_bad_arguments_are_refused_before_anything_is_sent() -> None:
 
 async def test_cancelling_an_open_loop_run_leaves_nothing_running() -> None:
     async with Simulator(latency=Latency.fixed(0.0, ttft=5.0)) as sim:
-        async with _orchestrator(sim, 50) as orch:
+        async with bench_orchestrator(sim, 50) as orch:
             before = len(asyncio.all_tasks())
             run = asyncio.ensure_future(
                 run_benchmark(orch, AGENT, n=50, rate=20.0, options={"max_tokens": 32})
@@ -309,7 +296,7 @@ async def test_simulator_paces_deltas_without_drift() -> None:
     """
     async with Simulator(latency=Latency.fixed(0.0, ttft=0.0, per_token=0.001)) as sim:
         sim.set_answers([ANSWER_200] * 4)
-        async with _orchestrator(sim, 1) as orch:
+        async with bench_orchestrator(sim, 1) as orch:
             result = await run_benchmark(
                 orch, AGENT, n=4, concurrency=1, reference=sim, options={"max_tokens": 256}
             )
@@ -321,7 +308,7 @@ async def test_simulator_paces_deltas_without_drift() -> None:
 async def test_the_orchestrators_cap_is_refused_or_reported_never_silent() -> None:
     """A benchmark once reported 13 calls/s at rate=400/s: the orchestrator allowed one call
     in flight and nothing said so."""
-    async with Simulator() as sim, _orchestrator(sim, 3) as orch:
+    async with Simulator() as sim, bench_orchestrator(sim, 3) as orch:
         with pytest.raises(ConfigurationError, match="max_concurrent=8 or more"):
             await run_benchmark(orch, AGENT, n=8, concurrency=8)
         with pytest.raises(ConfigurationError, match="max_concurrency=4 is above"):

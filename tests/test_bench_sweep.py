@@ -8,28 +8,16 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from bench_helpers import bench_orchestrator
 from matplotlib.figure import Figure
 
 from claude_force_magic.bench import BenchResult, CallSample, SweepResult, run_sweep
 from claude_force_magic.bench.plots import cdf, distribution, latency_vs_throughput
-from claude_force_magic.engine.orchestrator import AsyncAgentOrchestrator
 from claude_force_magic.errors import ConfigurationError
-from claude_force_magic.metrics import QUANTILES, Metrics, quantile_label
+from claude_force_magic.metrics import QUANTILES, quantile_label
 from claude_force_magic.simulator import Latency, Simulator
 
 MODELS = ["claude-haiku-4-5", "claude-sonnet-5"]
-
-
-def _orchestrator(sim: Simulator, concurrency: int) -> AsyncAgentOrchestrator:
-    return AsyncAgentOrchestrator(
-        api_key="sk-test",
-        base_url=sim.base_url,
-        enable_cache=False,
-        max_concurrent=concurrency,
-        calls_per_minute=None,
-        metrics=Metrics(),
-        max_retries=0,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +27,7 @@ def sweep() -> SweepResult:
 
     async def run() -> SweepResult:
         sim = Simulator(latency=Latency.fixed(0.0, ttft=0.01, per_token=0.0005), script=["refusal"])
-        async with sim, _orchestrator(sim, 4) as orch:
+        async with sim, bench_orchestrator(sim, 4) as orch:
             result = await run_sweep(
                 orch,
                 ["python-expert", "code-reviewer"],
@@ -122,7 +110,7 @@ def test_compare_lines_up_points_and_reports_changes(sweep: SweepResult) -> None
 
 
 async def test_sweep_refuses_bad_grids_before_sending() -> None:
-    async with Simulator() as sim, _orchestrator(sim, 4) as orch:
+    async with Simulator() as sim, bench_orchestrator(sim, 4) as orch:
         for kwargs, words in (
             ({"concurrency": [1, 8]}, "max_concurrent=8"),
             ({"concurrency": [1], "rate": [1.0]}, "either"),
@@ -143,7 +131,7 @@ async def test_sweep_refuses_bad_grids_before_sending() -> None:
 async def test_task_sets_are_a_sweep_dimension_and_progress_spans_the_sweep() -> None:
     progress: list[tuple[int, int]] = []
     sets = {"short": ["Say hi."], "long": ["Explain " + "very " * 40 + "carefully."]}
-    async with Simulator() as sim, _orchestrator(sim, 2) as orch:
+    async with Simulator() as sim, bench_orchestrator(sim, 2) as orch:
         result = await run_sweep(
             orch,
             "python-expert",

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from agent_files import write_agents
 
 from claude_force_magic.engine.conversation import Conversation
 from claude_force_magic.engine.orchestrator import AsyncAgentOrchestrator
@@ -26,22 +26,6 @@ from claude_force_magic.errors import (
 from claude_force_magic.simulator import Latency, Simulator
 
 SONNET = "claude-sonnet-5-5"
-
-
-def write_agents(root: Path, agents: dict[str, int]) -> Path:
-    """A .claude/claude.json with one agent per ``name: definition length in chars``."""
-    config = root / ".claude"
-    (config / "agents").mkdir(parents=True, exist_ok=True)
-    entries = {}
-    for name, chars in agents.items():
-        body = f"You are {name}. " + "Answer carefully and cite the rule you apply. " * (
-            chars // 46 + 1
-        )
-        (config / "agents" / f"{name}.md").write_text(body[:chars], encoding="utf-8")
-        entries[name] = {"file": f"agents/{name}.md", "description": name}
-    path = config / "claude.json"
-    path.write_text(json.dumps({"agents": entries, "workflows": {}}), encoding="utf-8")
-    return path
 
 
 @pytest.fixture

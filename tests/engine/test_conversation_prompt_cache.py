@@ -6,13 +6,13 @@ assertions read the simulator's own counts and entries.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from agent_files import write_agents
 from anthropic.types import Message
 
 from claude_force_magic.engine.client import StreamState
@@ -28,22 +28,6 @@ from claude_force_magic.simulator import Simulator
 
 MODEL = "claude-haiku-4-5"  # minimum cacheable prefix 4096 tokens, prices 1 / 1.25 / 2 / 0.10
 SONNET = "claude-sonnet-5-5"  # minimum 1024 tokens
-
-
-def write_agents(root: Path, agents: dict[str, int]) -> Path:
-    """A .claude/claude.json with one agent per ``name: definition length in chars``."""
-    config = root / ".claude"
-    (config / "agents").mkdir(parents=True, exist_ok=True)
-    entries = {}
-    for name, chars in agents.items():
-        body = f"You are {name}. " + "Answer carefully and cite the rule you apply. " * (
-            chars // 46 + 1
-        )
-        (config / "agents" / f"{name}.md").write_text(body[:chars], encoding="utf-8")
-        entries[name] = {"file": f"agents/{name}.md", "description": name}
-    path = config / "claude.json"
-    path.write_text(json.dumps({"agents": entries, "workflows": {}}), encoding="utf-8")
-    return path
 
 
 @pytest.fixture
