@@ -78,6 +78,7 @@ _V1_BODY_START = len(_V1_HEADER) + _V1_TAG_SIZE
 _V1_DOMAIN = _DOMAIN + bytes([LEGACY_VERSION])
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_isfinite = math.isfinite
 _DECODER = json.JSONDecoder()
 
 #: Body fields and the types a valid entry must have (bool is rejected where int is wanted).
@@ -136,38 +137,73 @@ def _payload(body: Mapping[str, Any]) -> bytes:
 
 
 def _parse(payload: bytes | memoryview) -> dict[str, Any]:
-    """The body of an authenticated version-2 payload."""
+    """The body of an authenticated version-2 payload.
+
+    Runs on every first hit of an entry, so it decodes as little as it can: the agent name,
+    model and metadata JSON are decoded as one string when they are ASCII (then their byte
+    lengths are their lengths in characters), and metadata ``{}`` is not parsed at all.
+    """
     if len(payload) < _FIXED.size:
         raise IntegrityError("signed payload is too short")
     tokens_in, tokens_out, cost, created, expires, n_agent, n_model, n_meta = _FIXED.unpack_from(
         payload
     )
     start = _FIXED.size
-    agent_end = start + n_agent
-    model_end = agent_end + n_model
-    meta_end = model_end + n_meta
+    meta_end = start + n_agent + n_model + n_meta
     if meta_end > len(payload):
         raise IntegrityError("signed field lengths are out of range")
-    if not (math.isfinite(cost) and math.isfinite(created) and math.isfinite(expires)):
+    if not (_isfinite(cost) and _isfinite(created) and _isfinite(expires)):
         raise IntegrityError("signed cost or times are not finite numbers")
     try:
-        metadata = _DECODER.decode(str(payload[model_end:meta_end], "utf-8", "surrogatepass"))
-        body = {
-            "response": str(payload[meta_end:], "utf-8", "surrogatepass"),
-            "agent_name": str(payload[start:agent_end], "utf-8", "surrogatepass"),
-            "model": str(payload[agent_end:model_end], "utf-8", "surrogatepass"),
-            "input_tokens": tokens_in,
-            "output_tokens": tokens_out,
-            "estimated_cost": cost,
-            "created_at": created,
-            "expires_at": expires,
-            "metadata": metadata,
-        }
+        agent, model, meta = _texts(payload[start:meta_end], n_agent, n_model)
+        metadata = _metadata(meta)
+        response = str(payload[meta_end:], "utf-8", "surrogatepass")
     except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError
         raise IntegrityError("signed payload is not valid UTF-8 JSON") from exc
+    return {
+        "response": response,
+        "agent_name": agent,
+        "model": model,
+        "input_tokens": tokens_in,
+        "output_tokens": tokens_out,
+        "estimated_cost": cost,
+        "created_at": created,
+        "expires_at": expires,
+        "metadata": metadata,
+    }
+
+
+def _texts(names: bytes | memoryview, n_agent: int, n_model: int) -> tuple[str, str, str]:
+    """The agent name, model and metadata JSON stored back to back in ``names``, whose first
+    ``n_agent`` bytes are the agent name and next ``n_model`` bytes the model.
+
+    One decode when all of it is ASCII (the usual case: a name, a model id, JSON with escaped
+    or ASCII text); else each part on its own, so that multi-byte characters split nothing.
+    Raises UnicodeDecodeError for bytes that are not UTF-8.
+    """
+    text = str(names, "utf-8", "surrogatepass")
+    model_end = n_agent + n_model
+    if len(text) == len(names):  # one byte per character: byte offsets are text offsets
+        return text[:n_agent], text[n_agent:model_end], text[model_end:]
+    return (
+        str(names[:n_agent], "utf-8", "surrogatepass"),
+        str(names[n_agent:model_end], "utf-8", "surrogatepass"),
+        str(names[model_end:], "utf-8", "surrogatepass"),
+    )
+
+
+def _metadata(text: str) -> dict[str, Any]:
+    """The metadata dict of its signed JSON ``text``: exactly one JSON object, written by
+    :data:`_ENCODER` (compact, so no surrounding whitespace is accepted). Raises ValueError
+    for anything else (IntegrityError when it is valid JSON but not an object)."""
+    if text == "{}":  # the usual metadata of a library call: nothing to parse
+        return {}
+    metadata, end = _DECODER.raw_decode(text)
+    if end != len(text):
+        raise ValueError("extra data after the signed metadata")
     if type(metadata) is not dict:
         raise IntegrityError("envelope field 'metadata' is missing or has the wrong type")
-    return body
+    return metadata
 
 
 def _parse_v1(payload: memoryview) -> dict[str, Any]:
@@ -185,10 +221,11 @@ def _parse_v1(payload: memoryview) -> dict[str, Any]:
     return _check_fields(body)
 
 
-def _associated(header: bytes, key: str) -> bytes:
-    """What the tag authenticates besides the body: domain, header and the cache key."""
+def _associated(header: bytes, key: str, payload: bytes | memoryview = b"") -> bytes:
+    """What the tag authenticates besides the body: domain, header and the cache key (and,
+    for an entry in clear, its ``payload``: one join, one copy of it)."""
     key_bytes = key.encode("ascii")
-    return b"".join((_DOMAIN, header, len(key_bytes).to_bytes(2, "big"), key_bytes))
+    return b"".join((_DOMAIN, header, len(key_bytes).to_bytes(2, "big"), key_bytes, payload))
 
 
 class Signer:
@@ -235,7 +272,7 @@ class Signer:
         if self._encrypt:
             sealed = cipher.encrypt(nonce, payload, _associated(_ENCRYPTED_HEADER, key))
             return b"".join((_ENCRYPTED_HEADER, nonce, sealed))
-        tag = cipher.encrypt(nonce, b"", _associated(_PLAIN_HEADER, key) + payload)
+        tag = cipher.encrypt(nonce, b"", _associated(_PLAIN_HEADER, key, payload))
         return b"".join((_PLAIN_HEADER, nonce, payload, tag))
 
     def open(self, key: str, data: bytes) -> dict[str, Any]:
@@ -269,7 +306,7 @@ class Signer:
             raise IntegrityError(f"unsupported envelope flags {data[_HEADER_SIZE - 1]:#04x}")
         tag_start = len(data) - TAG_SIZE
         payload = memoryview(data)[_BODY_START:tag_start]
-        self._cipher.decrypt(nonce, data[tag_start:], _associated(header, key) + payload)
+        self._cipher.decrypt(nonce, data[tag_start:], _associated(header, key, payload))
         self._refuse_clear()
         return payload
 

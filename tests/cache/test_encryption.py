@@ -141,6 +141,8 @@ def test_tampered_ciphertext_is_never_parsed(monkeypatch: pytest.MonkeyPatch) ->
         raise AssertionError("parsed unauthenticated bytes")
 
     monkeypatch.setattr(signing._DECODER, "decode", never)
+    monkeypatch.setattr(signing._DECODER, "raw_decode", never)
+    monkeypatch.setattr(signing, "_parse", never)
     monkeypatch.setattr(json, "loads", never)
     with pytest.raises(IntegrityError, match="signature"):
         signer.open(KEY, bytes(blob))

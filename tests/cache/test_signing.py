@@ -143,6 +143,8 @@ def test_signature_is_checked_before_parsing(monkeypatch: pytest.MonkeyPatch) ->
         raise AssertionError("parsed unauthenticated bytes")
 
     monkeypatch.setattr(signing._DECODER, "decode", never)
+    monkeypatch.setattr(signing._DECODER, "raw_decode", never)
+    monkeypatch.setattr(signing, "_parse", never)
     monkeypatch.setattr(json, "loads", never)
     with pytest.raises(IntegrityError, match="signature"):
         Signer(SECRET).open(KEY, bytes(blob))
@@ -168,3 +170,51 @@ def test_signer_never_shows_or_pickles_the_secret() -> None:
     assert "signing-test" not in repr(signer) and "**" in repr(signer)
     with pytest.raises(TypeError):
         pickle.dumps(signer)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"agent_name": "análisis-ü", "model": "claude-sonnet-5"},  # multi-byte agent name
+        {"model": "modèle-✓"},
+        {"metadata": {"preview": "naïve café ✓", "n": [1, {"deep": None}], "ok": True}},
+        {"metadata": {}},
+        {"agent_name": "", "model": "", "metadata": {}, "response": ""},
+        {"agent_name": "a\udc80b"},  # a lone surrogate, as str allows
+    ],
+)
+def test_every_field_round_trips_whatever_its_characters(changes: dict[str, Any]) -> None:
+    signer = Signer(SECRET)
+    opened = signer.open(KEY, signer.seal(KEY, body(**changes)))
+    assert opened == body(**changes)
+    assert type(opened["metadata"]) is dict
+
+
+def signed_v2(payload: bytes) -> bytes:
+    """A version-2 envelope with a genuine tag over ``payload`` (whatever it holds)."""
+    signer = Signer(SECRET)
+    nonce = bytes(12)
+    header = signing._PLAIN_HEADER
+    tag = signer._cipher.encrypt(nonce, b"", signing._associated(header, KEY, payload))
+    return header + nonce + payload + tag
+
+
+def payload_with_metadata(meta: bytes) -> bytes:
+    agent, model = b"python-expert", b"claude-sonnet-5"
+    fixed = signing._FIXED.pack(1, 2, 0.5, 1000.0, 4600.0, len(agent), len(model), len(meta))
+    return fixed + agent + model + meta + b"the answer"
+
+
+def test_a_genuine_envelope_opens_through_the_same_parser() -> None:
+    opened = Signer(SECRET).open(KEY, signed_v2(payload_with_metadata(b'{"a":1}')))
+    assert opened["metadata"] == {"a": 1} and opened["response"] == "the answer"
+
+
+@pytest.mark.parametrize(
+    "meta", [b' {"a":1}', b'{"a":1} ', b'{"a":1}{}', b"[1]", b"null", b"{", b"\xff{}", b""]
+)
+def test_signed_metadata_must_be_exactly_one_compact_json_object(meta: bytes) -> None:
+    # Only the cache's own compact encoder writes metadata: anything else is refused, even
+    # under a genuine tag (it could only come from a bug or a leaked secret).
+    with pytest.raises(IntegrityError):
+        Signer(SECRET).open(KEY, signed_v2(payload_with_metadata(meta)))
