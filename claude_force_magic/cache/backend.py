@@ -49,7 +49,7 @@ from ..guard.logs import get_logger
 from .disk import CacheWriteError, SafeDisk
 from .pending import Batch
 
-__all__ = ["COUNTERS", "Backend", "CacheWriteError", "ReadOnlyBackend", "Row"]
+__all__ = ["COUNTERS", "Backend", "CacheWriteError", "Found", "ReadOnlyBackend", "Row"]
 
 log = get_logger("claude_force_magic.cache")  # with the secret redactor (SEC-005)
 
@@ -69,6 +69,9 @@ _COUNTER_SET = frozenset(COUNTERS)
 
 #: (rowid, key, mode, filename, value, access_count, store_time)
 Row = tuple[int, str, int, Any, Any, int, float]
+#: What a lookup reads of a row: (rowid, mode, filename, value, store_time): the caller knows
+#: the key, and a hit needs no hit count (fewer columns: less to convert on every lookup).
+Found = tuple[int, int, Any, Any, float]
 Sql = Callable[..., sqlite3.Cursor]
 Cleanup = Callable[[Any], None]
 
@@ -76,6 +79,7 @@ _SELECT_KEY = (
     "SELECT rowid, key, mode, filename, value, access_count, store_time"
     " FROM Cache WHERE key = ? AND raw = 1"
 )
+_LOOKUP = "SELECT rowid, mode, filename, value, store_time FROM Cache WHERE key = ? AND raw = 1"
 _SELECT_PAGE = (
     "SELECT rowid, key, mode, filename, value, access_count, store_time"
     " FROM Cache WHERE rowid > ? ORDER BY rowid LIMIT ?"
@@ -304,6 +308,12 @@ class _Reads:
         rows = self._read(_SELECT_KEY, (key,))
         return rows[0] if rows else None
 
+    def lookup(self, key: str) -> Found | None:
+        """What a lookup needs of the row stored under ``key`` (see :data:`Found`), or None;
+        read without taking the write lock."""
+        rows = self._read(_LOOKUP, (key,))
+        return rows[0] if rows else None
+
     def keys_with_prefix(self, prefix: str, limit: int) -> list[str]:
         """Up to ``limit`` stored keys starting with the lowercase hex ``prefix``, sorted."""
         rows = self._read(
@@ -464,6 +474,11 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
         value: bytes = self._disk.fetch(row[2], row[3], row[4], False)
         return value
 
+    def fetch_found(self, found: Found) -> bytes:
+        """The stored bytes of a row read by :meth:`lookup` (as :meth:`fetch_value`)."""
+        value: bytes = self._disk.fetch(found[1], found[2], found[3], False)
+        return value
+
     def put(
         self,
         key: str,
@@ -538,20 +553,35 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
         return cursor
 
     def read_row(self, key: str) -> Row | None:
-        """The row stored under ``key``, or None, read without taking the write lock (the
-        lookup's one statement, on this thread's connection with no layer between)."""
+        """The row stored under ``key``, or None, read without taking the write lock."""
+        row: Row | None = self._lookup(_SELECT_KEY, key)
+        return row
+
+    def lookup(self, key: str) -> Found | None:
+        """What a lookup needs of the row stored under ``key`` (see :data:`Found`), or None;
+        read without taking the write lock. This is the one statement of every ``get``."""
+        found: Found | None = self._lookup(_LOOKUP, key)
+        return found
+
+    def _lookup(self, statement: str, key: str) -> Any:
+        """The first row ``statement`` finds for ``key``, on this thread's reading cursor.
+
+        diskcache's own connection check asks the OS for the process id on every call, and
+        ``con.execute`` makes a new cursor each time; this keeps one cursor per thread and
+        notices a fork by a counter bumped in the child, and a closed connection by
+        diskcache's own slot, and then asks diskcache (which reopens as it should). The
+        statements select one row by a unique key, so ``fetchone`` steps them to their end:
+        no read snapshot is left open between lookups.
+        """
         local = self._local
         held = getattr(local, "cfm_reader", None)
-        # diskcache's own connection check asks the OS for the process id on every call;
-        # this one notices a fork by a counter bumped in the child, and a closed connection
-        # by diskcache's own slot, and then asks diskcache (which reopens as it should).
         if held is None or held[0] != _FORKS[0] or held[1] is not getattr(local, "con", None):
-            held = local.cfm_reader = (_FORKS[0], self._con)
+            con = self._con
+            held = local.cfm_reader = (_FORKS[0], con, con.cursor())
         try:
-            row: Row | None = held[1].execute(_SELECT_KEY, (key,)).fetchone()
+            return held[2].execute(statement, (key,)).fetchone()
         except sqlite3.Error as exc:
             raise CacheError(f"The cache database failed: {exc}") from exc
-        return row
 
     def truncate_log(self) -> bool:
         """Checkpoint the write-ahead log into ``cache.db`` and truncate it to zero bytes, so
@@ -629,6 +659,11 @@ class ReadOnlyBackend(_Reads):
     def fetch_value(self, row: Row) -> bytes:
         """The stored bytes of ``row`` (IntegrityError when the row is not our format)."""
         value: bytes = self.disk.fetch(row[2], row[3], row[4], False)
+        return value
+
+    def fetch_found(self, found: Found) -> bytes:
+        """The stored bytes of a row read by :meth:`lookup` (as :meth:`fetch_value`)."""
+        value: bytes = self.disk.fetch(found[1], found[2], found[3], False)
         return value
 
     def close(self) -> None:

@@ -61,12 +61,12 @@ class VerifiedMemo:
         return self._bytes
 
     @staticmethod
-    def version(row: tuple[Any, ...]) -> Version:
-        """The version of a Cache row ``(rowid, key, mode, filename, value, hits,
+    def version(found: tuple[Any, ...]) -> Version:
+        """The version of a Cache row as a lookup reads it, ``(rowid, mode, filename, value,
         store_time)``: its rowid, store_time and the stamp of its stored bytes."""
-        value = row[4]
-        stamp = value[-16:] if type(value) is bytes else row[3]  # inline tail, or file name
-        return (row[0], row[6], stamp)
+        value = found[3]
+        stamp = value[-16:] if type(value) is bytes else found[2]  # inline tail, or file name
+        return (found[0], found[4], stamp)
 
     def get(self, key: str, version: Version) -> dict[str, Any] | None:
         """The body verified for ``key`` when its row was at ``version``, or None when

@@ -23,7 +23,7 @@ from .. import settings
 from ..errors import CacheError, ClaudeForceError, IntegrityError
 from ..guard.logs import SecretRedactor, get_logger, sanitize_for_log
 from ..settings import Secret
-from .backend import Backend, Cleanup, IndexFields, ReadOnlyBackend, Row, Sql
+from .backend import Backend, Cleanup, Found, IndexFields, ReadOnlyBackend, Row, Sql
 from .disk import CacheWriteError
 from .entries import MIN_PREFIX as MIN_PREFIX  # part of this module's API
 from .entries import (
@@ -404,44 +404,56 @@ class ResponseCache:
             db = self._backend(full=False)  # else: within the lookups' window (see _unchanged)
             if db is None:
                 return None
-        now = self._clock()
-        row = db.read_row(key)  # no write lock, no write
-        if row is None:
+        found = db.lookup(key)  # no write lock, no write
+        if found is None:
             self._count(db, None)
             return None
-        version = VerifiedMemo.version(row)
+        version = VerifiedMemo.version(found)
         body = self._memo.get(key, version)  # verified earlier from this very row version
         if body is None:
-            try:
-                data = db.fetch_value(row)
-                body = signer.open(key, data)
-            except IntegrityError as exc:
-                self._discard(db, row, "integrity_failures")
-                log.warning(
-                    "cache entry %s for agent %s failed its integrity check (%s); deleted",
-                    key[:12],
-                    sanitize_for_log(agent_name, 64),
-                    exc,
-                )
+            body = self._verify_found(db, signer, key, found, agent_name)
+            if body is None:
                 return None
-            self._memo.put(key, version, body, len(data))
+        now = self._clock()
         if body["expires_at"] <= now:
-            self._discard(db, row, "expirations")
+            self._discard(db, key, found, "expirations")
             return None
-        self._count(db, row)
+        self._count(db, found)
         # the caller's own metadata: the memo keeps the body for later lookups
         return public_view(key, body, now, json_copy(body["metadata"]))
 
-    def _count(self, db: AnyBackend, row: Row | None) -> None:
-        """Gather a hit on ``row`` (or a miss) in memory; write the batch when it is due."""
+    def _verify_found(
+        self, db: AnyBackend, signer: Signer, key: str, found: Found, agent_name: str
+    ) -> dict[str, Any] | None:
+        """The verified body of the row ``found`` under ``key``, remembered for this row
+        version; None (the row deleted and counted as an integrity failure, with a warning)
+        when it fails its check."""
+        try:
+            data = db.fetch_found(found)
+            body = signer.open(key, data)
+        except IntegrityError as exc:
+            self._discard(db, key, found, "integrity_failures")
+            log.warning(
+                "cache entry %s for agent %s failed its integrity check (%s); deleted",
+                key[:12],
+                sanitize_for_log(agent_name, 64),
+                exc,
+            )
+            return None
+        self._memo.put(key, VerifiedMemo.version(found), body, len(data))
+        return body
+
+    def _count(self, db: AnyBackend, found: Found | None) -> None:
+        """Gather a hit on the row ``found`` (or a miss) in memory; write the batch when due."""
         if db.read_only:
             return  # nothing is counted on a read-only cache
-        due = self._pending.miss() if row is None else self._pending.hit(row[0], row[6])
+        due = self._pending.miss() if found is None else self._pending.hit(found[0], found[4])
         if due and self._backend() is db:  # a write: the full directory check first
             self._flush(db)
 
-    def _discard(self, db: AnyBackend, row: Row, counter: str) -> None:
-        """Delete a failed or expired ``row`` and count it and the miss, in one transaction.
+    def _discard(self, db: AnyBackend, key: str, found: Found, counter: str) -> None:
+        """Delete the failed or expired row ``found`` under ``key`` and count it and the miss,
+        in one transaction.
 
         The row is looked up again under the write lock and deleted only if it is still the
         version that was read (another process may have replaced it with a valid entry). A
@@ -449,8 +461,8 @@ class ResponseCache:
         """
 
         def change(sql: Sql, cleanup: Cleanup) -> None:
-            current = Backend.select_key(sql, row[1])
-            if current is not None and current[0] == row[0] and current[6] == row[6]:
+            current = Backend.select_key(sql, key)
+            if current is not None and current[0] == found[0] and current[6] == found[4]:
                 Backend.delete_row(sql, cleanup, current)
                 Backend.bump(sql, misses=1, **{counter: 1})
             else:

@@ -77,6 +77,28 @@ def test_hits_and_misses_commit_nothing_until_the_batch_is_written(make_cache: M
 
 
 @pytest.mark.usefixtures("slow_batches")
+def test_a_lookup_leaves_no_read_snapshot_open(make_cache: MakeCache) -> None:
+    # Lookups reuse one cursor per thread: each must still step its statement to the end, or
+    # the open read would pin the write-ahead log (no checkpoint could complete) and the next
+    # lookups would not see other processes' writes.
+    cache, other = make_cache(), make_cache()
+    put(cache, "t", "first")
+    watcher = Watcher(cache.directory)
+    try:
+        for task in ("t", "absent", "t"):
+            fetch(cache, task)
+            ((busy, _log, _done),) = watcher.con.execute(
+                "PRAGMA wal_checkpoint(TRUNCATE)"
+            ).fetchall()
+            assert busy == 0
+        put(other, "t", "second")  # another writer replaces the row
+        hit = cache.get("python-expert", "t", "m")
+        assert hit is not None and hit["response"] == "second"
+    finally:
+        watcher.close()
+
+
+@pytest.mark.usefixtures("slow_batches")
 def test_another_process_sees_the_counts_after_the_flush_and_exactly(
     make_cache: MakeCache,
 ) -> None:
