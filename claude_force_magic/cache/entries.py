@@ -154,29 +154,38 @@ def skip_warning(reason: str, agent_name: str) -> bool:
 # -- what a lookup and a listing return ------------------------------------------------------
 
 
+#: Types of JSON values that need no copy (immutable).
+_IMMUTABLE = frozenset({str, int, float, bool, type(None)})
+
+
 def json_copy(value: Any) -> Any:
     """A deep copy of a parsed JSON value (dicts and lists are the only mutable parts)."""
     kind = type(value)
     if kind is dict:
-        return {name: json_copy(item) for name, item in value.items()}
+        return {
+            name: item if type(item) in _IMMUTABLE else json_copy(item)
+            for name, item in value.items()
+        }
     if kind is list:
-        return [json_copy(item) for item in value]
+        return [item if type(item) in _IMMUTABLE else json_copy(item) for item in value]
     return value
 
 
 def public_view(key: str, body: dict[str, Any], now: float, metadata: Any) -> dict[str, Any]:
     """The dict ``get`` returns for the verified ``body`` under ``key``, with ``metadata``
-    (the body's own, or a copy when the body is kept for later lookups)."""
+    (the body's own, or a copy when the body is kept for later lookups). The body's cost and
+    times are floats already (:meth:`.signing.Signer.open` makes them so)."""
+    created = body["created_at"]
     return {
         "response": body["response"],
         "agent_name": body["agent_name"],
         "model": body["model"],
         "input_tokens": body["input_tokens"],
         "output_tokens": body["output_tokens"],
-        "estimated_cost": float(body["estimated_cost"]),
-        "created_at": float(body["created_at"]),
-        "expires_at": float(body["expires_at"]),
-        "age_seconds": max(0.0, now - body["created_at"]),
+        "estimated_cost": body["estimated_cost"],
+        "created_at": created,
+        "expires_at": body["expires_at"],
+        "age_seconds": now - created if now > created else 0.0,
         "metadata": metadata,
         "key": key,
     }

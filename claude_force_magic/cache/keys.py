@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["KEY_VERSION", "canonical_json", "key_for", "require_json"]
+__all__ = ["KEY_VERSION", "canonical_json", "key_for", "key_of", "require_json"]
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -131,6 +131,12 @@ def key_for(agent_name: str, task: str, model: str, **request: Any) -> str:
     Raises TypeError when ``agent_name``, ``task`` or ``model`` is not a str, or when a
     ``request`` value is not JSON-serializable (the message names the offending option).
     """
+    return key_of(agent_name, task, model, request)
+
+
+def key_of(agent_name: str, task: str, model: str, request: dict[str, Any]) -> str:
+    """:func:`key_for` with the request options as one dict (a caller that already holds
+    them as a dict, such as ``ResponseCache.get``, passes it as it is)."""
     if type(agent_name) is not str or type(task) is not str or type(model) is not str:
         _check_text("agent_name", agent_name)  # subclasses of str pass; others raise
         _check_text("task", task)

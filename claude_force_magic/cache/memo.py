@@ -31,15 +31,21 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-__all__ = ["VerifiedMemo"]
+__all__ = ["VerifiedMemo", "stamp"]
 
-#: What identifies one version of a row: (rowid, store_time, stamp of the stored bytes).
-Version = tuple[Any, Any, Any]
-#: (version, verified body, bytes counted for it)
-_Item = tuple[Version, dict[str, Any], int]
+#: A row as a lookup reads it: (rowid, mode, filename, value, store_time) (backend.Found).
+Found = tuple[Any, ...]
+#: (rowid, store_time, stamp, verified body, bytes counted for it): one flat tuple per entry.
+_Item = tuple[Any, Any, Any, dict[str, Any], int]
 #: What one remembered body costs beyond its stored size: the body dict, its floats, ints and
 #: short strings, the metadata dict (measured with tracemalloc: about 1 KB).
 ENTRY_OVERHEAD = 1024
+
+
+def stamp(found: Found) -> Any:
+    """The stamp of a row's stored bytes: an inline value's last 16 bytes, else its file name."""
+    value = found[3]
+    return value[-16:] if type(value) is bytes else found[2]
 
 
 class VerifiedMemo:
@@ -60,44 +66,41 @@ class VerifiedMemo:
         """About the memory the remembered bodies hold (at most ``max_bytes``)."""
         return self._bytes
 
-    @staticmethod
-    def version(found: tuple[Any, ...]) -> Version:
-        """The version of a Cache row as a lookup reads it, ``(rowid, mode, filename, value,
-        store_time)``: its rowid, store_time and the stamp of its stored bytes."""
-        value = found[3]
-        stamp = value[-16:] if type(value) is bytes else found[2]  # inline tail, or file name
-        return (found[0], found[4], stamp)
-
-    def get(self, key: str, version: Version) -> dict[str, Any] | None:
-        """The body verified for ``key`` when its row was at ``version``, or None when
-        nothing is remembered for that exact version."""
+    def get(self, key: str, found: Found) -> dict[str, Any] | None:
+        """The body verified for ``key`` when its row was the version ``found`` is (a row as
+        a lookup reads it: rowid, mode, filename, value, store_time), or None when nothing
+        is remembered for that exact version."""
         item = self._items.get(key)
-        if item is not None and item[0] == version:
-            return item[1]
-        return None
+        if item is None or item[0] != found[0] or item[1] != found[4] or item[2] != stamp(found):
+            return None
+        return item[3]
 
-    def put(self, key: str, version: Version, body: dict[str, Any], size: int) -> None:
-        """Remember ``body``, verified from the row at ``version`` whose stored bytes were
-        ``size`` long."""
+    def put(self, key: str, found: Found, body: dict[str, Any], size: int) -> None:
+        """Remember ``body``, verified from the row version ``found`` whose stored bytes
+        were ``size`` long."""
         size += ENTRY_OVERHEAD
         if size > self.max_bytes // 8:
             return
+        item = (found[0], found[4], stamp(found), body, size)
         with self._lock:
             old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= old[2]
-            self._items[key] = (version, body, size)
-            self._bytes += size
-            while self._bytes > self.max_bytes or len(self._items) > self.max_entries:
-                oldest = next(iter(self._items))
-                self._bytes -= self._items.pop(oldest)[2]
+            self._items[key] = item
+            self._bytes += size if old is None else size - old[4]
+            if self._bytes > self.max_bytes or len(self._items) > self.max_entries:
+                self._evict()
+
+    def _evict(self) -> None:
+        """Forget the oldest remembered bodies until within both bounds (lock held)."""
+        while self._bytes > self.max_bytes or len(self._items) > self.max_entries:
+            oldest = next(iter(self._items))
+            self._bytes -= self._items.pop(oldest)[4]
 
     def forget(self, key: str) -> None:
         """Drop what is remembered for ``key``."""
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
-                self._bytes -= old[2]
+                self._bytes -= old[4]
 
     def clear(self) -> None:
         """Forget everything (the database was reopened: its rows are other rows)."""

@@ -23,20 +23,33 @@ __all__ = ["Batch", "PendingCounts"]
 
 @dataclass
 class Batch:
-    """What one write adds: ``touched`` maps a rowid to (store_time, last access, hits)."""
+    """What one write adds: ``reads`` lists every hit as (rowid, store_time, access time) in
+    the order they were counted (a list append is the cheapest record of a hit; rows are
+    summed up only when the batch is written), and ``misses`` counts the misses."""
 
-    touched: dict[int, tuple[float, float, int]] = field(default_factory=dict)
-    hits: int = 0
+    reads: list[tuple[int, float, float]] = field(default_factory=list)
     misses: int = 0
 
+    @property
+    def hits(self) -> int:
+        """How many hits the batch holds."""
+        return len(self.reads)
+
     def __bool__(self) -> bool:
-        return bool(self.hits or self.misses)
+        return bool(self.reads or self.misses)
 
     def touch_rows(self) -> list[tuple[float, int, int, float]]:
-        """``(access_time, hits, rowid, store_time)`` per row, in rowid order (for SQL)."""
+        """``(access_time, hits, rowid, store_time)`` per row, in rowid order (for SQL): the
+        last access counted and the hits on the row version read last (a row rewritten
+        meanwhile starts again from its new version's hits)."""
+        touched: dict[int, tuple[float, float, int]] = {}
+        for rowid, stored, accessed in self.reads:
+            old = touched.get(rowid)
+            count = old[2] + 1 if old is not None and old[0] == stored else 1
+            touched[rowid] = (stored, accessed, count)
         return [
             (accessed, count, rowid, stored)
-            for rowid, (stored, accessed, count) in sorted(self.touched.items())
+            for rowid, (stored, accessed, count) in sorted(touched.items())
         ]
 
 
@@ -66,11 +79,7 @@ class PendingCounts:
         """Count a hit on the row ``rowid`` (as stored at ``store_time``): LRU time and count."""
         accessed = time.time()  # access times are wall-clock, like diskcache's own
         with self._lock:
-            touched = self._batch.touched
-            old = touched.get(rowid)
-            count = old[2] + 1 if old is not None and old[0] == store_time else 1
-            touched[rowid] = (store_time, accessed, count)
-            self._batch.hits += 1
+            self._batch.reads.append((rowid, store_time, accessed))
             self._ops += 1
             return self._ops >= self.max_ops or self._monotonic() >= self._due
 

@@ -218,7 +218,10 @@ def _parse_v1(payload: memoryview) -> dict[str, Any]:
         raise IntegrityError("signed body is not valid UTF-8 JSON") from exc
     if isinstance(body, dict):
         body["response"] = response
-    return _check_fields(body)
+    checked = _check_fields(body)
+    for name in ("estimated_cost", "created_at", "expires_at"):  # floats, as version 2 reads
+        checked[name] = float(checked[name])
+    return checked
 
 
 def _associated(header: bytes, key: str, payload: bytes | memoryview = b"") -> bytes:
@@ -285,30 +288,39 @@ class Signer:
         """
         if not isinstance(data, bytes):
             raise IntegrityError("stored value is not bytes")
+        header = data[:_HEADER_SIZE]
+        if header == _PLAIN_HEADER:  # the usual entry first
+            return _parse(self._open_plain(key, data))
+        if header == _ENCRYPTED_HEADER:
+            return _parse(self._open_encrypted(key, data))
         if not data.startswith(MAGIC) or len(data) < _HEADER_SIZE:
             raise IntegrityError("not a signed envelope")
         version = data[len(MAGIC)]
-        if version == ENVELOPE_VERSION:
-            return _parse(self._open_v2(key, data))
         if version == LEGACY_VERSION:
             return _parse_v1(self._open_v1(key, data))
+        if version == ENVELOPE_VERSION:
+            raise IntegrityError(f"unsupported envelope flags {data[_HEADER_SIZE - 1]:#04x}")
         raise IntegrityError(f"unsupported envelope version {version}")
 
-    def _open_v2(self, key: str, data: bytes) -> bytes | memoryview:
+    def _open_plain(self, key: str, data: bytes) -> memoryview:
+        """The authenticated payload of a version-2 envelope stored in clear."""
+        tag_start = len(data) - TAG_SIZE
+        if tag_start < _BODY_START + _FIXED.size:
+            raise IntegrityError("not a signed envelope")
+        payload = memoryview(data)[_BODY_START:tag_start]
+        nonce = data[_HEADER_SIZE:_BODY_START]
+        self._cipher.decrypt(nonce, data[tag_start:], _associated(_PLAIN_HEADER, key, payload))
+        if self._encrypt:
+            self._refuse_clear()
+        return payload
+
+    def _open_encrypted(self, key: str, data: bytes) -> bytes:
+        """The decrypted payload of a version-2 envelope stored encrypted."""
         if len(data) < _MIN_SIZE:
             raise IntegrityError("not a signed envelope")
-        header = data[:_HEADER_SIZE]
         nonce = data[_HEADER_SIZE:_BODY_START]
-        if header == _ENCRYPTED_HEADER:
-            sealed = memoryview(data)[_BODY_START:]
-            return self._cipher.decrypt(nonce, sealed, _associated(header, key))
-        if header != _PLAIN_HEADER:
-            raise IntegrityError(f"unsupported envelope flags {data[_HEADER_SIZE - 1]:#04x}")
-        tag_start = len(data) - TAG_SIZE
-        payload = memoryview(data)[_BODY_START:tag_start]
-        self._cipher.decrypt(nonce, data[tag_start:], _associated(header, key, payload))
-        self._refuse_clear()
-        return payload
+        sealed = memoryview(data)[_BODY_START:]
+        return self._cipher.decrypt(nonce, sealed, _associated(_ENCRYPTED_HEADER, key))
 
     def _open_v1(self, key: str, data: bytes) -> memoryview:
         if len(data) < _V1_BODY_START + 4:

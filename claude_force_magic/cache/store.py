@@ -45,7 +45,7 @@ from .entries import (
     stamp,
     write_export,
 )
-from .keys import key_for
+from .keys import key_for, key_of
 from .memo import VerifiedMemo
 from .pending import PendingCounts
 from .signing import Signer
@@ -396,7 +396,7 @@ class ResponseCache:
         counting. Raises TypeError for non-JSON request values and
         :class:`CacheError` when the database cannot be read.
         """
-        key = key_for(agent_name, task, model, **request)
+        key = key_of(agent_name, task, model, request)
         db, signer = self._db, self._signer
         if db is None or signer is None or agent_name in self._exclude:
             return None
@@ -408,8 +408,7 @@ class ResponseCache:
         if found is None:
             self._count(db, None)
             return None
-        version = VerifiedMemo.version(found)
-        body = self._memo.get(key, version)  # verified earlier from this very row version
+        body = self._memo.get(key, found)  # verified earlier from this very row version
         if body is None:
             body = self._verify_found(db, signer, key, found, agent_name)
             if body is None:
@@ -440,7 +439,7 @@ class ResponseCache:
                 exc,
             )
             return None
-        self._memo.put(key, VerifiedMemo.version(found), body, len(data))
+        self._memo.put(key, found, body, len(data))
         return body
 
     def _count(self, db: AnyBackend, found: Found | None) -> None:
