@@ -94,13 +94,18 @@ def canonical_json(value: Any) -> str:
     return _ENCODER.encode(value)
 
 
+#: How the encoder writes the three JSON constants.
+_CONSTANTS = {None: "null", True: "true", False: "false"}
+
+
 def _encode_flat(request: dict[str, Any]) -> str | None:
-    """``canonical_json(request)`` for the common case of options that are all exact ``int``
-    or ``str`` (``max_tokens``, a system-prompt hash...), built by hand; None for anything
-    else (bool, float, None, containers, subclasses), which takes the general path.
+    """``canonical_json(request)`` for the common case of options that are all exact ``int``,
+    ``str``, ``bool`` or None (``max_tokens``, a definition hash, ``stop_sequences=None``...),
+    built by hand; None for anything else (float, containers, subclasses), which takes the
+    general path.
 
     Exactly what the encoder writes: keys sorted as strings, an int as ``int.__repr__``, a
-    str quoted as with ``ensure_ascii=False``.
+    str quoted as with ``ensure_ascii=False``, ``null``, ``true`` and ``false``.
     """
     parts = []
     for name in sorted(request):
@@ -110,6 +115,8 @@ def _encode_flat(request: dict[str, Any]) -> str | None:
             parts.append(_quote(name) + ":" + int.__repr__(value))
         elif kind is str:
             parts.append(_quote(name) + ":" + _quote(value))
+        elif kind is bool or value is None:
+            parts.append(_quote(name) + ":" + _CONSTANTS[value])
         else:
             return None
     return "{" + ",".join(parts) + "}"

@@ -141,3 +141,21 @@ def test_key_is_the_canonical_sha256_for_any_options(task: str, options: dict[st
 def test_lookalike_option_values_give_different_keys() -> None:
     keys = {key_for("a", "t", "m", n=value) for value in (1, True, 1.0, "1", _Level(1))}
     assert len(keys) == 4  # 1 and _Level(1) are the same JSON; the others differ
+
+
+def test_the_engines_usual_options_take_the_hand_built_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What the engine passes for a call without history: a hash, an int, and
+    # stop_sequences=None (plus flags): none of it needs the general encoder.
+    from claude_force_magic.cache import keys
+
+    options = {"definition_hash": "ab" * 32, "max_tokens": 1024, "stop_sequences": None}
+    expected = key_for("a", "t", "m", **options, flag=True, other=False)
+
+    def general(*_args: object) -> None:
+        raise AssertionError("the general path was taken")
+
+    monkeypatch.setattr(keys, "require_json", general)
+    assert key_for("a", "t", "m", **options, flag=True, other=False) == expected
+    assert key_for("a", "t", "m", **options, flag=1) != expected  # 1 is not true

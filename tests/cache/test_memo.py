@@ -176,7 +176,8 @@ def test_the_memo_stays_within_its_bounds(make_cache: MakeCache) -> None:
         assert fetch(cache, f"t{i}") is not None
     assert len(cache._memo) <= 10 and cache._memo.size_bytes <= 64 * 1024
     big = VerifiedMemo(max_bytes=64 * 1024)
-    big.put("k", (1, 0, None, b"stamp", 1.0), {}, 9000)  # over an eighth of the bound: not remembered
+    found = (1, 0, None, b"stamp", 1.0)  # a row as a lookup reads it
+    big.put("k", found, {}, 9000)  # over an eighth of the bound: not remembered
     assert len(big) == 0
 
 
