@@ -21,12 +21,13 @@ Sides, all on the same answers in the same run:
   cannot be installed).
 
 The sides run in short alternating blocks so that all see the same machine load; each figure
-is a median. Minor page faults per call are printed too: a first hit keeps the verified answer
-in the memo, so in a fresh process it touches new memory, which costs several microseconds per
-page on some virtual machines (counted outside the timed loops). Goals: get-hit at most 2x raw default and faster than the old cache, get-miss at
+is a median. Goals: get-hit at most 2x raw default and faster than the old cache, get-miss at
 most 1.5x raw default, set within 1.3x raw LRU, and opening a 100,000-entry cache plus its
-first hit in milliseconds. Then ``encrypt=True`` against plain: the added cost of set and
-get-hit (goal: at most 10 us per 2 KB answer).
+first hit in milliseconds. Minor page faults per call are printed too (counted outside the
+timed loops): a first hit keeps the verified answer in the memo, so in a fresh process it
+touches new memory, which costs microseconds per page on some virtual machines. Then
+``encrypt=True`` against plain: the added cost of set and get-hit (goal: at most 10 us per
+2 KB answer).
 """
 
 from __future__ import annotations
