@@ -170,7 +170,8 @@ def activity_svg(
 ) -> str:
     """A bar plot of hits (green) and misses (grey) per minute over the last hour, as SVG.
 
-    Built from numbers only (no text from the cache), so it is safe to embed.
+    Built from numbers only (no text from the cache), so it is safe to embed. An hour without
+    a lookup says so in the box rather than showing it empty.
     """
     first = (int(now // 60) - 59) * 60
     per = dict.fromkeys(range(60), (0, 0))
@@ -195,6 +196,12 @@ def activity_svg(
                 f'<rect x="{x:.1f}" y="{height - h_hits - h_miss:.1f}" width="{bar * 0.8:.1f}"'
                 f' height="{h_miss:.1f}" fill="#aaa"/>'
             )
+    if not rects:
+        rects.append(
+            f'<text x="{width / 2:.1f}" y="{height / 2:.1f}" text-anchor="middle"'
+            ' dominant-baseline="middle" font-size="11" fill="#888">'
+            "no lookups in the last hour</text>"
+        )
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"'
         f' class="cfm-activity" role="img" aria-label="hits and misses per minute, last hour">'
