@@ -154,6 +154,25 @@ def health_parts(found: Health) -> list[str]:
     return [*parts, "read-only"] if found.read_only else parts
 
 
+def team_health_parts(stats: dict[str, Any]) -> list[str]:
+    """The team's Redis cache (its ``get_stats()``) as short phrases (joined with `` · ``)."""
+    hits, misses = stats["hits"], stats["misses"]
+    return [
+        f"{stats['entries']:,} entr{'y' if stats['entries'] == 1 else 'ies'}",
+        f"{_size(stats['size_bytes'])} of {_size(stats['max_size_bytes'])}",
+        f"{hits:,} hit{'' if hits == 1 else 's'}, {misses:,} miss{'' if misses == 1 else 'es'}"
+        + (f" (hit rate {stats['hit_rate']:.0%})" if hits + misses else ""),
+        f"integrity failures {stats['integrity_failures']:,}",
+        f"evictions {stats['evictions']:,}",
+        f"expired {stats['expirations']:,}",
+    ]
+
+
+def team_health_title(stats: dict[str, Any]) -> str:
+    """Which team cache the phrases describe (the URL's password is already masked)."""
+    return f"Team cache (Redis at {stats['url']}, namespace {stats['namespace']!r})"
+
+
 def health_text(found: Health, width: int = 80) -> str:
     """The health summary as lines no wider than ``width`` (phrases are never broken)."""
     lines: list[str] = []
@@ -693,6 +712,9 @@ def show_health(session: AgentSession, *, notebook: bool) -> None:
     is no cache or it cannot be read (the dashboard never fails because of the cache)."""
     from .display import show
 
+    if session.config().redis_url:
+        _show_team_health(session, notebook=notebook)
+        return
     found = _session_health(session)
     if found is None:
         return
@@ -707,6 +729,40 @@ def show_health(session: AgentSession, *, notebook: bool) -> None:
         },
         raw=True,
     )
+
+
+def _show_team_health(session: AgentSession, *, notebook: bool) -> None:
+    """Team mode: the team's Redis cache in one line (the kernel's own disk cache is not what
+    cells use, so its health would mislead); a line saying so while Redis is down; nothing
+    before the session's first call opens the team's cache."""
+    from .display import show
+
+    text = _team_health_line(session)
+    if text is None:
+        return
+    if not notebook:
+        print(text)
+        return
+    html = f'<div class="{NO_MATH}">{escape(text)}</div>'
+    show({"text/html": html, "text/plain": text}, raw=True)
+
+
+def _team_health_line(session: AgentSession) -> str | None:
+    from ..engine.team import TeamDown
+    from .widgets import team_cache_stats
+
+    orch = session.live_orchestrators().get(session.mode)
+    if orch is None or orch.team is None:
+        return None
+    try:
+        stats = team_cache_stats(orch)
+    except TeamDown:
+        return f"Team cache: the team's Redis at {orch.team.link.where} cannot be reached."
+    except ClaudeForceError:
+        return None
+    if stats is None:
+        return None
+    return f"{team_health_title(stats)}: " + " · ".join(team_health_parts(stats))
 
 
 def _session_health(session: AgentSession) -> Health | None:
