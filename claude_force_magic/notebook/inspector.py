@@ -154,6 +154,25 @@ def health_parts(found: Health) -> list[str]:
     return [*parts, "read-only"] if found.read_only else parts
 
 
+def team_health_parts(stats: dict[str, Any]) -> list[str]:
+    """The team's Redis cache (its ``get_stats()``) as short phrases (joined with `` · ``)."""
+    hits, misses = stats["hits"], stats["misses"]
+    return [
+        f"{stats['entries']:,} entr{'y' if stats['entries'] == 1 else 'ies'}",
+        f"{_size(stats['size_bytes'])} of {_size(stats['max_size_bytes'])}",
+        f"{hits:,} hit{'' if hits == 1 else 's'}, {misses:,} miss{'' if misses == 1 else 'es'}"
+        + (f" (hit rate {stats['hit_rate']:.0%})" if hits + misses else ""),
+        f"integrity failures {stats['integrity_failures']:,}",
+        f"evictions {stats['evictions']:,}",
+        f"expired {stats['expirations']:,}",
+    ]
+
+
+def team_health_title(stats: dict[str, Any]) -> str:
+    """Which team cache the phrases describe (the URL's password is already masked)."""
+    return f"Team cache (Redis at {stats['url']}, namespace {stats['namespace']!r})"
+
+
 def health_text(found: Health, width: int = 80) -> str:
     """The health summary as lines no wider than ``width`` (phrases are never broken)."""
     lines: list[str] = []
@@ -170,7 +189,8 @@ def activity_svg(
 ) -> str:
     """A bar plot of hits (green) and misses (grey) per minute over the last hour, as SVG.
 
-    Built from numbers only (no text from the cache), so it is safe to embed.
+    Built from numbers only (no text from the cache), so it is safe to embed. An hour without
+    a lookup says so in the box rather than showing it empty.
     """
     first = (int(now // 60) - 59) * 60
     per = dict.fromkeys(range(60), (0, 0))
@@ -195,6 +215,12 @@ def activity_svg(
                 f'<rect x="{x:.1f}" y="{height - h_hits - h_miss:.1f}" width="{bar * 0.8:.1f}"'
                 f' height="{h_miss:.1f}" fill="#aaa"/>'
             )
+    if not rects:
+        rects.append(
+            f'<text x="{width / 2:.1f}" y="{height / 2:.1f}" text-anchor="middle"'
+            ' dominant-baseline="middle" font-size="11" fill="#888">'
+            "no lookups in the last hour</text>"
+        )
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"'
         f' class="cfm-activity" role="img" aria-label="hits and misses per minute, last hour">'
@@ -686,6 +712,9 @@ def show_health(session: AgentSession, *, notebook: bool) -> None:
     is no cache or it cannot be read (the dashboard never fails because of the cache)."""
     from .display import show
 
+    if session.config().redis_url:
+        _show_team_health(session, notebook=notebook)
+        return
     found = _session_health(session)
     if found is None:
         return
@@ -700,6 +729,40 @@ def show_health(session: AgentSession, *, notebook: bool) -> None:
         },
         raw=True,
     )
+
+
+def _show_team_health(session: AgentSession, *, notebook: bool) -> None:
+    """Team mode: the team's Redis cache in one line (the kernel's own disk cache is not what
+    cells use, so its health would mislead); a line saying so while Redis is down; nothing
+    before the session's first call opens the team's cache."""
+    from .display import show
+
+    text = _team_health_line(session)
+    if text is None:
+        return
+    if not notebook:
+        print(text)
+        return
+    html = f'<div class="{NO_MATH}">{escape(text)}</div>'
+    show({"text/html": html, "text/plain": text}, raw=True)
+
+
+def _team_health_line(session: AgentSession) -> str | None:
+    from ..engine.team import TeamDown
+    from .widgets import team_cache_stats
+
+    orch = session.live_orchestrators().get(session.mode)
+    if orch is None or orch.team is None:
+        return None
+    try:
+        stats = team_cache_stats(orch)
+    except TeamDown:
+        return f"Team cache: the team's Redis at {orch.team.link.where} cannot be reached."
+    except ClaudeForceError:
+        return None
+    if stats is None:
+        return None
+    return f"{team_health_title(stats)}: " + " · ".join(team_health_parts(stats))
 
 
 def _session_health(session: AgentSession) -> Health | None:

@@ -289,13 +289,33 @@ def _empty(title: str) -> str:
     return _EMPTY.get(title, "no calls yet")
 
 
+def team_cache_stats(orch: Any) -> dict[str, Any] | None:
+    """The statistics of the team's Redis cache that ``orch`` (in team mode) stores answers
+    in, else None. Raises ``TeamDown`` while Redis cannot be reached."""
+    from ..cache.redis import RedisResponseCache
+
+    team = orch.team
+    shared = None if team is None else team.team_store
+    if shared is None:
+        return None
+    remote = shared.remote
+    if not isinstance(remote, RedisResponseCache):
+        return None
+    return dict(team.link.call(remote.get_stats))
+
+
 def _cache_stats(session: AgentSession, mode: Mode, orch: Any) -> dict[str, Any] | None:
     """The cache's own statistics (shared on disk, so they predate this session's calls).
 
-    Read from the orchestrator's cache when one is built; else from the cache directory when
+    Read from the orchestrator's cache when one is built (in team mode: the team's Redis
+    cache, which its cells use); else from the cache directory when
     it exists (opened read-only in effect: nothing is looked up or stored). None when there is
     no cache, or it cannot be opened (the dashboard never fails because of the cache).
     """
+    if orch is not None and orch.team is not None:
+        with contextlib.suppress(Exception):  # Redis down: the team section says so
+            return team_cache_stats(orch)
+        return None
     if orch is not None:
         return None if orch.cache is None else dict(orch.cache.get_stats())
     cfg = session.config()

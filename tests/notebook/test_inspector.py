@@ -199,6 +199,9 @@ def test_activity_plot_and_health_are_numbers_and_escaped_text() -> None:
     )  # fmt: skip
     svg = activity_svg(found.activity, now)
     assert svg.count("<rect") == 1 + 3  # background, 2 hit bars, 1 miss bar (old one dropped)
+    assert "no lookups" not in svg
+    quiet = activity_svg(((minute - 7200, 9, 9),), now)  # activity, but not in the last hour
+    assert quiet.count("<rect") == 1 and "no lookups in the last hour" in quiet
     shown = health_html(found, now)
     assert (
         "83% last hour" in shown

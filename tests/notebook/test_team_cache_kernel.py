@@ -114,8 +114,14 @@ def test_while_redis_is_down_the_command_says_so_and_uses_the_local_cache(
         k.ok(f"%%agent python-expert\n{TASKS[0]}")
         team_keys = _keys(k)
         assert len(team_keys) == 1
+        up = "".join(k.ok("%agent stats").texts())
+        assert "Team cache (Redis at redis://127.0.0.1" in up and "1 entry" in up
+        assert "Cache health" not in up  # not the kernel's own disk cache, which cells skip
+        assert "no cache entries yet" not in up  # the dashboard's cache table is the team's
         private_redis.stop()
 
+        stats = "".join(k.ok("%agent stats").texts())
+        assert "Team cache: the team's Redis at" in stats and "cannot be reached" in stats
         down = k.ok("%agent cache --frame")
         notes = [line for line in down.stdout.splitlines() if "cannot be reached" in line]
         assert len(notes) == 1 and "kernel's own cache" in notes[0]

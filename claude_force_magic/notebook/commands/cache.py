@@ -176,32 +176,14 @@ def _local(shared: TeamStore, why: str) -> ResponseCache:
 
 def _team_health(store: RedisResponseCache) -> None:
     """Print the team cache's health in one line, and where the inspector is."""
+    from ..inspector import team_health_parts, team_health_title
+
     stats = store.get_stats()
-    hits, misses = stats["hits"], stats["misses"]
-    parts = [
-        f"{stats['entries']:,} entr{'y' if stats['entries'] == 1 else 'ies'}",
-        f"{_size(stats['size_bytes'])} of {_size(stats['max_size_bytes'])}",
-        f"{hits:,} hit{'' if hits == 1 else 's'}, {misses:,} miss{'' if misses == 1 else 'es'}"
-        + (f" (hit rate {stats['hit_rate']:.0%})" if hits + misses else ""),
-        f"integrity failures {stats['integrity_failures']:,}",
-        f"evictions {stats['evictions']:,}",
-        f"expired {stats['expirations']:,}",
-    ]
-    print(
-        f"Team cache (Redis at {stats['url']}, namespace {stats['namespace']!r}): "
-        + " · ".join(parts)
-    )
+    print(f"{team_health_title(stats)}: " + " · ".join(team_health_parts(stats)))
     print(
         "(The interactive inspector works on this kernel's disk cache: %agent cache --local "
         "opens it; the table below is the team's.)"
     )
-
-
-def _size(count: float) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if count >= size:
-            return f"{count / size:.1f} {unit}"
-    return f"{count:.0f} B"
 
 
 def _is_name(text: str) -> bool:
