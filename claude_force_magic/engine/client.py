@@ -12,11 +12,12 @@ attempts of the two layers never multiply.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import math
 import os
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     import httpx2
 
 __all__ = [
+    "SERVED_TTFT_FIELD",
     "ClientHandle",
     "RateLimitInfo",
     "RawAnswer",
@@ -320,6 +322,28 @@ def resolve_api_key(api_key: str | Secret | None) -> Secret | None:
     return _checked_key(Secret(env), f"${API_KEY_ENV}") if env else None
 
 
+#: The extra field of a ``message_delta`` event in which the project's simulator says how many
+#: milliseconds it took from the request's arrival to writing the first text delta (the
+#: simulator's ``wire.SERVED_TTFT_FIELD``; it imports nothing from the package, so the name is
+#: repeated here). Read into :attr:`StreamState.server_ttft_s`; absent from the real API.
+SERVED_TTFT_FIELD = "sim_served_ttft_ms"
+
+#: Set while an attempt's request is being built and sent: called with the monotonic time at
+#: which the http client takes the request (see :func:`_request_sent`). A context variable, so
+#: concurrent attempts on one client each see their own.
+_ON_SENT: contextvars.ContextVar[Callable[[float], None] | None] = contextvars.ContextVar(
+    "claude_force_magic_on_sent", default=None
+)
+
+
+async def _request_sent(request: Any) -> None:
+    """The http client's request hook: tell the attempt being sent (if any) that its request,
+    fully built, is handed to the HTTP layer now (connection pool, then the socket)."""
+    on_sent = _ON_SENT.get()
+    if on_sent is not None:
+        on_sent(time.monotonic())
+
+
 class ClientHandle:
     """Owns the orchestrator's ``AsyncAnthropic``: created lazily on the running loop.
 
@@ -327,6 +351,11 @@ class ClientHandle:
     the previous loop is closed if that loop still runs, otherwise abandoned with its transport
     shut, and a fresh client is made. Not for use from two loops at the same time.
     :meth:`get` raises :class:`ConfigurationError` when no API key is available.
+
+    The http client it makes (the SDK's default one) has a request hook that tells a streamed
+    attempt when its request was handed to the HTTP layer, where its time to first token
+    starts. An injected ``http_client`` is used as is (no hook): its attempts' TTFT then starts
+    just before the SDK builds the request.
     """
 
     __slots__ = ("_api_key", "_base_url", "_client", "_http_client", "_loop")
@@ -367,11 +396,17 @@ class ClientHandle:
         import anthropic
 
         key = self._api_key.reveal()
+        http_client = self._http_client
+        if http_client is None:
+            # The SDK's own default (its defaults, and its close-on-collection), plus our hook.
+            from anthropic._base_client import AsyncHttpxClientWrapper
+
+            http_client = AsyncHttpxClientWrapper(event_hooks={"request": [_request_sent]})
         self._client = anthropic.AsyncAnthropic(
             api_key=key if isinstance(key, str) else key.decode("utf-8"),
             base_url=self._base_url,
             max_retries=0,
-            http_client=self._http_client,
+            http_client=http_client,
         )
         self._loop = loop
         return self._client
@@ -453,6 +488,9 @@ class StreamState:
     streamed: bool = False
     #: The headers of an error response (for the rate limiter), else None.
     error_headers: Mapping[str, str] | None = None
+    #: Seconds from the request's arrival to the first text delta, as the server reported it
+    #: (:data:`SERVED_TTFT_FIELD`, sent by the simulator only), else None.
+    server_ttft_s: float | None = None
 
     def observe(self, event: Any) -> None:
         """Record the usage carried by one stream event (never raises on odd shapes)."""
@@ -476,6 +514,9 @@ class StreamState:
             seen = _count(getattr(getattr(event, "usage", None), "output_tokens", None))
             if seen is not None:
                 self.output_tokens = seen
+            served = getattr(event, SERVED_TTFT_FIELD, None)
+            if isinstance(served, (int, float)) and not isinstance(served, bool) and served >= 0:
+                self.server_ttft_s = served / 1000.0
 
 
 def _count(value: object) -> int | None:
@@ -491,12 +532,23 @@ async def stream_message(
     state: StreamState,
     *,
     timeout: float,
+    on_sent: Callable[[float], None] | None = None,
 ) -> AsyncGenerator[str, None]:
     """Yield text deltas of one ``messages.stream`` attempt; ``state.message`` is the final
     message once the generator is exhausted, and ``state`` holds the usage seen so far at any
     moment (see :class:`StreamState`). SDK errors propagate unmapped. The caller bounds each
-    step in time; closing the generator closes the HTTP response."""
-    async with client.messages.stream(**params, timeout=timeout) as stream:
+    step in time; closing the generator closes the HTTP response.
+
+    ``on_sent`` is called with the monotonic time at which the built request is handed to the
+    HTTP layer (by the request hook of a :class:`ClientHandle`'s own http client)."""
+    manager = client.messages.stream(**params, timeout=timeout)
+    token = _ON_SENT.set(on_sent)
+    try:
+        stream = await manager.__aenter__()
+    finally:
+        # Reset before the first yield: an async generator runs in its caller's context.
+        _ON_SENT.reset(token)
+    try:
         state.headers = stream.response.headers
         state.request_id = stream.request_id
         async for event in stream:
@@ -505,3 +557,5 @@ async def stream_message(
                 state.text.append(event.delta.text)
                 yield event.delta.text
         state.message = await stream.get_final_message()
+    finally:
+        await manager.__aexit__(None, None, None)
