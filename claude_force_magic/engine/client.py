@@ -12,13 +12,16 @@ attempts of the two layers never multiply.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import email.utils
+import json
 import math
 import os
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
@@ -44,7 +47,10 @@ __all__ = [
     "ClientHandle",
     "RateLimitInfo",
     "RawAnswer",
+    "SSEDecoder",
     "StreamState",
+    "StreamedBlock",
+    "StreamedMessage",
     "create_message",
     "map_api_error",
     "parse_rate_limit_headers",
@@ -493,7 +499,8 @@ class StreamState:
     server_ttft_s: float | None = None
 
     def observe(self, event: Any) -> None:
-        """Record the usage carried by one stream event (never raises on odd shapes)."""
+        """Record the usage carried by one stream event: an SDK event or anything shaped like
+        one, with attribute access (never raises on odd shapes)."""
         kind = getattr(event, "type", None)
         if kind == "message_start":
             self.started = True
@@ -519,11 +526,144 @@ class StreamState:
                 self.server_ttft_s = served / 1000.0
 
 
+def _mapping(value: object) -> Mapping[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (odd shapes are read as absent)."""
+    return value if isinstance(value, Mapping) else {}
+
+
 def _count(value: object) -> int | None:
     """A token count from the wire: a non-negative int, else None."""
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     return None
+
+
+@dataclass
+class StreamedBlock:
+    """One content block of a streamed answer: its ``type``, and for a text block its text."""
+
+    type: str
+    text: str | None = None
+
+
+@dataclass
+class StreamedMessage:
+    """The final message of a stream, accumulated from its events (see :func:`stream_message`).
+
+    Shaped like the SDK's ``Message`` where the engine reads it (``content`` blocks with
+    ``type``/``text``, ``stop_reason``, ``stop_sequence``, ``usage`` with attribute access), so
+    :func:`~.response.check_message` reads either.
+    """
+
+    id: str | None = None
+    model: str | None = None
+    content: list[StreamedBlock] = field(default_factory=list)
+    stop_reason: str | None = None
+    stop_sequence: str | None = None
+    usage: Any = None
+
+    def apply(self, kind: str, payload: Mapping[str, Any]) -> None:
+        """Fold one decoded ``message_start``, ``content_block_start`` or ``message_delta``."""
+        if kind == "message_start":
+            message = _mapping(payload.get("message"))
+            self.id, self.model = message.get("id"), message.get("model")
+            self.usage = _namespace(_mapping(message.get("usage")))
+        elif kind == "content_block_start":
+            block = _mapping(payload.get("content_block"))
+            kind_of = str(block.get("type"))
+            text = block.get("text") if kind_of == "text" else None
+            self.content.append(StreamedBlock(kind_of, text if isinstance(text, str) else None))
+        elif kind == "message_delta":
+            delta = _mapping(payload.get("delta"))
+            self.stop_reason = delta.get("stop_reason")
+            self.stop_sequence = delta.get("stop_sequence")
+            usage = _mapping(payload.get("usage"))
+            if self.usage is None:
+                self.usage = SimpleNamespace()
+            # Cumulative totals: they overwrite; absent optional ones keep message_start's.
+            for name, value in usage.items():
+                if value is not None:
+                    setattr(self.usage, name, _namespace(value))
+
+    def add_text(self, index: object, text: str) -> None:
+        """Append a text delta to the text block at ``index``."""
+        if isinstance(index, int) and 0 <= index < len(self.content):
+            block = self.content[index]
+            if block.type == "text":
+                block.text = (block.text or "") + text
+
+
+def _namespace(value: Any) -> Any:
+    """A JSON value with its objects turned into attribute-access namespaces."""
+    if isinstance(value, Mapping):
+        return SimpleNamespace(**{str(k): _namespace(v) for k, v in value.items()})
+    return value
+
+
+class SSEDecoder:
+    """Splits a byte stream into Server-Sent Events: ``(event name, data bytes)`` pairs.
+
+    Implements what the Messages API uses of the format: ``event:`` and ``data:`` fields
+    (several ``data:`` lines are joined with a newline), comment lines (``:``) and other
+    fields ignored, LF, CRLF or CR line ends, events split anywhere across chunks. An event
+    without data is not dispatched; an unterminated event at the end is dropped (as the
+    format says).
+    """
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[tuple[str | None, bytes]]:
+        """The events completed by ``chunk``, in order."""
+        buffer = self._buffer + chunk
+        held = b""
+        if b"\r" in buffer:
+            if buffer.endswith(b"\r"):  # its LF may be in the next chunk
+                buffer, held = buffer[:-1], b"\r"
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        events: list[tuple[str | None, bytes]] = []
+        start = 0
+        while (end := buffer.find(b"\n\n", start)) >= 0:
+            event = _sse_event(buffer[start:end])
+            if event is not None:
+                events.append(event)
+            start = end + 2
+        self._buffer = buffer[start:] + held
+        return events
+
+
+def _sse_event(block: bytes) -> tuple[str | None, bytes] | None:
+    name: str | None = None
+    data: list[bytes] = []
+    for line in block.split(b"\n"):
+        if not line or line.startswith(b":"):
+            continue
+        key, _, value = line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        if key == b"data":
+            data.append(value)
+        elif key == b"event":
+            name = value.decode("utf-8", "replace") or None
+    return (name, b"\n".join(data)) if data else None
+
+
+def _error_event(data: bytes, response: Any) -> Exception:
+    """The SDK's exception for an ``event: error`` inside a 200 stream (mapped by
+    :func:`map_api_error` as the SDK's own stream would be)."""
+    import anthropic
+
+    text = data.decode("utf-8", "replace")
+    body: object = text
+    with contextlib.suppress(ValueError):  # a body that is not JSON is kept as text
+        body = json.loads(text)
+    return anthropic.APIStatusError(f"{body}", response=response, body=body)
+
+
+#: Stream events whose payload the engine reads (the rest are not even JSON-decoded).
+_READ_EVENTS = frozenset(("message_start", "content_block_start", "message_delta"))
 
 
 async def stream_message(
@@ -534,28 +674,55 @@ async def stream_message(
     timeout: float,
     on_sent: Callable[[float], None] | None = None,
 ) -> AsyncGenerator[str, None]:
-    """Yield text deltas of one ``messages.stream`` attempt; ``state.message`` is the final
-    message once the generator is exhausted, and ``state`` holds the usage seen so far at any
-    moment (see :class:`StreamState`). SDK errors propagate unmapped. The caller bounds each
-    step in time; closing the generator closes the HTTP response.
+    """Yield the text deltas of one streamed ``messages.create`` attempt.
+
+    ``state.message`` is the final :class:`StreamedMessage` once the generator is exhausted,
+    and ``state`` holds the usage seen so far at any moment (see :class:`StreamState`).
+
+    The SDK sends the request and raises for an error status as usual; the body is read as
+    raw Server-Sent Events (:class:`SSEDecoder`) and only the events the engine uses are
+    JSON-decoded (no SDK model per event: the SDK's per-event parsing and snapshotting cost
+    more than the rest of a short call). An ``event: error`` raises the SDK's
+    ``APIStatusError``, malformed JSON a ``json.JSONDecodeError``, a dropped connection the
+    ``httpx2`` error: all propagate unmapped. The caller bounds each step in time; closing the
+    generator closes the HTTP response.
 
     ``on_sent`` is called with the monotonic time at which the built request is handed to the
-    HTTP layer (by the request hook of a :class:`ClientHandle`'s own http client)."""
-    manager = client.messages.stream(**params, timeout=timeout)
+    HTTP layer (by the request hook of a :class:`ClientHandle`'s own http client).
+    """
+    manager = client.messages.with_streaming_response.create(**params, stream=True, timeout=timeout)
     token = _ON_SENT.set(on_sent)
     try:
-        stream = await manager.__aenter__()
+        response = await manager.__aenter__()
     finally:
         # Reset before the first yield: an async generator runs in its caller's context.
         _ON_SENT.reset(token)
     try:
-        state.headers = stream.response.headers
-        state.request_id = stream.request_id
-        async for event in stream:
-            state.observe(event)
-            if event.type == "content_block_delta" and event.delta.type == "text_delta":
-                state.text.append(event.delta.text)
-                yield event.delta.text
-        state.message = await stream.get_final_message()
+        http = response.http_response
+        state.headers = http.headers
+        state.request_id = http.headers.get("request-id")
+        message = StreamedMessage()
+        decoder = SSEDecoder()
+        loads = json.loads
+        async for chunk in http.aiter_bytes():
+            for kind, data in decoder.feed(chunk):
+                if kind == "content_block_delta":
+                    payload = loads(data)
+                    delta = payload.get("delta")
+                    if isinstance(delta, dict) and delta.get("type") == "text_delta":
+                        text = delta.get("text")
+                        if isinstance(text, str):
+                            message.add_text(payload.get("index"), text)
+                            state.text.append(text)
+                            yield text
+                elif kind in _READ_EVENTS:
+                    payload = loads(data)
+                    if isinstance(payload, dict):
+                        if kind != "content_block_start":
+                            state.observe(_namespace(payload))
+                        message.apply(kind, payload)
+                elif kind == "error":
+                    raise _error_event(data, http)
+        state.message = message if state.started else None
     finally:
         await manager.__aexit__(None, None, None)
