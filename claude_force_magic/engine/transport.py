@@ -189,11 +189,12 @@ class PieceDeadline:
     one timer runs at a time, and when it fires early because a piece came since, it re-arms
     itself for the new due time. When the guarded code sees ``CancelledError``,
     :meth:`expired` says whether this deadline caused it (turn it into a timeout) or not (an
-    outside cancel: let it propagate). On 3.11+ an outside cancel that raced the deadline wins
-    (the task's cancel count says so). :meth:`cancel` stops the timer; call it in ``finally``.
+    outside cancel: let it propagate). Where tasks count cancel requests (3.11+), an outside
+    cancel that came after the deadline fired wins; on 3.10 a fired deadline is a timeout.
+    :meth:`cancel` stops the timer; call it in ``finally``.
     """
 
-    __slots__ = ("_due", "_fired", "_handle", "_loop", "_task", "_timeout")
+    __slots__ = ("_before", "_due", "_fired", "_handle", "_loop", "_task", "_timeout")
 
     def __init__(self, timeout: float) -> None:
         task = asyncio.current_task()
@@ -203,6 +204,7 @@ class PieceDeadline:
         self._loop = asyncio.get_running_loop()
         self._timeout = timeout
         self._fired = False
+        self._before = 0
         self._due = self._loop.time() + timeout
         self._handle: asyncio.TimerHandle | None = self._loop.call_at(self._due, self._check)
 
@@ -216,15 +218,19 @@ class PieceDeadline:
             return
         self._handle = None
         self._fired = True
+        # The task's cancel count before ours: not always 0, as a library that cancels the
+        # task inside its own scope may not take its request back on 3.10 (anyio does not).
+        cancelling = getattr(self._task, "cancelling", None)
+        self._before = cancelling() if cancelling is not None else 0
         self._task.cancel()
 
     def expired(self) -> bool:
-        """True when this deadline cancelled the task and nobody else did (consumes our
-        cancel request on 3.11+, so the task is not left marked as cancelling)."""
+        """True when this deadline cancelled the task and nobody else did since (takes our
+        cancel request back where tasks count them, so the task is not left cancelling)."""
         if not self._fired:
             return False
         uncancel = getattr(self._task, "uncancel", None)
-        return uncancel is None or uncancel() == 0
+        return uncancel is None or uncancel() <= self._before
 
     def cancel(self) -> None:
         """Stop the timer (idempotent)."""

@@ -12,6 +12,7 @@ Real SDK over real HTTP on 127.0.0.1 against the simulator in its own thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import subprocess
 import sys
@@ -169,15 +170,23 @@ async def test_an_outside_cancel_is_a_cancel_not_a_timeout() -> None:
         await task
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 tasks have no cancel count")
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 tasks do not count cancels")
 async def test_an_outside_cancel_racing_the_deadline_wins() -> None:
     loop = asyncio.get_running_loop()
     outcome: list[bool] = []
 
     async def guarded() -> None:
         deadline = PieceDeadline(0.05)
-        # Cancelled from outside in the same loop iteration as the deadline fires.
-        loop.call_at(deadline._due, me.cancel)
+        # Cancelled from outside just after the deadline fired, before the task resumes.
+        fire = deadline._check
+
+        def fire_then_cancel() -> None:
+            fire()
+            me.cancel()
+
+        assert deadline._handle is not None
+        deadline._handle.cancel()
+        deadline._handle = loop.call_at(deadline._due, fire_then_cancel)
         try:
             await asyncio.sleep(30)
         except asyncio.CancelledError:
@@ -190,6 +199,29 @@ async def test_an_outside_cancel_racing_the_deadline_wins() -> None:
     with pytest.raises(asyncio.CancelledError):
         await me
     assert outcome == [False]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="3.10 tasks do not count cancels")
+async def test_a_cancel_count_left_behind_by_a_library_does_not_hide_a_timeout() -> None:
+    # anyio on 3.10 (with pytest-asyncio's backported task) cancels the task inside its own
+    # scope and never takes the request back: the task's count stays at 1. Our deadline's
+    # timeout must still be a timeout (it was reported as a cancel).
+    async def guarded() -> bool:
+        me = asyncio.current_task()
+        assert me is not None
+        me.cancel()
+        with contextlib.suppress(asyncio.CancelledError):  # no uncancel(): the count stays 1
+            await asyncio.sleep(0)
+        deadline = PieceDeadline(0.05)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            return deadline.expired()
+        finally:
+            deadline.cancel()
+        return False
+
+    assert await asyncio.ensure_future(guarded()) is True
 
 
 async def test_a_stream_stalled_mid_way_times_out() -> None:
