@@ -538,12 +538,25 @@ def _count(value: object) -> int | None:
     return None
 
 
-@dataclass
 class StreamedBlock:
-    """One content block of a streamed answer: its ``type``, and for a text block its text."""
+    """One content block of a streamed answer: its ``type``, and for a text block its text
+    (kept as pieces, joined when read: appending to one string would copy it per delta)."""
 
-    type: str
-    text: str | None = None
+    __slots__ = ("_parts", "type")
+
+    def __init__(self, type: str, text: str | None = None) -> None:
+        self.type = type
+        self._parts: list[str] | None = None if type != "text" else ([text] if text else [])
+
+    @property
+    def text(self) -> str | None:
+        """The block's text so far (None for a block that is not text)."""
+        return None if self._parts is None else "".join(self._parts)
+
+    def append(self, text: str) -> None:
+        """Add a text delta (ignored for a block that is not text)."""
+        if self._parts is not None:
+            self._parts.append(text)
 
 
 @dataclass
@@ -570,9 +583,10 @@ class StreamedMessage:
             self.usage = _namespace(_mapping(message.get("usage")))
         elif kind == "content_block_start":
             block = _mapping(payload.get("content_block"))
-            kind_of = str(block.get("type"))
-            text = block.get("text") if kind_of == "text" else None
-            self.content.append(StreamedBlock(kind_of, text if isinstance(text, str) else None))
+            text = block.get("text")
+            self.content.append(
+                StreamedBlock(str(block.get("type")), text if isinstance(text, str) else None)
+            )
         elif kind == "message_delta":
             delta = _mapping(payload.get("delta"))
             self.stop_reason = delta.get("stop_reason")
@@ -588,9 +602,7 @@ class StreamedMessage:
     def add_text(self, index: object, text: str) -> None:
         """Append a text delta to the text block at ``index``."""
         if isinstance(index, int) and 0 <= index < len(self.content):
-            block = self.content[index]
-            if block.type == "text":
-                block.text = (block.text or "") + text
+            self.content[index].append(text)
 
 
 def _namespace(value: Any) -> Any:
@@ -708,7 +720,7 @@ async def stream_message(
             for kind, data in decoder.feed(chunk):
                 if kind == "content_block_delta":
                     payload = loads(data)
-                    delta = payload.get("delta")
+                    delta = payload.get("delta") if isinstance(payload, dict) else None
                     if isinstance(delta, dict) and delta.get("type") == "text_delta":
                         text = delta.get("text")
                         if isinstance(text, str):
