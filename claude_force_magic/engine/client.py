@@ -404,10 +404,14 @@ class ClientHandle:
         key = self._api_key.reveal()
         http_client = self._http_client
         if http_client is None:
-            # The SDK's own default (its defaults, and its close-on-collection), plus our hook.
-            from anthropic._base_client import AsyncHttpxClientWrapper
+            # The SDK's own default client (its defaults, and its close-on-collection, a private
+            # name: the public DefaultAsyncHttpxClient if it ever moves), plus our hook.
+            from anthropic import _base_client
 
-            http_client = AsyncHttpxClientWrapper(event_hooks={"request": [_request_sent]})
+            default = getattr(
+                _base_client, "AsyncHttpxClientWrapper", anthropic.DefaultAsyncHttpxClient
+            )
+            http_client = default(event_hooks={"request": [_request_sent]})
         self._client = anthropic.AsyncAnthropic(
             api_key=key if isinstance(key, str) else key.decode("utf-8"),
             base_url=self._base_url,
