@@ -118,8 +118,10 @@ async def run_benchmark(
     (see the module docstring; ``max_concurrency`` caps it). ``warmup`` calls run first at the
     same concurrency and are not counted. Calls stream (``stream=False`` for plain requests:
     no TTFT/TPOT/ITL then). ``slo`` (an :class:`SLO` or ``"ttft=2,e2e=20"``) adds goodput.
-    ``reference`` (e.g. the :class:`~claude_force_magic.simulator.Simulator`) lets each call's
-    TTFT be compared with what the server meant: ``ttft_bias_s``.
+    Each call's ``ttft_bias_s`` is its TTFT minus what the server says it served: from the
+    server's own report on the wire (the simulator sends one in every paced stream, so it may
+    run in another process), or from ``reference`` (e.g. an in-process
+    :class:`~claude_force_magic.simulator.Simulator`'s log), which wins when given.
 
     ``tasks`` are cycled (default: distinct generated tasks). The cache is bypassed unless
     ``use_cache``; ``options`` are :meth:`execute_agent` options. Failures (including caller
@@ -385,6 +387,7 @@ def _sample(index: int, latency: float, sent: float, result: Any) -> CallSample:
     if not result.success:
         error_type = type(result.error).__name__ if result.error is not None else "ResponseError"
     itl = meta.get("itl")
+    ttft, served = meta.get("ttft_s"), meta.get("server_ttft_s")
     return CallSample(
         index=index,
         latency_s=latency,
@@ -395,11 +398,12 @@ def _sample(index: int, latency: float, sent: float, result: Any) -> CallSample:
         cost_usd=meta.get("cost_usd"),
         attempts=int(meta.get("attempts") or 1),
         sent_s=sent,
-        ttft_s=meta.get("ttft_s"),
+        ttft_s=ttft,
         tpot_s=meta.get("tpot_s"),
         itl_p50_s=None if not itl else float(itl["p50_s"]),
         output_tokens_per_s=meta.get("output_tokens_per_s"),
         request_id=meta.get("request_id"),
+        ttft_bias_s=None if ttft is None or served is None else ttft - served,
     )
 
 

@@ -93,7 +93,7 @@ class CallSample:
     its scheduled arrival), ``latency_s`` its end-to-end latency. The streaming metrics are
     None for a call that was not streamed or failed; ``ttft_bias_s`` is the measured TTFT minus
     the TTFT the server says it served, from the request's arrival to its first text delta
-    (only against a reference such as the simulator): what the client adds.
+    (only against a server that says so, such as the simulator): what the client adds.
     """
 
     index: int

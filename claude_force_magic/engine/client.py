@@ -12,12 +12,16 @@ attempts of the two layers never multiply.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import email.utils
+import json
 import math
 import os
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import (
@@ -39,10 +43,14 @@ if TYPE_CHECKING:
     import httpx2
 
 __all__ = [
+    "SERVED_TTFT_FIELD",
     "ClientHandle",
     "RateLimitInfo",
     "RawAnswer",
+    "SSEDecoder",
     "StreamState",
+    "StreamedBlock",
+    "StreamedMessage",
     "create_message",
     "map_api_error",
     "parse_rate_limit_headers",
@@ -320,6 +328,28 @@ def resolve_api_key(api_key: str | Secret | None) -> Secret | None:
     return _checked_key(Secret(env), f"${API_KEY_ENV}") if env else None
 
 
+#: The extra field of a ``message_delta`` event in which the project's simulator says how many
+#: milliseconds it took from the request's arrival to writing the first text delta (the
+#: simulator's ``wire.SERVED_TTFT_FIELD``; it imports nothing from the package, so the name is
+#: repeated here). Read into :attr:`StreamState.server_ttft_s`; absent from the real API.
+SERVED_TTFT_FIELD = "sim_served_ttft_ms"
+
+#: Set while an attempt's request is being built and sent: called with the monotonic time at
+#: which the http client takes the request (see :func:`_request_sent`). A context variable, so
+#: concurrent attempts on one client each see their own.
+_ON_SENT: contextvars.ContextVar[Callable[[float], None] | None] = contextvars.ContextVar(
+    "claude_force_magic_on_sent", default=None
+)
+
+
+async def _request_sent(request: Any) -> None:
+    """The http client's request hook: tell the attempt being sent (if any) that its request,
+    fully built, is handed to the HTTP layer now (connection pool, then the socket)."""
+    on_sent = _ON_SENT.get()
+    if on_sent is not None:
+        on_sent(time.monotonic())
+
+
 class ClientHandle:
     """Owns the orchestrator's ``AsyncAnthropic``: created lazily on the running loop.
 
@@ -327,6 +357,11 @@ class ClientHandle:
     the previous loop is closed if that loop still runs, otherwise abandoned with its transport
     shut, and a fresh client is made. Not for use from two loops at the same time.
     :meth:`get` raises :class:`ConfigurationError` when no API key is available.
+
+    The http client it makes (the SDK's default one) has a request hook that tells a streamed
+    attempt when its request was handed to the HTTP layer, where its time to first token
+    starts. An injected ``http_client`` is used as is (no hook): its attempts' TTFT then starts
+    just before the SDK builds the request.
     """
 
     __slots__ = ("_api_key", "_base_url", "_client", "_http_client", "_loop")
@@ -367,11 +402,21 @@ class ClientHandle:
         import anthropic
 
         key = self._api_key.reveal()
+        http_client = self._http_client
+        if http_client is None:
+            # The SDK's own default client (its defaults, and its close-on-collection, a private
+            # name: the public DefaultAsyncHttpxClient if it ever moves), plus our hook.
+            from anthropic import _base_client
+
+            default = getattr(
+                _base_client, "AsyncHttpxClientWrapper", anthropic.DefaultAsyncHttpxClient
+            )
+            http_client = default(event_hooks={"request": [_request_sent]})
         self._client = anthropic.AsyncAnthropic(
             api_key=key if isinstance(key, str) else key.decode("utf-8"),
             base_url=self._base_url,
             max_retries=0,
-            http_client=self._http_client,
+            http_client=http_client,
         )
         self._loop = loop
         return self._client
@@ -453,9 +498,13 @@ class StreamState:
     streamed: bool = False
     #: The headers of an error response (for the rate limiter), else None.
     error_headers: Mapping[str, str] | None = None
+    #: Seconds from the request's arrival to the first text delta, as the server reported it
+    #: (:data:`SERVED_TTFT_FIELD`, sent by the simulator only), else None.
+    server_ttft_s: float | None = None
 
     def observe(self, event: Any) -> None:
-        """Record the usage carried by one stream event (never raises on odd shapes)."""
+        """Record the usage carried by one stream event: an SDK event or anything shaped like
+        one, with attribute access (never raises on odd shapes)."""
         kind = getattr(event, "type", None)
         if kind == "message_start":
             self.started = True
@@ -476,6 +525,14 @@ class StreamState:
             seen = _count(getattr(getattr(event, "usage", None), "output_tokens", None))
             if seen is not None:
                 self.output_tokens = seen
+            served = getattr(event, SERVED_TTFT_FIELD, None)
+            if isinstance(served, (int, float)) and not isinstance(served, bool) and served >= 0:
+                self.server_ttft_s = served / 1000.0
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (odd shapes are read as absent)."""
+    return value if isinstance(value, Mapping) else {}
 
 
 def _count(value: object) -> int | None:
@@ -485,23 +542,203 @@ def _count(value: object) -> int | None:
     return None
 
 
+class StreamedBlock:
+    """One content block of a streamed answer: its ``type``, and for a text block its text
+    (kept as pieces, joined when read: appending to one string would copy it per delta)."""
+
+    __slots__ = ("_parts", "type")
+
+    def __init__(self, type: str, text: str | None = None) -> None:
+        self.type = type
+        self._parts: list[str] | None = None if type != "text" else ([text] if text else [])
+
+    @property
+    def text(self) -> str | None:
+        """The block's text so far (None for a block that is not text)."""
+        return None if self._parts is None else "".join(self._parts)
+
+    def append(self, text: str) -> None:
+        """Add a text delta (ignored for a block that is not text)."""
+        if self._parts is not None:
+            self._parts.append(text)
+
+
+@dataclass
+class StreamedMessage:
+    """The final message of a stream, accumulated from its events (see :func:`stream_message`).
+
+    Shaped like the SDK's ``Message`` where the engine reads it (``content`` blocks with
+    ``type``/``text``, ``stop_reason``, ``stop_sequence``, ``usage`` with attribute access), so
+    :func:`~.response.check_message` reads either.
+    """
+
+    id: str | None = None
+    model: str | None = None
+    content: list[StreamedBlock] = field(default_factory=list)
+    stop_reason: str | None = None
+    stop_sequence: str | None = None
+    usage: Any = None
+
+    def apply(self, kind: str, payload: Mapping[str, Any]) -> None:
+        """Fold one decoded ``message_start``, ``content_block_start`` or ``message_delta``."""
+        if kind == "message_start":
+            message = _mapping(payload.get("message"))
+            self.id, self.model = message.get("id"), message.get("model")
+            self.usage = _namespace(_mapping(message.get("usage")))
+        elif kind == "content_block_start":
+            block = _mapping(payload.get("content_block"))
+            text = block.get("text")
+            self.content.append(
+                StreamedBlock(str(block.get("type")), text if isinstance(text, str) else None)
+            )
+        elif kind == "message_delta":
+            delta = _mapping(payload.get("delta"))
+            self.stop_reason = delta.get("stop_reason")
+            self.stop_sequence = delta.get("stop_sequence")
+            usage = _mapping(payload.get("usage"))
+            if self.usage is None:
+                self.usage = SimpleNamespace()
+            # Cumulative totals: they overwrite; absent optional ones keep message_start's.
+            for name, value in usage.items():
+                if value is not None:
+                    setattr(self.usage, name, _namespace(value))
+
+    def add_text(self, index: object, text: str) -> None:
+        """Append a text delta to the text block at ``index``."""
+        if isinstance(index, int) and 0 <= index < len(self.content):
+            self.content[index].append(text)
+
+
+def _namespace(value: Any) -> Any:
+    """A JSON value with its objects turned into attribute-access namespaces."""
+    if isinstance(value, Mapping):
+        return SimpleNamespace(**{str(k): _namespace(v) for k, v in value.items()})
+    return value
+
+
+class SSEDecoder:
+    """Splits a byte stream into Server-Sent Events: ``(event name, data bytes)`` pairs.
+
+    Implements what the Messages API uses of the format: ``event:`` and ``data:`` fields
+    (several ``data:`` lines are joined with a newline), comment lines (``:``) and other
+    fields ignored, LF, CRLF or CR line ends, events split anywhere across chunks. An event
+    without data is not dispatched; an unterminated event at the end is dropped (as the
+    format says).
+    """
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, chunk: bytes) -> list[tuple[str | None, bytes]]:
+        """The events completed by ``chunk``, in order."""
+        buffer = self._buffer + chunk
+        held = b""
+        if b"\r" in buffer:
+            if buffer.endswith(b"\r"):  # its LF may be in the next chunk
+                buffer, held = buffer[:-1], b"\r"
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        events: list[tuple[str | None, bytes]] = []
+        start = 0
+        while (end := buffer.find(b"\n\n", start)) >= 0:
+            event = _sse_event(buffer[start:end])
+            if event is not None:
+                events.append(event)
+            start = end + 2
+        self._buffer = buffer[start:] + held
+        return events
+
+
+def _sse_event(block: bytes) -> tuple[str | None, bytes] | None:
+    name: str | None = None
+    data: list[bytes] = []
+    for line in block.split(b"\n"):
+        if not line or line.startswith(b":"):
+            continue
+        key, _, value = line.partition(b":")
+        if value.startswith(b" "):
+            value = value[1:]
+        if key == b"data":
+            data.append(value)
+        elif key == b"event":
+            name = value.decode("utf-8", "replace") or None
+    return (name, b"\n".join(data)) if data else None
+
+
+def _error_event(data: bytes, response: Any) -> Exception:
+    """The SDK's exception for an ``event: error`` inside a 200 stream (mapped by
+    :func:`map_api_error` as the SDK's own stream would be)."""
+    import anthropic
+
+    text = data.decode("utf-8", "replace")
+    body: object = text
+    with contextlib.suppress(ValueError):  # a body that is not JSON is kept as text
+        body = json.loads(text)
+    return anthropic.APIStatusError(f"{body}", response=response, body=body)
+
+
+#: Stream events whose payload the engine reads (the rest are not even JSON-decoded).
+_READ_EVENTS = frozenset(("message_start", "content_block_start", "message_delta"))
+
+
 async def stream_message(
     client: anthropic.AsyncAnthropic,
     params: Mapping[str, Any],
     state: StreamState,
     *,
     timeout: float,
+    on_sent: Callable[[float], None] | None = None,
 ) -> AsyncGenerator[str, None]:
-    """Yield text deltas of one ``messages.stream`` attempt; ``state.message`` is the final
-    message once the generator is exhausted, and ``state`` holds the usage seen so far at any
-    moment (see :class:`StreamState`). SDK errors propagate unmapped. The caller bounds each
-    step in time; closing the generator closes the HTTP response."""
-    async with client.messages.stream(**params, timeout=timeout) as stream:
-        state.headers = stream.response.headers
-        state.request_id = stream.request_id
-        async for event in stream:
-            state.observe(event)
-            if event.type == "content_block_delta" and event.delta.type == "text_delta":
-                state.text.append(event.delta.text)
-                yield event.delta.text
-        state.message = await stream.get_final_message()
+    """Yield the text deltas of one streamed ``messages.create`` attempt.
+
+    ``state.message`` is the final :class:`StreamedMessage` once the generator is exhausted,
+    and ``state`` holds the usage seen so far at any moment (see :class:`StreamState`).
+
+    The SDK sends the request and raises for an error status as usual; the body is read as
+    raw Server-Sent Events (:class:`SSEDecoder`) and only the events the engine uses are
+    JSON-decoded (no SDK model per event: the SDK's per-event parsing and snapshotting cost
+    more than the rest of a short call). An ``event: error`` raises the SDK's
+    ``APIStatusError``, malformed JSON a ``json.JSONDecodeError``, a dropped connection the
+    ``httpx2`` error: all propagate unmapped. The caller bounds each step in time; closing the
+    generator closes the HTTP response.
+
+    ``on_sent`` is called with the monotonic time at which the built request is handed to the
+    HTTP layer (by the request hook of a :class:`ClientHandle`'s own http client).
+    """
+    manager = client.messages.with_streaming_response.create(**params, stream=True, timeout=timeout)
+    token = _ON_SENT.set(on_sent)
+    try:
+        response = await manager.__aenter__()
+    finally:
+        # Reset before the first yield: an async generator runs in its caller's context.
+        _ON_SENT.reset(token)
+    try:
+        http = response.http_response
+        state.headers = http.headers
+        state.request_id = http.headers.get("request-id")
+        message = StreamedMessage()
+        decoder = SSEDecoder()
+        loads = json.loads
+        async for chunk in http.aiter_bytes():
+            for kind, data in decoder.feed(chunk):
+                if kind == "content_block_delta":
+                    payload = loads(data)
+                    delta = payload.get("delta") if isinstance(payload, dict) else None
+                    if isinstance(delta, dict) and delta.get("type") == "text_delta":
+                        text = delta.get("text")
+                        if isinstance(text, str):
+                            message.add_text(payload.get("index"), text)
+                            state.text.append(text)
+                            yield text
+                elif kind in _READ_EVENTS:
+                    payload = loads(data)
+                    if isinstance(payload, dict):
+                        if kind != "content_block_start":
+                            state.observe(_namespace(payload))
+                        message.apply(kind, payload)
+                elif kind == "error":
+                    raise _error_event(data, http)
+        state.message = message if state.started else None
+    finally:
+        await manager.__aexit__(None, None, None)

@@ -80,6 +80,7 @@ class CallMetadata:
     tpot_s: float | None = None
     itl: dict[str, float | int] | None = None
     output_tokens_per_s: float | None = None
+    server_ttft_s: float | None = None
 
     def to_mapping(self) -> dict[str, Any]:
         """The ``AgentResult.metadata`` users read: every key of ``METADATA_KEYS``."""
@@ -109,6 +110,7 @@ class CallMetadata:
             "tpot_s": self.tpot_s,
             "itl": None if self.itl is None else dict(self.itl),
             "output_tokens_per_s": self.output_tokens_per_s,
+            "server_ttft_s": self.server_ttft_s,
         }
 
 
@@ -166,11 +168,15 @@ def attempt_usage(
 
 
 def stream_metrics(timing: StreamTiming | None, output_tokens: int) -> dict[str, Any]:
-    """``ttft_s``, ``tpot_s``, ``itl`` (gap summary) and ``output_tokens_per_s`` of one
-    streamed attempt that produced ``output_tokens``; every value None when not streamed."""
+    """``ttft_s``, ``tpot_s``, ``itl`` (gap summary), ``output_tokens_per_s`` and
+    ``server_ttft_s`` (the server's own TTFT, when it reports one) of one streamed attempt that
+    produced ``output_tokens``; every value None when not streamed."""
     if timing is None:
-        return {"ttft_s": None, "tpot_s": None, "itl": None, "output_tokens_per_s": None}
+        return dict.fromkeys(
+            ("ttft_s", "tpot_s", "itl", "output_tokens_per_s", "server_ttft_s"), None
+        )
     return {
+        "server_ttft_s": timing.server_ttft_s,
         "ttft_s": timing.ttft_s,
         "tpot_s": timing.tpot_s(output_tokens),
         "itl": timing.gaps.summary(),

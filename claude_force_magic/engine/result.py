@@ -43,6 +43,7 @@ METADATA_KEYS: tuple[str, ...] = (
     "tpot_s",
     "itl",
     "output_tokens_per_s",
+    "server_ttft_s",
 )
 
 
@@ -73,6 +74,7 @@ def empty_metadata(model: str | None = None) -> dict[str, Any]:
         "tpot_s": None,
         "itl": None,
         "output_tokens_per_s": None,
+        "server_ttft_s": None,
     }
 
 

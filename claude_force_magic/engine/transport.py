@@ -49,6 +49,7 @@ __all__ = [
     "GapSummary",
     "InMemoryTransport",
     "MessagesTransport",
+    "PieceDeadline",
     "SDKTransport",
     "StreamTiming",
 ]
@@ -112,11 +113,14 @@ class GapSummary:
 class StreamTiming:
     """When one streamed attempt was sent and when its text deltas arrived (monotonic clock).
 
-    ``sent_at`` is taken just before the request goes out; :meth:`delta` is called as each
-    text delta arrives. ``first_at``/``last_at`` are None until the first delta.
+    ``sent_at`` starts as the time the attempt began and is moved by :meth:`sent` to when the
+    built request was handed to the HTTP layer (so the SDK's request building is not part of
+    the time to first token); :meth:`delta` is called as each text delta arrives.
+    ``first_at``/``last_at`` are None until the first delta. ``server_ttft_s`` is the
+    server's own account of its time to first token, when it gives one (the simulator does).
     """
 
-    __slots__ = ("deltas", "first_at", "gaps", "last_at", "sent_at")
+    __slots__ = ("deltas", "first_at", "gaps", "last_at", "sent_at", "server_ttft_s")
 
     def __init__(self, sent_at: float | None = None) -> None:
         self.sent_at = time.monotonic() if sent_at is None else sent_at
@@ -124,6 +128,13 @@ class StreamTiming:
         self.last_at: float | None = None
         self.deltas = 0
         self.gaps = GapSummary()
+        self.server_ttft_s: float | None = None
+
+    def sent(self, at: float) -> None:
+        """Note that the request was handed to the HTTP layer at ``at`` (monotonic), before
+        any delta; a later call (a redirect) moves it again."""
+        if self.first_at is None:
+            self.sent_at = at
 
     def delta(self, now: float | None = None) -> None:
         """Note one text delta arriving now (or at ``now``)."""
@@ -168,6 +179,64 @@ class AttemptState(StreamState):
 
 
 OnText = Callable[[str], None]
+
+
+class PieceDeadline:
+    """A per-piece timeout for the running task that needs no task per piece (Python 3.10+).
+
+    Made inside the task it guards, it cancels that task when ``timeout`` seconds pass without
+    a :meth:`reset`. :meth:`reset` is O(1) (it notes the time; no timer is re-armed per piece):
+    one timer runs at a time, and when it fires early because a piece came since, it re-arms
+    itself for the new due time. When the guarded code sees ``CancelledError``,
+    :meth:`expired` says whether this deadline caused it (turn it into a timeout) or not (an
+    outside cancel: let it propagate). Where tasks count cancel requests (3.11+), an outside
+    cancel that came after the deadline fired wins; on 3.10 a fired deadline is a timeout.
+    :meth:`cancel` stops the timer; call it in ``finally``.
+    """
+
+    __slots__ = ("_before", "_due", "_fired", "_handle", "_loop", "_task", "_timeout")
+
+    def __init__(self, timeout: float) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            raise RuntimeError("PieceDeadline must be made inside a task")
+        self._task = task
+        self._loop = asyncio.get_running_loop()
+        self._timeout = timeout
+        self._fired = False
+        self._before = 0
+        self._due = self._loop.time() + timeout
+        self._handle: asyncio.TimerHandle | None = self._loop.call_at(self._due, self._check)
+
+    def reset(self, now: float | None = None) -> None:
+        """A piece arrived (at ``now``, monotonic): the next one is due ``timeout`` later."""
+        self._due = (self._loop.time() if now is None else now) + self._timeout
+
+    def _check(self) -> None:
+        if self._loop.time() < self._due:
+            self._handle = self._loop.call_at(self._due, self._check)
+            return
+        self._handle = None
+        self._fired = True
+        # The task's cancel count before ours: not always 0, as a library that cancels the
+        # task inside its own scope may not take its request back on 3.10 (anyio does not).
+        cancelling = getattr(self._task, "cancelling", None)
+        self._before = cancelling() if cancelling is not None else 0
+        self._task.cancel()
+
+    def expired(self) -> bool:
+        """True when this deadline cancelled the task and nobody else did since (takes our
+        cancel request back where tasks count them, so the task is not left cancelling)."""
+        if not self._fired:
+            return False
+        uncancel = getattr(self._task, "uncancel", None)
+        return uncancel is None or uncancel() <= self._before
+
+    def cancel(self) -> None:
+        """Stop the timer (idempotent)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 @runtime_checkable
@@ -264,18 +333,26 @@ class SDKTransport:
     ) -> None:
         state.streamed = True
         timing = state.timing = StreamTiming()
-        chunks = stream_message(client, params, state, timeout=timeout + 5)
+        chunks = stream_message(client, params, state, timeout=timeout + 5, on_sent=timing.sent)
+        deadline = PieceDeadline(timeout)
         try:
-            while True:
-                try:
-                    piece = await asyncio.wait_for(chunks.__anext__(), timeout)
-                except StopAsyncIteration:
-                    break
-                timing.delta()
-                if on_text is not None:
-                    on_text(piece)
-        finally:
-            await chunks.aclose()
+            try:
+                async for piece in chunks:
+                    timing.delta()
+                    deadline.reset()
+                    if on_text is not None:
+                        on_text(piece)
+            finally:
+                deadline.cancel()
+                timing.server_ttft_s = state.server_ttft_s
+                await chunks.aclose()
+        except asyncio.CancelledError:
+            if deadline.expired():
+                raise APITimeoutError(
+                    f"No part of the streamed answer arrived within {timeout:g}s (the per-piece "
+                    "timeout); raise timeout_seconds, or retry."
+                ) from None
+            raise
 
 
 Reply = str | Answer | APIError

@@ -821,7 +821,8 @@ class Simulator:
             if latency.per_token == 0.0:
                 await response.write(b"".join(e for e, _ in events[: plan.first_delta]))
                 await self._sleep(arrived + ttft - time.monotonic())
-                exchange.first_delta_s = time.monotonic() - arrived
+                exchange.first_delta_s = served = time.monotonic() - arrived
+                plan.with_served_ttft(served)
                 await response.write(b"".join(e for e, _ in events[plan.first_delta :]))
             else:
                 await self._paced(response, exchange, plan, ttft, latency.per_token, arrived)
@@ -850,6 +851,7 @@ class Simulator:
                 await self._sleep(arrived + ttft - time.monotonic())
                 first_at = time.monotonic()
                 exchange.first_delta_s = first_at - arrived
+                plan.with_served_ttft(exchange.first_delta_s)
             elif i > plan.first_delta:
                 tokens_sent += tokens
                 wait = first_at + tokens_sent * per_token - time.monotonic()

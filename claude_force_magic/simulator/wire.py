@@ -15,6 +15,7 @@ from .prompt_cache import CacheUsage
 from .text import REFUSAL_TEXT, Answer, chunk_text, estimate_tokens
 
 __all__ = [
+    "SERVED_TTFT_FIELD",
     "StreamPlan",
     "build_content",
     "error_body",
@@ -23,6 +24,12 @@ __all__ = [
 ]
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+#: The extra field of a paced stream's ``message_delta`` event that says, in milliseconds, how
+#: long the simulator took from the request's arrival to writing the first text delta (what it
+#: served, per request, so a client in another process can compute its own overhead). Clients
+#: that do not know it ignore it, as they ignore any unknown field.
+SERVED_TTFT_FIELD = "sim_served_ttft_ms"
 
 REFUSAL_DETAILS: dict[str, Any] = {"type": "refusal", "category": None, "explanation": None}
 
@@ -148,12 +155,24 @@ class StreamPlan:
     ``events[i]`` is ``(bytes, tokens)``: write the bytes after waiting ``tokens`` times the
     per-token delay. ``first_delta`` is the index of the first text delta (where time to first
     token applies). If ``abort`` is set, the connection is aborted after the last event.
+    ``message_delta`` is the index of the (well-formed) ``message_delta`` event and its payload,
+    for :meth:`with_served_ttft`; None when the stream has none (an error or a broken one).
     """
 
     events: list[tuple[bytes, int]]
     first_delta: int
     abort: bool
     answer: Answer
+    message_delta: tuple[int, dict[str, Any]] | None = None
+
+    def with_served_ttft(self, seconds: float) -> None:
+        """Rewrite the ``message_delta`` event to carry :data:`SERVED_TTFT_FIELD` (``seconds``
+        in ms); no-op without a well-formed ``message_delta``. Call once the first delta is out."""
+        if self.message_delta is None:
+            return
+        index, payload = self.message_delta
+        data = {**payload, SERVED_TTFT_FIELD: round(seconds * 1000.0, 3)}
+        self.events[index] = (_event("message_delta", data), self.events[index][1])
 
 
 def _broken(event: bytes) -> bytes:
@@ -227,11 +246,12 @@ def stream_plan(
         "usage": {"output_tokens": given.output_tokens},
     }
     data = _event("message_delta", message_delta)
+    well_formed: tuple[int, dict[str, Any]] | None = (len(events), message_delta)
     if fault == Fault.MALFORMED_JSON and not broken:
-        data = _broken(data)
+        data, well_formed = _broken(data), None
     events.append((data, 0))
     events.append((MESSAGE_STOP, 0))
-    return StreamPlan(events, first_delta, False, given)
+    return StreamPlan(events, first_delta, False, given, well_formed)
 
 
 def _fail(

@@ -34,7 +34,7 @@ AGENT = "python-expert"
 TASK = "Write a python function that parses a streaming response, with a class and examples."
 TTFT = 0.3
 PER_TOKEN = 0.01
-STREAM_KEYS = ("ttft_s", "tpot_s", "itl", "output_tokens_per_s")
+STREAM_KEYS = ("ttft_s", "tpot_s", "itl", "output_tokens_per_s", "server_ttft_s")
 
 
 @pytest.fixture
