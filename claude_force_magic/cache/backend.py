@@ -138,7 +138,9 @@ INDEX_SCHEMA = (
     "CREATE {temp} TABLE IF NOT EXISTS CfmIndexState (id INTEGER PRIMARY KEY CHECK (id = 0),"
     " max_rowid INTEGER NOT NULL, row_deletes INTEGER NOT NULL, updates INTEGER NOT NULL)",
     "CREATE INDEX IF NOT EXISTS {schema}CfmIndex_created ON CfmIndex (created)",
-    "CREATE INDEX IF NOT EXISTS {schema}CfmIndex_agent ON CfmIndex (agent, created)",
+    # One index only: each index is one more page every set writes. A filter by agent walks
+    # CfmIndex_created (as a filter by model does); older releases also kept (agent, created).
+    "DROP INDEX IF EXISTS {schema}CfmIndex_agent",
 )
 #: One index row: rowid, store_time, agent, model, created, expires, size, cost.
 INDEX_ROW = "INSERT OR REPLACE INTO CfmIndex VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -150,6 +152,13 @@ ACTIVITY_KEEP_MINUTES = 24 * 60
 _ACTIVITY = (
     "INSERT INTO CfmActivity (minute, hits, misses) VALUES (?, ?, ?) ON CONFLICT (minute)"
     " DO UPDATE SET hits = hits + excluded.hits, misses = misses + excluded.misses"
+)
+#: diskcache's index on ``expire_time``, for the rows that have one (none of ours do).
+_EXPIRE_INDEX = (
+    "CREATE INDEX Cache_expire_time ON Cache (expire_time) WHERE expire_time IS NOT NULL"
+)
+_EXPIRE_INDEX_SQL = (
+    "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'Cache_expire_time'"
 )
 #: What a read-only backend reads when the directory holds no cache.db yet.
 _EMPTY_SCHEMA = (
@@ -404,6 +413,7 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
             self._disk.max_value_bytes = max_value_bytes
             for statement in (*_SCHEMA, *INDEX_SCHEMA):
                 self._sql_retry(statement.format(temp="", schema=""))
+            self._narrow_expire_index()
         except (sqlite3.Error, diskcache.Timeout) as exc:
             if isinstance(exc, diskcache.Timeout) or is_write_failure(exc):
                 raise CacheWriteError(
@@ -413,6 +423,22 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
                 f"Could not open the cache database in {directory}: {exc}. If the file is "
                 "damaged, delete the directory (it only holds cached answers)."
             ) from exc
+
+    def _narrow_expire_index(self) -> None:
+        """Keep diskcache's ``Cache_expire_time`` index to rows with an expiry time.
+
+        The cache never sets ``expire_time`` (expiry is signed into the entry), yet a full
+        index gains an entry, and every set one more written page, per row. diskcache creates
+        the index only if none of that name exists, so a partial one of the same name stays;
+        its own expiry queries (``expire_time IS NOT NULL AND ...``) can still use it. A
+        database made by an older release is converted once, in one transaction.
+        """
+        found = self._sql(_EXPIRE_INDEX_SQL).fetchall()
+        if found and "WHERE" in str(found[0][0]).upper():
+            return
+        with self._transact(retry=True) as (sql, _cleanup):
+            sql("DROP INDEX IF EXISTS Cache_expire_time")
+            sql(_EXPIRE_INDEX)
 
     def reset(self, key: str, value: Any = ENOVAL, update: bool = True) -> Any:
         """diskcache's settings hook, restricted to our own values (see module docstring)."""

@@ -1,0 +1,69 @@
+"""What one ``set`` writes: only the indexes the cache uses (each is a page per set).
+
+See benchmarks/bench_cache.py (goal: set within 1.3x raw diskcache) and docs/cache.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from claude_force_magic.cache import ResponseCache
+from claude_force_magic.cache.inspect import CacheView, Query
+
+from .conftest import db_execute, fetch, put
+
+_FULL_EXPIRE_INDEX = "CREATE INDEX Cache_expire_time ON Cache (expire_time)"
+
+
+def _index_sql(directory: Path, name: str) -> str | None:
+    rows = db_execute(directory, "SELECT sql FROM sqlite_master WHERE name = ?", (name,))
+    return rows[0][0] if rows else None
+
+
+def _expire_index_entries(directory: Path) -> int:
+    rows = db_execute(
+        directory, "SELECT COUNT(*) FROM Cache INDEXED BY Cache_expire_time WHERE expire_time > 0"
+    )
+    return int(rows[0][0])
+
+
+def test_a_set_adds_no_entry_to_diskcaches_expire_index(cache: ResponseCache) -> None:
+    for i in range(5):
+        put(cache, f"task {i}")
+    sql = _index_sql(cache.directory, "Cache_expire_time")
+    assert sql is not None and "WHERE expire_time IS NOT NULL" in sql
+    # The partial index holds only rows with an expiry: none of ours.
+    assert _expire_index_entries(cache.directory) == 0
+    assert _index_sql(cache.directory, "CfmIndex_agent") is None
+
+
+def test_a_database_of_an_older_release_is_converted_once(
+    make_cache: Callable[..., ResponseCache], cache_path: Path
+) -> None:
+    first = make_cache()
+    for i in range(3):
+        put(first, f"task {i}")
+    first.close()
+    # As an older release left it: diskcache's full expiry index and an (agent, created) index.
+    db_execute(cache_path, "DROP INDEX Cache_expire_time")
+    db_execute(cache_path, _FULL_EXPIRE_INDEX)
+    db_execute(cache_path, "CREATE INDEX CfmIndex_agent ON CfmIndex (agent, created)")
+
+    again = make_cache()
+    sql = _index_sql(cache_path, "Cache_expire_time")
+    assert sql is not None and "WHERE" in sql
+    assert _index_sql(cache_path, "CfmIndex_agent") is None
+    assert all(fetch(again, f"task {i}") is not None for i in range(3))
+    page = CacheView(again).page(Query(agent="python-expert"))
+    assert page.total == 3
+    report = again.verify()
+    assert report.valid == 3 and not report.invalid
+
+
+def test_an_edited_expiry_still_finds_the_partial_index(cache: ResponseCache) -> None:
+    put(cache, "task")
+    db_execute(cache.directory, "UPDATE Cache SET expire_time = 1")
+    assert _expire_index_entries(cache.directory) == 1
+    # The expiry is signed into the entry: diskcache's column changes nothing.
+    assert fetch(cache, "task") is not None
