@@ -116,24 +116,59 @@ def _text(value: object, name: str) -> bytes:
 
 
 def _payload(body: Mapping[str, Any]) -> bytes:
-    """The payload of ``body``: fixed fields, agent, model, metadata JSON, response."""
+    """The payload of ``body``: fixed fields, agent, model, metadata JSON, response.
+
+    Runs on every ``set``: plain comparisons instead of generators, and the metadata of the
+    usual shape written by hand (see :func:`_metadata_json`).
+    """
     agent = _text(body["agent_name"], "agent_name")
     model = _text(body["model"], "model")
     response = _text(body["response"], "response")
     metadata = body["metadata"]
     if type(metadata) is not dict:
         raise TypeError(f"metadata must be a dict, not {type(metadata).__name__}")
-    meta = _ENCODER.encode(metadata).encode("utf-8", "surrogatepass")
-    numbers = [body[name] for name in ("input_tokens", "output_tokens")]
-    if any(type(n) is not int for n in numbers):
-        raise TypeError(f"token counts must be ints, not {numbers!r}")
-    if any(not 0 <= n < 2**64 for n in numbers):
-        raise ValueError(f"token counts must be from 0 to 2**64-1, not {numbers!r}")
-    times = [float(body[name]) for name in ("estimated_cost", "created_at", "expires_at")]
-    if not all(map(math.isfinite, times)):
-        raise ValueError(f"cost and times must be finite numbers, not {times!r}")
-    fixed = _FIXED.pack(*numbers, *times, len(agent), len(model), len(meta))
+    meta = _metadata_json(metadata).encode("utf-8", "surrogatepass")
+    tokens_in, tokens_out = body["input_tokens"], body["output_tokens"]
+    if type(tokens_in) is not int or type(tokens_out) is not int:
+        raise TypeError(f"token counts must be ints, not {[tokens_in, tokens_out]!r}")
+    if not (0 <= tokens_in < 2**64 and 0 <= tokens_out < 2**64):
+        raise ValueError(f"token counts must be from 0 to 2**64-1, not {[tokens_in, tokens_out]!r}")
+    cost, created, expires = (
+        float(body["estimated_cost"]),
+        float(body["created_at"]),
+        float(body["expires_at"]),
+    )
+    if not (_isfinite(cost) and _isfinite(created) and _isfinite(expires)):
+        raise ValueError(f"cost and times must be finite numbers, not {[cost, created, expires]!r}")
+    fixed = _FIXED.pack(
+        tokens_in, tokens_out, cost, created, expires, len(agent), len(model), len(meta)
+    )
     return b"".join((fixed, agent, model, meta, response))
+
+
+#: How the encoder writes the three JSON constants.
+_CONSTANTS = {None: "null", True: "true", False: "false"}
+_quote = json.encoder.encode_basestring  # what the encoder uses with ensure_ascii=False
+
+
+def _metadata_json(metadata: dict[str, Any]) -> str:
+    """``_ENCODER.encode(metadata)``; a dict of str keys and str, int, bool or None values
+    (stop reason, request id, token counts...) is written by hand, exactly as the encoder
+    would (insertion order, no spaces); anything else takes the encoder."""
+    parts = []
+    for name, value in metadata.items():
+        kind = type(value)
+        if type(name) is not str:
+            return _ENCODER.encode(metadata)
+        if kind is str:
+            parts.append(_quote(name) + ":" + _quote(value))
+        elif kind is int:
+            parts.append(_quote(name) + ":" + int.__repr__(value))
+        elif kind is bool or value is None:
+            parts.append(_quote(name) + ":" + _CONSTANTS[value])
+        else:
+            return _ENCODER.encode(metadata)
+    return "{" + ",".join(parts) + "}"
 
 
 def _parse(payload: bytes | memoryview) -> dict[str, Any]:

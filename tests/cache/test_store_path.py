@@ -7,8 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from claude_force_magic.cache import ResponseCache
+import pytest
+
+from claude_force_magic.cache import ResponseCache, signing
 from claude_force_magic.cache.inspect import CacheView, Query
 
 from .conftest import db_execute, fetch, put
@@ -67,3 +70,29 @@ def test_an_edited_expiry_still_finds_the_partial_index(cache: ResponseCache) ->
     assert _expire_index_entries(cache.directory) == 1
     # The expiry is signed into the entry: diskcache's column changes nothing.
     assert fetch(cache, "task") is not None
+
+
+_METADATA_SHAPES: list[dict[Any, Any]] = [
+    {},
+    {"stop_reason": "end_turn"},
+    {"stop_reason": "max_tokens", "request_id": "req_1", "cache_read": 12, "partial": False},
+    {'quote"and\\slash': "line\nbreak\ttab\x00nul", "unicode": "héllo ☃ 𝄞", "none": None},
+    {"lone": "\ud800 surrogate", "big": 2**70, "negative": -3, "yes": True},
+    {"float": 0.1, "nested": {"a": [1, 2.5, None]}},  # not flat: the encoder's path
+    {1: "int key", "b": "x"},  # the encoder turns the key into "1"
+    {"later": 1, "earlier": 2},  # insertion order, not sorted
+]
+
+
+@pytest.mark.parametrize("metadata", _METADATA_SHAPES)
+def test_metadata_is_written_exactly_as_the_json_encoder_writes_it(
+    metadata: dict[Any, Any],
+) -> None:
+    assert signing._metadata_json(metadata) == signing._ENCODER.encode(metadata)
+
+
+def test_sealed_entries_open_with_their_metadata(cache: ResponseCache) -> None:
+    for i, metadata in enumerate(_METADATA_SHAPES[:5]):
+        put(cache, f"task {i}", metadata=metadata)
+        found = fetch(cache, f"task {i}")
+        assert found is not None and found["metadata"] == metadata
