@@ -27,7 +27,6 @@ Thread- and process-safe: each thread uses its own SQLite connection; writes run
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
@@ -260,37 +259,67 @@ def _translate(exc: BaseException, timeout: float) -> BaseException:
 
 
 class _Transaction:
-    """diskcache's transaction with its errors translated to CacheError.
+    """diskcache's ``_transact`` (``retry=False``) without its generator, errors translated to
+    CacheError: it runs on every set.
 
-    A plain class rather than a generator-based context manager: it runs on every get and set.
+    The same steps as diskcache: a transaction already held by this thread is joined (no
+    nested BEGIN); ``BEGIN IMMEDIATE`` failing means the lock was not obtained in time (the
+    value file written for this transaction is removed); an error inside rolls back; value
+    files handed to ``cleanup`` are removed after the commit.
     """
 
-    __slots__ = ("_inner", "_timeout")
+    __slots__ = ("_began", "_db", "_filename", "_files", "_sql")
 
-    def __init__(self, inner: contextlib.AbstractContextManager[Any], timeout: float) -> None:
-        self._inner = inner
-        self._timeout = timeout
+    def __init__(self, db: Backend, filename: str | None) -> None:
+        self._db = db
+        self._filename = filename
+        self._files: list[Any] = []
+        self._began = False
 
     def __enter__(self) -> tuple[Sql, Cleanup]:
+        db = self._db
         try:
-            pair: tuple[Sql, Cleanup] = self._inner.__enter__()
-        except (diskcache.Timeout, sqlite3.Error) as exc:
-            raise _translate(exc, self._timeout) from exc
-        return pair
+            sql: Sql = db._sql
+        except sqlite3.Error as exc:
+            raise _translate(exc, db._timeout) from exc
+        self._sql = sql
+        tid = threading.get_ident()
+        if db._txn_id != tid:
+            try:
+                sql("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError:
+                if self._filename is not None:
+                    db._disk.remove(self._filename)
+                raise _translate(diskcache.Timeout(), db._timeout) from None
+            db._txn_id = tid
+            self._began = True
+        return sql, self._files.append
 
     def __exit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> None:
+        db = self._db
+        began, self._began = self._began, False
         try:
-            suppressed = bool(self._inner.__exit__(exc_type, exc, tb))
-        except (diskcache.Timeout, sqlite3.Error) as error:
-            raise _translate(error, self._timeout) from error
-        if not suppressed and isinstance(exc, sqlite3.Error):  # raised by a statement inside
-            raise _translate(exc, self._timeout) from exc
-        return suppressed
+            if exc_type is not None:
+                if began:
+                    db._txn_id = None
+                    self._sql("ROLLBACK")
+            elif began:
+                db._txn_id = None
+                self._sql("COMMIT")
+        except sqlite3.Error as error:
+            raise _translate(error, db._timeout) from error
+        if isinstance(exc, sqlite3.Error):  # raised by a statement inside
+            raise _translate(exc, db._timeout) from exc
+        if exc_type is None:
+            remove = db._disk.remove
+            for name in self._files:
+                if name is not None:
+                    remove(name)
 
 
 class _Reads:
@@ -456,7 +485,7 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
         when the lock is not obtained within the timeout or SQLite fails; on any error the
         transaction is rolled back (and ``filename``, a value file written for it, removed).
         """
-        return _Transaction(self._transact(retry=False, filename=filename), self._timeout)
+        return _Transaction(self, filename)
 
     # -- operations used by ResponseCache ----------------------------------------------------
 

@@ -563,7 +563,8 @@ class ResponseCache:
             self._write_failed(db, CacheWriteError("read-only"))
             return False
         try:
-            db.put(key, blob, tag=agent_name, batch=self._pending.take(), index=index)
+            batch = None if self._pending.empty else self._pending.take()
+            db.put(key, blob, tag=agent_name, batch=batch, index=index)
         except CacheWriteError as exc:
             self._write_failed(db, exc)
             return False
