@@ -5,6 +5,7 @@ See benchmarks/bench_cache.py (goal: set within 1.3x raw diskcache) and docs/cac
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,9 @@ from typing import Any
 import pytest
 
 from claude_force_magic.cache import ResponseCache, signing
+from claude_force_magic.cache.backend import Backend, CacheWriteError
 from claude_force_magic.cache.inspect import CacheView, Query
+from claude_force_magic.errors import CacheError
 
 from .conftest import db_execute, fetch, put
 
@@ -96,3 +99,48 @@ def test_sealed_entries_open_with_their_metadata(cache: ResponseCache) -> None:
         put(cache, f"task {i}", metadata=metadata)
         found = fetch(cache, f"task {i}")
         assert found is not None and found["metadata"] == metadata
+
+
+# -- the write transaction (diskcache's rules, without its generator) ----------------------
+
+
+def test_a_locked_database_refuses_the_write_and_removes_its_value_file(tmp_path: Path) -> None:
+    db = Backend(tmp_path / "c", size_limit=2**30, timeout=0.05)
+    holder = sqlite3.connect(tmp_path / "c" / "cache.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with pytest.raises(CacheWriteError, match="locked"):
+            db.put("key", b"v" * 40_000, "agent")  # written to its own file before the lock
+        assert list(db._disk.value_files()) == []
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    db.put("key", b"v" * 40_000, "agent")
+    assert len(list(db._disk.value_files())) == 1
+    assert db.read_row("key") is not None
+    db.close()
+
+
+def test_a_failed_statement_rolls_back_and_the_next_write_works(cache: ResponseCache) -> None:
+    db = cache._db
+    assert isinstance(db, Backend)
+    with pytest.raises(CacheError, match="no such table"), db.transaction() as (sql, _cleanup):
+        Backend.bump(sql, deletes=5)
+        sql("SELECT * FROM NoSuchTable")
+    assert cache.get_stats()["deletes"] == 0
+    put(cache, "after")
+    assert fetch(cache, "after") is not None
+
+
+def test_a_set_inside_a_held_transaction_joins_it(cache: ResponseCache) -> None:
+    db = cache._db
+    assert isinstance(db, Backend)
+    with pytest.raises(RuntimeError), db.transaction():
+        put(cache, "rolled back")
+        raise RuntimeError("the outer transaction fails")
+    assert fetch(cache, "rolled back") is None
+    with db.transaction():
+        put(cache, "one")
+        put(cache, "two")
+    assert fetch(cache, "one") is not None and fetch(cache, "two") is not None
+    assert cache.get_stats()["entries"] == 2
