@@ -84,7 +84,8 @@ _SELECT_PAGE = (
     " FROM Cache WHERE rowid > ? ORDER BY rowid LIMIT ?"
 )
 _PREPARE_PUT = (
-    "SELECT c.rowid, c.filename, p.page_count, s.value FROM pragma_page_count AS p"
+    "SELECT c.rowid, c.filename, p.page_count - f.freelist_count, s.value"
+    " FROM pragma_page_count AS p, pragma_freelist_count AS f"
     " LEFT JOIN Settings AS s ON s.key = 'size'"
     " LEFT JOIN Cache AS c ON c.key = ? AND c.raw = 1"
 )
@@ -169,7 +170,8 @@ _EMPTY_SCHEMA = (
 #: SQLite's files in the cache directory; each must be a regular file if it exists.
 _DB_FILES = ("cache.db", "cache.db-wal", "cache.db-shm", "cache.db-journal")
 _READ_VOLUME = (
-    "SELECT p.page_count, s.value FROM pragma_page_count AS p"
+    "SELECT p.page_count - f.freelist_count, s.value"
+    " FROM pragma_page_count AS p, pragma_freelist_count AS f"
     " LEFT JOIN Settings AS s ON s.key = 'size'"
 )
 _READ_STATS = (  # column names come from the fixed COUNTERS tuple
@@ -432,6 +434,11 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
             "size_limit": int(size_limit),
             "disk_min_file_size": int(min_file_size),
             "disk_pickle_protocol": 0,
+            # No auto-vacuum (diskcache's default is FULL): FULL writes a pointer-map page on
+            # every set that grows the file and moves pages at each commit that frees some.
+            # Freed pages are reused by later sets instead (the file keeps its largest size;
+            # the volume counts only pages in use). Takes effect for a new cache.db.
+            "sqlite_auto_vacuum": 0,
             # ON for an encrypted cache: a deleted row's bytes (an entry stored in clear before
             # encryption was turned on) are overwritten with zeros, not left in free space.
             "sqlite_secure_delete": int(bool(secure_delete)),

@@ -144,3 +144,20 @@ def test_a_set_inside_a_held_transaction_joins_it(cache: ResponseCache) -> None:
         put(cache, "two")
     assert fetch(cache, "one") is not None and fetch(cache, "two") is not None
     assert cache.get_stats()["entries"] == 2
+
+
+def test_space_freed_by_clear_is_reused_without_evicting_new_entries(
+    make_cache: Callable[..., ResponseCache],
+) -> None:
+    # The file keeps its size after a clear (no auto-vacuum); its free pages must not count
+    # toward max_size_mb, or the next sets would evict each other.
+    cache = make_cache(max_size_mb=1)
+    for i in range(600):  # about 1.5 MB of answers: the cache culls to stay under 1 MB
+        put(cache, f"old {i}", "x" * 2500)
+    assert cache.get_stats()["evictions"] > 0
+    cache.clear()
+    assert cache.get_stats()["size_bytes"] < 200_000
+    for i in range(100):
+        put(cache, f"new {i}", "y" * 2500)
+    assert all(fetch(cache, f"new {i}") is not None for i in range(100))
+    assert cache.get_stats()["entries"] == 100
