@@ -434,11 +434,6 @@ class Backend(_Reads, diskcache.Cache):  # type: ignore[misc]  # diskcache: no h
             "size_limit": int(size_limit),
             "disk_min_file_size": int(min_file_size),
             "disk_pickle_protocol": 0,
-            # No auto-vacuum (diskcache's default is FULL): FULL writes a pointer-map page on
-            # every set that grows the file and moves pages at each commit that frees some.
-            # Freed pages are reused by later sets instead (the file keeps its largest size;
-            # the volume counts only pages in use). Takes effect for a new cache.db.
-            "sqlite_auto_vacuum": 0,
             # ON for an encrypted cache: a deleted row's bytes (an entry stored in clear before
             # encryption was turned on) are overwritten with zeros, not left in free space.
             "sqlite_secure_delete": int(bool(secure_delete)),

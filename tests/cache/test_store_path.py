@@ -147,15 +147,22 @@ def test_a_set_inside_a_held_transaction_joins_it(cache: ResponseCache) -> None:
 
 
 def test_space_freed_by_clear_is_reused_without_evicting_new_entries(
-    make_cache: Callable[..., ResponseCache],
+    make_cache: Callable[..., ResponseCache], cache_path: Path
 ) -> None:
-    # The file keeps its size after a clear (no auto-vacuum); its free pages must not count
-    # toward max_size_mb, or the next sets would evict each other.
+    # A cache.db made without auto-vacuum (here by hand: SQLite's own default) keeps freed
+    # pages in the file; they must not count toward max_size_mb, or the sets after a clear
+    # would evict each other.
+    cache_path.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(cache_path / "cache.db") as con:
+        con.execute("PRAGMA auto_vacuum = NONE")
+        con.execute("CREATE TABLE Unrelated (x)")  # fixes the mode: it cannot change now
     cache = make_cache(max_size_mb=1)
     for i in range(600):  # about 1.5 MB of answers: the cache culls to stay under 1 MB
         put(cache, f"old {i}", "x" * 2500)
     assert cache.get_stats()["evictions"] > 0
     cache.clear()
+    with sqlite3.connect(cache_path / "cache.db") as con:
+        assert con.execute("PRAGMA freelist_count").fetchone()[0] > 100  # space kept free
     assert cache.get_stats()["size_bytes"] < 200_000
     for i in range(100):
         put(cache, f"new {i}", "y" * 2500)
