@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -28,7 +26,6 @@ from claude_force_magic.engine.transport import AttemptState, PieceDeadline, SDK
 from claude_force_magic.errors import APITimeoutError
 from claude_force_magic.simulator import Latency, Simulator
 
-ROOT = Path(__file__).resolve().parents[2]
 PARAMS: dict[str, Any] = {
     "model": "claude-haiku-4-5",
     "max_tokens": 64,
@@ -119,18 +116,21 @@ async def test_an_injected_http_client_is_used_as_is(paced_sim: Simulator) -> No
 # ------------------------------------------------------------------ the per-piece deadline
 
 
-async def test_a_stalled_piece_cancels_and_is_reported_as_expired() -> None:
-    async def guarded() -> str:
-        deadline = PieceDeadline(0.05)
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            return "timeout" if deadline.expired() else "cancel"
-        finally:
-            deadline.cancel()
-        return "finished"
+async def _stall_under(timeout: float) -> str:
+    """Wait 30 s for a piece under a ``timeout`` per-piece deadline: "timeout" when the
+    deadline cancelled the wait, "cancel" when something else did."""
+    deadline = PieceDeadline(timeout)
+    try:
+        await asyncio.sleep(30)
+    except asyncio.CancelledError:
+        return "timeout" if deadline.expired() else "cancel"
+    finally:
+        deadline.cancel()
+    return "finished"
 
-    task = asyncio.ensure_future(guarded())
+
+async def test_a_stalled_piece_cancels_and_is_reported_as_expired() -> None:
+    task = asyncio.ensure_future(_stall_under(0.05))
     assert await task == "timeout"
     if sys.version_info >= (3, 11):
         assert task.cancelling() == 0  # our cancel request was consumed, none is left behind
@@ -206,22 +206,15 @@ async def test_a_cancel_count_left_behind_by_a_library_does_not_hide_a_timeout()
     # anyio on 3.10 (with pytest-asyncio's backported task) cancels the task inside its own
     # scope and never takes the request back: the task's count stays at 1. Our deadline's
     # timeout must still be a timeout (it was reported as a cancel).
-    async def guarded() -> bool:
+    async def guarded() -> str:
         me = asyncio.current_task()
         assert me is not None
         me.cancel()
         with contextlib.suppress(asyncio.CancelledError):  # no uncancel(): the count stays 1
             await asyncio.sleep(0)
-        deadline = PieceDeadline(0.05)
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            return deadline.expired()
-        finally:
-            deadline.cancel()
-        return False
+        return await _stall_under(0.05)
 
-    assert await asyncio.ensure_future(guarded()) is True
+    assert await asyncio.ensure_future(guarded()) == "timeout"
 
 
 async def test_a_stream_stalled_mid_way_times_out() -> None:
@@ -294,10 +287,16 @@ async def cancelled():
         await asyncio.sleep(30)
     except asyncio.CancelledError:
         return deadline.expired()
+    finally:
+        deadline.cancel()
 
 async def main():
     assert await stalled() is True
     assert await steady() is False
+    task = asyncio.ensure_future(cancelled())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    assert await task is False  # an outside cancel is not our timeout
     task = asyncio.ensure_future(cancelled())
     await asyncio.sleep(0.05)
     task.cancel()
@@ -308,24 +307,9 @@ print("ok")
 """
 
 
-def _python310() -> str | None:
-    for exe in ("/root/.pyenv/versions/3.10.13/bin/python3", shutil.which("python3.10")):
-        if exe and Path(exe).exists():
-            return exe
-    return None
-
-
-def test_the_deadline_works_on_python_310() -> None:
-    exe = _python310()
-    if exe is None:
-        pytest.skip("no python3.10 interpreter on this machine")
-    proc = subprocess.run(
-        [exe, "-c", PY310_DEADLINE],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-    )
+def test_the_deadline_works_on_python_310(
+    run_on_python310: Callable[[str], subprocess.CompletedProcess[str]],
+) -> None:
+    proc = run_on_python310(PY310_DEADLINE)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "ok"
