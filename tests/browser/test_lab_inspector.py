@@ -149,3 +149,24 @@ def test_inspector_filter_preview_delete_refresh(page: Any, lab: Lab, tmp_path: 
         "foreign_requests": [],
     }
     assert nb.error_outputs() == []
+
+
+@pytest.mark.timeout(180)
+def test_an_hour_without_lookups_says_so_in_the_plot(page: Any, lab: Lab, tmp_path: Path) -> None:
+    # Entries stored, none looked up (a cache of its own: other tests' lookups are not here).
+    own = f"%config AgentMagics.cache_dir = {str(tmp_path / 'quiet-cache')!r}"
+    setup = SETUP.replace("%agent simulate on", f"%agent simulate on\n{own}")
+    lab.write_notebook("quiet.ipynb", [setup, "%agent cache"])
+    nb = NotebookPage.open(page, lab, "quiet.ipynb")
+    nb.run_cell(0)
+    nb.run_cell(1)
+    box = nb.outputs(1).locator(".cfm-inspector").first
+    box.wait_for(timeout=60_000)
+    wait_text(box, "130 entries")
+    plot = box.locator("svg.cfm-activity")
+    assert plot.locator("rect").count() == 1  # the background only: no bar
+    assert plot.locator("text").text_content() == "no lookups in the last hour"
+    assert plot.locator("text").is_visible()
+    shots = Path(os.environ.get("CFM_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    box.screenshot(path=str(shots / "inspector-quiet.png"))
