@@ -27,6 +27,7 @@ from ..errors import CacheError, ConfigurationError
 from ..guard.logs import get_logger, sanitize_for_log
 from ..validation import check_number
 from .keys import require_json
+from .signing import Fields
 
 __all__ = [
     "MIN_PREFIX",
@@ -171,20 +172,20 @@ def json_copy(value: Any) -> Any:
     return value
 
 
-def public_view(key: str, body: dict[str, Any], now: float, metadata: Any) -> dict[str, Any]:
-    """The dict ``get`` returns for the verified ``body`` under ``key``, with ``metadata``
-    (the body's own, or a copy when the body is kept for later lookups). The body's cost and
-    times are floats already (:meth:`.signing.Signer.open` makes them so)."""
-    created = body["created_at"]
+def public_view(key: str, fields: Fields, now: float, metadata: dict[str, Any]) -> dict[str, Any]:
+    """The dict ``get`` returns for the verified ``fields`` under ``key``, with ``metadata``
+    (the fields' metadata parsed: a dict of the caller's own). The cost and times are floats
+    already (:meth:`.signing.Signer.open_fields` makes them so)."""
+    created = fields[6]
     return {
-        "response": body["response"],
-        "agent_name": body["agent_name"],
-        "model": body["model"],
-        "input_tokens": body["input_tokens"],
-        "output_tokens": body["output_tokens"],
-        "estimated_cost": body["estimated_cost"],
+        "response": fields[0],
+        "agent_name": fields[1],
+        "model": fields[2],
+        "input_tokens": fields[3],
+        "output_tokens": fields[4],
+        "estimated_cost": fields[5],
         "created_at": created,
-        "expires_at": body["expires_at"],
+        "expires_at": fields[7],
         "age_seconds": now - created if now > created else 0.0,
         "metadata": metadata,
         "key": key,

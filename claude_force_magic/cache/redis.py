@@ -78,7 +78,7 @@ from .entries import (
 )
 from .keys import key_for
 from .redis_scripts import MISMATCH, SHAS, SOURCES
-from .signing import Signer
+from .signing import Signer, body_of, metadata_of
 from .verify import VerifyReport
 
 __all__ = ["RedisResponseCache"]
@@ -341,7 +341,8 @@ class RedisResponseCache:
             return None
         now = self._clock()
         try:
-            body = signer.open(self._signed_key(key), value)
+            fields = signer.open_fields(self._signed_key(key), value)
+            metadata = metadata_of(fields[8])
         except IntegrityError as exc:
             log.warning(
                 "cache entry %s for agent %s failed its integrity check (%s); deleted",
@@ -351,10 +352,10 @@ class RedisResponseCache:
             )
             self._discard(key, value, "integrity_failures", lookup=True)
             return None
-        if body["expires_at"] <= now:
+        if fields[7] <= now:  # expires_at
             self._discard(key, value, "expirations", lookup=True)
             return None
-        return public_view(key, body, now, body["metadata"])  # a fresh body each lookup
+        return public_view(key, fields, now, metadata)
 
     def _lookup(self, key: str) -> bytes | None:
         """Read the envelope under ``key``, touch its LRU score if it is an entry (``XX``) and
@@ -672,7 +673,8 @@ class RedisResponseCache:
             return None
         now = self._clock()
         try:
-            body = signer.open(self._signed_key(full), value)
+            fields = signer.open_fields(self._signed_key(full), value)
+            body = body_of(fields)
         except IntegrityError as exc:
             removed = self._discard(full, value, "integrity_failures", lookup=False)
             raise IntegrityError(
@@ -683,7 +685,7 @@ class RedisResponseCache:
         if body["expires_at"] <= now:
             self._discard(full, value, "expirations", lookup=False)
             return None
-        public = public_view(full, body, now, body["metadata"])
+        public = public_view(full, fields, now, body["metadata"])
         return entry_view(public, listing(full, len(value), int(hits or 0), body), body)
 
     def delete_key(self, key: str) -> bool:

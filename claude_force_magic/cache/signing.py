@@ -171,41 +171,51 @@ def _metadata_json(metadata: dict[str, Any]) -> str:
     return "{" + ",".join(parts) + "}"
 
 
-def _parse(payload: bytes | memoryview) -> dict[str, Any]:
-    """The body of an authenticated version-2 payload.
+#: A verified entry as a lookup keeps it: (response, agent_name, model, input_tokens,
+#: output_tokens, estimated_cost, created_at, expires_at, metadata JSON text). Only immutable
+#: values, so one kept in memory cannot be changed by a caller (and the garbage collector stops
+#: tracking it); :func:`metadata_of` turns the last field into the dict callers get.
+Fields = tuple[str, str, str, int, int, float, float, float, str]
+#: The body's field names, in the order of :data:`Fields`.
+BODY_FIELDS = (
+    "response",
+    "agent_name",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "estimated_cost",
+    "created_at",
+    "expires_at",
+    "metadata",
+)
+
+
+def _parse(payload: bytes | memoryview, start: int = 0, end: int | None = None) -> Fields:
+    """The fields of an authenticated version-2 payload: ``payload[start:end]``.
 
     Runs on every first hit of an entry, so it decodes as little as it can: the agent name,
     model and metadata JSON are decoded as one string when they are ASCII (then their byte
-    lengths are their lengths in characters), and metadata ``{}`` is not parsed at all.
+    lengths are their lengths in characters), and the metadata is left as text (checked by
+    :func:`metadata_of` when it is read).
     """
-    if len(payload) < _FIXED.size:
+    stop = len(payload) if end is None else end
+    body = start + _FIXED.size
+    if stop < body:
         raise IntegrityError("signed payload is too short")
     tokens_in, tokens_out, cost, created, expires, n_agent, n_model, n_meta = _FIXED.unpack_from(
-        payload
+        payload, start
     )
-    start = _FIXED.size
-    meta_end = start + n_agent + n_model + n_meta
-    if meta_end > len(payload):
+    meta_end = body + n_agent + n_model + n_meta
+    if meta_end > stop:
         raise IntegrityError("signed field lengths are out of range")
     if not (_isfinite(cost) and _isfinite(created) and _isfinite(expires)):
         raise IntegrityError("signed cost or times are not finite numbers")
     try:
-        agent, model, meta = _texts(payload[start:meta_end], n_agent, n_model)
-        metadata = _metadata(meta)
-        response = str(payload[meta_end:], "utf-8", "surrogatepass")
-    except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError
-        raise IntegrityError("signed payload is not valid UTF-8 JSON") from exc
-    return {
-        "response": response,
-        "agent_name": agent,
-        "model": model,
-        "input_tokens": tokens_in,
-        "output_tokens": tokens_out,
-        "estimated_cost": cost,
-        "created_at": created,
-        "expires_at": expires,
-        "metadata": metadata,
-    }
+        agent, model, meta = _texts(payload[body:meta_end], n_agent, n_model)
+        response = str(payload[meta_end:stop], "utf-8", "surrogatepass")
+    except ValueError as exc:  # UnicodeDecodeError
+        raise IntegrityError("signed payload is not valid UTF-8") from exc
+    return (response, agent, model, tokens_in, tokens_out, cost, created, expires, meta)
 
 
 def _texts(names: bytes | memoryview, n_agent: int, n_model: int) -> tuple[str, str, str]:
@@ -227,22 +237,35 @@ def _texts(names: bytes | memoryview, n_agent: int, n_model: int) -> tuple[str, 
     )
 
 
-def _metadata(text: str) -> dict[str, Any]:
-    """The metadata dict of its signed JSON ``text``: exactly one JSON object, written by
-    :data:`_ENCODER` (compact, so no surrounding whitespace is accepted). Raises ValueError
-    for anything else (IntegrityError when it is valid JSON but not an object)."""
+def metadata_of(text: str) -> dict[str, Any]:
+    """The metadata dict of an entry's signed metadata JSON ``text`` (a new dict each call).
+
+    Exactly one JSON object, as :data:`_ENCODER` writes it (compact, so no surrounding
+    whitespace is accepted); :class:`IntegrityError` for anything else.
+    """
     if text == "{}":  # the usual metadata of a library call: nothing to parse
         return {}
-    metadata, end = _DECODER.raw_decode(text)
+    try:
+        metadata, end = _DECODER.raw_decode(text)
+    except ValueError as exc:  # JSONDecodeError
+        raise IntegrityError("signed metadata is not valid JSON") from exc
     if end != len(text):
-        raise ValueError("extra data after the signed metadata")
+        raise IntegrityError("signed metadata has extra data after the JSON object")
     if type(metadata) is not dict:
         raise IntegrityError("envelope field 'metadata' is missing or has the wrong type")
     return metadata
 
 
-def _parse_v1(payload: memoryview) -> dict[str, Any]:
-    """The body of an authenticated version-1 payload (JSON header, then the response)."""
+def body_of(fields: Fields) -> dict[str, Any]:
+    """The body dict of verified ``fields`` (the fields :meth:`Signer.seal` takes), its
+    metadata parsed (IntegrityError when it is not one JSON object)."""
+    body = dict(zip(BODY_FIELDS, fields, strict=True))
+    body["metadata"] = metadata_of(fields[8])
+    return body
+
+
+def _parse_v1(payload: memoryview) -> Fields:
+    """The fields of an authenticated version-1 payload (JSON header, then the response)."""
     end = 4 + int.from_bytes(payload[:4], "big")
     if end > len(payload):
         raise IntegrityError("signed header length is out of range")
@@ -254,9 +277,17 @@ def _parse_v1(payload: memoryview) -> dict[str, Any]:
     if isinstance(body, dict):
         body["response"] = response
     checked = _check_fields(body)
-    for name in ("estimated_cost", "created_at", "expires_at"):  # floats, as version 2 reads
-        checked[name] = float(checked[name])
-    return checked
+    return (
+        response,
+        checked["agent_name"],
+        checked["model"],
+        checked["input_tokens"],
+        checked["output_tokens"],
+        float(checked["estimated_cost"]),  # floats, as version 2 reads them
+        float(checked["created_at"]),
+        float(checked["expires_at"]),
+        _ENCODER.encode(checked["metadata"]),
+    )
 
 
 def _associated(header: bytes, key: str, payload: bytes | memoryview = b"") -> bytes:
@@ -321,11 +352,17 @@ class Signer:
         were edited, carry a body without the expected fields, or (for an encrypting Signer)
         were stored unencrypted.
         """
+        return body_of(self.open_fields(key, data))
+
+    def open_fields(self, key: str, data: bytes) -> Fields:
+        """:meth:`open` without building the body dict: the verified :data:`Fields`, whose
+        metadata is still JSON text (:func:`metadata_of` checks and parses it). What a cache
+        lookup keeps. Raises :class:`IntegrityError` as :meth:`open` does."""
         if not isinstance(data, bytes):
             raise IntegrityError("stored value is not bytes")
         header = data[:_HEADER_SIZE]
         if header == _PLAIN_HEADER:  # the usual entry first
-            return _parse(self._open_plain(key, data))
+            return _parse(data, _BODY_START, self._check_plain(key, data))
         if header == _ENCRYPTED_HEADER:
             return _parse(self._open_encrypted(key, data))
         if not data.startswith(MAGIC) or len(data) < _HEADER_SIZE:
@@ -337,8 +374,9 @@ class Signer:
             raise IntegrityError(f"unsupported envelope flags {data[_HEADER_SIZE - 1]:#04x}")
         raise IntegrityError(f"unsupported envelope version {version}")
 
-    def _open_plain(self, key: str, data: bytes) -> memoryview:
-        """The authenticated payload of a version-2 envelope stored in clear."""
+    def _check_plain(self, key: str, data: bytes) -> int:
+        """Check the tag of a version-2 envelope stored in clear; where its payload ends (it
+        starts at ``_BODY_START``)."""
         tag_start = len(data) - TAG_SIZE
         if tag_start < _BODY_START + _FIXED.size:
             raise IntegrityError("not a signed envelope")
@@ -347,7 +385,7 @@ class Signer:
         self._cipher.decrypt(nonce, data[tag_start:], _associated(_PLAIN_HEADER, key, payload))
         if self._encrypt:
             self._refuse_clear()
-        return payload
+        return tag_start
 
     def _open_encrypted(self, key: str, data: bytes) -> bytes:
         """The decrypted payload of a version-2 envelope stored encrypted."""

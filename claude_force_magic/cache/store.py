@@ -48,7 +48,7 @@ from .entries import (
 from .keys import key_for, key_of
 from .memo import VerifiedMemo
 from .pending import PendingCounts
-from .signing import Signer
+from .signing import Fields, Signer, body_of, metadata_of
 from .verify import VerifyReport
 
 __all__ = ["CacheSkipWarning", "ResponseCache"]
@@ -408,28 +408,31 @@ class ResponseCache:
         if found is None:
             self._count(db, None)
             return None
-        body = self._memo.get(key, found)  # verified earlier from this very row version
-        if body is None:
-            body = self._verify_found(db, signer, key, found, agent_name)
-            if body is None:
+        fields = self._memo.get(key, found)  # verified earlier from this very row version
+        if fields is not None:
+            metadata = metadata_of(fields[8])  # checked when it was verified: a fresh dict
+        else:
+            verified = self._verify_found(db, signer, key, found, agent_name)
+            if verified is None:
                 return None
+            fields, metadata = verified
         now = self._clock()
-        if body["expires_at"] <= now:
+        if fields[7] <= now:  # expires_at
             self._discard(db, key, found, "expirations")
             return None
         self._count(db, found)
-        # the caller's own metadata: the memo keeps the body for later lookups
-        return public_view(key, body, now, json_copy(body["metadata"]))
+        return public_view(key, fields, now, metadata)
 
     def _verify_found(
         self, db: AnyBackend, signer: Signer, key: str, found: Found, agent_name: str
-    ) -> dict[str, Any] | None:
-        """The verified body of the row ``found`` under ``key``, remembered for this row
-        version; None (the row deleted and counted as an integrity failure, with a warning)
-        when it fails its check."""
+    ) -> tuple[Fields, dict[str, Any]] | None:
+        """The verified fields of the row ``found`` under ``key`` and its metadata dict,
+        remembered for this row version; None (the row deleted and counted as an integrity
+        failure, with a warning) when it fails its check."""
         try:
             data = db.fetch_found(found)
-            body = signer.open(key, data)
+            fields = signer.open_fields(key, data)
+            metadata = metadata_of(fields[8])
         except IntegrityError as exc:
             self._discard(db, key, found, "integrity_failures")
             log.warning(
@@ -439,8 +442,8 @@ class ResponseCache:
                 exc,
             )
             return None
-        self._memo.put(key, found, body, len(data))
-        return body
+        self._memo.put(key, found, fields, len(data))
+        return fields, metadata
 
     def _count(self, db: AnyBackend, found: Found | None) -> None:
         """Gather a hit on the row ``found`` (or a miss) in memory; write the batch when due."""
@@ -653,12 +656,13 @@ class ResponseCache:
         }
 
     @staticmethod
-    def _check_row(signer: Signer, row: Row, data: bytes) -> dict[str, Any]:
-        """The verified body of ``row``, whose stored bytes are ``data`` (else IntegrityError)."""
+    def _check_row(signer: Signer, row: Row, data: bytes) -> Fields:
+        """The verified fields of ``row``, whose stored bytes are ``data`` (else
+        IntegrityError); their metadata is checked by :func:`body_of`."""
         key = row[1]
         if not isinstance(key, str) or not _KEY_PATTERN.match(key):
             raise IntegrityError("stored key is not a SHA-256 hex digest")
-        return signer.open(key, data)
+        return signer.open_fields(key, data)
 
     def _verify_page(
         self, sql: Sql, cleanup: Callable[[Any], None], rows: list[Row], report: VerifyReport
@@ -668,7 +672,7 @@ class ResponseCache:
         for row in rows:
             report.checked += 1
             try:
-                body = self._check_row(self._signer, row, self._db.fetch_value(row))
+                body = body_of(self._check_row(self._signer, row, self._db.fetch_value(row)))
             except IntegrityError as exc:
                 self._db.delete_row(sql, cleanup, row)
                 self._db.bump(sql, integrity_failures=1)
@@ -746,7 +750,7 @@ class ResponseCache:
             for row in rows:
                 try:
                     data = db.fetch_value(row)
-                    body = self._check_row(self._signer, row, data)
+                    body = body_of(self._check_row(self._signer, row, data))
                 except IntegrityError:
                     continue
                 if body["expires_at"] > now:
@@ -813,7 +817,8 @@ class ResponseCache:
         now = self._clock()
         try:
             data = db.fetch_value(row)
-            body = self._check_row(self._signer, row, data)
+            fields = self._check_row(self._signer, row, data)
+            body = body_of(fields)
         except IntegrityError as exc:
             removed = self._drop(db, row, "integrity_failures")
             log.warning("cache entry %s failed its integrity check (%s)", full[:12], exc)
@@ -825,7 +830,7 @@ class ResponseCache:
         if body["expires_at"] <= now:
             self._drop(db, row, "expirations")
             return None
-        public = public_view(full, body, now, json_copy(body["metadata"]))
+        public = public_view(full, fields, now, json_copy(body["metadata"]))
         return entry_view(public, self._listing(row, len(data), body), body)
 
     def _drop(self, db: AnyBackend, row: Row, counter: str) -> bool:
