@@ -3,13 +3,15 @@ never serves an edited, forged, replaced or expired answer."""
 
 from __future__ import annotations
 
+import gc
+import json
 from collections.abc import Callable
 
 import pytest
 
 from claude_force_magic.cache import ResponseCache
 from claude_force_magic.cache.memo import VerifiedMemo
-from claude_force_magic.cache.signing import Signer
+from claude_force_magic.cache.signing import Fields, Signer
 from claude_force_magic.settings import Secret
 
 from .conftest import FakeClock, db_execute, fetch, put
@@ -41,18 +43,21 @@ def test_a_repeated_hit_skips_the_signature_check(
     put(cache, "t", "the answer")
     assert fetch(cache, "t") is not None  # verified and remembered
     opened: list[str] = []
-    real_open = Signer.open
+    real_open = Signer.open_fields
 
-    def counting_open(self: Signer, k: str, data: bytes) -> dict[str, object]:
+    def counting_open(self: Signer, k: str, data: bytes) -> Fields:
         opened.append(k)
         return real_open(self, k, data)
 
-    monkeypatch.setattr(Signer, "open", counting_open)
+    monkeypatch.setattr(Signer, "open_fields", counting_open)
+    assert fetch(cache, "u") is None and opened == []  # a miss opens nothing
+    put(cache, "u", "another answer")
+    assert fetch(cache, "u") is not None and opened == [key(cache, "u")]  # verified once...
     for _ in range(5):
         hit = fetch(cache, "t")
         assert hit is not None and hit["response"] == "the answer"
-    assert opened == []
-    assert cache.get_stats()["hits"] == 6
+    assert opened == [key(cache, "u")]  # ...and "t", remembered, never again
+    assert cache.get_stats()["hits"] == 7
 
 
 def test_value_edited_in_place_after_a_hit_is_never_served(cache: ResponseCache) -> None:
@@ -165,6 +170,22 @@ def test_changing_a_returned_answer_does_not_change_the_next_hit(cache: Response
     again = fetch(cache, "t")
     assert again is not None and again["response"] == "answer"
     assert again["metadata"] == {"stop_reason": "end_turn", "options": {"n": [1]}}
+
+
+def test_remembered_entries_hold_only_immutable_values(cache: ResponseCache) -> None:
+    """What the memo keeps cannot be changed through anything a lookup returns, and the
+    garbage collector stops tracking it (no mutable container inside)."""
+    put(cache, "t", "answer", metadata={"stop_reason": "end_turn", "options": {"n": [1]}})
+    first = fetch(cache, "t")
+    assert first is not None
+    ((rowid, stored, stamp, fields, size),) = cache._memo._items.values()
+    assert fields[0] == "answer" and json.loads(fields[8]) == first["metadata"]
+    immutable = (str, int, float, bytes, type(None))
+    assert all(type(v) in immutable for v in (rowid, stored, stamp, size, *fields))
+    gc.collect()
+    assert not gc.is_tracked(fields)
+    again = fetch(cache, "t")
+    assert again is not None and again["metadata"] is not first["metadata"]
 
 
 def test_the_memo_stays_within_its_bounds(make_cache: MakeCache) -> None:
