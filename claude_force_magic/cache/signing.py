@@ -277,6 +277,10 @@ def _parse_v1(payload: memoryview) -> Fields:
     if isinstance(body, dict):
         body["response"] = response
     checked = _check_fields(body)
+    try:
+        metadata = _ENCODER.encode(checked["metadata"])  # kept as text, like version 2's
+    except ValueError as exc:  # NaN or infinity: never written by any release
+        raise IntegrityError("signed metadata is not valid JSON") from exc
     return (
         response,
         checked["agent_name"],
@@ -286,7 +290,7 @@ def _parse_v1(payload: memoryview) -> Fields:
         float(checked["estimated_cost"]),  # floats, as version 2 reads them
         float(checked["created_at"]),
         float(checked["expires_at"]),
-        _ENCODER.encode(checked["metadata"]),
+        metadata,
     )
 
 

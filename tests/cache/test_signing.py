@@ -120,6 +120,16 @@ def test_entries_written_by_the_previous_release_still_open() -> None:
         Signer(SECRET, encrypt=True).open(KEY, GOLDEN_V1)
 
 
+def test_a_version_1_entry_opens_to_the_same_fields_a_lookup_keeps() -> None:
+    fields = Signer(SECRET).open_fields(KEY, GOLDEN_V1)
+    assert fields[0] == LEGACY_BODY["response"] and fields[5:8] == (0.0012, 1000.0, 4600.0)
+    assert json.loads(fields[8]) == LEGACY_BODY["metadata"]
+    # a version-1 header with NaN in its metadata (json.dumps allows it; no release wrote it)
+    nan = v1_envelope(KEY, body(metadata={"score": float("nan")}))
+    with pytest.raises(IntegrityError, match="metadata is not valid JSON"):
+        Signer(SECRET).open_fields(KEY, nan)
+
+
 def test_new_envelopes_are_version_2_and_smaller_to_parse() -> None:
     blob = Signer(SECRET).seal(KEY, body())
     assert blob[4:6] == bytes([ENVELOPE_VERSION, 0])
