@@ -176,18 +176,8 @@ def _metadata_json(metadata: dict[str, Any]) -> str:
 #: values, so one kept in memory cannot be changed by a caller (and the garbage collector stops
 #: tracking it); :func:`metadata_of` turns the last field into the dict callers get.
 Fields = tuple[str, str, str, int, int, float, float, float, str]
-#: The body's field names, in the order of :data:`Fields`.
-BODY_FIELDS = (
-    "response",
-    "agent_name",
-    "model",
-    "input_tokens",
-    "output_tokens",
-    "estimated_cost",
-    "created_at",
-    "expires_at",
-    "metadata",
-)
+#: The body's field names, in the order of :data:`Fields` (the order of :data:`_FIELDS`).
+BODY_FIELDS = tuple(_FIELDS)
 
 
 def _parse(payload: bytes | memoryview, start: int = 0, end: int | None = None) -> Fields:
