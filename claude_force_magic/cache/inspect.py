@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CacheError, IntegrityError
 from .backend import INDEX_ROW, INDEX_SCHEMA, Backend, Row
-from .signing import body_of
 
 if TYPE_CHECKING:
     from .store import AnyBackend, ResponseCache
@@ -295,7 +294,7 @@ class CacheView:
         for row in rows:
             try:
                 data = db.fetch_value(row)
-                body = body_of(self._cache._check_row(signer, row, data))
+                body = self._cache._check_row(signer, row, data)
             except IntegrityError:
                 failed.append(row[1])
                 continue
@@ -408,7 +407,7 @@ class CacheView:
                 continue  # deleted or rewritten since the index was read: not shown
             try:
                 data = db.fetch_value(row)
-                body = body_of(self._cache._check_row(self._cache._signer, row, data))
+                body = self._cache._check_row(self._cache._signer, row, data)
             except IntegrityError:
                 self._execute(db, "DELETE FROM CfmIndex WHERE id = ?", (rowid,))
                 failure = self._report(row[1])
@@ -570,7 +569,7 @@ def extend_ttl(cache: ResponseCache, key: str, ttl_hours: float) -> float | None
     row = db.read_row(full)
     if row is None or cache.entry(full) is None:  # entry(): verified, expired removed
         return None
-    body = body_of(cache._check_row(cache._signer, row, db.fetch_value(row)))
+    body = cache._check_row(cache._signer, row, db.fetch_value(row))
     body["expires_at"] = cache._clock() + ttl * 3600.0
     blob = cache._signer.seal(full, body)
     size, mode, filename, value = db.disk.store(blob, False)

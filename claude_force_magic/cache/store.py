@@ -656,9 +656,14 @@ class ResponseCache:
         }
 
     @staticmethod
-    def _check_row(signer: Signer, row: Row, data: bytes) -> Fields:
-        """The verified fields of ``row``, whose stored bytes are ``data`` (else
-        IntegrityError); their metadata is checked by :func:`body_of`."""
+    def _check_row(signer: Signer, row: Row, data: bytes) -> dict[str, Any]:
+        """The verified body of ``row``, whose stored bytes are ``data`` (else IntegrityError)."""
+        return body_of(ResponseCache._check_fields(signer, row, data))
+
+    @staticmethod
+    def _check_fields(signer: Signer, row: Row, data: bytes) -> Fields:
+        """:meth:`_check_row`'s verified fields, their metadata not yet checked (as
+        :func:`body_of` does)."""
         key = row[1]
         if not isinstance(key, str) or not _KEY_PATTERN.match(key):
             raise IntegrityError("stored key is not a SHA-256 hex digest")
@@ -672,7 +677,7 @@ class ResponseCache:
         for row in rows:
             report.checked += 1
             try:
-                body = body_of(self._check_row(self._signer, row, self._db.fetch_value(row)))
+                body = self._check_row(self._signer, row, self._db.fetch_value(row))
             except IntegrityError as exc:
                 self._db.delete_row(sql, cleanup, row)
                 self._db.bump(sql, integrity_failures=1)
@@ -750,7 +755,7 @@ class ResponseCache:
             for row in rows:
                 try:
                     data = db.fetch_value(row)
-                    body = body_of(self._check_row(self._signer, row, data))
+                    body = self._check_row(self._signer, row, data)
                 except IntegrityError:
                     continue
                 if body["expires_at"] > now:
@@ -817,7 +822,7 @@ class ResponseCache:
         now = self._clock()
         try:
             data = db.fetch_value(row)
-            fields = self._check_row(self._signer, row, data)
+            fields = self._check_fields(self._signer, row, data)
             body = body_of(fields)
         except IntegrityError as exc:
             removed = self._drop(db, row, "integrity_failures")
